@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Internals shared by the offload/ sources; not part of its interface. */
+#ifndef MOAT_DP_INTERNAL_H
+#define MOAT_DP_INTERNAL_H
+
+#include <pthread.h>
+#include "dp.h"
+
+struct moat_bpf;
+struct tx_op;
+
+struct moat_dp {
+	struct moat_bpf *skel;
+	char *pin_dir;
+	bool no_pin;
+	struct moat_config *cfg;      /* mmapped moat_config[0] */
+	size_t cfg_len;
+	int tbl_fd[MOAT_T_MAX][2];    /* inner maps of slots a, b */
+	int outer_fd[MOAT_T_MAX];
+	__u32 tbl_cap[MOAT_T_MAX];
+	__u32 generation;             /* last generation handed out */
+	bool inactive_dirty;          /* inactive slot may differ from the live one */
+
+	/* the last commit, to be replayed into the other slot */
+	pthread_mutex_t settle_lock;
+	pthread_cond_t settle_cond;
+	pthread_t settle_thread;
+	bool settle_running;
+	bool settle_pending;
+	int settle_err;
+	struct moat_tx *pending;
+};
+
+int moat_bpffs_ensure(void);
+
+#endif

@@ -1,0 +1,361 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Generation-switched table transactions.
+ *
+ * Both slots hold the same content between commits.  A commit writes its
+ * changes into the inactive slot (with an undo log: a failed write leaves
+ * that slot as it was), then publishes it with two release stores: the
+ * slot's generation, then the active index.  After an RCU grace period no
+ * packet can still be reading the old slot, and a helper thread replays the
+ * same changes into it.  A packet therefore sees one generation or the
+ * next, never a mixture.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <linux/membarrier.h>
+#include <bpf/bpf.h>
+
+#include "dp.h"
+#include "dp_internal.h"
+
+#define OP_KEY_MAX 24
+#define OP_VAL_MAX 32
+
+struct tx_op {
+	__u8 tbl;
+	__u8 del;
+	__u8 had_old;   /* undo: the key existed before */
+	__u8 pad;
+	__u8 key[OP_KEY_MAX];
+	__u8 val[OP_VAL_MAX];
+	__u8 old[OP_VAL_MAX];
+};
+
+struct moat_tx {
+	struct moat_dp *dp;
+	bool full;
+	struct tx_op *ops;
+	size_t n, cap;
+};
+
+_Static_assert(sizeof(struct moat_policy_key) <= OP_KEY_MAX, "key fits");
+_Static_assert(sizeof(struct moat_net6_key) <= OP_KEY_MAX, "key fits");
+_Static_assert(sizeof(struct moat_subject) <= OP_VAL_MAX, "value fits");
+_Static_assert(sizeof(struct moat_endpoint) <= OP_VAL_MAX, "value fits");
+_Static_assert(sizeof(struct moat_policy_val) <= OP_VAL_MAX, "value fits");
+
+int moat_tx_begin(struct moat_dp *dp, bool full, struct moat_tx **ret_tx)
+{
+	struct moat_tx *tx = calloc(1, sizeof(*tx));
+
+	if (!tx)
+		return -ENOMEM;
+	tx->dp = dp;
+	tx->full = full;
+	*ret_tx = tx;
+	return 0;
+}
+
+static void tx_free(struct moat_tx *tx)
+{
+	if (!tx)
+		return;
+	free(tx->ops);
+	free(tx);
+}
+
+void moat_tx_abort(struct moat_tx *tx)
+{
+	tx_free(tx);
+}
+
+size_t moat_tx_ops(const struct moat_tx *tx)
+{
+	return tx->n;
+}
+
+static struct tx_op *tx_push(struct moat_tx *tx)
+{
+	if (tx->n == tx->cap) {
+		size_t ncap = tx->cap ? tx->cap * 2 : 256;
+		struct tx_op *n = realloc(tx->ops, ncap * sizeof(*n));
+		if (!n)
+			return NULL;
+		tx->ops = n;
+		tx->cap = ncap;
+	}
+	memset(&tx->ops[tx->n], 0, sizeof(tx->ops[0]));
+	return &tx->ops[tx->n++];
+}
+
+int moat_tx_put(struct moat_tx *tx, enum moat_tbl t, const void *key, const void *val)
+{
+	struct tx_op *op;
+
+	if (t >= MOAT_T_MAX)
+		return -EINVAL;
+	op = tx_push(tx);
+	if (!op)
+		return -ENOMEM;
+	op->tbl = t;
+	memcpy(op->key, key, moat_tbl_key_size(t));
+	memcpy(op->val, val, moat_tbl_value_size(t));
+	return 0;
+}
+
+int moat_tx_del(struct moat_tx *tx, enum moat_tbl t, const void *key)
+{
+	struct tx_op *op;
+
+	if (t >= MOAT_T_MAX)
+		return -EINVAL;
+	op = tx_push(tx);
+	if (!op)
+		return -ENOMEM;
+	op->tbl = t;
+	op->del = 1;
+	memcpy(op->key, key, moat_tbl_key_size(t));
+	return 0;
+}
+
+static bool tbl_is_array(enum moat_tbl t)
+{
+	return t == MOAT_T_SUBJ;
+}
+
+static int op_apply(int fd, enum moat_tbl t, bool del, const void *key, const void *val)
+{
+	static const __u8 zero[OP_VAL_MAX];
+
+	if (del) {
+		if (tbl_is_array(t))
+			return bpf_map_update_elem(fd, key, zero, BPF_ANY) ? -errno : 0;
+		if (bpf_map_delete_elem(fd, key) && errno != ENOENT)
+			return -errno;
+		return 0;
+	}
+	return bpf_map_update_elem(fd, key, val, BPF_ANY) ? -errno : 0;
+}
+
+/* Empties every table of a slot. */
+static int slot_clear(struct moat_dp *dp, __u32 slot)
+{
+	static const __u8 zero[OP_VAL_MAX];
+	__u8 key[OP_KEY_MAX], next[OP_KEY_MAX];
+
+	for (int t = 0; t < MOAT_T_MAX; t++) {
+		int fd = dp->tbl_fd[t][slot];
+		if (tbl_is_array(t)) {
+			__u8 cur[OP_VAL_MAX];
+			for (__u32 i = 0; i < dp->tbl_cap[t]; i++) {
+				if (bpf_map_lookup_elem(fd, &i, cur))
+					return -errno;
+				if (memcmp(cur, zero, moat_tbl_value_size(t)) &&
+				    bpf_map_update_elem(fd, &i, zero, BPF_ANY))
+					return -errno;
+			}
+			continue;
+		}
+		/* Deleting the key just returned restarts iteration at the
+		 * first key, so always ask for the first. */
+		while (bpf_map_get_next_key(fd, NULL, next) == 0) {
+			memcpy(key, next, sizeof(key));
+			if (bpf_map_delete_elem(fd, key) && errno != ENOENT)
+				return -errno;
+		}
+	}
+	return 0;
+}
+
+/* Makes slot dst a copy of slot src. */
+static int slot_copy(struct moat_dp *dp, __u32 src, __u32 dst)
+{
+	__u8 key[OP_KEY_MAX], next[OP_KEY_MAX], val[OP_VAL_MAX], cur[OP_VAL_MAX];
+	void *prev;
+	int err;
+
+	for (int t = 0; t < MOAT_T_MAX; t++) {
+		int sfd = dp->tbl_fd[t][src], dfd = dp->tbl_fd[t][dst];
+		size_t vsz = moat_tbl_value_size(t), ksz = moat_tbl_key_size(t);
+
+		if (tbl_is_array(t)) {
+			for (__u32 i = 0; i < dp->tbl_cap[t]; i++) {
+				if (bpf_map_lookup_elem(sfd, &i, val) || bpf_map_lookup_elem(dfd, &i, cur))
+					return -errno;
+				if (memcmp(val, cur, vsz) && bpf_map_update_elem(dfd, &i, val, BPF_ANY))
+					return -errno;
+			}
+			continue;
+		}
+		/* drop what src does not have */
+		prev = NULL;
+		while (bpf_map_get_next_key(dfd, prev, next) == 0) {
+			memcpy(key, next, ksz);
+			if (bpf_map_lookup_elem(sfd, key, val) && errno == ENOENT) {
+				if (bpf_map_delete_elem(dfd, key) && errno != ENOENT)
+					return -errno;
+				prev = NULL; /* restart: the cursor key is gone */
+				continue;
+			}
+			prev = key;
+		}
+		prev = NULL;
+		while (bpf_map_get_next_key(sfd, prev, next) == 0) {
+			memcpy(key, next, ksz);
+			prev = key;
+			if (bpf_map_lookup_elem(sfd, key, val))
+				continue;
+			err = op_apply(dfd, t, false, key, val);
+			if (err)
+				return err;
+		}
+	}
+	return 0;
+}
+
+/* Applies the ops to one slot.  With undo, every op first records what it
+ * overwrites and a failure restores the slot exactly. */
+static int ops_apply(struct moat_dp *dp, __u32 slot, struct moat_tx *tx, bool undo)
+{
+	size_t i;
+	int err = 0;
+
+	for (i = 0; i < tx->n; i++) {
+		struct tx_op *op = &tx->ops[i];
+		int fd = dp->tbl_fd[op->tbl][slot];
+
+		if (undo) {
+			op->had_old = bpf_map_lookup_elem(fd, op->key, op->old) == 0;
+			if (!op->had_old && errno != ENOENT) {
+				err = -errno;
+				break;
+			}
+		}
+		err = op_apply(fd, op->tbl, op->del, op->key, op->val);
+		if (err)
+			break;
+	}
+	if (!err || !undo)
+		return err;
+	while (i-- > 0) {
+		struct tx_op *op = &tx->ops[i];
+		int fd = dp->tbl_fd[op->tbl][slot];
+		int r = op_apply(fd, op->tbl, !op->had_old, op->key, op->old);
+		if (r)
+			dp->inactive_dirty = true; /* could not restore: re-level later */
+	}
+	return err;
+}
+
+static void *settle_main(void *arg)
+{
+	struct moat_dp *dp = arg;
+	struct moat_tx *tx;
+	__u32 old_slot;
+	int err = 0;
+
+	/* Every XDP program run that started before the switch has ended
+	 * once an RCU grace period has passed. */
+	if (syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0))
+		usleep(50000); /* membarrier unavailable: XDP runs are microseconds */
+
+	pthread_mutex_lock(&dp->settle_lock);
+	tx = dp->pending;
+	dp->pending = NULL;
+	pthread_mutex_unlock(&dp->settle_lock);
+
+	old_slot = !(__atomic_load_n(&dp->cfg->active, __ATOMIC_ACQUIRE) & 1);
+	if (tx) {
+		if (tx->full)
+			err = slot_clear(dp, old_slot);
+		if (!err)
+			err = ops_apply(dp, old_slot, tx, false);
+		if (err)
+			dp->inactive_dirty = true;
+		tx_free(tx);
+	}
+
+	pthread_mutex_lock(&dp->settle_lock);
+	dp->settle_err = err;
+	dp->settle_pending = false;
+	pthread_cond_broadcast(&dp->settle_cond);
+	pthread_mutex_unlock(&dp->settle_lock);
+	return NULL;
+}
+
+int moat_dp_settle(struct moat_dp *dp)
+{
+	int err;
+
+	pthread_mutex_lock(&dp->settle_lock);
+	while (dp->settle_pending)
+		pthread_cond_wait(&dp->settle_cond, &dp->settle_lock);
+	err = dp->settle_err;
+	dp->settle_err = 0;
+	if (dp->settle_running) {
+		dp->settle_running = false;
+		pthread_mutex_unlock(&dp->settle_lock);
+		pthread_join(dp->settle_thread, NULL);
+		return err;
+	}
+	pthread_mutex_unlock(&dp->settle_lock);
+	return err;
+}
+
+int moat_tx_commit(struct moat_tx *tx, __u32 *ret_generation)
+{
+	struct moat_dp *dp = tx->dp;
+	__u32 active, inactive, gen;
+	int err;
+
+	/* the previous commit must have reached both slots */
+	(void)moat_dp_settle(dp);
+
+	active = __atomic_load_n(&dp->cfg->active, __ATOMIC_ACQUIRE) & 1;
+	inactive = !active;
+	if (dp->inactive_dirty && !tx->full) {
+		err = slot_copy(dp, active, inactive);
+		if (err)
+			goto fail;
+		dp->inactive_dirty = false;
+	}
+	if (tx->full) {
+		err = slot_clear(dp, inactive);
+		if (!err)
+			err = ops_apply(dp, inactive, tx, false);
+		if (err) {
+			dp->inactive_dirty = true;
+			goto fail;
+		}
+		dp->inactive_dirty = false;
+	} else {
+		err = ops_apply(dp, inactive, tx, true);
+		if (err)
+			goto fail;
+	}
+
+	gen = ++dp->generation;
+	__atomic_store_n(&dp->cfg->slot_gen[inactive], gen, __ATOMIC_RELEASE);
+	__atomic_store_n(&dp->cfg->active, inactive, __ATOMIC_RELEASE);
+	if (ret_generation)
+		*ret_generation = gen;
+
+	pthread_mutex_lock(&dp->settle_lock);
+	dp->pending = tx;
+	dp->settle_pending = true;
+	dp->settle_running = true;
+	if (pthread_create(&dp->settle_thread, NULL, settle_main, dp)) {
+		dp->settle_running = false;
+		pthread_mutex_unlock(&dp->settle_lock);
+		settle_main(dp); /* no thread: settle inline */
+		return 0;
+	}
+	pthread_mutex_unlock(&dp->settle_lock);
+	return 0;
+fail:
+	tx_free(tx);
+	return err;
+}
