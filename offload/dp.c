@@ -201,20 +201,47 @@ static void set_max(struct bpf_map *m, __u32 n)
 		bpf_map__set_max_entries(m, n);
 }
 
-static void set_switched_max(struct moat_bpf *s, const char *base, __u32 n)
+/* The outer map's inner template must match the slot maps (array maps
+ * compare max_entries), but libbpf (1.1) crashes resizing the template it
+ * made itself: that map has no object.  So the outer map is given a
+ * template of the right size, *tmpl_fd, to close after load. */
+static int set_switched_max(struct moat_bpf *s, const char *base, __u32 n, int *tmpl_fd)
 {
+	LIBBPF_OPTS(bpf_map_create_opts, copts);
 	char name[32];
-	struct bpf_map *outer;
+	struct bpf_map *a, *outer;
+	int fd;
 
 	if (!n)
-		return;
+		return 0;
 	snprintf(name, sizeof(name), "%s_a", base);
-	set_max(bpf_object__find_map_by_name(s->obj, name), n);
+	a = bpf_object__find_map_by_name(s->obj, name);
+	set_max(a, n);
 	snprintf(name, sizeof(name), "%s_b", base);
 	set_max(bpf_object__find_map_by_name(s->obj, name), n);
 	outer = bpf_object__find_map_by_name(s->obj, base);
-	if (outer)
-		set_max(bpf_map__inner_map(outer), n);
+	if (!a || !outer)
+		return -ENOENT;
+	copts.map_flags = bpf_map__map_flags(a);
+	fd = bpf_map_create(bpf_map__type(a), NULL, bpf_map__key_size(a),
+			    bpf_map__value_size(a), n, &copts);
+	if (fd < 0)
+		return -errno;
+	if (bpf_map__set_inner_map_fd(outer, fd)) {
+		close(fd);
+		return -EINVAL;
+	}
+	*tmpl_fd = fd;
+	return 0;
+}
+
+static void close_templates(int *fds, int n)
+{
+	for (int i = 0; i < n; i++) {
+		if (fds[i] >= 0)
+			close(fds[i]);
+		fds[i] = -1;
+	}
 }
 
 static void config_defaults(struct moat_config *c)
@@ -254,6 +281,7 @@ int moat_dp_open(const struct moat_dp_opts *opts, struct moat_dp **ret_dp,
 	struct bpf_map *m;
 	bool adopted = false;
 	char path[PATH_MAX];
+	int tmpl_fd[4] = { -1, -1, -1, -1 };
 	int err;
 
 	if (!opts)
@@ -304,10 +332,15 @@ int moat_dp_open(const struct moat_dp_opts *opts, struct moat_dp **ret_dp,
 	dp->skel->rodata->cfg_events = opts->events;
 	dp->skel->rodata->cfg_bench_no_ct = opts->bench_no_ct;
 
-	set_switched_max(dp->skel, MOAT_TBL_POL, opts->max_policy);
-	set_switched_max(dp->skel, MOAT_TBL_IP4, opts->max_ips);
-	set_switched_max(dp->skel, MOAT_TBL_IP6, opts->max_ips);
-	set_switched_max(dp->skel, MOAT_TBL_SUBJ, opts->max_identities);
+	err = set_switched_max(dp->skel, MOAT_TBL_POL, opts->max_policy, &tmpl_fd[0]);
+	if (!err)
+		err = set_switched_max(dp->skel, MOAT_TBL_IP4, opts->max_ips, &tmpl_fd[1]);
+	if (!err)
+		err = set_switched_max(dp->skel, MOAT_TBL_IP6, opts->max_ips, &tmpl_fd[2]);
+	if (!err)
+		err = set_switched_max(dp->skel, MOAT_TBL_SUBJ, opts->max_identities, &tmpl_fd[3]);
+	if (err)
+		goto out;
 	set_max(dp->skel->maps.moat_ct4, opts->max_ct);
 	set_max(dp->skel->maps.moat_ct6, opts->max_ct);
 	set_max(dp->skel->maps.moat_rulestats, opts->max_rules);
@@ -328,6 +361,7 @@ int moat_dp_open(const struct moat_dp_opts *opts, struct moat_dp **ret_dp,
 	}
 
 	err = moat_bpf__load(dp->skel);
+	close_templates(tmpl_fd, 4);
 	if (err)
 		goto out;
 
@@ -394,6 +428,7 @@ int moat_dp_open(const struct moat_dp_opts *opts, struct moat_dp **ret_dp,
 		*ret_adopted = adopted;
 	return 0;
 out:
+	close_templates(tmpl_fd, 4);
 	moat_dp_close(dp);
 	return err < 0 ? err : -EINVAL;
 }
