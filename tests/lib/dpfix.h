@@ -104,7 +104,8 @@ int fix_commit(struct dpfix *f, __u32 *gen);
 /* ---- running packets --------------------------------------------------- */
 /* Runs one packet through a hook's program; returns the XDP action or a
  * negative errno.  -EBADMSG if the program changed the packet (moat never
- * rewrites).  Frames shorter than Ethernet are run behind metadata. */
+ * rewrites).  Frames shorter than Ethernet are run as a linear part of
+ * that length followed by a fragment of padding (needs kernel >= 6.18). */
 int fix_run(struct dpfix *f, int hook, int ifindex, const struct pkt *p);
 int fix_run_data(struct dpfix *f, int hook, int ifindex, const void *data, size_t len);
 /* Benchmarks: repeat runs, average duration in *ns_per_run. */
