@@ -502,8 +502,12 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 		pk.has_ports = 1;
 	}
 
-	/* ICMP errors about a tracked flow are related traffic: they pass. */
-	if (pk.icmp_err) {
+	/* ICMP errors about a tracked flow are related traffic: they pass,
+	 * when addressed to the sender of the offending packet.  Any other
+	 * destination would let a pod send anything to anyone by wrapping it
+	 * in an "error" about one of its own flows. */
+	if (pk.icmp_err && (pk.family == 4 ? pk.daddr.v4 == pk.inner_saddr.v4 :
+			    ip6_eq(pk.daddr.w, pk.inner_saddr.w))) {
 		ct_make_key(&ck, pk.family, pk.inner_proto, &pk.inner_saddr,
 			    &pk.inner_daddr, pk.inner_sport, pk.inner_dport);
 		e = ct_lookup(&ck, pk.family);
