@@ -424,6 +424,26 @@ __attribute__((noinline)) int moat_ct_create(union ct_key *ck, const struct judg
 	return ct_update(ck, j->family, &ne);
 }
 
+/* A first fragment's ports (and verdict), for its later fragments: every
+ * first fragment that is judged or passes, new flow or not. */
+static __always_inline void frag_remember(const struct pkt *pk, __be16 sport, __be16 dport,
+					  __u8 verdict, __u64 now)
+{
+	struct moat_frag_val fv = { .sport = sport, .dport = dport,
+				    .verdict = verdict, .seen_ns = now };
+
+	if (pk->family == 4) {
+		struct moat_frag4_key fk = { .saddr = pk->saddr.v4, .daddr = pk->daddr.v4,
+					     .id = bpf_htons(pk->frag_id), .proto = pk->proto };
+		bpf_map_update_elem(&moat_frag4, &fk, &fv, BPF_ANY);
+	} else {
+		struct moat_frag6_key fk = { .id = bpf_htonl(pk->frag_id), .proto = pk->proto };
+		__builtin_memcpy(fk.saddr, pk->saddr.v6, 16);
+		__builtin_memcpy(fk.daddr, pk->daddr.v6, 16);
+		bpf_map_update_elem(&moat_frag6, &fk, &fv, BPF_ANY);
+	}
+}
+
 /* The parsed packet lives in a per-CPU scratch slot, not on the stack: the
  * stack is shared by the whole call chain and capped at 512 bytes.  XDP does
  * not nest on a CPU, so one slot per CPU is enough. */
@@ -559,6 +579,8 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 			e->ingress_tier = v->ingress_tier;
 		}
 
+		if (pk.frag == FRAG_FIRST)
+			frag_remember(pkp, sport, dport, MOAT_VERDICT_ALLOW, now);
 		stat_add(is_reply ? MOAT_STAT_CT_REPLY : MOAT_STAT_CT_ESTABLISHED, pk.len);
 		stat_add(MOAT_STAT_VERDICT(MOAT_VERDICT_ALLOW), pk.len);
 		rule = e->ingress_rule ? e->ingress_rule : e->egress_rule;
@@ -613,6 +635,8 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 			/* kube-proxy DNATs after this hook: judge at the backend. */
 			judge_setup(&j, cfg, slot, &pk, bpf_ntohs(dport), now);
 			moat_ct_create(&ck, &j, ctflags | MOAT_CT_DEFERRED, cur_gen);
+			if (pk.frag == FRAG_FIRST)
+				frag_remember(pkp, sport, dport, MOAT_VERDICT_ALLOW, now);
 			stat_add(MOAT_STAT_DEFERRED, pk.len);
 			stat_add(MOAT_STAT_VERDICT(MOAT_VERDICT_ALLOW), pk.len);
 			return XDP_PASS;
@@ -637,20 +661,8 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 	judge_setup(&j, cfg, slot, &pk, bpf_ntohs(dport), now);
 	moat_judge(&j);
 
-	if (pk.frag == FRAG_FIRST) {
-		struct moat_frag_val fv = { .sport = sport, .dport = dport,
-					    .verdict = v->verdict, .seen_ns = now };
-		if (pk.family == 4) {
-			struct moat_frag4_key fk = { .saddr = pk.saddr.v4, .daddr = pk.daddr.v4,
-						     .id = bpf_htons(pk.frag_id), .proto = pk.proto };
-			bpf_map_update_elem(&moat_frag4, &fk, &fv, BPF_ANY);
-		} else {
-			struct moat_frag6_key fk = { .id = bpf_htonl(pk.frag_id), .proto = pk.proto };
-			__builtin_memcpy(fk.saddr, pk.saddr.v6, 16);
-			__builtin_memcpy(fk.daddr, pk.daddr.v6, 16);
-			bpf_map_update_elem(&moat_frag6, &fk, &fv, BPF_ANY);
-		}
-	}
+	if (pk.frag == FRAG_FIRST)
+		frag_remember(pkp, sport, dport, v->verdict, now);
 
 	if (v->verdict == MOAT_VERDICT_DENY)
 		return finish_drop(ctx, cfg, &pk, v, hook, now);
