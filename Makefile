@@ -22,7 +22,7 @@ PKGS := libbpf:libbpf-dev libxdp:libxdp-dev libnl-3.0:libnl-3-dev \
 	libcurl:libcurl4-openssl-dev yaml-0.1:libyaml-dev libmicrohttpd:libmicrohttpd-dev \
 	cmocka:libcmocka-dev
 PKG_MODS := $(foreach p,$(PKGS),$(firstword $(subst :, ,$(p))))
-ifeq ($(filter clean help,$(MAKECMDGOALS)),)
+ifeq ($(filter clean help setup,$(MAKECMDGOALS)),)
 MISSING := $(foreach p,$(PKGS),$(if $(shell $(PKG_CONFIG) --exists $(firstword $(subst :, ,$(p))) && echo y),,$(word 2,$(subst :, ,$(p)))))
 ifneq ($(strip $(MISSING)),)
 $(error missing libraries; install the Debian packages: apt-get install $(MISSING))
@@ -36,18 +36,20 @@ endif
 endif
 
 SANITIZE ?= 0
-CFLAGS_BASE := -std=gnu17 -Wall -Wextra -Werror -g -O2 -D_GNU_SOURCE \
-	-Iinclude -I$(O) -Ioffload -Ihostd -MMD -MP \
-	$(shell $(PKG_CONFIG) --cflags $(PKG_MODS) 2>/dev/null)
+# Recursively expanded: `make setup all` installs the libraries first, and
+# the flags are only asked for when a recipe runs.
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKG_MODS) 2>/dev/null)
+CFLAGS_BASE = -std=gnu17 -Wall -Wextra -Werror -g -O2 -D_GNU_SOURCE \
+	-Iinclude -I$(O) -Ioffload -Ihostd -Itests/lib -MMD -MP $(PKG_CFLAGS)
 ifeq ($(SANITIZE),1)
-CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+EXTRA_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
-CFLAGS ?=
-CFLAGS := $(CFLAGS_BASE) $(CFLAGS)
-LIBS_DP   := $(shell $(PKG_CONFIG) --libs libbpf libxdp 2>/dev/null) -lelf -lz
-LIBS_HOST := $(shell $(PKG_CONFIG) --libs libnl-route-3.0 libnl-3.0 jansson yaml-0.1 libmicrohttpd libcurl libpcap 2>/dev/null) -lpthread -lm
-LIBS_TEST := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
+EXTRA_CFLAGS ?=
+CFLAGS = $(CFLAGS_BASE) $(EXTRA_CFLAGS)
+LIBS_DP   = $(shell $(PKG_CONFIG) --libs libbpf libxdp 2>/dev/null) -lelf -lz
+LIBS_HOST = $(shell $(PKG_CONFIG) --libs libnl-route-3.0 libnl-3.0 jansson yaml-0.1 libmicrohttpd libcurl libpcap 2>/dev/null) -lpthread -lm
+LIBS_TEST = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -D__bpf__ \
 	-Wall -Wextra -Werror -Wno-unused-parameter -Iinclude -Ixdp \
@@ -139,7 +141,10 @@ $(O)/xdp:
 
 # ---- targets ------------------------------------------------------------------
 .PHONY: all check check-unit check-bpf check-e2e check-conformance bench demo \
-	format clean help install lint
+	format clean help install lint setup
+setup:
+	$(Q).ci/deps
+
 all: $(BPF_OBJS) $(BINS) $(TOOL_BINS)
 
 tests: all $(UNIT_BINS) $(BPFT_BINS) $(BENCH_BINS)
@@ -173,6 +178,7 @@ clean:
 
 help:
 	@echo 'make [O=dir] [V=1] [SANITIZE=1] target'
+	@echo '  setup              install the Debian packages, mount bpffs (root)'
 	@echo '  all                BPF objects, moatd, moatctl, test tools'
 	@echo '  check              every test (unit, BPF_PROG_TEST_RUN, lab end-to-end, conformance)'
 	@echo '  check-unit | check-bpf | check-e2e | check-conformance'

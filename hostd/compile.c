@@ -104,6 +104,7 @@ struct pol_ent {
 	__u32 iso_ref[2];
 	bool expand_named[2];         /* class-wide peers enumerated (named ports) */
 	__u64 select_epoch;           /* when its selections were last computed */
+	bool any_named_egress;        /* an egress rule to any peer with a named port */
 	bool ns_audit;                /* its namespace is in audit mode */
 };
 
@@ -847,6 +848,7 @@ static void pol_select(struct moat_compiler *c, struct pol_ent *pe)
 	pol_free_sets(pe);
 	memset(&pe->subjects, 0, sizeof(pe->subjects));
 	pe->select_epoch = ++c->epoch;
+	pe->any_named_egress = false;
 	if (!p) {
 		/* deleted: the old subjects lose it */
 		for (size_t i = 0; i < old.n; i++)
@@ -891,6 +893,10 @@ static void pol_select(struct moat_compiler *c, struct pol_ent *pe)
 			named |= rule_has_named(&p->rules[d][r]);
 		}
 		pe->expand_named[d] = named && d == MOAT_DIR_EGRESS;
+		if (d == MOAT_DIR_EGRESS)
+			for (size_t r = 0; r < p->nrules[d]; r++)
+				if (p->rules[d][r].all_peers && rule_has_named(&p->rules[d][r]))
+					pe->any_named_egress = true;
 		pe->npeers[d] = total;
 		pe->peers[d] = xcalloc(total ? total : 1, sizeof(struct peerset));
 		pe->peer_base[d] = xcalloc(p->nrules[d] ? p->nrules[d] : 1, sizeof(size_t));
@@ -1025,7 +1031,10 @@ static void ident_reselect(struct moat_compiler *c, struct ident *id)
 			mark_pol_subjects(c, pe);
 		}
 		/* class-wide peers need nothing: unmentioned identities take
-		 * the class row */
+		 * the class row; but a named port to "any peer" gives every pod
+		 * its own row */
+		if (!peer_changed && pe->any_named_egress && id->cls == MOAT_CLASS_POD)
+			mark_pol_subjects(c, pe);
 	}
 	if (id->dead)
 		ptrvec_free(&id->peer_of);
@@ -1514,7 +1523,7 @@ static void compile_dir(const struct moat_compiler *c, const struct ident *s, in
 	const struct clist *both[2];
 	struct u32vec mentioned = { 0 };
 	struct atoms at[3];
-	bool has_audit;
+	bool has_audit, all_pods = false;
 
 	clist_build(s, d, false, &en);
 	clist_build(s, d, true, &sh);
@@ -1534,7 +1543,17 @@ static void compile_dir(const struct moat_compiler *c, const struct ident *s, in
 				size_t base = cr->pe->peer_base[d][cr->idx];
 				for (size_t k = 0; k < cr->r->npeers; k++)
 					u32vec_union(&mentioned, &cr->pe->peers[d][base + k].ids);
+				/* an egress named port with "any peer" resolves per
+				 * destination pod: every pod needs its own row */
+				if (d == MOAT_DIR_EGRESS && cr->r->all_peers && rule_has_named(cr->r))
+					all_pods = true;
 			}
+		if (all_pods) {
+			for (__u32 k = 0; k < c->next_id; k++)
+				if (c->by_id[k] && !c->by_id[k]->dead && c->by_id[k]->cls == MOAT_CLASS_POD)
+					u32vec_push(&mentioned, k);
+			u32vec_sort_unique(&mentioned);
+		}
 	}
 	both[0] = &sh; /* shadow holds every rule: atoms cover both tables */
 	both[1] = NULL;
@@ -2942,4 +2961,10 @@ bool moat_compiler_identity(const struct moat_compiler *c, __u32 id, const char 
 	if (cls)
 		*cls = i->cls;
 	return true;
+}
+
+void moat_compiler_counts(const struct moat_compiler *c, __u32 out[MOAT_T_MAX])
+{
+	memcpy(out, c->committed_counts, sizeof(c->committed_counts));
+	out[MOAT_T_SUBJ] = c->next_id;
 }

@@ -59,6 +59,8 @@ void moat_compiler_commit(struct moat_compiler *c);
 void moat_compiler_abort(struct moat_compiler *c);
 
 /* ---- introspection ------------------------------------------------------- */
+/* Entries per table in the live (committed) generation. */
+void moat_compiler_counts(const struct moat_compiler *c, __u32 out[MOAT_T_MAX]);
 struct moat_rule_info {
 	__u32 ref;
 	enum moat_policy_kind kind;

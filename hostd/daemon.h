@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* moatd's state, shared by its main loop (moatd.c), the manifest source
+ * (srcdir.c) and the control API (api.c).  The API runs in its own thread:
+ * it takes `lock` around every access to this state. */
+#ifndef MOAT_DAEMON_H
+#define MOAT_DAEMON_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "dp.h"
+#include "compile.h"
+#include "ifaces.h"
+
+struct moat_srcdir;
+struct moat_api;
+
+#define MOAT_RECENT_ERRORS 64
+
+struct moatd_config {
+	char *node;
+	char *manifests;          /* standalone: manifest directory */
+	char *pin_dir;
+	char *socket;             /* control API unix socket */
+	unsigned socket_mode;     /* default 0660 */
+	char *netns_dirs;
+	char *uplink;
+	enum moat_mode mode;
+	bool reset;               /* discard pinned state of another ABI */
+	bool allow_local_node;
+	bool revoke;
+	bool enforce;
+	__u32 max_policy;
+	__u32 gc_interval_ms;
+};
+
+struct moatd_apply {
+	uint64_t when_ns;         /* CLOCK_REALTIME */
+	uint64_t compile_ns;
+	uint64_t commit_ns;
+	size_t ops;
+	__u32 generation;
+	int error;
+	char message[512];
+};
+
+struct moatd {
+	struct moatd_config cfg;
+	pthread_mutex_t lock;
+	struct moat_dp *dp;
+	struct moat_compiler *comp;
+	struct moat_ifaces *ifaces;
+	struct moat_srcdir *src;
+	struct moat_api *api;
+	bool adopted;
+	uint64_t start_ns;
+	struct moatd_apply last;
+	uint64_t applies, apply_errors;
+	/* apply latency histogram, seconds buckets for /metrics */
+	uint64_t lat_bucket[12];
+	double lat_sum;
+	/* recent errors (bad manifests, attach failures), newest last */
+	char *errors[MOAT_RECENT_ERRORS];
+	size_t nerrors;
+	uint64_t ct_gc_deleted;
+};
+
+/* Records a problem for `moatctl status` (and logs it). */
+void moatd_error(struct moatd *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Compiles pending changes into a new generation; 0 if nothing to do. */
+int moatd_apply(struct moatd *d, bool full);
+
+#endif

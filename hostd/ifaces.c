@@ -1,0 +1,484 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <linux/net_namespace.h>
+#include <linux/rtnetlink.h>
+#include <netlink/netlink.h>
+#include <netlink/cache.h>
+#include <netlink/msg.h>
+#include <netlink/attr.h>
+#include <netlink/route/link.h>
+#include <netlink/route/route.h>
+#include <netlink/route/nexthop.h>
+
+#include "ifaces.h"
+#include "util.h"
+
+struct att {
+	char *name;                   /* link pin name */
+	char *pod;                    /* ns/name */
+	int hook;
+	int ifindex;                  /* in its own namespace */
+	bool attached;
+	bool seen;                    /* still wanted in this pass */
+	struct moat_attach_info info;
+	char error[160];
+};
+
+struct moat_ifaces {
+	struct moat_dp *dp;
+	enum moat_mode mode;
+	char *netns_dirs;
+	char *uplink;
+	struct nl_sock *sock;         /* requests */
+	struct nl_sock *msock;        /* cache manager */
+	struct nl_cache_mngr *mngr;
+	struct nl_cache *links, *routes;
+	bool changed;
+	struct hmap atts;             /* name -> att */
+	struct hmap pod_if;           /* ns/name -> host ifindex (int*) */
+};
+
+static int nl_err(int e)
+{
+	/* libnl's NLE_* are not errnos: map the ones that matter */
+	switch (e < 0 ? -e : e) {
+	case NLE_NOMEM: return -ENOMEM;
+	case NLE_PERM: return -EPERM;
+	case NLE_NOACCESS: return -EACCES;
+	case NLE_OBJ_NOTFOUND: return -ENOENT;
+	case NLE_INVAL: return -EINVAL;
+	default: return -EIO;
+	}
+}
+
+static void mngr_change(struct nl_cache *cache, struct nl_object *obj, int action, void *arg)
+{
+	struct moat_ifaces *fi = arg;
+
+	(void)cache;
+	(void)obj;
+	(void)action;
+	fi->changed = true;
+}
+
+int moat_ifaces_new(struct moat_dp *dp, const struct moat_ifaces_opts *o, struct moat_ifaces **ret)
+{
+	struct moat_ifaces *fi = xcalloc(1, sizeof(*fi));
+	int err;
+
+	fi->dp = dp;
+	fi->mode = o ? o->mode : MOAT_MODE_AUTO;
+	fi->netns_dirs = xstrdup(o && o->netns_dirs ? o->netns_dirs : "/run/netns:/var/run/netns");
+	fi->uplink = xstrdup(o ? o->uplink : NULL);
+	hmap_init(&fi->atts);
+	hmap_init(&fi->pod_if);
+	fi->sock = nl_socket_alloc();
+	fi->msock = nl_socket_alloc();
+	if (!fi->sock || !fi->msock) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	err = nl_connect(fi->sock, NETLINK_ROUTE);
+	if (err) {
+		err = nl_err(err);
+		goto fail;
+	}
+	err = nl_cache_mngr_alloc(fi->msock, NETLINK_ROUTE, NL_AUTO_PROVIDE, &fi->mngr);
+	if (err) {
+		err = nl_err(err);
+		goto fail;
+	}
+	err = nl_cache_mngr_add(fi->mngr, "route/link", mngr_change, fi, &fi->links);
+	if (!err)
+		err = nl_cache_mngr_add(fi->mngr, "route/route", mngr_change, fi, &fi->routes);
+	if (err) {
+		err = nl_err(err);
+		goto fail;
+	}
+	*ret = fi;
+	return 0;
+fail:
+	moat_ifaces_free(fi);
+	return err;
+}
+
+void moat_ifaces_free(struct moat_ifaces *fi)
+{
+	size_t it = 0;
+	void *v;
+
+	if (!fi)
+		return;
+	while (hmap_next(&fi->atts, &it, NULL, NULL, &v)) {
+		struct att *a = v;
+		free(a->name);
+		free(a->pod);
+		free(a);
+	}
+	it = 0;
+	const void *k;
+	while (hmap_next(&fi->pod_if, &it, &k, NULL, &v)) {
+		free((void *)k);
+		free(v);
+	}
+	hmap_free(&fi->atts);
+	hmap_free(&fi->pod_if);
+	if (fi->mngr)
+		nl_cache_mngr_free(fi->mngr);
+	if (fi->sock)
+		nl_socket_free(fi->sock);
+	if (fi->msock && !fi->mngr)
+		nl_socket_free(fi->msock);
+	free(fi->netns_dirs);
+	free(fi->uplink);
+	free(fi);
+}
+
+int moat_ifaces_fd(const struct moat_ifaces *fi)
+{
+	return nl_cache_mngr_get_fd(fi->mngr);
+}
+
+bool moat_ifaces_ready(struct moat_ifaces *fi)
+{
+	int err = nl_cache_mngr_data_ready(fi->mngr);
+	bool ch = fi->changed;
+
+	if (err == -NLE_NOMEM || err == -NLE_MSG_OVERFLOW) {
+		/* overrun: notifications were lost, resync everything */
+		nl_cache_refill(fi->sock, fi->links);
+		nl_cache_refill(fi->sock, fi->routes);
+		ch = true;
+	}
+	fi->changed = false;
+	return ch;
+}
+
+/* The host route to a pod address names its host-side interface. */
+static int route_oif(struct moat_ifaces *fi, const struct moat_addr *a)
+{
+	struct nl_object *o;
+	int plen = a->family == 4 ? 32 : 128;
+
+	for (o = nl_cache_get_first(fi->routes); o; o = nl_cache_get_next(o)) {
+		struct rtnl_route *r = (struct rtnl_route *)o;
+		struct nl_addr *dst = rtnl_route_get_dst(r);
+		struct rtnl_nexthop *nh;
+
+		if (!dst || (int)nl_addr_get_prefixlen(dst) != plen ||
+		    nl_addr_get_family(dst) != (a->family == 4 ? AF_INET : AF_INET6))
+			continue;
+		if (memcmp(nl_addr_get_binary_addr(dst), a->a, a->family == 4 ? 4 : 16))
+			continue;
+		if (rtnl_route_get_table(r) != (uint32_t)RT_TABLE_MAIN)
+			continue;
+		if (rtnl_route_get_nnexthops(r) != 1)
+			continue;
+		nh = rtnl_route_nexthop_n(r, 0);
+		if (nh && rtnl_route_nh_get_ifindex(nh) > 0)
+			return rtnl_route_nh_get_ifindex(nh);
+	}
+	return 0;
+}
+
+struct nsid_req {
+	int nsid;
+	bool got;
+};
+
+static int nsid_parse(struct nl_msg *msg, void *arg)
+{
+	struct nsid_req *r = arg;
+	struct nlattr *tb[NETNSA_MAX + 1];
+	struct nlmsghdr *h = nlmsg_hdr(msg);
+
+	if (h->nlmsg_type != RTM_NEWNSID)
+		return NL_SKIP;
+	if (nlmsg_parse(h, sizeof(struct rtgenmsg), tb, NETNSA_MAX, NULL) < 0)
+		return NL_SKIP;
+	if (tb[NETNSA_NSID]) {
+		r->nsid = (int)nla_get_u32(tb[NETNSA_NSID]);
+		r->got = true;
+	}
+	return NL_OK;
+}
+
+/* The id our namespace uses for the namespace behind fd. */
+static int netns_id(struct moat_ifaces *fi, int fd, int *ret)
+{
+	struct rtgenmsg g = { .rtgen_family = AF_UNSPEC };
+	struct nsid_req r = { 0 };
+	struct nl_msg *m = nlmsg_alloc_simple(RTM_GETNSID, NLM_F_REQUEST);
+	int err;
+
+	if (!m)
+		return -ENOMEM;
+	if (nlmsg_append(m, &g, sizeof(g), NLMSG_ALIGNTO) < 0 || nla_put_u32(m, NETNSA_FD, (uint32_t)fd) < 0) {
+		nlmsg_free(m);
+		return -ENOMEM;
+	}
+	nl_socket_modify_cb(fi->sock, NL_CB_VALID, NL_CB_CUSTOM, nsid_parse, &r);
+	err = nl_send_auto(fi->sock, m);
+	nlmsg_free(m);
+	if (err < 0)
+		return nl_err(err);
+	err = nl_recvmsgs_default(fi->sock);
+	if (err < 0)
+		return nl_err(err);
+	if (!r.got || r.nsid < 0)
+		return -ENOENT;
+	*ret = r.nsid;
+	return 0;
+}
+
+/* Opens the network namespace our namespace knows as nsid. */
+static int netns_open_by_id(struct moat_ifaces *fi, int nsid)
+{
+	char *dirs = xstrdup(fi->netns_dirs), *save = NULL, *d;
+	int found = -ENOENT;
+
+	for (d = strtok_r(dirs, ":", &save); d && found < 0; d = strtok_r(NULL, ":", &save)) {
+		DIR *dir = opendir(d);
+		struct dirent *de;
+		if (!dir)
+			continue;
+		while ((de = readdir(dir)) && found < 0) {
+			char path[PATH_MAX];
+			int fd, id = -1;
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", d, de->d_name);
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				continue;
+			if (netns_id(fi, fd, &id) == 0 && id == nsid)
+				found = fd;
+			else
+				close(fd);
+		}
+		closedir(dir);
+	}
+	free(dirs);
+	return found;
+}
+
+int moat_ifaces_resolve(struct moat_ifaces *fi, struct moat_compiler *c);
+
+struct resolve_ctx {
+	struct moat_ifaces *fi;
+	struct moat_compiler *c;
+	int changed;
+};
+
+static int resolve_one(const struct moat_endpoint_view *v, void *arg)
+{
+	struct resolve_ctx *rc = arg;
+	char *key;
+	int ifindex = 0, *cur;
+
+	if (!v->local || v->host_network)
+		return 0;
+	for (size_t i = 0; i < v->nips && !ifindex; i++)
+		ifindex = route_oif(rc->fi, &v->ips[i]);
+	key = xasprintf("%s/%s", v->ns, v->name);
+	cur = hmap_gets(&rc->fi->pod_if, key);
+	if (!cur) {
+		cur = xcalloc(1, sizeof(int));
+		hmap_put(&rc->fi->pod_if, key, strlen(key), cur, NULL);
+	} else {
+		free(key);
+	}
+	if (v->ifindex != ifindex) {
+		moat_compiler_set_endpoint(rc->c, v->ns, v->name, ifindex);
+		rc->changed++;
+	}
+	*cur = ifindex;
+	return 0;
+}
+
+int moat_ifaces_resolve(struct moat_ifaces *fi, struct moat_compiler *c)
+{
+	struct resolve_ctx rc = { .fi = fi, .c = c };
+
+	moat_compiler_endpoints(c, resolve_one, &rc);
+	return rc.changed;
+}
+
+static struct att *att_get(struct moat_ifaces *fi, const char *name)
+{
+	struct att *a = hmap_gets(&fi->atts, name);
+
+	if (a)
+		return a;
+	a = xcalloc(1, sizeof(*a));
+	a->name = xstrdup(name);
+	hmap_put(&fi->atts, a->name, strlen(a->name), a, NULL);
+	return a;
+}
+
+static void att_do(struct moat_ifaces *fi, struct att *a, int hook, int ifindex, int netns_fd,
+		   enum moat_mode mode)
+{
+	struct moat_attach_req req = { .hook = hook, .ifindex = ifindex, .netns_fd = netns_fd,
+				       .mode = mode, .name = a->name };
+	int err;
+
+	if (a->attached && a->ifindex == ifindex && a->hook == hook)
+		return;
+	a->hook = hook;
+	a->ifindex = ifindex;
+	err = moat_dp_attach(fi->dp, &req, &a->info);
+	a->attached = !err;
+	if (err)
+		snprintf(a->error, sizeof(a->error), "%s", strerror(-err));
+	else
+		a->error[0] = 0;
+}
+
+struct attach_ctx {
+	struct moat_ifaces *fi;
+	int errors;
+};
+
+static void sanitize(char *s)
+{
+	for (; *s; s++)
+		if (*s == '/')
+			*s = '_';
+}
+
+static int attach_one(const struct moat_endpoint_view *v, void *arg)
+{
+	struct attach_ctx *ac = arg;
+	struct moat_ifaces *fi = ac->fi;
+	struct rtnl_link *host;
+	char hname[300], pname[300];
+	int peer, nsid, nsfd;
+	struct att *a;
+
+	if (!v->local || v->host_network || v->ifindex <= 0)
+		return 0;
+	snprintf(hname, sizeof(hname), "h_%s_%s", v->ns, v->name);
+	snprintf(pname, sizeof(pname), "p_%s_%s", v->ns, v->name);
+	sanitize(hname);
+	sanitize(pname);
+
+	/* traffic from the pod: the host-side veth */
+	a = att_get(fi, hname);
+	a->seen = true;
+	free(a->pod);
+	a->pod = xasprintf("%s/%s", v->ns, v->name);
+	att_do(fi, a, MOAT_HOOK_FROM_POD, v->ifindex, -1, fi->mode);
+	ac->errors += !a->attached;
+
+	/* traffic to the pod: the peer inside the pod's namespace */
+	a = att_get(fi, pname);
+	a->seen = true;
+	free(a->pod);
+	a->pod = xasprintf("%s/%s", v->ns, v->name);
+	host = rtnl_link_get(fi->links, v->ifindex);
+	if (!host) {
+		snprintf(a->error, sizeof(a->error), "host interface %d vanished", v->ifindex);
+		ac->errors++;
+		return 0;
+	}
+	peer = rtnl_link_get_link(host);
+	if (rtnl_link_get_link_netnsid(host, &nsid) || peer <= 0) {
+		rtnl_link_put(host);
+		snprintf(a->error, sizeof(a->error), "interface %d has no peer in another namespace",
+			 v->ifindex);
+		ac->errors++;
+		return 0;
+	}
+	rtnl_link_put(host);
+	if (a->attached && a->ifindex == peer)
+		return 0;
+	nsfd = netns_open_by_id(fi, nsid);
+	if (nsfd < 0) {
+		snprintf(a->error, sizeof(a->error), "no netns file for nsid %d under %s", nsid,
+			 fi->netns_dirs);
+		ac->errors++;
+		return 0;
+	}
+	att_do(fi, a, MOAT_HOOK_TO_POD, peer, nsfd, fi->mode);
+	close(nsfd);
+	ac->errors += !a->attached;
+	return 0;
+}
+
+static int unpin_stale(const char *name, bool alive, void *arg)
+{
+	struct moat_ifaces *fi = arg;
+	struct att *a = hmap_gets(&fi->atts, name);
+
+	if (!a || !a->seen || !alive) {
+		moat_dp_detach(fi->dp, name);
+		if (a)
+			a->attached = false;
+	}
+	return 0;
+}
+
+int moat_ifaces_attach(struct moat_ifaces *fi, struct moat_compiler *c)
+{
+	struct attach_ctx ac = { .fi = fi };
+	size_t it = 0;
+	void *v;
+
+	while (hmap_next(&fi->atts, &it, NULL, NULL, &v))
+		((struct att *)v)->seen = false;
+	moat_compiler_endpoints(c, attach_one, &ac);
+	if (fi->uplink) {
+		struct rtnl_link *l = rtnl_link_get_by_name(fi->links, fi->uplink);
+		struct att *a = att_get(fi, "uplink");
+		a->seen = true;
+		if (l) {
+			att_do(fi, a, MOAT_HOOK_UPLINK, rtnl_link_get_ifindex(l), -1, MOAT_MODE_AUTO);
+			rtnl_link_put(l);
+			ac.errors += !a->attached;
+		} else {
+			snprintf(a->error, sizeof(a->error), "no interface %s", fi->uplink);
+			ac.errors++;
+		}
+	}
+	/* links of pods that are gone (or whose device vanished) */
+	moat_dp_links(fi->dp, unpin_stale, fi);
+	return ac.errors ? -EAGAIN : 0;
+}
+
+int moat_ifaces_status(struct moat_ifaces *fi,
+		       int (*fn)(const struct moat_iface_status *s, void *arg), void *arg)
+{
+	size_t it = 0;
+	void *v;
+
+	while (hmap_next(&fi->atts, &it, NULL, NULL, &v)) {
+		struct att *a = v;
+		struct moat_iface_status s;
+		int rc;
+
+		if (!a->seen)
+			continue;
+		memset(&s, 0, sizeof(s));
+		s.name = a->name;
+		s.pod = a->pod;
+		s.hook = a->hook;
+		s.ifindex = a->ifindex;
+		s.mode = a->info.mode;
+		memcpy(s.why, a->info.why, sizeof(s.why));
+		s.attached = a->attached;
+		snprintf(s.error, sizeof(s.error), "%s", a->error);
+		rc = fn(&s, arg);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
