@@ -1,0 +1,547 @@
+// SPDX-License-Identifier: Apache-2.0
+/* moatctl: the operator's window into moatd (control API over its unix
+ * socket, kubectl-style output) plus offline tools that need no daemon
+ * (policy check, uninstall). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "compile.h"
+#include "srcdir.h"
+#include "util.h"
+
+struct gopts {
+	const char *socket;
+	const char *node;
+	const char *output;   /* "", "json", "wide" */
+};
+
+struct buf {
+	char *p;
+	size_t n;
+};
+
+static size_t curl_write(char *ptr, size_t sz, size_t nm, void *ud)
+{
+	struct buf *b = ud;
+	size_t add = sz * nm;
+
+	if (b->n + add > 64u << 20)
+		return 0; /* bounded: refuse absurd responses */
+	b->p = xrealloc(b->p, b->n + add + 1);
+	memcpy(b->p + b->n, ptr, add);
+	b->n += add;
+	b->p[b->n] = 0;
+	return add;
+}
+
+static const char *sock_path(const struct gopts *g, char *tmp, size_t len)
+{
+	if (g->socket)
+		return g->socket;
+	if (g->node) {
+		snprintf(tmp, len, "/run/moat/%s.sock", g->node);
+		return tmp;
+	}
+	{
+		char host[256];
+		if (gethostname(host, sizeof(host)))
+			snprintf(host, sizeof(host), "default");
+		snprintf(tmp, len, "/run/moat/%s.sock", host);
+	}
+	return tmp;
+}
+
+/* GET path from the daemon; returns the parsed JSON (or text in *raw). */
+static int api_get(const struct gopts *g, const char *path, json_t **ret, char **raw)
+{
+	char tmp[512], url[2048];
+	const char *sp = sock_path(g, tmp, sizeof(tmp));
+	struct buf b = { 0 };
+	CURL *c = curl_easy_init();
+	CURLcode cc;
+	long code = 0;
+	json_error_t je;
+
+	if (!c)
+		return -ENOMEM;
+	snprintf(url, sizeof(url), "http://moatd%s", path);
+	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, sp);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+	cc = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_cleanup(c);
+	if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST) {
+		fprintf(stderr, "moatctl: cannot reach moatd at %s: is the daemon running? "
+				"(start it, or point --socket/--node at it)\n", sp);
+		free(b.p);
+		return -ECONNREFUSED;
+	}
+	if (cc != CURLE_OK) {
+		fprintf(stderr, "moatctl: talking to moatd at %s: %s\n", sp, curl_easy_strerror(cc));
+		free(b.p);
+		return -EIO;
+	}
+	if (raw) {
+		*raw = b.p ? b.p : xstrdup("");
+		return code == 200 ? 0 : -EIO;
+	}
+	*ret = json_loadb(b.p ? b.p : "", b.n, 0, &je);
+	free(b.p);
+	if (!*ret) {
+		fprintf(stderr, "moatctl: moatd sent something that is not JSON (line %d: %s)\n",
+			je.line, je.text);
+		return -EPROTO;
+	}
+	if (code != 200) {
+		json_t *e = json_object_get(*ret, "error");
+		fprintf(stderr, "moatctl: %s\n", json_is_string(e) ? json_string_value(e) : "request failed");
+		json_decref(*ret);
+		*ret = NULL;
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void print_json(json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+	if (s) {
+		puts(s);
+		free(s);
+	}
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+	json_t *v = json_object_get(o, k);
+	return json_is_string(v) ? json_string_value(v) : "";
+}
+
+static long long jint(json_t *o, const char *k)
+{
+	json_t *v = json_object_get(o, k);
+	return json_is_integer(v) ? json_integer_value(v) : 0;
+}
+
+static int cmd_status(const struct gopts *g)
+{
+	json_t *j, *v;
+	size_t i;
+	const char *k;
+	int rc = api_get(g, "/v1/status", &j, NULL);
+
+	if (rc)
+		return 1;
+	if (!strcmp(g->output, "json")) {
+		print_json(j);
+		json_decref(j);
+		return 0;
+	}
+	printf("node        %s\n", jstr(j, "node"));
+	printf("generation  %lld (ABI %lld, %s)\n", jint(j, "generation"), jint(j, "abi"),
+	       json_is_true(json_object_get(j, "adopted")) ? "adopted pinned state" : "fresh state");
+	printf("enforcing   %s\n", json_is_true(json_object_get(j, "enforce")) ? "yes" : "no (observe only)");
+	printf("last apply  %s\n", jstr(json_object_get(j, "last_apply"), "message"));
+	printf("\n%-28s %-20s %-9s %-8s %-8s %s\n", "INTERFACE", "POD", "HOOK", "IFINDEX", "MODE",
+	       strcmp(g->output, "wide") ? "" : "WHY OTHER MODES WERE REJECTED");
+	json_array_foreach(json_object_get(j, "interfaces"), i, v) {
+		printf("%-28s %-20s %-9s %-8lld %-8s", jstr(v, "name"), jstr(v, "pod"), jstr(v, "hook"),
+		       jint(v, "ifindex"), jstr(v, "mode"));
+		if (!strcmp(g->output, "wide")) {
+			json_t *w;
+			const char *m;
+			json_object_foreach(json_object_get(v, "rejected"), m, w)
+				printf(" %s: %s;", m, json_string_value(w));
+		}
+		if (*jstr(v, "error"))
+			printf(" ERROR: %s", jstr(v, "error"));
+		printf("\n");
+	}
+	printf("\n%-12s %10s %10s %6s\n", "TABLE", "ENTRIES", "CAPACITY", "USED");
+	json_object_foreach(json_object_get(j, "tables"), k, v) {
+		long long e = jint(v, "entries"), c = jint(v, "capacity");
+		printf("%-12s %10lld %10lld %5.1f%%\n", k, e, c, c ? 100.0 * (double)e / (double)c : 0.0);
+	}
+	v = json_object_get(j, "recent_errors");
+	if (json_array_size(v)) {
+		json_t *e;
+		printf("\nrecent errors:\n");
+		json_array_foreach(v, i, e)
+			printf("  %s\n", json_string_value(e));
+	}
+	json_decref(j);
+	return 0;
+}
+
+static void labels_text(json_t *l, char *out, size_t len)
+{
+	const char *k;
+	json_t *v;
+	size_t n = 0;
+
+	out[0] = 0;
+	json_object_foreach(l, k, v) {
+		int w = snprintf(out + n, len - n, "%s%s=%s", n ? "," : "", k, json_string_value(v));
+		if (w < 0 || (size_t)w >= len - n)
+			break;
+		n += (size_t)w;
+	}
+}
+
+static int cmd_get(const struct gopts *g, const char *what)
+{
+	json_t *j, *v;
+	size_t i;
+	char path[64];
+	bool wide = !strcmp(g->output, "wide");
+	int rc;
+
+	if (!strcmp(what, "endpoint") || !strcmp(what, "ep"))
+		what = "endpoints";
+	if (!strcmp(what, "identity") || !strcmp(what, "id"))
+		what = "identities";
+	if (!strcmp(what, "policy") || !strcmp(what, "pol"))
+		what = "policies";
+	if (strcmp(what, "endpoints") && strcmp(what, "identities") && strcmp(what, "policies") &&
+	    strcmp(what, "sources")) {
+		fprintf(stderr, "moatctl get: unknown resource %s (endpoints, identities, policies, sources)\n", what);
+		return 2;
+	}
+	snprintf(path, sizeof(path), "/v1/%s", what);
+	rc = api_get(g, path, &j, NULL);
+	if (rc)
+		return 1;
+	if (!strcmp(g->output, "json")) {
+		print_json(j);
+		json_decref(j);
+		return 0;
+	}
+	if (!strcmp(what, "endpoints")) {
+		printf("%-16s %-24s %-9s %-6s %-8s %s\n", "NAMESPACE", "NAME", "IDENTITY", "LOCAL",
+		       "IFINDEX", "IPS");
+		json_array_foreach(j, i, v) {
+			json_t *ip;
+			size_t k;
+			printf("%-16s %-24s %-9lld %-6s %-8lld", jstr(v, "namespace"), jstr(v, "name"),
+			       jint(v, "identity"), json_is_true(json_object_get(v, "local")) ? "yes" : "no",
+			       jint(v, "ifindex"));
+			json_array_foreach(json_object_get(v, "ips"), k, ip)
+				printf("%s%s", k ? "," : " ", json_string_value(ip));
+			if (wide)
+				printf("  node=%s%s", jstr(v, "node"),
+				       json_is_true(json_object_get(v, "hostNetwork")) ? " hostNetwork" : "");
+			printf("\n");
+		}
+	} else if (!strcmp(what, "identities")) {
+		char lbl[1024];
+		printf("%-9s %-6s %-16s %-8s %s\n", "ID", "CLASS", "NAMESPACE", "MEMBERS", "LABELS");
+		json_array_foreach(j, i, v) {
+			labels_text(json_object_get(v, "labels"), lbl, sizeof(lbl));
+			printf("%-9lld %-6s %-16s %-8lld %s\n", jint(v, "id"), jstr(v, "class"),
+			       *jstr(v, "namespace") ? jstr(v, "namespace") : jstr(v, "node"),
+			       jint(v, "members"), lbl);
+		}
+	} else if (!strcmp(what, "policies")) {
+		printf("%-28s %-16s %-28s %-13s %-8s %-8s %s\n", "KIND", "NAMESPACE", "NAME", "TIER",
+		       "PRIORITY", "SUBJECTS", "ENTRIES");
+		json_array_foreach(j, i, v) {
+			printf("%-28s %-16s %-28s %-13s %-8lld %-8lld %lld%s\n", jstr(v, "kind"),
+			       *jstr(v, "namespace") ? jstr(v, "namespace") : "-", jstr(v, "name"),
+			       jstr(v, "tier"), jint(v, "priority"), jint(v, "subjects"),
+			       jint(v, "entries"),
+			       json_is_true(json_object_get(v, "audit")) ? "  (audit)" : "");
+		}
+	} else {
+		printf("%-32s %-10s %-8s %s\n", "FILE", "STATUS", "OBJECTS", "ERRORS");
+		json_array_foreach(j, i, v) {
+			json_t *e;
+			size_t k;
+			printf("%-32s %-10s %-8lld %zu\n", jstr(v, "file"), jstr(v, "status"),
+			       jint(v, "objects"), json_array_size(json_object_get(v, "errors")));
+			json_array_foreach(json_object_get(v, "errors"), k, e)
+				printf("    %s\n", json_string_value(e));
+		}
+	}
+	json_decref(j);
+	return 0;
+}
+
+static char *url_escape(const char *s)
+{
+	CURL *c = curl_easy_init();
+	char *e = c ? curl_easy_escape(c, s, 0) : NULL;
+	char *r = xstrdup(e ? e : s);
+	curl_free(e);
+	if (c)
+		curl_easy_cleanup(c);
+	return r;
+}
+
+static int parse_port(const char *s, long *port, const char **proto)
+{
+	char *end;
+	*port = strtol(s, &end, 10);
+	if (end == s || *port < 0 || *port > 65535)
+		return -EINVAL;
+	*proto = *end == '/' ? end + 1 : "TCP";
+	return 0;
+}
+
+static int cmd_explain(const struct gopts *g, int argc, char **argv)
+{
+	static const struct option o[] = {
+		{ "from", required_argument, NULL, 'f' },
+		{ "to", required_argument, NULL, 't' },
+		{ "port", required_argument, NULL, 'p' },
+		{ 0 }
+	};
+	const char *from = NULL, *to = NULL, *proto = "TCP";
+	char path[1024], *ef, *et;
+	long port = 0;
+	json_t *j;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", o, NULL)) != -1) {
+		if (c == 'f')
+			from = optarg;
+		else if (c == 't')
+			to = optarg;
+		else if (c == 'p') {
+			if (parse_port(optarg, &port, &proto)) {
+				fprintf(stderr, "moatctl explain: --port %s: expected PORT[/PROTO], e.g. 80/TCP\n", optarg);
+				return 2;
+			}
+		} else
+			return 2;
+	}
+	if (!from || !to) {
+		fprintf(stderr, "usage: moatctl explain --from NS/POD|IP --to NS/POD|IP [--port PORT/PROTO]\n");
+		return 2;
+	}
+	ef = url_escape(from);
+	et = url_escape(to);
+	snprintf(path, sizeof(path), "/v1/explain?from=%s&to=%s&port=%ld&proto=%s", ef, et, port, proto);
+	free(ef);
+	free(et);
+	if (api_get(g, path, &j, NULL))
+		return 1;
+	if (!strcmp(g->output, "json")) {
+		print_json(j);
+	} else {
+		json_t *s;
+		printf("%s -> %s %ld/%s: %s\n", from, to, port, jstr(j, "proto"), jstr(j, "verdict"));
+		printf("  decided by: %s (%s tier, %s)\n", jstr(j, "decided_by"), jstr(j, "tier"),
+		       jstr(j, "direction"));
+		s = json_object_get(j, "egress");
+		if (json_is_object(s))
+			printf("  egress of %s: %s by %s\n", from, jstr(s, "verdict"), jstr(s, "decided_by"));
+		else
+			printf("  egress of %s: not judged (not a pod)\n", from);
+		s = json_object_get(j, "ingress");
+		if (json_is_object(s))
+			printf("  ingress of %s: %s by %s\n", to, jstr(s, "verdict"), jstr(s, "decided_by"));
+		else
+			printf("  ingress of %s: not judged (not a pod)\n", to);
+	}
+	json_decref(j);
+	return 0;
+}
+
+static int cmd_metrics(const struct gopts *g)
+{
+	char *raw = NULL;
+	int rc = api_get(g, "/metrics", NULL, &raw);
+
+	if (raw)
+		fputs(raw, stdout);
+	free(raw);
+	return rc ? 1 : 0;
+}
+
+/* ---- offline: policy check ------------------------------------------------ */
+struct check_ctx {
+	int errors;
+	json_t *list;
+};
+
+static void check_err(void *arg, const char *msg)
+{
+	struct check_ctx *cc = arg;
+	cc->errors++;
+	if (cc->list)
+		json_array_append_new(cc->list, json_string(msg));
+	else
+		fprintf(stderr, "error: %s\n", msg);
+}
+
+static int cmd_policy_check(const struct gopts *g, int argc, char **argv)
+{
+	struct moat_compiler_opts co = { 0 };
+	struct moat_compiler *c;
+	struct moat_dp_opts dpo = { .no_pin = true };
+	struct moat_flush_stats st;
+	struct check_ctx cc = { 0 };
+	struct moat_tx *tx = NULL;
+	struct moat_dp *dp = NULL;
+	char err[512];
+	bool json = !strcmp(g->output, "json");
+	__u32 caps[MOAT_T_MAX] = { 0 };
+	int rc;
+
+	if (argc < 1) {
+		fprintf(stderr, "usage: moatctl policy check DIR [--node NAME]\n");
+		return 2;
+	}
+	/* capacities as a default datapath would have them */
+	caps[MOAT_T_EP] = MOAT_MAX_ENDPOINTS;
+	caps[MOAT_T_IP4] = caps[MOAT_T_IP6] = MOAT_MAX_IPS;
+	caps[MOAT_T_NET4] = caps[MOAT_T_NET6] = MOAT_MAX_NETS;
+	caps[MOAT_T_SUBJ] = MOAT_MAX_IDENTITIES;
+	caps[MOAT_T_PORTS] = MOAT_MAX_PORTRANGES;
+	caps[MOAT_T_POL] = MOAT_MAX_POLICY;
+	memcpy(co.cap, caps, sizeof(caps));
+	co.node = g->node;
+	(void)dpo;
+	(void)dp;
+	if (json)
+		cc.list = json_array();
+	moat_compiler_new(&co, &c);
+	rc = moat_srcdir_load_once(argv[0], c, check_err, &cc);
+	if (rc < 0) {
+		fprintf(stderr, "moatctl policy check: %s: %s\n", argv[0], strerror(-rc));
+		moat_compiler_free(c);
+		return 2;
+	}
+	rc = moat_tx_begin(NULL, true, &tx);
+	if (!rc)
+		rc = moat_compiler_flush(c, tx, &st, err, sizeof(err));
+	if (tx)
+		moat_tx_abort(tx);
+	if (rc == -ENOSPC)
+		check_err(&cc, err);
+	if (json) {
+		json_t *t = json_object();
+		for (int i = 0; i < MOAT_T_MAX; i++)
+			json_object_set_new(t, moat_tbl_name(i),
+					    json_pack("{s:i,s:i}", "entries", (json_int_t)st.entries[i],
+						      "capacity", (json_int_t)caps[i]));
+		print_json(json_pack("{s:b,s:o,s:o,s:i,s:i}", "ok", cc.errors == 0, "errors", cc.list,
+				     "tables", t, "identities", st.identities, "rules", st.rules));
+	} else {
+		printf("%s: %d error(s); %u identities, %u rules\n", argv[0], cc.errors, st.identities,
+		       st.rules);
+		printf("%-12s %10s %10s %6s\n", "TABLE", "ENTRIES", "CAPACITY", "USED");
+		for (int i = 0; i < MOAT_T_MAX; i++)
+			printf("%-12s %10u %10u %5.1f%%\n", moat_tbl_name(i), st.entries[i], caps[i],
+			       caps[i] ? 100.0 * st.entries[i] / caps[i] : 0.0);
+	}
+	moat_compiler_free(c);
+	return cc.errors ? 1 : 0;
+}
+
+static int cmd_uninstall(const struct gopts *g, int argc, char **argv)
+{
+	char tmp[512];
+	const char *dir = argc > 0 ? argv[0] : NULL;
+	int rc;
+
+	if (!dir) {
+		if (!g->node) {
+			fprintf(stderr, "usage: moatctl uninstall PIN_DIR | moatctl --node NAME uninstall\n");
+			return 2;
+		}
+		snprintf(tmp, sizeof(tmp), "%s/%s", MOAT_PIN_ROOT, g->node);
+		dir = tmp;
+	}
+	rc = moat_dp_uninstall(dir);
+	if (rc) {
+		fprintf(stderr, "moatctl uninstall: %s: %s\n", dir, strerror(-rc));
+		return 1;
+	}
+	printf("removed %s: programs detached, maps released\n", dir);
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: moatctl [--socket PATH | --node NAME] [-o json|wide] COMMAND\n"
+		"  status                         attach modes, generation, table fill, errors\n"
+		"  get endpoints|identities|policies|sources\n"
+		"  explain --from NS/POD|IP --to NS/POD|IP --port PORT/PROTO\n"
+		"  metrics                        Prometheus text\n"
+		"  policy check DIR               validate manifests and report capacity (no daemon)\n"
+		"  uninstall [PIN_DIR]            detach and remove everything pinned\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option o[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "node", required_argument, NULL, 'n' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	struct gopts g = { .output = "" };
+	int c, rc;
+
+	/* options up to the command; the command parses its own */
+	while ((c = getopt_long(argc, argv, "+o:h", o, NULL)) != -1) {
+		switch (c) {
+		case 's': g.socket = optarg; break;
+		case 'n': g.node = optarg; break;
+		case 'o': g.output = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(g.output, "") && strcmp(g.output, "json") && strcmp(g.output, "wide")) {
+		fprintf(stderr, "moatctl: -o must be json or wide\n");
+		return 2;
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	argc -= optind;
+	argv += optind;
+	/* allow -o after the command too (kubectl habit) */
+	for (int i = 1; i + 1 < argc; i++)
+		if (!strcmp(argv[i], "-o")) {
+			g.output = argv[i + 1];
+			memmove(&argv[i], &argv[i + 2], (size_t)(argc - i - 2) * sizeof(char *));
+			argc -= 2;
+			break;
+		}
+	if (!strcmp(argv[0], "status"))
+		rc = cmd_status(&g);
+	else if (!strcmp(argv[0], "get") && argc > 1)
+		rc = cmd_get(&g, argv[1]);
+	else if (!strcmp(argv[0], "explain"))
+		rc = cmd_explain(&g, argc, argv);
+	else if (!strcmp(argv[0], "metrics"))
+		rc = cmd_metrics(&g);
+	else if (!strcmp(argv[0], "policy") && argc > 1 && !strcmp(argv[1], "check"))
+		rc = cmd_policy_check(&g, argc - 2, argv + 2);
+	else if (!strcmp(argv[0], "uninstall"))
+		rc = cmd_uninstall(&g, argc - 1, argv + 1);
+	else {
+		usage(stderr);
+		rc = 2;
+	}
+	curl_global_cleanup();
+	return rc;
+}

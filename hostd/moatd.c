@@ -1,0 +1,480 @@
+// SPDX-License-Identifier: Apache-2.0
+/* moatd: the node daemon.  A linear start-up, then one event loop:
+ *   open (or adopt) the pinned datapath -> load the manifests -> resolve
+ *   local pod interfaces -> compile one full generation -> attach -> serve
+ * then react to manifest changes (inotify), link/route changes (netlink),
+ * signals and a periodic timer.  SIGTERM and SIGINT leave enforcement in
+ * place (programs and maps stay pinned); `moatctl uninstall` removes it. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <time.h>
+
+#include "api.h"
+#include "daemon.h"
+#include "log.h"
+#include "srcdir.h"
+#include "util.h"
+
+void moatd_error(struct moatd *d, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	if (!msg)
+		return;
+	pr_err("%s", msg);
+	if (d->nerrors == MOAT_RECENT_ERRORS) {
+		free(d->errors[0]);
+		memmove(d->errors, d->errors + 1, (MOAT_RECENT_ERRORS - 1) * sizeof(char *));
+		d->nerrors--;
+	}
+	d->errors[d->nerrors++] = msg;
+}
+
+static void src_err(void *arg, const char *msg)
+{
+	moatd_error(arg, "%s", msg);
+}
+
+static void record_latency(struct moatd *d, double s)
+{
+	static const double bounds[12] = { 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 5 };
+
+	for (int i = 0; i < 12; i++)
+		if (s <= bounds[i]) {
+			d->lat_bucket[i]++;
+			break;
+		}
+	d->lat_sum += s;
+	d->applies++;
+}
+
+int moatd_apply(struct moatd *d, bool full)
+{
+	struct moat_flush_stats st;
+	struct moat_tx *tx;
+	char err[256];
+	uint64_t t0 = moat_now_ns(), t1;
+	__u32 gen = 0;
+	int rc;
+
+	if (!full && !moat_compiler_dirty(d->comp))
+		return 0;
+	rc = moat_tx_begin(d->dp, full, &tx);
+	if (rc)
+		return rc;
+	rc = moat_compiler_flush(d->comp, tx, &st, err, sizeof(err));
+	t1 = moat_now_ns();
+	if (rc) {
+		moat_tx_abort(tx);
+		moat_compiler_abort(d->comp);
+		d->apply_errors++;
+		d->last.error = rc;
+		snprintf(d->last.message, sizeof(d->last.message),
+			 "change refused, generation %u stays enforced: %s", moat_dp_generation(d->dp), err);
+		moatd_error(d, "%s", d->last.message);
+		if (d->src)
+			moat_srcdir_applied(d->src, false, d->last.message);
+		/* the compiler is back at the enforced state: settle it */
+		if (moat_compiler_dirty(d->comp)) {
+			rc = moat_tx_begin(d->dp, false, &tx);
+			if (!rc && !moat_compiler_flush(d->comp, tx, &st, err, sizeof(err)) &&
+			    !moat_tx_commit(tx, &gen))
+				moat_compiler_commit(d->comp);
+			else if (!rc)
+				moat_compiler_abort(d->comp);
+		}
+		return -ENOSPC;
+	}
+	if (!st.ops && !full) {
+		moat_tx_abort(tx);
+		moat_compiler_commit(d->comp);
+		if (d->src)
+			moat_srcdir_applied(d->src, true, NULL);
+		return 0;
+	}
+	rc = moat_tx_commit(tx, &gen);
+	if (rc) {
+		moat_compiler_abort(d->comp);
+		d->apply_errors++;
+		d->last.error = rc;
+		snprintf(d->last.message, sizeof(d->last.message),
+			 "datapath update failed (%s), generation %u stays enforced",
+			 strerror(-rc), moat_dp_generation(d->dp));
+		moatd_error(d, "%s", d->last.message);
+		if (d->src)
+			moat_srcdir_applied(d->src, false, d->last.message);
+		return rc;
+	}
+	moat_compiler_commit(d->comp);
+	if (d->src)
+		moat_srcdir_applied(d->src, true, NULL);
+	d->last.when_ns = (uint64_t)time(NULL) * 1000000000ull;
+	d->last.compile_ns = t1 - t0;
+	d->last.commit_ns = moat_now_ns() - t1;
+	d->last.ops = st.ops;
+	d->last.generation = gen;
+	d->last.error = 0;
+	snprintf(d->last.message, sizeof(d->last.message),
+		 "generation %u live: %zu changes, %u subjects compiled, %u identities, "
+		 "%u decision entries", gen, st.ops, st.subjects_compiled, st.identities,
+		 st.entries[MOAT_T_POL]);
+	record_latency(d, (double)(moat_now_ns() - t0) / 1e9);
+	pr_info("%s (compile %.2f ms, commit %.2f ms)", d->last.message, d->last.compile_ns / 1e6,
+		d->last.commit_ns / 1e6);
+	return 0;
+}
+
+/* Expired conntrack entries: removed here so the LRU keeps room. */
+struct gc_ctx {
+	__u64 now;
+	const struct moat_config *cfg;
+	uint64_t deleted;
+};
+
+static int gc_cb(const struct moat_ct_view *v, void *arg)
+{
+	struct gc_ctx *g = arg;
+	const struct moat_ct_entry *e = &v->e;
+	__u64 to;
+	bool closing = (e->flags & MOAT_CT_RST) ||
+		       ((e->flags & MOAT_CT_FIN_INIT) && (e->flags & MOAT_CT_FIN_RESP));
+
+	if (v->proto == IPPROTO_TCP)
+		to = closing ? g->cfg->ct_tcp_close_timeout_s :
+		     !(e->flags & MOAT_CT_SEEN_REPLY) ? g->cfg->ct_syn_timeout_s : g->cfg->ct_tcp_timeout_s;
+	else
+		to = g->cfg->ct_other_timeout_s;
+	if (g->now > e->last_seen_ns && g->now - e->last_seen_ns > to * 1000000000ull) {
+		g->deleted++;
+		return 1;
+	}
+	return 0;
+}
+
+static void ct_gc(struct moatd *d)
+{
+	struct gc_ctx g = { .now = moat_ktime_coarse_ns(), .cfg = moat_dp_config(d->dp) };
+
+	moat_dp_ct_walk(d->dp, gc_cb, &g);
+	d->ct_gc_deleted += g.deleted;
+	if (g.deleted)
+		pr_debug("conntrack: %llu expired entries removed", (unsigned long long)g.deleted);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: moatd --node NAME --manifests DIR [options]\n"
+		"  --node NAME          this node (pods with spec.nodeName NAME are enforced here)\n"
+		"  --manifests DIR      standalone: Kubernetes objects as JSON/YAML files, watched\n"
+		"  --pin-dir DIR        bpffs directory (default /sys/fs/bpf/moat/NODE)\n"
+		"  --socket PATH        control API socket (default /run/moat/NODE.sock)\n"
+		"  --socket-mode MODE   octal permissions of the socket (default 0660)\n"
+		"  --mode MODE          attach mode: auto|hw|native|generic (default auto)\n"
+		"  --netns-dirs LIST    where pod netns files live (default /run/netns:/var/run/netns)\n"
+		"  --uplink IFNAME      also judge traffic to local pods on this interface\n"
+		"  --no-local-node      do not exempt traffic from the pod's own node\n"
+		"  --no-revoke          keep established flows that a new policy denies\n"
+		"  --observe-only       judge and count, never drop\n"
+		"  --max-policy N       decision table capacity\n"
+		"  --reset              discard pinned state of another ABI version\n"
+		"  --log-level LEVEL    error|warn|info|debug|verbose\n");
+}
+
+static int parse_args(int argc, char **argv, struct moatd_config *c)
+{
+	enum { O_NODE = 1, O_MAN, O_PIN, O_SOCK, O_SMODE, O_MODE, O_NETNS, O_UPLINK, O_NOLOCAL,
+	       O_NOREVOKE, O_OBSERVE, O_MAXPOL, O_RESET, O_LOG, O_HELP };
+	static const struct option opts[] = {
+		{ "node", required_argument, NULL, O_NODE },
+		{ "manifests", required_argument, NULL, O_MAN },
+		{ "pin-dir", required_argument, NULL, O_PIN },
+		{ "socket", required_argument, NULL, O_SOCK },
+		{ "socket-mode", required_argument, NULL, O_SMODE },
+		{ "mode", required_argument, NULL, O_MODE },
+		{ "netns-dirs", required_argument, NULL, O_NETNS },
+		{ "uplink", required_argument, NULL, O_UPLINK },
+		{ "no-local-node", no_argument, NULL, O_NOLOCAL },
+		{ "no-revoke", no_argument, NULL, O_NOREVOKE },
+		{ "observe-only", no_argument, NULL, O_OBSERVE },
+		{ "max-policy", required_argument, NULL, O_MAXPOL },
+		{ "reset", no_argument, NULL, O_RESET },
+		{ "log-level", required_argument, NULL, O_LOG },
+		{ "help", no_argument, NULL, O_HELP },
+		{ 0 }
+	};
+	int o, lvl;
+
+	c->allow_local_node = true;
+	c->revoke = true;
+	c->enforce = true;
+	c->socket_mode = 0660;
+	c->gc_interval_ms = 10000;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case O_NODE: c->node = xstrdup(optarg); break;
+		case O_MAN: c->manifests = xstrdup(optarg); break;
+		case O_PIN: c->pin_dir = xstrdup(optarg); break;
+		case O_SOCK: c->socket = xstrdup(optarg); break;
+		case O_SMODE: c->socket_mode = (unsigned)strtoul(optarg, NULL, 8); break;
+		case O_MODE:
+			if (moat_mode_parse(optarg, &c->mode)) {
+				fprintf(stderr, "moatd: --mode: %s is not auto, hw, native or generic\n", optarg);
+				return -EINVAL;
+			}
+			break;
+		case O_NETNS: c->netns_dirs = xstrdup(optarg); break;
+		case O_UPLINK: c->uplink = xstrdup(optarg); break;
+		case O_NOLOCAL: c->allow_local_node = false; break;
+		case O_NOREVOKE: c->revoke = false; break;
+		case O_OBSERVE: c->enforce = false; break;
+		case O_MAXPOL: c->max_policy = (__u32)strtoul(optarg, NULL, 10); break;
+		case O_RESET: c->reset = true; break;
+		case O_LOG:
+			lvl = moat_log_parse_level(optarg);
+			if (lvl < 0) {
+				fprintf(stderr, "moatd: --log-level: unknown level %s\n", optarg);
+				return -EINVAL;
+			}
+			moat_log_level = lvl;
+			break;
+		case O_HELP: usage(stdout); exit(0);
+		default: usage(stderr); return -EINVAL;
+		}
+	}
+	if (!c->node) {
+		char host[256];
+		if (gethostname(host, sizeof(host)))
+			return -errno;
+		c->node = xstrdup(host);
+	}
+	if (!c->manifests) {
+		fprintf(stderr, "moatd: --manifests DIR is required (standalone mode)\n");
+		return -EINVAL;
+	}
+	if (!c->pin_dir)
+		c->pin_dir = xasprintf("%s/%s", MOAT_PIN_ROOT, c->node);
+	if (!c->socket)
+		c->socket = xasprintf("/run/moat/%s.sock", c->node);
+	return 0;
+}
+
+static void apply_config(struct moatd *d)
+{
+	struct moat_config *cfg = moat_dp_config(d->dp);
+	__u32 f = cfg->flags;
+
+	f = d->cfg.revoke ? f | MOAT_CFG_REVOKE_ESTABLISHED : f & ~MOAT_CFG_REVOKE_ESTABLISHED;
+	f = d->cfg.allow_local_node ? f | MOAT_CFG_ALLOW_LOCAL_NODE : f & ~MOAT_CFG_ALLOW_LOCAL_NODE;
+	f = d->cfg.enforce ? f | MOAT_CFG_ENFORCE : f & ~MOAT_CFG_ENFORCE;
+	__atomic_store_n(&cfg->flags, f, __ATOMIC_RELEASE);
+}
+
+static void sync_interfaces(struct moatd *d)
+{
+	int rc;
+
+	if (moat_ifaces_resolve(d->ifaces, d->comp) > 0)
+		moatd_apply(d, false);
+	rc = moat_ifaces_attach(d->ifaces, d->comp);
+	if (rc == -EAGAIN)
+		pr_debug("some interfaces are not attached yet; retrying");
+}
+
+static volatile sig_atomic_t stop;
+
+int main(int argc, char **argv)
+{
+	struct moatd d;
+	struct moat_dp_opts dpo = { .events = true };
+	struct moat_compiler_opts co = { 0 };
+	struct moat_ifaces_opts io = { 0 };
+	struct epoll_event ev, evs[8];
+	struct itimerspec its = { .it_interval = { 1, 0 }, .it_value = { 1, 0 } };
+	sigset_t mask;
+	int ep = -1, sfd = -1, tfd = -1, err, exitcode = 1;
+	uint64_t last_gc = 0;
+	char *sockdir;
+
+	memset(&d, 0, sizeof(d));
+	pthread_mutex_init(&d.lock, NULL);
+	d.start_ns = moat_now_ns();
+	if (parse_args(argc, argv, &d.cfg))
+		return 2;
+	moat_log_hook_libbpf();
+
+	/* the datapath first: an adopted one keeps enforcing meanwhile */
+	dpo.pin_dir = d.cfg.pin_dir;
+	dpo.reset = d.cfg.reset;
+	dpo.max_policy = d.cfg.max_policy;
+	err = moat_dp_open(&dpo, &d.dp, &d.adopted);
+	if (err == -EPROTO) {
+		pr_err("pinned state under %s has another ABI version (or is incomplete); "
+		       "restart with --reset to replace it", d.cfg.pin_dir);
+		return 1;
+	}
+	if (err) {
+		pr_err("could not load the datapath: %s", strerror(-err));
+		return 1;
+	}
+	pr_info("datapath %s under %s (ABI %d, generation %u)", d.adopted ? "adopted" : "created",
+		d.cfg.pin_dir, MOAT_ABI_VERSION, moat_dp_generation(d.dp));
+	apply_config(&d);
+
+	co.node = d.cfg.node;
+	for (int t = 0; t < MOAT_T_MAX; t++)
+		co.cap[t] = moat_dp_tbl_capacity(d.dp, t);
+	co.cap[MOAT_T_SUBJ] = moat_dp_tbl_capacity(d.dp, MOAT_T_SUBJ);
+	co.max_identities = moat_dp_tbl_capacity(d.dp, MOAT_T_SUBJ);
+	err = moat_compiler_new(&co, &d.comp);
+	if (err)
+		goto out;
+
+	io.mode = d.cfg.mode;
+	io.netns_dirs = d.cfg.netns_dirs;
+	io.uplink = d.cfg.uplink;
+	err = moat_ifaces_new(d.dp, &io, &d.ifaces);
+	if (err) {
+		pr_err("could not open netlink: %s", strerror(-err));
+		goto out;
+	}
+
+	err = moat_srcdir_open(d.cfg.manifests, &d.src);
+	if (err) {
+		pr_err("could not watch %s: %s", d.cfg.manifests, strerror(-err));
+		goto out;
+	}
+	moat_srcdir_scan(d.src, d.comp, src_err, &d);
+	moat_ifaces_resolve(d.ifaces, d.comp);
+	/* one full generation: clears whatever an older daemon left that the
+	 * manifests no longer say, in a single switch */
+	err = moatd_apply(&d, true);
+	if (err)
+		pr_warn("the first generation was refused; enforcing what was pinned before");
+	moat_ifaces_attach(d.ifaces, d.comp);
+
+	sockdir = xstrdup(d.cfg.socket);
+	if (strrchr(sockdir, '/')) {
+		*strrchr(sockdir, '/') = 0;
+		mkdir(sockdir, 0750);
+	}
+	free(sockdir);
+	err = moat_api_start(&d, d.cfg.socket, d.cfg.socket_mode, &d.api);
+	if (err) {
+		pr_err("could not serve the control API on %s: %s", d.cfg.socket, strerror(-err));
+		goto out;
+	}
+	pr_info("moatd ready: node %s, manifests %s, API %s", d.cfg.node, d.cfg.manifests, d.cfg.socket);
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+	timerfd_settime(tfd, 0, &its, NULL);
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (sfd < 0 || tfd < 0 || ep < 0) {
+		err = -errno;
+		goto out;
+	}
+	ev.events = EPOLLIN;
+	ev.data.u32 = 1;
+	epoll_ctl(ep, EPOLL_CTL_ADD, moat_srcdir_fd(d.src), &ev);
+	ev.data.u32 = 2;
+	epoll_ctl(ep, EPOLL_CTL_ADD, moat_ifaces_fd(d.ifaces), &ev);
+	ev.data.u32 = 3;
+	epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &ev);
+	ev.data.u32 = 4;
+	epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &ev);
+
+	while (!stop) {
+		int n = epoll_wait(ep, evs, 8, -1);
+		bool links = false, changed = false, tick = false;
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			err = -errno;
+			break;
+		}
+		pthread_mutex_lock(&d.lock);
+		for (int i = 0; i < n; i++) {
+			switch (evs[i].data.u32) {
+			case 1:
+				changed |= moat_srcdir_process(d.src, d.comp, src_err, &d) > 0;
+				break;
+			case 2:
+				links |= moat_ifaces_ready(d.ifaces);
+				break;
+			case 3: {
+				struct signalfd_siginfo si;
+				if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+					if (si.ssi_signo == SIGHUP) {
+						pr_info("SIGHUP: rescanning %s", d.cfg.manifests);
+						moat_srcdir_scan(d.src, d.comp, src_err, &d);
+						changed = true;
+					} else {
+						stop = 1;
+					}
+				}
+				break;
+			}
+			case 4: {
+				uint64_t x;
+				if (read(tfd, &x, sizeof(x)) > 0)
+					tick = true;
+				break;
+			}
+			}
+		}
+		if (changed) {
+			moat_ifaces_resolve(d.ifaces, d.comp);
+			moatd_apply(&d, false);
+		}
+		if (changed || links || tick)
+			sync_interfaces(&d);
+		if (tick && moat_now_ns() - last_gc > (uint64_t)d.cfg.gc_interval_ms * 1000000ull) {
+			ct_gc(&d);
+			last_gc = moat_now_ns();
+		}
+		pthread_mutex_unlock(&d.lock);
+	}
+	pr_info("moatd stopping; enforcement stays in place (generation %u)", moat_dp_generation(d.dp));
+	exitcode = 0;
+out:
+	if (err && exitcode)
+		pr_err("moatd: %s", strerror(-err));
+	moat_api_stop(d.api);
+	moat_srcdir_free(d.src);
+	moat_ifaces_free(d.ifaces);
+	moat_compiler_free(d.comp);
+	moat_dp_close(d.dp);
+	for (size_t i = 0; i < d.nerrors; i++)
+		free(d.errors[i]);
+	if (ep >= 0)
+		close(ep);
+	if (sfd >= 0)
+		close(sfd);
+	if (tfd >= 0)
+		close(tfd);
+	return exitcode;
+}
