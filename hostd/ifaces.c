@@ -233,6 +233,11 @@ static int netns_id(struct moat_ifaces *fi, int fd, int *ret)
 	err = nl_recvmsgs_default(fi->sock);
 	if (err < 0)
 		return nl_err(err);
+	/* libnl asks for an ACK by default: consume it, or it would be read
+	 * as the answer to the next request */
+	err = nl_wait_for_ack(fi->sock);
+	if (err < 0)
+		return nl_err(err);
 	if (!r.got || r.nsid < 0)
 		return -ENOENT;
 	*ret = r.nsid;
