@@ -121,7 +121,7 @@ static __attribute__((noreturn)) void usage_error(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
 	va_end(ap);
-	usage(stderr);
+	fprintf(stderr, "run '%s help' for usage\n", prog);
 	exit(EX_USAGE_);
 }
 
