@@ -1289,11 +1289,11 @@ static void serve_dgram(struct server *sv, struct lsock *l)
 	}
 }
 
-static void print_ports(const char *what, const uint16_t *p, int n)
+static void print_ports(const char *label, const uint16_t *p, int n)
 {
 	if (!n)
 		return;
-	fprintf(stderr, " %s", what);
+	fprintf(stderr, " %s", label);
 	for (int i = 0; i < n; i++)
 		fprintf(stderr, "%c%u", i ? ',' : ' ', p[i]);
 }
