@@ -172,9 +172,11 @@ static int doc_add(struct mp *m, json_t *j, size_t line, const size_t *lines, si
 		return 0;
 	}
 	if (!json_is_object(j)) {
+		bool list = json_is_array(j);
+
 		json_decref(j);
 		return perr(m, -EINVAL, line, "a document must be an object (a mapping), not %s",
-			    json_is_array(j) ? "a list" : "a scalar");
+			    list ? "a list" : "a scalar");
 	}
 	kind = json_string_value(json_object_get(j, "kind"));
 	items = json_object_get(j, "items");
@@ -185,8 +187,9 @@ static int doc_add(struct mp *m, json_t *j, size_t line, const size_t *lines, si
 		return 0;
 	}
 	if (!json_is_array(items)) {
+		rc = perr(m, -EINVAL, line, "%s: items must be a list", kind);
 		json_decref(j);
-		return perr(m, -EINVAL, line, "%s: items must be a list", kind);
+		return rc;
 	}
 	apiv = json_string_value(json_object_get(j, "apiVersion"));
 	for (size_t i = 0; i < json_array_size(items) && !rc; i++) {
@@ -684,13 +687,15 @@ static int y_node(struct mp *m, const yaml_event_t *ev, int depth, bool items, j
 	int rc = 0;
 
 	*out = NULL;
-	*height = 1;
-	if (depth > MOAT_MANIFEST_MAX_DEPTH)
+	*height = 1; /* levels of containers: scalars have none */
+	if (depth > MOAT_MANIFEST_MAX_DEPTH && (ev->type == YAML_SEQUENCE_START_EVENT ||
+						ev->type == YAML_MAPPING_START_EVENT))
 		return perr(m, -E2BIG, line, "nested deeper than %d levels", MOAT_MANIFEST_MAX_DEPTH);
 	switch (ev->type) {
 	case YAML_ALIAS_EVENT:
 		return y_alias(m, ev, depth, out, height);
 	case YAML_SCALAR_EVENT:
+		*height = 0;
 		anchor = (const char *)ev->data.scalar.anchor;
 		if (!count_node(m, 1, line))
 			return m->rc;
