@@ -323,6 +323,26 @@ static struct pkt *udp_unreachable(struct pkt *p, const char *s, const char *d,
 	return p;
 }
 
+/* ---- policy shorthands -------------------------------------------------------- */
+/* B takes on ingress only what a NetworkPolicy rule allows. */
+static void isolate_b_ingress(void)
+{
+	assert_int_equal(fix_subject(F, ID_B, MOAT_DIR_INGRESS,
+				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED, R_ISO_B_IN), 0);
+}
+
+static void isolate_a_ingress(void)
+{
+	assert_int_equal(fix_subject(F, ID_A, MOAT_DIR_INGRESS,
+				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED, R_ISO_A_IN), 0);
+}
+
+static void allow_in(__u32 subject, __u32 peer, __u8 proto, __u16 port, __u32 rule)
+{
+	assert_int_equal(fix_rule(F, subject, MOAT_DIR_INGRESS, peer, proto, port, 0,
+				  fix_pv_netpol(rule)), 0);
+}
+
 static __u32 live_generation(void)
 {
 	return moat_dp_generation(F->dp);
@@ -832,9 +852,32 @@ static void test_parse_ndp_and_link_local_pass(void **state)
 	expect_from_a(&p, PASS);
 	udp(&p, "fe80::1", 5353, "ff02::fb", 5353);
 	expect_from_a(&p, PASS);
-	expect_stats(S(MOAT_STAT_LINK_LOCAL, 6));
+	/* router solicitation (133) and redirect (137), global addresses */
+	eth_ip(&p, A6, "ff02::2");
+	pkt_icmp6(&p, 133, 0);
+	pkt_finish(&p);
+	expect_from_a(&p, PASS);
+	eth_ip(&p, B6, A6);
+	pkt_icmp6(&p, 137, 0);
+	pkt_zeros(&p, 32);
+	pkt_finish(&p);
+	expect_to_pod(&p, PASS);
+	expect_stats(S(MOAT_STAT_LINK_LOCAL, 8));
 	expect_no_rules();
 	assert_int_equal(fix_ct_count(F), 0);
+	/* the neighbours of the ND range are ICMPv6 like any other */
+	isolate_a_ingress();
+	assert_int_equal(fix_commit(F, NULL), 0);
+	eth_ip(&p, B6, A6);
+	pkt_icmp6(&p, 132, 0);
+	pkt_finish(&p);
+	expect_to_pod(&p, DROP);
+	eth_ip(&p, B6, A6);
+	pkt_icmp6(&p, 138, 0);
+	pkt_finish(&p);
+	expect_to_pod(&p, DROP);
+	expect_stats(S(MOAT_STAT_LINK_LOCAL, 8), S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 2),
+		     S(MOAT_STAT_DROP(MOAT_DROP_POLICY), 2));
 	/* link-local source to a global destination is not link-local traffic */
 	udp(&p, "fe80::1", 5353, B6, 53);
 	expect_from_a(&p, DROP);
@@ -966,25 +1009,6 @@ static void test_parse_other_l4_protocol(void **state)
  * ========================================================================== */
 #define ALLOWED(n) S(MOAT_STAT_VERDICT(MOAT_VERDICT_ALLOW), n)
 #define DENIED(n) S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), n), S(MOAT_STAT_DROP(MOAT_DROP_POLICY), n)
-
-/* B takes on ingress only what a NetworkPolicy rule allows. */
-static void isolate_b_ingress(void)
-{
-	assert_int_equal(fix_subject(F, ID_B, MOAT_DIR_INGRESS,
-				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED, R_ISO_B_IN), 0);
-}
-
-static void isolate_a_ingress(void)
-{
-	assert_int_equal(fix_subject(F, ID_A, MOAT_DIR_INGRESS,
-				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED, R_ISO_A_IN), 0);
-}
-
-static void allow_in(__u32 subject, __u32 peer, __u8 proto, __u16 port, __u32 rule)
-{
-	assert_int_equal(fix_rule(F, subject, MOAT_DIR_INGRESS, peer, proto, port, 0,
-				  fix_pv_netpol(rule)), 0);
-}
 
 static void test_policy_netpol_exact_peer_and_port(void **state)
 {
@@ -1415,8 +1439,12 @@ static void test_policy_port_range_classes(void **state)
 		 fix_pv_netpol(R_1));
 	fix_rule(F, ID_B, MOAT_DIR_INGRESS, MOAT_PEER_CLASS(MOAT_CLASS_POD), IPPROTO_TCP, 2,
 		 MOAT_PK_PORTCLASS, fix_pv_netpol(R_2));
-	/* a plain port-8000 row is not what a ranged subject uses */
+	/* UDP ports are plain ports (no RANGE_UDP) */
 	fix_rule(F, ID_B, MOAT_DIR_INGRESS, ID_A, IPPROTO_UDP, 8000, 0, fix_pv_netpol(R_3));
+	/* plain TCP port rows are not what a ranged subject looks up */
+	fix_rule(F, ID_B, MOAT_DIR_INGRESS, ID_A, IPPROTO_TCP, 8010, 0, fix_pv_netpol(R_5));
+	fix_rule(F, ID_B, MOAT_DIR_INGRESS, MOAT_PEER_CLASS(MOAT_CLASS_POD), IPPROTO_TCP, 7999, 0,
+		 fix_pv_netpol(R_6));
 	expect_from_a(tcp(&p, A4, 40000, B4, 8000, SYN), PASS);
 	expect_from_a(tcp(&p, A4, 40001, B4, 8007, SYN), PASS);
 	expect_from_a(tcp(&p, A4, 40002, B4, 8008, SYN), PASS);  /* class 2, class row */
@@ -1497,7 +1525,13 @@ static void test_antispoofing(void **state)
 	fix_endpoint(F, IF_B, ID_B, B4, NULL);
 	assert_int_equal(fix_commit(F, NULL), 0);
 	expect_from_b(udp(&p, B6, 40001, C6, 53), DROP);
-	assert_int_equal(fix_stat(F, MOAT_STAT_DROP(MOAT_DROP_SPOOFED)), 5);
+	expect_from_b(udp(&p, "::", 40001, C6, 53), DROP); /* equal to the unset address */
+	/* nor does a pod without an IPv4 address send IPv4 */
+	fix_endpoint(F, IF_A, ID_A, NULL, A6);
+	assert_int_equal(fix_commit(F, NULL), 0);
+	expect_from_a(udp(&p, "0.0.0.0", 68, "255.255.255.255", 67), DROP);
+	expect_from_a(udp(&p, A4, 40002, C4, 53), DROP);
+	assert_int_equal(fix_stat(F, MOAT_STAT_DROP(MOAT_DROP_SPOOFED)), 8);
 	assert_int_equal(fix_ct_count(F), 2);
 }
 
@@ -1703,6 +1737,14 @@ static void test_ct_icmp_error_related(void **state)
 	pkt_finish(&p);
 	expect_to_pod(&p, PASS);
 	assert_int_equal(fix_stat(F, MOAT_STAT_RELATED), 5);
+	/* an error about an expired flow is not related */
+	{
+		struct moat_ct_entry e = ct_entry(IPPROTO_UDP, A4, 5353, B4, 53);
+		e.last_seen_ns = moat_ktime_coarse_ns() - 61 * 1000000000ull;
+		assert_int_equal(fix_ct_put(F, IPPROTO_UDP, A4, 5353, B4, 53, &e), 0);
+	}
+	expect_to_pod(udp_unreachable(&p, B4, A4, A4, 5353, B4, 53), DROP);
+	assert_int_equal(fix_stat(F, MOAT_STAT_RELATED), 5);
 }
 
 /* An ICMP error relates to a flow only when it goes to the flow's endpoint
@@ -1900,6 +1942,26 @@ static void test_ct_revalidated_under_new_rule(void **state)
 	expect_stats(ALLOWED(4), S(MOAT_STAT_CT_NEW, 1), S(MOAT_STAT_CT_REPLY, 2),
 		     S(MOAT_STAT_CT_ESTABLISHED, 1), S(MOAT_STAT_CT_REVALIDATED, 1));
 	expect_rules(S(R_1, 2), S(R_2, 2));
+}
+
+/* A reply packet revalidates the flow in its initiator's direction. */
+static void test_ct_revalidated_on_reply_packet(void **state)
+{
+	struct moat_ct_entry e;
+	__u32 gen1;
+	struct pkt p;
+
+	(void)state;
+	open_web_flow();
+	fix_rule(F, ID_B, MOAT_DIR_INGRESS, ID_A, IPPROTO_TCP, 80, 0, fix_pv_netpol(R_2));
+	assert_int_equal(fix_commit(F, &gen1), 0);
+	expect_to_pod(tcp(&p, B4, 80, A4, 40000, ACK), PASS);
+	e = ct_entry(IPPROTO_TCP, A4, 40000, B4, 80);
+	assert_int_equal(e.generation, gen1);
+	assert_int_equal(e.ingress_rule, R_2);
+	assert_int_equal(e.init_identity, ID_A);
+	expect_stats(ALLOWED(3), S(MOAT_STAT_CT_NEW, 1), S(MOAT_STAT_CT_REPLY, 2),
+		     S(MOAT_STAT_CT_REVALIDATED, 1));
 }
 
 static void test_ct_revocation_disabled_keeps_flow(void **state)
@@ -2234,6 +2296,7 @@ int main(void)
 		T(test_ct_revoked_by_new_generation),
 		T(test_ct_revoked_on_reply_packet),
 		T(test_ct_revalidated_under_new_rule),
+		T(test_ct_revalidated_on_reply_packet),
 		T(test_ct_revocation_disabled_keeps_flow),
 		T(test_ct_deferred_not_revalidated),
 		T(test_enforce_cleared_counts_but_passes),
