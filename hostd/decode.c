@@ -470,7 +470,8 @@ static void sel_normalize(struct moat_selector *s)
 		struct moat_sel_req *r = &s->reqs[i];
 		size_t w = 0;
 
-		qsort(r->values, r->nvalues, sizeof(*r->values), strp_cmp);
+		if (r->nvalues)
+			qsort(r->values, r->nvalues, sizeof(*r->values), strp_cmp);
 		for (size_t j = 0; j < r->nvalues; j++) {
 			if (w && !strcmp(r->values[w - 1], r->values[j]))
 				free(r->values[j]);
@@ -479,7 +480,8 @@ static void sel_normalize(struct moat_selector *s)
 		}
 		r->nvalues = w;
 	}
-	qsort(s->reqs, s->n, sizeof(*s->reqs), req_cmp);
+	if (s->n)
+		qsort(s->reqs, s->n, sizeof(*s->reqs), req_cmp);
 	for (size_t i = 0; i < s->n; i++) {
 		if (o && !req_cmp(&s->reqs[o - 1], &s->reqs[i])) {
 			free(s->reqs[i].key);
