@@ -13,6 +13,7 @@
 #include <yaml.h>
 
 #include "manifest.h"
+#include "util.h"
 
 /* ---- containers ----------------------------------------------------------------- */
 int moat_errs_vadd(struct moat_errs *e, const char *fmt, va_list ap)
@@ -84,6 +85,7 @@ struct mp {
 	size_t nodes;
 	struct anchor *anc;
 	size_t nanc, canc;
+	struct hmap anames;    /* name -> index + 1 in anc (aliases in O(1)) */
 	size_t *item_lines;    /* lines of the root mapping's "items" entries */
 	size_t nitems, citems;
 };
@@ -302,18 +304,19 @@ static bool is_space(char c)
  * the caller may still try YAML). */
 static int json_parse_all(struct mp *m, const char *buf, size_t len, char *msg, size_t msglen)
 {
-	size_t off = 0;
+	size_t off = 0, counted = 0, line = 1;
 
 	for (;;) {
 		json_error_t je;
 		json_t *j;
-		size_t line;
 
 		while (off < len && is_space(buf[off]))
 			off++;
 		if (off >= len)
 			return 0;
-		line = line_at(buf, off);
+		/* lines counted once over the input, not from its start each time */
+		line += line_at(buf + counted, off - counted) - 1;
+		counted = off;
 		j = json_loadb(buf + off, len - off, JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES, &je);
 		if (!j) {
 			snprintf(msg, msglen, "%zu:%d: %s", line + (size_t)(je.line > 0 ? je.line - 1 : 0),
@@ -362,6 +365,8 @@ static void anchors_clear(struct mp *m)
 		json_decref(m->anc[i].val);
 	}
 	m->nanc = 0;
+	hmap_free(&m->anames);
+	hmap_init(&m->anames);
 }
 
 static int anchor_set(struct mp *m, const char *name, json_t *val, size_t nodes, int height)
@@ -384,6 +389,9 @@ static int anchor_set(struct mp *m, const char *name, json_t *val, size_t nodes,
 	a->nodes = nodes;
 	a->height = height;
 	m->nanc++;
+	/* a redefined anchor replaces the older one for later aliases */
+	if (hmap_put(&m->anames, a->name, strlen(a->name), (void *)(uintptr_t)m->nanc, NULL))
+		return perr(m, -ENOMEM, 0, "out of memory");
 	return 0;
 }
 
@@ -544,12 +552,12 @@ static int y_node(struct mp *m, const yaml_event_t *ev, int depth, bool items, j
 static int y_alias(struct mp *m, const yaml_event_t *ev, int depth, json_t **out, int *height)
 {
 	const char *name = (const char *)ev->data.alias.anchor;
+	uintptr_t k = (uintptr_t)hmap_gets(&m->anames, name);
 	size_t line = ev->start_mark.line + 1;
 
-	for (size_t k = m->nanc; k-- > 0;) {
-		struct anchor *a = &m->anc[k];
-		if (strcmp(a->name, name))
-			continue;
+	if (k) {
+		struct anchor *a = &m->anc[k - 1];
+
 		if (depth - 1 + a->height > MOAT_MANIFEST_MAX_DEPTH)
 			return perr(m, -E2BIG, line, "nested deeper than %d levels",
 				    MOAT_MANIFEST_MAX_DEPTH);
@@ -765,6 +773,7 @@ static int yaml_parse_all(struct mp *m, const char *buf, size_t len)
 	yaml_event_t ev;
 	int rc = 0;
 
+	hmap_init(&m->anames);
 	if (!yaml_parser_initialize(&m->yp))
 		return perr(m, -ENOMEM, 0, "out of memory");
 	yaml_parser_set_input_string(&m->yp, (const unsigned char *)buf, len);
@@ -806,6 +815,7 @@ static int yaml_parse_all(struct mp *m, const char *buf, size_t len)
 		yaml_event_delete(&ev);
 	}
 	anchors_clear(m);
+	hmap_free(&m->anames);
 	free(m->anc);
 	m->anc = NULL;
 	m->canc = 0;
