@@ -548,6 +548,29 @@ static void t_limits(void **state)
 	free(s);
 }
 
+/* Many anchors and many aliases of the oldest: linear, not quadratic (a
+ * regression makes this test take minutes). */
+static void t_many_anchors(void **state)
+{
+	const size_t n = 100000;
+	char *s = malloc(n * 24 + 16), *p = s;
+	struct res r;
+
+	(void)state;
+	assert_non_null(s);
+	p += sprintf(p, "a:\n");
+	for (size_t i = 0; i < n; i++)
+		p += sprintf(p, "- &a%zu x\n", i);
+	p += sprintf(p, "b:\n");
+	for (size_t i = 0; i < n; i++)
+		p += sprintf(p, "- *a0\n");
+	parses(&r, s);
+	expect_ok(&r, 1);
+	assert_int_equal(json_array_size(json_object_get(r.docs.v[0].json, "b")), n);
+	done(&r);
+	free(s);
+}
+
 /* ---- garbage ------------------------------------------------------------------------------------- */
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
@@ -638,6 +661,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(t_lists),
 		cmocka_unit_test(t_files),
 		cmocka_unit_test(t_limits),
+		cmocka_unit_test(t_many_anchors),
 		cmocka_unit_test(t_garbage),
 	};
 	char dir[PATH_MAX];
