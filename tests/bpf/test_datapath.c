@@ -2229,6 +2229,22 @@ static void test_generation_packets_see_new_slot(void **state)
 	assert_int_equal(live_generation(), gen);
 }
 
+/* ---- the fixture's benchmark runner ------------------------------------------- */
+static void test_run_repeat(void **state)
+{
+	__u32 ns = 0;
+	struct pkt p;
+
+	(void)state;
+	expect_from_a(tcp(&p, A4, 40000, B4, 80, SYN), PASS);
+	tcp(&p, A4, 40000, B4, 80, ACK);
+	assert_int_equal(fix_run_repeat(F, MOAT_HOOK_FROM_POD, IF_A, p.data, p.len, 1000, &ns),
+			 XDP_PASS);
+	assert_true(ns > 0);
+	expect_stats(ALLOWED(1001), S(MOAT_STAT_CT_NEW, 1), S(MOAT_STAT_CT_ESTABLISHED, 1000));
+	assert_int_equal(ct_entry(IPPROTO_TCP, A4, 40000, B4, 80).packets, 1001);
+}
+
 /* ============================================================================ */
 #define T(fn) cmocka_unit_test_setup(fn, setup)
 
@@ -2310,6 +2326,7 @@ int main(void)
 	const struct CMUnitTest generation[] = {
 		T(test_generation_switch),
 		T(test_generation_packets_see_new_slot),
+		T(test_run_repeat),
 	};
 	const char *const veth[2] = { "moat-a", "moat-b" };
 	int ifindex[2], err, failed = 0;

@@ -64,14 +64,18 @@ struct pkt_layer {
 };
 
 struct pkt {
-	__u8 data[PKT_MAX_LEN];
 	size_t len;          /* bytes of the packet */
 	size_t built_len;    /* bytes pushed; > len after a truncation */
 	struct pkt_layer layer[PKT_MAX_LAYERS];
 	int nlayers;
 	int err;             /* first error, sticky */
 	bool finished;
+	__u8 align_pad[1];
+	/* 2 bytes past an 8-byte boundary, like NET_IP_ALIGN: the headers
+	 * after Ethernet are aligned for the accessors' struct types */
+	__u8 data[PKT_MAX_LEN];
 };
+_Static_assert(offsetof(struct pkt, data) % 8 == 2, "IP header alignment");
 
 /* TCP flags (byte 13 of the header). */
 #define PKT_TCP_FIN 0x01
