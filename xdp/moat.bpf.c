@@ -461,6 +461,7 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 	struct verdict *v = &j.v;
 	struct moat_config *cfg;
 	struct moat_ct_entry *e;
+	struct moat_endpoint *ep = NULL;
 	union ct_key ck;
 	__u32 zero = 0, slot, ctflags, cur_gen;
 	__u64 now;
@@ -496,6 +497,31 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 	}
 	slot = READ_ONCE(cfg->active) & 1;
 	cur_gen = READ_ONCE(cfg->slot_gen[slot]);
+
+	/* A pod's interface: who sent it, and only from the pod's own
+	 * addresses, for every packet; a tracked flow is no excuse, or a pod
+	 * could inject into other pods' flows. */
+	if (hook == MOAT_HOOK_FROM_POD) {
+		__u32 ifindex = ctx->ingress_ifindex;
+		void *m = bpf_map_lookup_elem(&moat_ep, &slot);
+
+		ep = m ? bpf_map_lookup_elem(m, &ifindex) : NULL;
+		if (!ep) {
+			v->reason = MOAT_DROP_NO_ENDPOINT;
+			v->rule = MOAT_RULE_NO_ENDPOINT;
+			v->tier = MOAT_TIER_DATAPATH;
+			return finish_drop(ctx, cfg, &pk, v, hook, now);
+		}
+		if ((pk.family == 4 && (!(ep->flags & MOAT_EP_F_HAS_IP4) || ep->ip4 != pk.saddr.v4)) ||
+		    (pk.family == 6 && (!(ep->flags & MOAT_EP_F_HAS_IP6) ||
+					!ip6_eq((const __u32 *)ep->ip6, pk.saddr.w)))) {
+			v->reason = MOAT_DROP_SPOOFED;
+			v->rule = MOAT_RULE_SPOOF;
+			v->tier = MOAT_TIER_DATAPATH;
+			v->src_id = ep->identity;
+			return finish_drop(ctx, cfg, &pk, v, hook, now);
+		}
+	}
 
 	/* Later fragments join the flow of their first fragment. */
 	if (pk.frag == FRAG_LATER) {
@@ -607,27 +633,7 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 	}
 	v->src_id = j.src.identity;
 	v->dst_id = j.dst.identity;
-	if (hook == MOAT_HOOK_FROM_POD) {
-		__u32 ifindex = ctx->ingress_ifindex;
-		struct moat_endpoint *ep;
-		void *m = bpf_map_lookup_elem(&moat_ep, &slot);
-
-		ep = m ? bpf_map_lookup_elem(m, &ifindex) : NULL;
-		if (!ep) {
-			v->reason = MOAT_DROP_NO_ENDPOINT;
-			v->rule = MOAT_RULE_NO_ENDPOINT;
-			v->tier = MOAT_TIER_DATAPATH;
-			return finish_drop(ctx, cfg, &pk, v, hook, now);
-		}
-		if ((pk.family == 4 && (!(ep->flags & MOAT_EP_F_HAS_IP4) || ep->ip4 != pk.saddr.v4)) ||
-		    (pk.family == 6 && (!(ep->flags & MOAT_EP_F_HAS_IP6) ||
-					!ip6_eq((const __u32 *)ep->ip6, pk.saddr.w)))) {
-			v->reason = MOAT_DROP_SPOOFED;
-			v->rule = MOAT_RULE_SPOOF;
-			v->tier = MOAT_TIER_DATAPATH;
-			v->src_id = ep->identity;
-			return finish_drop(ctx, cfg, &pk, v, hook, now);
-		}
+	if (hook == MOAT_HOOK_FROM_POD && ep) {
 		/* The interface, not the address, says who sent it. */
 		j.src.identity = ep->identity;
 		j.src.cls = MOAT_CLASS_POD;
