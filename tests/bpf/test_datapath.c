@@ -323,6 +323,9 @@ static struct pkt *udp_unreachable(struct pkt *p, const char *s, const char *d,
 	return p;
 }
 
+static struct pkt *udp_frag(struct pkt *p, const char *s, __u16 sport, const char *d,
+			    __u16 dport, __u32 id, bool first);
+
 /* ---- policy shorthands -------------------------------------------------------- */
 /* B takes on ingress only what a NetworkPolicy rule allows. */
 static void isolate_b_ingress(void)
@@ -1535,6 +1538,41 @@ static void test_antispoofing(void **state)
 	assert_int_equal(fix_ct_count(F), 2);
 }
 
+/* The sending pod's addresses are checked on every packet, not just on new
+ * flows: a pod must not inject into other pods' tracked flows. */
+static void test_antispoofing_covers_tracked_flows(void **state)
+{
+	struct pkt p;
+
+	(void)state;
+	expect_from_a(udp(&p, A4, 5353, C4, 53), PASS);   /* A's DNS query to C */
+	expect_from_a(tcp(&p, A6, 40000, C6, 80, SYN), PASS);
+	/* B forges C's answers */
+	expect_from_b(udp(&p, C4, 53, A4, 5353), DROP);
+	expect_from_b(tcp(&p, C6, 80, A6, 40000, RST | ACK), DROP);
+	/* ... or an error about A's query, from C's address */
+	expect_from_b(udp_unreachable(&p, C4, A4, A4, 5353, C4, 53), DROP);
+	/* ... or a later fragment */
+	expect_from_a(udp_frag(&p, A4, 5353, C4, 53, 0x7777, true), PASS);
+	eth_ip(&p, C4, A4);
+	pkt_ip4_frag(&p, 0x7777, 24, false);
+	pkt_next_proto(&p, IPPROTO_UDP);
+	pkt_payload(&p, "ghijklmn", 8);
+	pkt_finish(&p);
+	expect_from_b(&p, DROP);
+	/* the real answer, delivered to A, passes */
+	expect_to_pod(udp(&p, C4, 53, A4, 5353), PASS);
+	/* tracked flows do not pass an interface that is no known pod's */
+	expect_action(fix_from_pod(F, IF_LO, udp(&p, A4, 5353, C4, 53)), &p, DROP);
+	expect_stats(ALLOWED(4), S(MOAT_STAT_CT_NEW, 2), S(MOAT_STAT_CT_ESTABLISHED, 1),
+		     S(MOAT_STAT_CT_REPLY, 1), S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 5),
+		     S(MOAT_STAT_DROP(MOAT_DROP_SPOOFED), 4),
+		     S(MOAT_STAT_DROP(MOAT_DROP_NO_ENDPOINT), 1));
+	expect_rules(S(MOAT_RULE_DEFAULT_ALLOW, 4), S(MOAT_RULE_SPOOF, 4),
+		     S(MOAT_RULE_NO_ENDPOINT, 1));
+	assert_int_equal(ct_entry(IPPROTO_UDP, A4, 5353, C4, 53).packets, 3);
+}
+
 static void test_unknown_interface(void **state)
 {
 	struct pkt p;
@@ -2294,6 +2332,7 @@ int main(void)
 		T(test_policy_sctp_port),
 		T(test_policy_local_node_exempt),
 		T(test_antispoofing),
+		T(test_antispoofing_covers_tracked_flows),
 		T(test_unknown_interface),
 		T(test_to_pod_unknown_destination),
 		T(test_vip_deferred),
