@@ -31,6 +31,7 @@ struct ns_ent {
 	struct moat_object *obj;      /* NULL until a Namespace object is seen */
 	struct moat_labels deflabels; /* what the API server always sets */
 	struct ptrvec idents;
+	struct ptrvec np_pols;        /* NetworkPolicies of this namespace */
 };
 
 struct kv {
@@ -69,7 +70,6 @@ struct ident {
 	struct out *pending;
 	bool has_pending;
 	struct ptrvec subj_of;        /* policies whose subject selects it */
-	struct ptrvec peer_of;        /* policies with a peer matching it */
 };
 
 struct pod_ent {
@@ -104,6 +104,8 @@ struct pol_ent {
 	__u32 iso_ref[2];
 	bool expand_named[2];         /* class-wide peers enumerated (named ports) */
 	__u64 select_epoch;           /* when its selections were last computed */
+	bool need_select;             /* selections to recompute at the next flush */
+	bool cross_ns;                /* peers outside its own namespace (or nodes) */
 	bool any_named_egress;        /* an egress rule to any peer with a named port */
 	bool ns_audit;                /* its namespace is in audit mode */
 };
@@ -120,7 +122,7 @@ struct cell {
 	__u8 key[24];
 	__u8 cval[32], dval[32];
 	bool has_c, has_d;
-	bool dirty;
+	bool dirty;                   /* listed in dirty_cells */
 };
 
 struct ip_ent {
@@ -163,14 +165,18 @@ struct moat_compiler {
 	__u32 next_ref;
 	struct u32vec free_refs;
 
-	struct ptrvec dirty_pols;
+	struct ptrvec dirty_pols;     /* policies whose selections are pending */
+	struct ptrvec cluster_pols;   /* ANP, BANP, CNP */
+	struct ptrvec xns_pols;       /* NetworkPolicies with peers in other namespaces */
+	struct ptrvec dirty_cells;
+	struct hmap peer_cache;       /* canonical peer -> struct u32vec *, per flush */
 	struct ptrvec dirty_idents;
 	struct ptrvec dead_idents;
 	struct ptrvec undo;           /* struct undo * since last commit */
 	bool replaying;
 	__u64 epoch;
 	__u32 nsubjects_ents;         /* committed decision entries */
-	__u32 pending_pol_entries;
+	__u32 pending_counts[MOAT_T_MAX];
 	__u32 committed_counts[MOAT_T_MAX];
 };
 
@@ -278,7 +284,10 @@ static void cell_set(struct moat_compiler *c, enum moat_tbl t, const void *key, 
 			return;
 		ce->has_d = false;
 	}
-	ce->dirty = true;
+	if (!ce->dirty) {
+		ce->dirty = true;
+		ptrvec_push(&c->dirty_cells, ce);
+	}
 }
 
 /* ---- identities ------------------------------------------------------------ */
@@ -375,6 +384,14 @@ static void mark_reselect(struct moat_compiler *c, struct ident *id)
 	id->reselect = true;
 	id->mark_epoch = ++c->epoch;
 	mark_ident(c, id);
+}
+
+static void mark_select(struct moat_compiler *c, struct pol_ent *pe)
+{
+	if (!pe->need_select) {
+		pe->need_select = true;
+		ptrvec_push(&c->dirty_pols, pe);
+	}
 }
 
 static void mark_pol_subjects(struct moat_compiler *c, struct pol_ent *pe)
@@ -813,17 +830,62 @@ static void pol_free_sets(struct pol_ent *pe)
 	}
 }
 
-static void peer_collect(struct ns_ent *n, const struct moat_policy *p, const struct moat_peer *pr,
-			 struct pol_ent *pe, struct peerset *ps)
+static void peer_collect(const struct ns_ent *n, const struct moat_peer *pr, struct u32vec *out)
 {
 	for (size_t i = 0; n && i < n->idents.n; i++) {
 		struct ident *id = n->idents.v[i];
-		if (!id->dead && (!pr->pod_sel || moat_selector_matches(pr->pod_sel, &id->labels))) {
-			u32vec_push(&ps->ids, id->id);
-			ptrvec_push(&id->peer_of, pe);
-		}
+		if (!id->dead && (!pr->pod_sel || moat_selector_matches(pr->pod_sel, &id->labels)))
+			u32vec_push(out, id->id);
 	}
-	(void)p;
+}
+
+static void peer_cache_clear(struct moat_compiler *c)
+{
+	size_t it = 0;
+	const void *k;
+	void *v;
+
+	while (hmap_next(&c->peer_cache, &it, &k, NULL, &v)) {
+		u32vec_free(v);
+		free(v);
+		free((void *)k);
+	}
+	hmap_free(&c->peer_cache);
+	hmap_init(&c->peer_cache);
+}
+
+/* The identities a pod peer selects.  Thousands of policies repeat the same
+ * peer (e.g. "prometheus in the monitoring namespaces"): evaluate each
+ * distinct peer once per flush. */
+static const struct u32vec *peer_ids(struct moat_compiler *c, const struct moat_policy *p,
+				     const struct moat_peer *pr)
+{
+	char *ns = pr->ns_sel ? moat_selector_string(pr->ns_sel) : NULL;
+	char *pod = pr->pod_sel ? moat_selector_string(pr->pod_sel) : NULL;
+	char *key = xasprintf("%s%s|%s", pr->ns_sel ? "S:" : "N:", pr->ns_sel ? ns : p->ns,
+			      pr->pod_sel ? pod : "*");
+	struct u32vec *v;
+
+	free(ns);
+	free(pod);
+	v = hmap_gets(&c->peer_cache, key);
+	if (v) {
+		free(key);
+		return v;
+	}
+	v = xcalloc(1, sizeof(*v));
+	if (!pr->ns_sel) {
+		peer_collect(p->ns ? ns_get(c, p->ns, false) : NULL, pr, v);
+	} else {
+		size_t nit = 0;
+		void *nv;
+		while (hmap_next(&c->nss, &nit, NULL, NULL, &nv))
+			if (moat_selector_matches(pr->ns_sel, ns_labels(nv)))
+				peer_collect(nv, pr, v);
+	}
+	u32vec_sort_unique(v);
+	hmap_put(&c->peer_cache, key, strlen(key), v, NULL);
+	return v;
 }
 
 /* Re-evaluates which identities a policy's subject and peers select. */
@@ -838,13 +900,6 @@ static void pol_select(struct moat_compiler *c, struct pol_ent *pe)
 		if (id)
 			ptrvec_remove(&id->subj_of, pe);
 	}
-	for (int d = 0; d < 2; d++)
-		for (size_t i = 0; i < pe->npeers[d]; i++)
-			for (size_t j = 0; j < pe->peers[d][i].ids.n; j++) {
-				struct ident *id = c->by_id[pe->peers[d][i].ids.v[j]];
-				while (id && ptrvec_remove(&id->peer_of, pe))
-					;
-			}
 	pol_free_sets(pe);
 	memset(&pe->subjects, 0, sizeof(pe->subjects));
 	pe->select_epoch = ++c->epoch;
@@ -921,28 +976,22 @@ static void pol_select(struct moat_compiler *c, struct pol_ent *pe)
 					void *nv;
 					while (hmap_next(&c->nodes, &nit, NULL, NULL, &nv)) {
 						struct ident *id = ((struct node_ent *)nv)->ident;
-						if (id && !id->dead && peer_matches_ident(p, pr, id)) {
+						if (id && !id->dead && peer_matches_ident(p, pr, id))
 							u32vec_push(&ps->ids, id->id);
-							ptrvec_push(&id->peer_of, pe);
-						}
 					}
 					u32vec_sort_unique(&ps->ids);
 					continue;
 				}
 				if (pr->kind != MOAT_PEER_PODS)
 					continue;
-				/* namespaces first, then the identities in them */
-				if (!pr->ns_sel) {
-					struct ns_ent *n = p->ns ? ns_get(c, p->ns, false) : NULL;
-					peer_collect(n, p, pr, pe, ps);
-				} else {
-					size_t nit = 0;
-					void *nv;
-					while (hmap_next(&c->nss, &nit, NULL, NULL, &nv))
-						if (moat_selector_matches(pr->ns_sel, ns_labels(nv)))
-							peer_collect(nv, p, pr, pe, ps);
+				{
+					const struct u32vec *ids = peer_ids(c, p, pr);
+					if (ids->n) {
+						ps->ids.v = xcalloc(ids->n, sizeof(uint32_t));
+						memcpy(ps->ids.v, ids->v, ids->n * sizeof(uint32_t));
+						ps->ids.n = ps->ids.cap = ids->n;
+					}
 				}
-				u32vec_sort_unique(&ps->ids);
 			}
 		}
 	}
@@ -956,19 +1005,14 @@ static void pol_select(struct moat_compiler *c, struct pol_ent *pe)
 
 /* An identity appeared or its labels (or its namespace's) changed: which
  * policies select it now? */
-static void ident_reselect(struct moat_compiler *c, struct ident *id)
+static void ident_reselect_one(struct moat_compiler *c, struct ident *id, struct pol_ent *pe)
 {
-	size_t it = 0;
-	void *v;
-
-	id->reselect = false;
-	while (hmap_next(&c->pols, &it, NULL, NULL, &v)) {
-		struct pol_ent *pe = v;
+	{
 		const struct moat_policy *p = pe->p;
 		bool was = false, is;
 
 		if (!p || pe->select_epoch > id->mark_epoch)
-			continue; /* selected after this identity changed: up to date */
+			return; /* selected after this identity changed: up to date */
 		for (size_t i = 0; i < id->subj_of.n; i++)
 			was |= id->subj_of.v[i] == pe;
 		is = !id->dead && subject_matches(c, pe, id);
@@ -1020,24 +1064,29 @@ static void ident_reselect(struct moat_compiler *c, struct ident *id)
 				}
 			}
 		}
-		if (peer_changed) {
-			if (!id->dead) {
-				bool listed = false;
-				for (size_t i = 0; i < id->peer_of.n; i++)
-					listed |= id->peer_of.v[i] == pe;
-				if (!listed)
-					ptrvec_push(&id->peer_of, pe);
-			}
+		if (peer_changed)
 			mark_pol_subjects(c, pe);
-		}
 		/* class-wide peers need nothing: unmentioned identities take
 		 * the class row; but a named port to "any peer" gives every pod
 		 * its own row */
 		if (!peer_changed && pe->any_named_egress && id->cls == MOAT_CLASS_POD)
 			mark_pol_subjects(c, pe);
 	}
-	if (id->dead)
-		ptrvec_free(&id->peer_of);
+}
+
+/* Only policies that could select it: NetworkPolicies of its namespace,
+ * NetworkPolicies with peers in other namespaces, cluster policies. */
+static void ident_reselect(struct moat_compiler *c, struct ident *id)
+{
+	id->reselect = false;
+	if (id->cls == MOAT_CLASS_POD && id->ns)
+		for (size_t i = 0; i < id->ns->np_pols.n; i++)
+			ident_reselect_one(c, id, id->ns->np_pols.v[i]);
+	if (id->cls == MOAT_CLASS_POD)
+		for (size_t i = 0; i < c->xns_pols.n; i++)
+			ident_reselect_one(c, id, c->xns_pols.v[i]);
+	for (size_t i = 0; i < c->cluster_pols.n; i++)
+		ident_reselect_one(c, id, c->cluster_pols.v[i]);
 }
 
 /* ---- compiling one subject ------------------------------------------------ */
@@ -1873,11 +1922,9 @@ static int cmp_pol_name(const void *a, const void *b)
 static void ordinals_refresh(struct moat_compiler *c, int tier, __u32 prio)
 {
 	struct ptrvec same = { 0 };
-	size_t it = 0;
-	void *v;
 
-	while (hmap_next(&c->pols, &it, NULL, NULL, &v)) {
-		struct pol_ent *pe = v;
+	for (size_t i = 0; i < c->cluster_pols.n; i++) {
+		struct pol_ent *pe = c->cluster_pols.v[i];
 		__u32 pp;
 		if (!pe->p || pe->p->tier != tier || tier == MOAT_TIER_NETPOL)
 			continue;
@@ -1944,12 +1991,52 @@ static void undo_push(struct moat_compiler *c, const char *key, struct moat_obje
 	ptrvec_push(&c->undo, u);
 }
 
+static bool policy_cross_ns(const struct moat_policy *p)
+{
+	for (int d = 0; d < 2; d++)
+		for (size_t r = 0; r < p->nrules[d]; r++)
+			for (size_t k = 0; k < p->rules[d][r].npeers; k++) {
+				const struct moat_peer *pr = &p->rules[d][r].peers[k];
+				if ((pr->kind == MOAT_PEER_PODS && pr->ns_sel) || pr->kind == MOAT_PEER_NODES)
+					return true;
+			}
+	return false;
+}
+
+/* The lists that say which policies an identity change can affect. */
+static void pol_index(struct moat_compiler *c, struct pol_ent *pe, const struct moat_policy *p, bool add)
+{
+	struct ptrvec *v;
+
+	if (!p)
+		return;
+	if (p->kind == MOAT_K_NETPOL) {
+		v = &ns_get(c, p->ns, true)->np_pols;
+		if (add)
+			ptrvec_push(v, pe);
+		else
+			ptrvec_remove(v, pe);
+		if (add ? policy_cross_ns(p) : pe->cross_ns) {
+			if (add)
+				ptrvec_push(&c->xns_pols, pe);
+			else
+				ptrvec_remove(&c->xns_pols, pe);
+		}
+		if (add)
+			pe->cross_ns = policy_cross_ns(p);
+		return;
+	}
+	if (add)
+		ptrvec_push(&c->cluster_pols, pe);
+	else
+		ptrvec_remove(&c->cluster_pols, pe);
+}
+
 static int apply_policy(struct moat_compiler *c, struct moat_object *obj, const char *key)
 {
 	struct pol_ent *pe = hmap_gets(&c->pols, key);
 	struct moat_policy *oldp = NULL;
 	struct moat_object *oldobj = NULL;
-	bool fresh = !pe;
 
 	if (!pe) {
 		pe = xcalloc(1, sizeof(*pe));
@@ -1959,8 +2046,10 @@ static int apply_policy(struct moat_compiler *c, struct moat_object *obj, const 
 		oldobj = pe->obj;
 		oldp = pe->p;
 	}
-	if (oldp)
+	if (oldp) {
 		policy_regions(c, oldp, false);
+		pol_index(c, pe, oldp, false);
+	}
 	pe->obj = obj;
 	pe->p = obj ? obj->u.policy : NULL;
 	if (pe->p) {
@@ -1971,24 +2060,31 @@ static int apply_policy(struct moat_compiler *c, struct moat_object *obj, const 
 			pe->ns_audit = n->obj && n->obj->u.namespace->audit;
 		}
 		policy_regions(c, pe->p, true);
+		pol_index(c, pe, pe->p, true);
 	}
 	pol_refs(c, pe, oldp);
-	pol_select(c, pe);
 	if (oldp && oldp->tier != MOAT_TIER_NETPOL)
 		ordinals_refresh(c, oldp->tier, pol_prio(oldp));
 	if (pe->p && pe->p->tier != MOAT_TIER_NETPOL)
 		ordinals_refresh(c, pe->p->tier, pol_prio(pe->p));
 	undo_push(c, key, oldobj);
-	(void)fresh;
-	if (!pe->p) {
-		hmap_del(&c->pols, pe->key, strlen(pe->key));
-		pol_free_sets(pe);
-		u32vec_free(&pe->subjects);
-		free(pe->refs[0]);
-		free(pe->refs[1]);
-		free(pe->key);
-		free(pe);
+	if (pe->p) {
+		/* selections are computed at the flush, once every object of the
+		 * batch is in: thousands of policies arriving together are
+		 * evaluated once, not once per identity */
+		mark_select(c, pe);
+		return 0;
 	}
+	/* deleted: its subjects lose it now (the entry goes away) */
+	pol_select(c, pe);
+	ptrvec_remove(&c->dirty_pols, pe);
+	hmap_del(&c->pols, pe->key, strlen(pe->key));
+	pol_free_sets(pe);
+	u32vec_free(&pe->subjects);
+	free(pe->refs[0]);
+	free(pe->refs[1]);
+	free(pe->key);
+	free(pe);
 	return 0;
 }
 
@@ -2051,17 +2147,11 @@ static int apply_namespace(struct moat_compiler *c, struct moat_object *obj, con
 		mark_reselect(c, n->idents.v[i]);
 	/* cluster policies select namespaces by label: their subjects and
 	 * peers may change */
-	{
-		size_t it = 0;
-		void *v;
-		while (hmap_next(&c->pols, &it, NULL, NULL, &v)) {
-			struct pol_ent *pe = v;
-			if (pe->p && pe->p->kind == MOAT_K_NETPOL && !strcmp(pe->p->ns, name) && audit_changed) {
-				pe->ns_audit = obj && obj->u.namespace->audit;
-				pol_refs(c, pe, pe->p);
-				mark_pol_subjects(c, pe);
-			}
-		}
+	for (size_t i = 0; audit_changed && i < n->np_pols.n; i++) {
+		struct pol_ent *pe = n->np_pols.v[i];
+		pe->ns_audit = obj && obj->u.namespace->audit;
+		pol_refs(c, pe, pe->p);
+		mark_pol_subjects(c, pe);
 	}
 	undo_push(c, key, old);
 	return 0;
@@ -2250,15 +2340,41 @@ int moat_compiler_set_endpoint(struct moat_compiler *c, const char *ns, const ch
 
 bool moat_compiler_dirty(const struct moat_compiler *c)
 {
-	size_t it = 0;
-	void *v;
+	return c->dirty_idents.n || c->dirty_pols.n || c->regions_dirty || c->dead_idents.n ||
+	       c->dirty_cells.n;
+}
 
-	if (c->dirty_idents.n || c->dirty_pols.n || c->regions_dirty || c->dead_idents.n)
-		return true;
-	while (hmap_next(&c->cells, &it, NULL, NULL, &v))
-		if (((struct cell *)v)->dirty)
-			return true;
-	return false;
+#define BULK_RESELECT 256
+
+/* Brings every policy's selections up to date. */
+static void selection_refresh(struct moat_compiler *c)
+{
+	size_t nres = 0;
+
+	peer_cache_clear(c);
+	for (size_t i = 0; i < c->dirty_idents.n; i++)
+		nres += ((struct ident *)c->dirty_idents.v[i])->reselect;
+	if (nres > BULK_RESELECT) {
+		/* many identities changed (start-up, a big namespace relabel):
+		 * re-selecting every policy once is cheaper than testing every
+		 * identity against every policy */
+		size_t it = 0;
+		void *v;
+		while (hmap_next(&c->pols, &it, NULL, NULL, &v))
+			mark_select(c, v);
+	}
+	for (size_t i = 0; i < c->dirty_pols.n; i++) {
+		struct pol_ent *pe = c->dirty_pols.v[i];
+		pe->need_select = false;
+		pol_select(c, pe);
+	}
+	c->dirty_pols.n = 0;
+	for (size_t i = 0; i < c->dirty_idents.n; i++) {
+		struct ident *id = c->dirty_idents.v[i];
+		if (id->reselect)
+			ident_reselect(c, id);
+	}
+	peer_cache_clear(c);
 }
 
 /* ---- flush / commit / abort ------------------------------------------------------ */
@@ -2267,8 +2383,7 @@ int moat_compiler_flush(struct moat_compiler *c, struct moat_tx *tx, struct moat
 {
 	uint64_t t0 = moat_now_ns();
 	__u32 counts[MOAT_T_MAX];
-	size_t it, ops = 0;
-	void *v;
+	size_t ops = 0;
 	int rc = 0;
 
 	memset(st, 0, sizeof(*st));
@@ -2276,12 +2391,7 @@ int moat_compiler_flush(struct moat_compiler *c, struct moat_tx *tx, struct moat
 		err[0] = 0;
 	if (c->regions_dirty)
 		regions_refresh(c);
-	/* reselect identities (new, relabelled, namespace relabelled, dead) */
-	for (size_t i = 0; i < c->dirty_idents.n; i++) {
-		struct ident *id = c->dirty_idents.v[i];
-		if (id->reselect)
-			ident_reselect(c, id);
-	}
+	selection_refresh(c);
 	/* compile every dirty subject */
 	memcpy(counts, c->committed_counts, sizeof(counts));
 	for (size_t i = 0; i < c->dirty_idents.n; i++) {
@@ -2295,11 +2405,8 @@ int moat_compiler_flush(struct moat_compiler *c, struct moat_tx *tx, struct moat
 		counts[MOAT_T_PORTS] -= out_count(id->committed, MOAT_T_PORTS);
 		st->subjects_compiled++;
 	}
-	it = 0;
-	while (hmap_next(&c->cells, &it, NULL, NULL, &v)) {
-		struct cell *ce = v;
-		if (!ce->dirty)
-			continue;
+	for (size_t i = 0; i < c->dirty_cells.n; i++) {
+		struct cell *ce = c->dirty_cells.v[i];
 		counts[ce->tbl] += ce->has_d;
 		counts[ce->tbl] -= ce->has_c;
 	}
@@ -2318,11 +2425,8 @@ int moat_compiler_flush(struct moat_compiler *c, struct moat_tx *tx, struct moat
 		struct ident *id = c->dirty_idents.v[i];
 		rc = out_diff(tx, id->id, id->committed, id->pending, &ops);
 	}
-	it = 0;
-	while (!rc && hmap_next(&c->cells, &it, NULL, NULL, &v)) {
-		struct cell *ce = v;
-		if (!ce->dirty)
-			continue;
+	for (size_t i = 0; i < c->dirty_cells.n && !rc; i++) {
+		struct cell *ce = c->dirty_cells.v[i];
 		if (ce->has_d && (!ce->has_c || memcmp(ce->cval, ce->dval, moat_tbl_value_size(ce->tbl)))) {
 			rc = moat_tx_put(tx, ce->tbl, ce->key, ce->dval);
 			ops++;
@@ -2335,11 +2439,11 @@ int moat_compiler_flush(struct moat_compiler *c, struct moat_tx *tx, struct moat
 		snprintf(err, errlen, "cannot build the transaction: %s", strerror(-rc));
 out:
 	memcpy(st->entries, counts, sizeof(counts));
+	memcpy(c->pending_counts, counts, sizeof(counts));
 	st->ops = ops;
 	st->identities = (__u32)c->idents.n;
 	st->rules = (__u32)c->refs.n;
 	st->ns = moat_now_ns() - t0;
-	c->pending_pol_entries = counts[MOAT_T_POL];
 	return rc;
 }
 
@@ -2355,7 +2459,6 @@ static void ident_destroy(struct moat_compiler *c, struct ident *id)
 		free(id->ports[i].name);
 	free(id->ports);
 	ptrvec_free(&id->subj_of);
-	ptrvec_free(&id->peer_of);
 	out_free(id->committed);
 	out_free(id->pending);
 	free(id->key);
@@ -2375,9 +2478,6 @@ static void undo_free(struct moat_compiler *c)
 
 void moat_compiler_commit(struct moat_compiler *c)
 {
-	size_t it = 0;
-	void *v;
-
 	for (size_t i = 0; i < c->dirty_idents.n; i++) {
 		struct ident *id = c->dirty_idents.v[i];
 		if (id->has_pending) {
@@ -2389,29 +2489,14 @@ void moat_compiler_commit(struct moat_compiler *c)
 		id->dirty = false;
 	}
 	c->dirty_idents.n = 0;
-	while (hmap_next(&c->cells, &it, NULL, NULL, &v)) {
-		struct cell *ce = v;
-		if (!ce->dirty)
-			continue;
+	for (size_t i = 0; i < c->dirty_cells.n; i++) {
+		struct cell *ce = c->dirty_cells.v[i];
 		memcpy(ce->cval, ce->dval, sizeof(ce->cval));
 		ce->has_c = ce->has_d;
 		ce->dirty = false;
-		c->committed_counts[ce->tbl] += 0;
 	}
-	/* recount committed global cells */
-	memset(c->committed_counts, 0, sizeof(c->committed_counts));
-	it = 0;
-	while (hmap_next(&c->cells, &it, NULL, NULL, &v)) {
-		struct cell *ce = v;
-		c->committed_counts[ce->tbl] += ce->has_c;
-	}
-	for (__u32 i = 0; i < c->next_id; i++) {
-		struct ident *id = c->by_id[i];
-		if (!id)
-			continue;
-		c->committed_counts[MOAT_T_POL] += (__u32)out_count(id->committed, MOAT_T_POL);
-		c->committed_counts[MOAT_T_PORTS] += (__u32)out_count(id->committed, MOAT_T_PORTS);
-	}
+	c->dirty_cells.n = 0;
+	memcpy(c->committed_counts, c->pending_counts, sizeof(c->committed_counts));
 	for (size_t i = 0; i < c->dead_idents.n; i++) {
 		struct ident *id = c->dead_idents.v[i];
 		if (id->dead && !id->npods)
@@ -2469,6 +2554,7 @@ int moat_compiler_new(const struct moat_compiler_opts *opts, struct moat_compile
 	hmap_init(&c->cells);
 	hmap_init(&c->regions);
 	hmap_init(&c->refs);
+	hmap_init(&c->peer_cache);
 	*ret = c;
 	return 0;
 }
@@ -2521,6 +2607,7 @@ void moat_compiler_free(struct moat_compiler *c)
 		moat_object_free(n->obj);
 		moat_labels_free(&n->deflabels);
 		ptrvec_free(&n->idents);
+		ptrvec_free(&n->np_pols);
 		free(n->name);
 		free(n);
 	}
@@ -2558,6 +2645,11 @@ void moat_compiler_free(struct moat_compiler *c)
 	hmap_free(&c->regions);
 	hmap_free(&c->refs);
 	ptrvec_free(&c->dirty_pols);
+	ptrvec_free(&c->cluster_pols);
+	ptrvec_free(&c->xns_pols);
+	ptrvec_free(&c->dirty_cells);
+	peer_cache_clear(c);
+	hmap_free(&c->peer_cache);
 	ptrvec_free(&c->dirty_idents);
 	ptrvec_free(&c->dead_idents);
 	ptrvec_free(&c->undo);
