@@ -1268,6 +1268,10 @@ static bool crule_port_match(const struct crule *cr, __u8 proto, int port,
 			const struct ident *dst = cr->dir == MOAT_DIR_INGRESS ? subject : (pv->net ? NULL : pv->id);
 			if (!dst)
 				continue;
+			/* NetworkPolicy names the protocol too; the admin APIs take
+			 * the container port's */
+			if (cr->pe->p->kind == MOAT_K_NETPOL && ps->proto != proto)
+				continue;
 			for (size_t k = 0; k < dst->nports; k++)
 				if (dst->ports[k].name && !strcmp(dst->ports[k].name, ps->named) &&
 				    dst->ports[k].proto == proto && dst->ports[k].port == port)
@@ -1364,6 +1368,8 @@ static void spans_of_rule(const struct crule *cr, __u8 proto, const struct ident
 	for (size_t i = 0; i < r->nports; i++) {
 		const struct moat_port_spec *ps = &r->ports[i];
 		if (ps->named) {
+			if (cr->pe->p->kind == MOAT_K_NETPOL && ps->proto != proto)
+				continue;
 			if (cr->dir == MOAT_DIR_INGRESS) {
 				for (size_t k = 0; k < subject->nports; k++)
 					if (subject->ports[k].name && !strcmp(subject->ports[k].name, ps->named) &&

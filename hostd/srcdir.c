@@ -343,7 +343,13 @@ static int file_load(struct moat_srcdir *s, const char *name, struct moat_compil
 		char *key = NULL;
 		uint64_t dg = 0;
 
-		rc = moat_decode(docs.v[i].json, docs.v[i].source, &obj, emsg, sizeof(emsg));
+		char src[PATH_MAX];
+		/* file:line, so an error points at the document */
+		if (docs.v[i].line)
+			snprintf(src, sizeof(src), "%s:%u", docs.v[i].source, docs.v[i].line);
+		else
+			snprintf(src, sizeof(src), "%s", docs.v[i].source);
+		rc = moat_decode(docs.v[i].json, src, &obj, emsg, sizeof(emsg));
 		if (rc == 0 && !obj)
 			continue; /* a kind we do not read */
 		key = rc ? doc_key(docs.v[i].json) : moat_object_key(obj);

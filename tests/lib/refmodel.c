@@ -163,7 +163,7 @@ static bool rule_match(const struct ref_world *w, const struct moat_policy *p, c
 			/* resolved on the destination pod: the subject for ingress;
 			 * for egress only a peer selected as a pod (documented) */
 			const struct moat_pod *dst = dir == MOAT_DIR_INGRESS ? subject : (sel ? pc->pod : NULL);
-			if (!dst)
+			if (!dst || (p->kind == MOAT_K_NETPOL && ps->proto != proto))
 				continue;
 			for (size_t k = 0; k < dst->nports; k++)
 				if (dst->ports[k].name && !strcmp(dst->ports[k].name, ps->named) &&
