@@ -23,6 +23,7 @@
 
 #include "api.h"
 #include "daemon.h"
+#include "events.h"
 #include "srcdir.h"
 #include "util.h"
 
@@ -332,6 +333,26 @@ static char *metrics_text(struct moatd *d)
 				       (unsigned long long)v);
 		}
 	}
+	if (d->events) {
+		struct moat_events_stats es;
+		moat_events_stats(d->events, &es);
+		metric(&b, &len, &cap, "# HELP moat_events_delivered_total Verdict events received by moatd.\n"
+				       "# TYPE moat_events_delivered_total counter\nmoat_events_delivered_total %llu\n"
+				       "# HELP moat_events_lost_total Verdict events lost, by where.\n"
+				       "# TYPE moat_events_lost_total counter\n"
+				       "moat_events_lost_total{where=\"perf-ring\"} %llu\n"
+				       "moat_events_lost_total{where=\"output-failed\"} %llu\n"
+				       "moat_events_lost_total{where=\"rate-limit\"} %llu\n"
+				       "# HELP moat_events_seq_gaps_total Events missing by sequence number (cross-check).\n"
+				       "# TYPE moat_events_seq_gaps_total counter\nmoat_events_seq_gaps_total %llu\n"
+				       "# HELP moat_flows Flow records held.\n# TYPE moat_flows gauge\nmoat_flows %llu\n"
+				       "# HELP moat_flows_ended_total Flows that ended.\n# TYPE moat_flows_ended_total counter\n"
+				       "moat_flows_ended_total %llu\n",
+		       (unsigned long long)es.delivered, (unsigned long long)es.perf_lost,
+		       (unsigned long long)es.failed, (unsigned long long)es.suppressed,
+		       (unsigned long long)es.seq_gaps, (unsigned long long)es.flows_active,
+		       (unsigned long long)es.flows_ended);
+	}
 	metric(&b, &len, &cap, "# HELP moat_generation The policy generation live in the datapath.\n"
 			       "# TYPE moat_generation gauge\nmoat_generation %u\n",
 	       moat_dp_generation(d->dp));
@@ -368,6 +389,240 @@ static char *metrics_text(struct moatd *d)
 	return b;
 }
 
+/* ---- observe: newline-delimited JSON, optionally following ------------- */
+struct obs {
+	struct moatd *d;
+	struct moat_ev_filter f;
+	char *strs[8];            /* owned filter strings */
+	bool follow;
+	uint64_t cursor;
+	char *pending;
+	size_t plen, poff;
+	struct moat_ev *batch;
+	int idle_ms;
+};
+
+static const char *arg(struct MHD_Connection *conn, const char *k)
+{
+	return MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, k);
+}
+
+static int filter_parse(struct MHD_Connection *conn, struct moat_ev_filter *f, char **strs,
+			char *err, size_t errlen)
+{
+	const char *v;
+	size_t ns = 0;
+
+	memset(f, 0, sizeof(*f));
+	f->port = f->proto = f->verdict = f->type = -1;
+#define STR(field, name)                                           \
+	if ((v = arg(conn, name))) {                               \
+		strs[ns] = xstrdup(v);                             \
+		f->field = strs[ns++];                             \
+	}
+	STR(ns, "namespace");
+	STR(pod, "pod");
+	STR(ip, "ip");
+	STR(policy, "policy");
+#undef STR
+	if ((v = arg(conn, "port"))) {
+		char *end;
+		long p = strtol(v, &end, 10);
+		if (*end || p < 0 || p > 65535) {
+			snprintf(err, errlen, "port must be 0..65535");
+			return -EINVAL;
+		}
+		f->port = (int)p;
+	}
+	if ((v = arg(conn, "proto"))) {
+		uint8_t pr;
+		if (moat_proto_parse(v, &pr)) {
+			snprintf(err, errlen, "proto must be TCP, UDP, SCTP, ICMP or ICMPv6");
+			return -EINVAL;
+		}
+		f->proto = pr;
+	}
+	if ((v = arg(conn, "verdict"))) {
+		if (!strcmp(v, "allow"))
+			f->verdict = MOAT_VERDICT_ALLOW;
+		else if (!strcmp(v, "deny"))
+			f->verdict = MOAT_VERDICT_DENY;
+		else if (!strcmp(v, "audit"))
+			f->verdict = MOAT_VERDICT_AUDIT;
+		else {
+			snprintf(err, errlen, "verdict must be allow, deny or audit");
+			return -EINVAL;
+		}
+	}
+	if ((v = arg(conn, "type"))) {
+		static const char *const t[] = { "", "deny", "new-flow", "flow-end", "sample", "audit" };
+		for (int i = 1; i <= 5; i++)
+			if (!strcmp(v, t[i]))
+				f->type = i;
+		if (f->type < 0) {
+			snprintf(err, errlen, "type must be deny, new-flow, flow-end, sample or audit");
+			return -EINVAL;
+		}
+	}
+	if ((v = arg(conn, "rule")))
+		f->rule = (uint32_t)strtoul(v, NULL, 10);
+	return 0;
+}
+
+static void obs_free(void *cls)
+{
+	struct obs *o = cls;
+
+	for (int i = 0; i < 8; i++)
+		free(o->strs[i]);
+	free(o->pending);
+	free(o->batch);
+	free(o);
+}
+
+static void obs_append(struct obs *o, json_t *j)
+{
+	char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	size_t l;
+
+	json_decref(j);
+	if (!s)
+		return;
+	l = strlen(s);
+	o->pending = xrealloc(o->pending, o->plen + l + 2);
+	memcpy(o->pending + o->plen, s, l);
+	o->pending[o->plen + l] = '\n';
+	o->plen += l + 1;
+	free(s);
+}
+
+#define OBS_BATCH 512
+
+static ssize_t obs_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct obs *o = cls;
+	uint64_t last;
+	size_t n;
+
+	(void)pos;
+	while (o->poff >= o->plen) {
+		o->plen = o->poff = 0;
+		n = moat_events_read(o->d->events, o->cursor, o->batch, OBS_BATCH, o->follow ? 1000 : 0, &last);
+		o->cursor = last;
+		if (!n) {
+			if (!o->follow)
+				return MHD_CONTENT_READER_END_OF_STREAM;
+			/* keep the connection alive; a client that left shows up as
+			 * a write error and MHD ends the stream */
+			if ((o->idle_ms += 1000) >= 15000) {
+				o->idle_ms = 0;
+				buf[0] = '\n';
+				return 1;
+			}
+			continue;
+		}
+		o->idle_ms = 0;
+		pthread_mutex_lock(&o->d->lock);
+		for (size_t i = 0; i < n; i++) {
+			char *desc = moat_rule_describe(o->d->comp, o->batch[i].raw.rule);
+			if (moat_ev_match(&o->batch[i], &o->f, desc))
+				obs_append(o, moat_ev_json(&o->batch[i], desc));
+			free(desc);
+		}
+		pthread_mutex_unlock(&o->d->lock);
+	}
+	n = o->plen - o->poff < max ? o->plen - o->poff : max;
+	memcpy(buf, o->pending + o->poff, n);
+	o->poff += n;
+	return (ssize_t)n;
+}
+
+static enum MHD_Result h_observe(struct MHD_Connection *conn, struct moatd *d)
+{
+	struct obs *o;
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+	const char *v;
+	char err[128];
+	long lastn = 0;
+	uint64_t head;
+
+	if (!d->events)
+		return send_error(conn, 503, "verdict events are not available on this node");
+	o = xcalloc(1, sizeof(*o));
+	o->d = d;
+	o->batch = xcalloc(OBS_BATCH, sizeof(*o->batch));
+	if (filter_parse(conn, &o->f, o->strs, err, sizeof(err))) {
+		obs_free(o);
+		return send_error(conn, 400, err);
+	}
+	o->follow = (v = arg(conn, "follow")) && strcmp(v, "0") && strcmp(v, "false");
+	if ((v = arg(conn, "last")))
+		lastn = strtol(v, NULL, 10);
+	head = moat_events_head(d->events);
+	if (lastn > 100000)
+		lastn = 100000;
+	if (lastn > 0) {
+		/* the last N matching events still in the ring, oldest first */
+		struct moat_ev *keep = xcalloc((size_t)lastn, sizeof(*keep));
+		size_t kn = 0, n;
+		uint64_t cur = 0, l;
+
+		pthread_mutex_lock(&d->lock);
+		while (cur < head && (n = moat_events_read(d->events, cur, o->batch, OBS_BATCH, 0, &l)) > 0) {
+			for (size_t i = 0; i < n && o->batch[i].seq <= head; i++) {
+				char *desc = moat_rule_describe(d->comp, o->batch[i].raw.rule);
+				if (moat_ev_match(&o->batch[i], &o->f, desc))
+					keep[kn++ % (size_t)lastn] = o->batch[i];
+				free(desc);
+			}
+			cur = l;
+		}
+		for (size_t i = kn > (size_t)lastn ? kn - (size_t)lastn : 0; i < kn; i++) {
+			const struct moat_ev *ev = &keep[i % (size_t)lastn];
+			char *desc = moat_rule_describe(d->comp, ev->raw.rule);
+			obs_append(o, moat_ev_json(ev, desc));
+			free(desc);
+		}
+		pthread_mutex_unlock(&d->lock);
+		free(keep);
+		o->cursor = head;
+	} else {
+		o->cursor = o->follow ? head : 0;
+	}
+	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, obs_read, o, obs_free);
+	MHD_add_response_header(r, "Content-Type", "application/x-ndjson");
+	ret = MHD_queue_response(conn, 200, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result h_flows(struct MHD_Connection *conn, struct moatd *d)
+{
+	struct moat_ev_filter f;
+	char *strs[8] = { 0 }, err[128];
+	struct moat_flow *fl;
+	size_t n, max = 100000;
+	json_t *a = json_array();
+
+	if (!d->events)
+		return send_error(conn, 503, "verdict events are not available on this node");
+	if (filter_parse(conn, &f, strs, err, sizeof(err)))
+		return send_error(conn, 400, err);
+	fl = xcalloc(max, sizeof(*fl));
+	n = moat_events_flows(d->events, fl, max);
+	for (size_t i = 0; i < n; i++) {
+		char *desc = moat_rule_describe(d->comp, fl[i].rule);
+		if (moat_flow_match(&fl[i], &f, desc))
+			json_array_append_new(a, moat_flow_json(&fl[i], desc));
+		free(desc);
+	}
+	free(fl);
+	for (int i = 0; i < 8; i++)
+		free(strs[i]);
+	return send_json(conn, 200, a);
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
 			       const char *method, const char *version, const char *upload_data,
 			       size_t *upload_size, void **con_cls)
@@ -384,8 +639,14 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 	if (strcmp(method, "GET"))
 		return send_error(conn, 405, "only GET is supported");
 
+	/* streaming takes the lock per batch, not for its whole life */
+	if (!strcmp(url, "/v1/observe"))
+		return h_observe(conn, d);
+
 	pthread_mutex_lock(&d->lock);
-	if (!strcmp(url, "/v1/status")) {
+	if (!strcmp(url, "/v1/flows")) {
+		ret = h_flows(conn, d);
+	} else if (!strcmp(url, "/v1/status")) {
 		ret = send_json(conn, 200, status_json(d));
 	} else if (!strcmp(url, "/v1/endpoints")) {
 		j = json_array();
@@ -437,7 +698,9 @@ int moat_api_start(struct moatd *d, const char *path, unsigned mode, struct moat
 		err = -errno;
 		goto fail;
 	}
-	api->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+	/* a thread per connection: observers block waiting for events */
+	api->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+					    MHD_USE_ERROR_LOG, 0, NULL, NULL,
 				    handler, api, MHD_OPTION_LISTEN_SOCKET, api->fd,
 				    MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT,
 				    30u, MHD_OPTION_END);

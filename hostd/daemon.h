@@ -14,6 +14,7 @@
 
 struct moat_srcdir;
 struct moat_api;
+struct moat_events;
 
 #define MOAT_RECENT_ERRORS 64
 
@@ -52,6 +53,8 @@ struct moatd {
 	struct moat_ifaces *ifaces;
 	struct moat_srcdir *src;
 	struct moat_api *api;
+	struct moat_events *events;
+	bool names_dirty;             /* rebuild the events' name snapshot */
 	bool adopted;
 	uint64_t start_ns;
 	struct moatd_apply last;

@@ -358,6 +358,186 @@ static int cmd_explain(const struct gopts *g, int argc, char **argv)
 	return 0;
 }
 
+/* ---- observe: stream verdicts as they happen -------------------------------- */
+struct obs_out {
+	bool json;
+	char *line;
+	size_t n;
+	unsigned long count;
+};
+
+static void obs_side(json_t *s, char *out, size_t len)
+{
+	const char *ns = jstr(s, "namespace"), *pod = jstr(s, "pod"), *ip = jstr(s, "ip");
+	long long port = jint(s, "port");
+
+	if (*pod)
+		snprintf(out, len, "%s/%s:%lld", ns, pod, port);
+	else if (*ns)
+		snprintf(out, len, "%s(%s):%lld", ip, ns, port);
+	else
+		snprintf(out, len, "%s:%lld", ip, port);
+}
+
+static void obs_print(struct obs_out *o, const char *line, size_t len)
+{
+	json_t *j;
+	json_error_t je;
+	char s[300], d[300];
+	const char *t;
+
+	if (!len)
+		return;
+	o->count++;
+	if (o->json) {
+		fwrite(line, 1, len, stdout);
+		fputc('\n', stdout);
+		fflush(stdout);
+		return;
+	}
+	j = json_loadb(line, len, 0, &je);
+	if (!j)
+		return;
+	obs_side(json_object_get(j, "src"), s, sizeof(s));
+	obs_side(json_object_get(j, "dst"), d, sizeof(d));
+	t = jstr(j, "time");
+	printf("%s %-6s %-9s %s -> %s %s  %s (%s, %s)\n", strlen(t) > 11 ? t + 11 : t,
+	       jstr(j, "verdict"), jstr(j, "type"), s, d, jstr(j, "proto"), jstr(j, "decided_by"),
+	       jstr(j, "tier"), jstr(j, "direction"));
+	fflush(stdout);
+	json_decref(j);
+}
+
+static size_t obs_write(char *ptr, size_t sz, size_t nm, void *ud)
+{
+	struct obs_out *o = ud;
+	size_t add = sz * nm;
+
+	for (size_t i = 0; i < add; i++) {
+		if (ptr[i] == '\n') {
+			obs_print(o, o->line, o->n);
+			o->n = 0;
+			continue;
+		}
+		if (o->n < 1u << 20) {
+			o->line = xrealloc(o->line, o->n + 1);
+			o->line[o->n++] = ptr[i];
+		}
+	}
+	return add;
+}
+
+static int cmd_observe(const struct gopts *g, int argc, char **argv)
+{
+	static const struct option o[] = {
+		{ "namespace", required_argument, NULL, 'n' },
+		{ "pod", required_argument, NULL, 'p' },
+		{ "ip", required_argument, NULL, 'i' },
+		{ "port", required_argument, NULL, 'P' },
+		{ "protocol", required_argument, NULL, 'r' },
+		{ "verdict", required_argument, NULL, 'v' },
+		{ "type", required_argument, NULL, 't' },
+		{ "policy", required_argument, NULL, 'y' },
+		{ "label", required_argument, NULL, 'l' },
+		{ "follow", no_argument, NULL, 'f' },
+		{ "last", required_argument, NULL, 'L' },
+		{ 0 }
+	};
+	static const char *const keys[] = { ['n'] = "namespace", ['p'] = "pod", ['i'] = "ip", ['P'] = "port",
+					    ['r'] = "proto", ['v'] = "verdict", ['t'] = "type", ['y'] = "policy" };
+	char path[2048] = "/v1/observe?x=1", tmp[512];
+	struct obs_out out = { .json = !strcmp(g->output, "json") };
+	bool follow = false;
+	CURL *c;
+	CURLcode cc;
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "f", o, NULL)) != -1) {
+		char *e;
+		size_t l = strlen(path);
+		switch (opt) {
+		case 'f':
+			follow = true;
+			break;
+		case 'L':
+			snprintf(path + l, sizeof(path) - l, "&last=%s", optarg);
+			break;
+		case 'l':
+			fprintf(stderr, "moatctl observe: --label: use --pod or --namespace (labels are not in events)\n");
+			return 2;
+		case 'n': case 'p': case 'i': case 'P': case 'r': case 'v': case 't': case 'y':
+			e = url_escape(optarg);
+			snprintf(path + l, sizeof(path) - l, "&%s=%s", keys[opt], e);
+			free(e);
+			break;
+		default:
+			return 2;
+		}
+	}
+	if (follow)
+		strncat(path, "&follow=1", sizeof(path) - strlen(path) - 1);
+	c = curl_easy_init();
+	snprintf(tmp, sizeof(tmp), "http://moatd%s", path);
+	{
+		char sp[512];
+		curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, sock_path(g, sp, sizeof(sp)));
+		curl_easy_setopt(c, CURLOPT_URL, tmp);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, obs_write);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
+		curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
+		cc = curl_easy_perform(c);
+		if (cc != CURLE_OK) {
+			fprintf(stderr, "moatctl observe: %s (is moatd running at %s?)\n", curl_easy_strerror(cc), sp);
+			curl_easy_cleanup(c);
+			free(out.line);
+			return 1;
+		}
+	}
+	if (out.n)
+		obs_print(&out, out.line, out.n);
+	curl_easy_cleanup(c);
+	free(out.line);
+	return 0;
+}
+
+static int cmd_flows(const struct gopts *g, int argc, char **argv)
+{
+	json_t *j, *v;
+	size_t i;
+	char path[1024] = "/v1/flows?x=1";
+
+	for (int k = 1; k + 1 < argc; k += 2) {
+		const char *key = argv[k][0] == '-' && argv[k][1] == '-' ? argv[k] + 2 : NULL;
+		char *e;
+		if (!key) {
+			fprintf(stderr, "usage: moatctl flows [--namespace NS] [--pod POD] [--verdict V] ...\n");
+			return 2;
+		}
+		e = url_escape(argv[k + 1]);
+		snprintf(path + strlen(path), sizeof(path) - strlen(path), "&%s=%s",
+			 !strcmp(key, "protocol") ? "proto" : key, e);
+		free(e);
+	}
+	if (api_get(g, path, &j, NULL))
+		return 1;
+	if (!strcmp(g->output, "json")) {
+		print_json(j);
+	} else {
+		printf("%-42s %-42s %-5s %-6s %8s %10s  %s\n", "SOURCE", "DESTINATION", "PROTO", "VERDICT",
+		       "PACKETS", "BYTES", "DECIDED BY");
+		json_array_foreach(j, i, v) {
+			char s[300], d[300];
+			obs_side(json_object_get(v, "src"), s, sizeof(s));
+			obs_side(json_object_get(v, "dst"), d, sizeof(d));
+			printf("%-42s %-42s %-5s %-6s %8lld %10lld  %s\n", s, d, jstr(v, "proto"),
+			       jstr(v, "verdict"), jint(v, "packets"), jint(v, "bytes"), jstr(v, "decided_by"));
+		}
+	}
+	json_decref(j);
+	return 0;
+}
+
 static int cmd_metrics(const struct gopts *g)
 {
 	char *raw = NULL;
@@ -481,6 +661,10 @@ static void usage(FILE *f)
 		"  get endpoints|identities|policies|sources\n"
 		"  explain --from NS/POD|IP --to NS/POD|IP --port PORT/PROTO\n"
 		"  metrics                        Prometheus text\n"
+		"  observe [--follow] [--last N] [--namespace NS] [--pod [NS/]POD] [--ip IP]\n"
+		"          [--port N] [--protocol P] [--verdict allow|deny|audit] [--type T] [--policy TEXT]\n"
+		"                                 live verdicts (-o json: one object per line)\n"
+		"  flows [--namespace NS] [--pod POD] [--verdict V] ...   flow records\n"
 		"  policy check DIR               validate manifests and report capacity (no daemon)\n"
 		"  uninstall [PIN_DIR]            detach and remove everything pinned\n");
 }
@@ -534,6 +718,10 @@ int main(int argc, char **argv)
 		rc = cmd_explain(&g, argc, argv);
 	else if (!strcmp(argv[0], "metrics"))
 		rc = cmd_metrics(&g);
+	else if (!strcmp(argv[0], "observe"))
+		rc = cmd_observe(&g, argc, argv);
+	else if (!strcmp(argv[0], "flows"))
+		rc = cmd_flows(&g, argc, argv);
 	else if (!strcmp(argv[0], "policy") && argc > 1 && !strcmp(argv[1], "check"))
 		rc = cmd_policy_check(&g, argc - 2, argv + 2);
 	else if (!strcmp(argv[0], "uninstall"))

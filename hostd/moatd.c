@@ -22,6 +22,7 @@
 
 #include "api.h"
 #include "daemon.h"
+#include "events.h"
 #include "log.h"
 #include "srcdir.h"
 #include "util.h"
@@ -122,6 +123,7 @@ int moatd_apply(struct moatd *d, bool full)
 		return rc;
 	}
 	moat_compiler_commit(d->comp);
+	d->names_dirty = true;
 	if (d->src)
 		moat_srcdir_applied(d->src, true, NULL);
 	d->last.when_ns = (uint64_t)time(NULL) * 1000000000ull;
@@ -145,6 +147,7 @@ struct gc_ctx {
 	__u64 now;
 	const struct moat_config *cfg;
 	uint64_t deleted;
+	struct moat_events *events;
 };
 
 static int gc_cb(const struct moat_ct_view *v, void *arg)
@@ -162,6 +165,8 @@ static int gc_cb(const struct moat_ct_view *v, void *arg)
 		to = g->cfg->ct_other_timeout_s;
 	if (g->now > e->last_seen_ns && g->now - e->last_seen_ns > to * 1000000000ull) {
 		g->deleted++;
+		if (g->events)
+			moat_events_flow_expired(g->events, v); /* the flow's end record */
 		return 1;
 	}
 	return 0;
@@ -169,7 +174,8 @@ static int gc_cb(const struct moat_ct_view *v, void *arg)
 
 static void ct_gc(struct moatd *d)
 {
-	struct gc_ctx g = { .now = moat_ktime_coarse_ns(), .cfg = moat_dp_config(d->dp) };
+	struct gc_ctx g = { .now = moat_ktime_coarse_ns(), .cfg = moat_dp_config(d->dp),
+			    .events = d->events };
 
 	moat_dp_ct_walk(d->dp, gc_cb, &g);
 	d->ct_gc_deleted += g.deleted;
@@ -286,6 +292,34 @@ static void apply_config(struct moatd *d)
 	__atomic_store_n(&cfg->flags, f, __ATOMIC_RELEASE);
 }
 
+static int names_pod_cb(const struct moat_endpoint_view *v, void *arg)
+{
+	if (!v->host_network)
+		for (size_t i = 0; i < v->nips; i++)
+			moat_names_add_pod(arg, &v->ips[i], v->ns, v->name);
+	return 0;
+}
+
+static int names_id_cb(const struct moat_ident_view *v, void *arg)
+{
+	moat_names_add_identity(arg, v->id, v->ns ? v->ns : v->node);
+	return 0;
+}
+
+/* Who is who, for the event consumer: rebuilt at most once a second. */
+static void names_refresh(struct moatd *d)
+{
+	struct moat_names *n;
+
+	if (!d->events || !d->names_dirty)
+		return;
+	n = moat_names_new();
+	moat_compiler_endpoints(d->comp, names_pod_cb, n);
+	moat_compiler_identities(d->comp, names_id_cb, n);
+	moat_events_set_names(d->events, n);
+	d->names_dirty = false;
+}
+
 static void sync_interfaces(struct moatd *d)
 {
 	int rc;
@@ -375,6 +409,13 @@ int main(int argc, char **argv)
 		mkdir(sockdir, 0750);
 	}
 	free(sockdir);
+	{
+		struct moat_events_opts eo = { 0 };
+		err = moat_events_start(d.dp, &eo, &d.events);
+		if (err)
+			pr_warn("verdict events unavailable: %s (enforcement is not affected)", strerror(-err));
+		names_refresh(&d);
+	}
 	err = moat_api_start(&d, d.cfg.socket, d.cfg.socket_mode, &d.api);
 	if (err) {
 		pr_err("could not serve the control API on %s: %s", d.cfg.socket, strerror(-err));
@@ -452,6 +493,8 @@ int main(int argc, char **argv)
 		}
 		if (changed || links || tick)
 			sync_interfaces(&d);
+		if (tick)
+			names_refresh(&d);
 		if (tick && moat_now_ns() - last_gc > (uint64_t)d.cfg.gc_interval_ms * 1000000ull) {
 			ct_gc(&d);
 			last_gc = moat_now_ns();
@@ -464,6 +507,7 @@ out:
 	if (err && exitcode)
 		pr_err("moatd: %s", strerror(-err));
 	moat_api_stop(d.api);
+	moat_events_stop(d.events);
 	moat_srcdir_free(d.src);
 	moat_ifaces_free(d.ifaces);
 	moat_compiler_free(d.comp);
