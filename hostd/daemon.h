@@ -26,6 +26,7 @@ struct moatd_config {
 	unsigned socket_mode;     /* default 0660 */
 	char *netns_dirs;
 	char *uplink;
+	char *veth_prefixes;
 	enum moat_mode mode;
 	bool reset;               /* discard pinned state of another ABI */
 	bool allow_local_node;

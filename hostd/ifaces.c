@@ -37,6 +37,7 @@ struct moat_ifaces {
 	enum moat_mode mode;
 	char *netns_dirs;
 	char *uplink;
+	char *veth_prefixes;          /* attach to these veths before their pod is known */
 	struct nl_sock *sock;         /* requests */
 	struct nl_sock *msock;        /* cache manager */
 	struct nl_cache_mngr *mngr;
@@ -78,6 +79,7 @@ int moat_ifaces_new(struct moat_dp *dp, const struct moat_ifaces_opts *o, struct
 	fi->mode = o ? o->mode : MOAT_MODE_AUTO;
 	fi->netns_dirs = xstrdup(o && o->netns_dirs ? o->netns_dirs : "/run/netns:/var/run/netns");
 	fi->uplink = xstrdup(o ? o->uplink : NULL);
+	fi->veth_prefixes = xstrdup(o && o->veth_prefixes && *o->veth_prefixes ? o->veth_prefixes : NULL);
 	hmap_init(&fi->atts);
 	hmap_init(&fi->pod_if);
 	fi->sock = nl_socket_alloc();
@@ -139,6 +141,7 @@ void moat_ifaces_free(struct moat_ifaces *fi)
 		nl_socket_free(fi->msock);
 	free(fi->netns_dirs);
 	free(fi->uplink);
+	free(fi->veth_prefixes);
 	free(fi);
 }
 
@@ -353,70 +356,86 @@ struct attach_ctx {
 	int errors;
 };
 
-static void sanitize(char *s)
+/* Attaches moat_from_pod to a host-side veth and moat_to_pod to its peer in
+ * the pod's namespace.  Links are named after the host-side interface, so
+ * an interface attached before its pod was known keeps its link. */
+static void attach_pair(struct attach_ctx *ac, int ifindex, const char *pod)
 {
-	for (; *s; s++)
-		if (*s == '/')
-			*s = '_';
-}
-
-static int attach_one(const struct moat_endpoint_view *v, void *arg)
-{
-	struct attach_ctx *ac = arg;
 	struct moat_ifaces *fi = ac->fi;
-	struct rtnl_link *host;
+	struct rtnl_link *host = rtnl_link_get(fi->links, ifindex);
 	char hname[300], pname[300];
 	int peer, nsid, nsfd;
 	struct att *a;
 
-	if (!v->local || v->host_network || v->ifindex <= 0)
-		return 0;
-	snprintf(hname, sizeof(hname), "h_%s_%s", v->ns, v->name);
-	snprintf(pname, sizeof(pname), "p_%s_%s", v->ns, v->name);
-	sanitize(hname);
-	sanitize(pname);
+	if (!host) {
+		ac->errors++;
+		return;
+	}
+	snprintf(hname, sizeof(hname), "h_%s", rtnl_link_get_name(host));
+	snprintf(pname, sizeof(pname), "p_%s", rtnl_link_get_name(host));
 
 	/* traffic from the pod: the host-side veth */
 	a = att_get(fi, hname);
 	a->seen = true;
 	free(a->pod);
-	a->pod = xasprintf("%s/%s", v->ns, v->name);
-	att_do(fi, a, MOAT_HOOK_FROM_POD, v->ifindex, -1, fi->mode);
+	a->pod = xstrdup(pod);
+	att_do(fi, a, MOAT_HOOK_FROM_POD, ifindex, -1, fi->mode);
 	ac->errors += !a->attached;
 
 	/* traffic to the pod: the peer inside the pod's namespace */
 	a = att_get(fi, pname);
 	a->seen = true;
 	free(a->pod);
-	a->pod = xasprintf("%s/%s", v->ns, v->name);
-	host = rtnl_link_get(fi->links, v->ifindex);
-	if (!host) {
-		snprintf(a->error, sizeof(a->error), "host interface %d vanished", v->ifindex);
-		ac->errors++;
-		return 0;
-	}
+	a->pod = xstrdup(pod);
 	peer = rtnl_link_get_link(host);
 	if (rtnl_link_get_link_netnsid(host, &nsid) || peer <= 0) {
 		rtnl_link_put(host);
-		snprintf(a->error, sizeof(a->error), "interface %d has no peer in another namespace",
-			 v->ifindex);
+		if (a->attached)
+			return; /* a cached link from before its peer moved */
+		/* the CNI may not have moved the peer yet: retried next pass */
+		snprintf(a->error, sizeof(a->error), "interface %d has no peer in another namespace (yet)",
+			 ifindex);
 		ac->errors++;
-		return 0;
+		return;
 	}
 	rtnl_link_put(host);
 	if (a->attached && a->ifindex == peer)
-		return 0;
+		return;
 	nsfd = netns_open_by_id(fi, nsid);
 	if (nsfd < 0) {
 		snprintf(a->error, sizeof(a->error), "no netns file for nsid %d under %s", nsid,
 			 fi->netns_dirs);
 		ac->errors++;
-		return 0;
+		return;
 	}
 	att_do(fi, a, MOAT_HOOK_TO_POD, peer, nsfd, fi->mode);
 	close(nsfd);
 	ac->errors += !a->attached;
+}
+
+static int attach_one(const struct moat_endpoint_view *v, void *arg)
+{
+	char pod[300];
+
+	if (!v->local || v->host_network || v->ifindex <= 0)
+		return 0;
+	snprintf(pod, sizeof(pod), "%s/%s", v->ns, v->name);
+	attach_pair(arg, v->ifindex, pod);
 	return 0;
+}
+
+static bool prefix_match(const char *prefixes, const char *name)
+{
+	const char *p = prefixes;
+
+	while (p && *p) {
+		const char *e = strchr(p, ',');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+		if (l && !strncmp(name, p, l))
+			return true;
+		p = e ? e + 1 : NULL;
+	}
+	return false;
 }
 
 static int unpin_stale(const char *name, bool alive, void *arg)
@@ -441,6 +460,23 @@ int moat_ifaces_attach(struct moat_ifaces *fi, struct moat_compiler *c)
 	while (hmap_next(&fi->atts, &it, NULL, NULL, &v))
 		((struct att *)v)->seen = false;
 	moat_compiler_endpoints(c, attach_one, &ac);
+	/* pod veths not matched to a pod yet: enforce before the first packet
+	 * (fail closed: the datapath drops what it cannot attribute) */
+	if (fi->veth_prefixes) {
+		for (struct nl_object *o = nl_cache_get_first(fi->links); o; o = nl_cache_get_next(o)) {
+			struct rtnl_link *l = (struct rtnl_link *)o;
+			const char *type = rtnl_link_get_type(l);
+			char hname[300];
+			struct att *a;
+			if (!type || strcmp(type, "veth") || !prefix_match(fi->veth_prefixes, rtnl_link_get_name(l)))
+				continue;
+			snprintf(hname, sizeof(hname), "h_%s", rtnl_link_get_name(l));
+			a = hmap_gets(&fi->atts, hname);
+			if (a && a->seen)
+				continue; /* already done for its pod */
+			attach_pair(&ac, rtnl_link_get_ifindex(l), "");
+		}
+	}
 	if (fi->uplink) {
 		struct rtnl_link *l = rtnl_link_get_by_name(fi->links, fi->uplink);
 		struct att *a = att_get(fi, "uplink");
@@ -454,7 +490,7 @@ int moat_ifaces_attach(struct moat_ifaces *fi, struct moat_compiler *c)
 			ac.errors++;
 		}
 	}
-	/* links of pods that are gone (or whose device vanished) */
+	/* links of interfaces that are gone, or no longer ours */
 	moat_dp_links(fi->dp, unpin_stale, fi);
 	return ac.errors ? -EAGAIN : 0;
 }

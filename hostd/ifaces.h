@@ -16,6 +16,9 @@ struct moat_ifaces_opts {
 	enum moat_mode mode;          /* attach mode for pod veths */
 	const char *netns_dirs;       /* colon-separated; default /run/netns:/var/run/netns */
 	const char *uplink;           /* attach moat_uplink here (NULL: none) */
+	const char *veth_prefixes;    /* comma-separated host-side veth name prefixes to
+				       * attach as soon as they appear (no start-up
+				       * window); NULL: attach when the pod is known */
 };
 
 struct moat_iface_status {

@@ -195,6 +195,8 @@ static void usage(FILE *f)
 		"  --mode MODE          attach mode: auto|hw|native|generic (default auto)\n"
 		"  --netns-dirs LIST    where pod netns files live (default /run/netns:/var/run/netns)\n"
 		"  --uplink IFNAME      also judge traffic to local pods on this interface\n"
+		"  --veth-prefix LIST   enforce on pod veths with these name prefixes as soon as they\n"
+		"                       appear, before the pod is known (fail closed); e.g. cali,lxc\n"
 		"  --no-local-node      do not exempt traffic from the pod's own node\n"
 		"  --no-revoke          keep established flows that a new policy denies\n"
 		"  --observe-only       judge and count, never drop\n"
@@ -205,7 +207,7 @@ static void usage(FILE *f)
 
 static int parse_args(int argc, char **argv, struct moatd_config *c)
 {
-	enum { O_NODE = 1, O_MAN, O_PIN, O_SOCK, O_SMODE, O_MODE, O_NETNS, O_UPLINK, O_NOLOCAL,
+	enum { O_NODE = 1, O_MAN, O_PIN, O_SOCK, O_SMODE, O_MODE, O_NETNS, O_UPLINK, O_VETH, O_NOLOCAL,
 	       O_NOREVOKE, O_OBSERVE, O_MAXPOL, O_RESET, O_LOG, O_HELP };
 	static const struct option opts[] = {
 		{ "node", required_argument, NULL, O_NODE },
@@ -216,6 +218,7 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 		{ "mode", required_argument, NULL, O_MODE },
 		{ "netns-dirs", required_argument, NULL, O_NETNS },
 		{ "uplink", required_argument, NULL, O_UPLINK },
+		{ "veth-prefix", required_argument, NULL, O_VETH },
 		{ "no-local-node", no_argument, NULL, O_NOLOCAL },
 		{ "no-revoke", no_argument, NULL, O_NOREVOKE },
 		{ "observe-only", no_argument, NULL, O_OBSERVE },
@@ -247,6 +250,7 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 			break;
 		case O_NETNS: c->netns_dirs = xstrdup(optarg); break;
 		case O_UPLINK: c->uplink = xstrdup(optarg); break;
+		case O_VETH: c->veth_prefixes = xstrdup(optarg); break;
 		case O_NOLOCAL: c->allow_local_node = false; break;
 		case O_NOREVOKE: c->revoke = false; break;
 		case O_OBSERVE: c->enforce = false; break;
@@ -383,6 +387,7 @@ int main(int argc, char **argv)
 	io.mode = d.cfg.mode;
 	io.netns_dirs = d.cfg.netns_dirs;
 	io.uplink = d.cfg.uplink;
+	io.veth_prefixes = d.cfg.veth_prefixes;
 	err = moat_ifaces_new(d.dp, &io, &d.ifaces);
 	if (err) {
 		pr_err("could not open netlink: %s", strerror(-err));
