@@ -19,6 +19,11 @@ struct moat_events;
 #define MOAT_RECENT_ERRORS 64
 
 struct moatd_config {
+	char *config_file;
+	char *kubeconfig;
+	int log_level;
+	__u32 ct_tcp_s, ct_close_s, ct_other_s, ct_syn_s;
+	__u32 sample_every, deny_rate, deny_burst, snaplen;
 	char *node;
 	char *manifests;          /* standalone: manifest directory */
 	char *pin_dir;
@@ -29,6 +34,7 @@ struct moatd_config {
 	char *veth_prefixes;
 	enum moat_mode mode;
 	bool reset;               /* discard pinned state of another ABI */
+	bool keep_caps;
 	bool allow_local_node;
 	bool revoke;
 	bool enforce;

@@ -389,6 +389,16 @@ static void attach_pair(struct attach_ctx *ac, int ifindex, const char *pod)
 	a->pod = xstrdup(pod);
 	peer = rtnl_link_get_link(host);
 	if (rtnl_link_get_link_netnsid(host, &nsid) || peer <= 0) {
+		/* the cache may predate the peer's move into the pod: ask the
+		 * kernel (notifications do not always carry the new netnsid) */
+		struct rtnl_link *fresh = NULL;
+		if (rtnl_link_get_kernel(fi->sock, ifindex, NULL, &fresh) == 0) {
+			rtnl_link_put(host);
+			host = fresh;
+			peer = rtnl_link_get_link(host);
+		}
+	}
+	if (rtnl_link_get_link_netnsid(host, &nsid) || peer <= 0) {
 		rtnl_link_put(host);
 		if (a->attached)
 			return; /* a cached link from before its peer moved */

@@ -20,7 +20,10 @@
 #include <sys/timerfd.h>
 #include <time.h>
 
+#include <sys/prctl.h>
+#include <sys/capability.h>
 #include "api.h"
+#include "config.h"
 #include "daemon.h"
 #include "events.h"
 #include "log.h"
@@ -202,16 +205,21 @@ static void usage(FILE *f)
 		"  --observe-only       judge and count, never drop\n"
 		"  --max-policy N       decision table capacity\n"
 		"  --reset              discard pinned state of another ABI version\n"
+		"  --config FILE        settings file (YAML/JSON); flags override it; SIGHUP reloads it\n"
+		"  --keep-caps          do not drop capabilities after start-up\n"
 		"  --log-level LEVEL    error|warn|info|debug|verbose\n");
 }
 
 static int parse_args(int argc, char **argv, struct moatd_config *c)
 {
 	enum { O_NODE = 1, O_MAN, O_PIN, O_SOCK, O_SMODE, O_MODE, O_NETNS, O_UPLINK, O_VETH, O_NOLOCAL,
-	       O_NOREVOKE, O_OBSERVE, O_MAXPOL, O_RESET, O_LOG, O_HELP };
+	       O_NOREVOKE, O_OBSERVE, O_MAXPOL, O_RESET, O_LOG, O_HELP, O_CONFIG, O_KUBECONFIG,
+	       O_KEEPCAPS };
 	static const struct option opts[] = {
+		{ "config", required_argument, NULL, O_CONFIG },
 		{ "node", required_argument, NULL, O_NODE },
 		{ "manifests", required_argument, NULL, O_MAN },
+		{ "kubeconfig", required_argument, NULL, O_KUBECONFIG },
 		{ "pin-dir", required_argument, NULL, O_PIN },
 		{ "socket", required_argument, NULL, O_SOCK },
 		{ "socket-mode", required_argument, NULL, O_SMODE },
@@ -224,23 +232,35 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 		{ "observe-only", no_argument, NULL, O_OBSERVE },
 		{ "max-policy", required_argument, NULL, O_MAXPOL },
 		{ "reset", no_argument, NULL, O_RESET },
+		{ "keep-caps", no_argument, NULL, O_KEEPCAPS },
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "help", no_argument, NULL, O_HELP },
 		{ 0 }
 	};
 	int o, lvl;
+	char err[512];
 
-	c->allow_local_node = true;
-	c->revoke = true;
-	c->enforce = true;
-	c->socket_mode = 0660;
-	c->gc_interval_ms = 10000;
+	moatd_config_defaults(c);
+	/* first pass: the config file, so that flags override it */
+	opterr = 0;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1)
+		if (o == O_CONFIG)
+			c->config_file = xstrdup(optarg);
+	if (c->config_file && moatd_config_load(c->config_file, c, false, err, sizeof(err))) {
+		fprintf(stderr, "moatd: %s\n", err);
+		return -EINVAL;
+	}
+	moat_log_level = c->log_level;
+	opterr = 1;
+	optind = 1;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
-		case O_NODE: c->node = xstrdup(optarg); break;
-		case O_MAN: c->manifests = xstrdup(optarg); break;
-		case O_PIN: c->pin_dir = xstrdup(optarg); break;
-		case O_SOCK: c->socket = xstrdup(optarg); break;
+		case O_CONFIG: break;
+		case O_NODE: free(c->node); c->node = xstrdup(optarg); break;
+		case O_MAN: free(c->manifests); c->manifests = xstrdup(optarg); break;
+		case O_KUBECONFIG: free(c->kubeconfig); c->kubeconfig = xstrdup(optarg); break;
+		case O_PIN: free(c->pin_dir); c->pin_dir = xstrdup(optarg); break;
+		case O_SOCK: free(c->socket); c->socket = xstrdup(optarg); break;
 		case O_SMODE: c->socket_mode = (unsigned)strtoul(optarg, NULL, 8); break;
 		case O_MODE:
 			if (moat_mode_parse(optarg, &c->mode)) {
@@ -248,20 +268,22 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 				return -EINVAL;
 			}
 			break;
-		case O_NETNS: c->netns_dirs = xstrdup(optarg); break;
-		case O_UPLINK: c->uplink = xstrdup(optarg); break;
-		case O_VETH: c->veth_prefixes = xstrdup(optarg); break;
+		case O_NETNS: free(c->netns_dirs); c->netns_dirs = xstrdup(optarg); break;
+		case O_UPLINK: free(c->uplink); c->uplink = xstrdup(optarg); break;
+		case O_VETH: free(c->veth_prefixes); c->veth_prefixes = xstrdup(optarg); break;
 		case O_NOLOCAL: c->allow_local_node = false; break;
 		case O_NOREVOKE: c->revoke = false; break;
 		case O_OBSERVE: c->enforce = false; break;
 		case O_MAXPOL: c->max_policy = (__u32)strtoul(optarg, NULL, 10); break;
 		case O_RESET: c->reset = true; break;
+		case O_KEEPCAPS: c->keep_caps = true; break;
 		case O_LOG:
 			lvl = moat_log_parse_level(optarg);
 			if (lvl < 0) {
 				fprintf(stderr, "moatd: --log-level: unknown level %s\n", optarg);
 				return -EINVAL;
 			}
+			c->log_level = lvl;
 			moat_log_level = lvl;
 			break;
 		case O_HELP: usage(stdout); exit(0);
@@ -285,10 +307,56 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 	return 0;
 }
 
+/* After start-up moatd needs only: CAP_BPF (maps), CAP_NET_ADMIN (attach,
+ * netlink), CAP_SYS_ADMIN (entering pod network namespaces; pinning),
+ * CAP_PERFMON (event buffers) and CAP_DAC_READ_SEARCH (manifests, netns
+ * files).  Everything else leaves the effective, permitted and bounding
+ * sets, and no_new_privs stops regaining anything through exec. */
+static int drop_privileges(void)
+{
+	static const cap_value_t keep[] = { CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_PERFMON,
+					    CAP_DAC_READ_SEARCH };
+	cap_t caps = cap_init();
+	int err = 0;
+
+	if (!caps)
+		return -errno;
+	for (cap_value_t v = 0; v <= CAP_LAST_CAP; v++) {
+		bool k = false;
+		for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+			k |= keep[i] == v;
+		if (!k && prctl(PR_CAPBSET_DROP, v, 0, 0, 0) && errno != EINVAL) {
+			err = -errno;
+			goto out;
+		}
+	}
+	if (cap_set_flag(caps, CAP_EFFECTIVE, sizeof(keep) / sizeof(keep[0]), keep, CAP_SET) ||
+	    cap_set_flag(caps, CAP_PERMITTED, sizeof(keep) / sizeof(keep[0]), keep, CAP_SET) ||
+	    cap_set_proc(caps)) {
+		err = -errno;
+		goto out;
+	}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		err = -errno;
+out:
+	cap_free(caps);
+	return err;
+}
+
 static void apply_config(struct moatd *d)
 {
 	struct moat_config *cfg = moat_dp_config(d->dp);
 	__u32 f = cfg->flags;
+
+	/* single 4-byte stores into the mmapped config: each is atomic */
+	__atomic_store_n(&cfg->ct_tcp_timeout_s, d->cfg.ct_tcp_s, __ATOMIC_RELAXED);
+	__atomic_store_n(&cfg->ct_tcp_close_timeout_s, d->cfg.ct_close_s, __ATOMIC_RELAXED);
+	__atomic_store_n(&cfg->ct_other_timeout_s, d->cfg.ct_other_s, __ATOMIC_RELAXED);
+	__atomic_store_n(&cfg->ct_syn_timeout_s, d->cfg.ct_syn_s, __ATOMIC_RELAXED);
+	__atomic_store_n(&cfg->sample_every, d->cfg.sample_every, __ATOMIC_RELAXED);
+	__atomic_store_n(&cfg->deny_events_per_s, d->cfg.deny_rate, __ATOMIC_RELAXED);
+	__atomic_store_n(&cfg->deny_events_burst, d->cfg.deny_burst, __ATOMIC_RELAXED);
+	__atomic_store_n(&cfg->snaplen, d->cfg.snaplen, __ATOMIC_RELAXED);
 
 	f = d->cfg.revoke ? f | MOAT_CFG_REVOKE_ESTABLISHED : f & ~MOAT_CFG_REVOKE_ESTABLISHED;
 	f = d->cfg.allow_local_node ? f | MOAT_CFG_ALLOW_LOCAL_NODE : f & ~MOAT_CFG_ALLOW_LOCAL_NODE;
@@ -349,6 +417,15 @@ int main(int argc, char **argv)
 	int ep = -1, sfd = -1, tfd = -1, err, exitcode = 1;
 	uint64_t last_gc = 0;
 	char *sockdir;
+
+	/* before any thread exists: every thread inherits the mask, so the
+	 * signals reach only the signalfd of the main loop */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
 
 	memset(&d, 0, sizeof(d));
 	pthread_mutex_init(&d.lock, NULL);
@@ -426,14 +503,15 @@ int main(int argc, char **argv)
 		pr_err("could not serve the control API on %s: %s", d.cfg.socket, strerror(-err));
 		goto out;
 	}
+	if (!d.cfg.keep_caps) {
+		err = drop_privileges();
+		if (err)
+			pr_warn("could not drop capabilities: %s (continuing with the current set)", strerror(-err));
+		else
+			pr_info("capabilities reduced to bpf, net_admin, sys_admin, perfmon, dac_read_search");
+	}
 	pr_info("moatd ready: node %s, manifests %s, API %s", d.cfg.node, d.cfg.manifests, d.cfg.socket);
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
 	tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
 	timerfd_settime(tfd, 0, &its, NULL);
@@ -475,7 +553,13 @@ int main(int argc, char **argv)
 				struct signalfd_siginfo si;
 				if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 					if (si.ssi_signo == SIGHUP) {
-						pr_info("SIGHUP: rescanning %s", d.cfg.manifests);
+						char cerr[512];
+						if (d.cfg.config_file &&
+						    moatd_config_load(d.cfg.config_file, &d.cfg, true, cerr, sizeof(cerr)))
+							moatd_error(&d, "SIGHUP: %s; keeping the running settings", cerr);
+						moat_log_level = d.cfg.log_level;
+						apply_config(&d);
+						pr_info("SIGHUP: settings reloaded, rescanning %s", d.cfg.manifests);
 						moat_srcdir_scan(d.src, d.comp, src_err, &d);
 						changed = true;
 					} else {
