@@ -55,6 +55,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <jansson.h>
 
@@ -623,7 +624,130 @@ static void tcp_pkt(struct pkt *p, const __u8 *dmac, const __u8 *smac, const cha
 		die("packet build failed");
 }
 
-/* Samples the benchmark CPU while one case runs, prints the profile. */
+/* Source lines of the enforcer's JITed code, from the kernel's line info:
+ * samples are attributed to the last line record at or before their
+ * address, across the program and its subprograms. */
+struct jline {
+	__u64 addr;
+	const char *file, *text;
+	__u32 line;
+	unsigned long hits;
+};
+
+static int cmp_jline_addr(const void *a, const void *b)
+{
+	const struct jline *x = a, *y = b;
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+static int cmp_jline_hits(const void *a, const void *b)
+{
+	const struct jline *x = a, *y = b;
+	return x->hits > y->hits ? -1 : x->hits < y->hits;
+}
+
+static void perf_lines(int prog_fd, const char *data)
+{
+	struct bpf_prog_info info = { 0 };
+	__u32 ilen = sizeof(info), nl, nj;
+	struct bpf_line_info *li;
+	__u64 *jli, *ksyms, lo = ~0ull;
+	__u32 *jlens, nk;
+	struct btf *btf;
+	struct jline *jl;
+	unsigned long total = 0, other = 0;
+	char cmd[256], line[128];
+	FILE *f;
+
+	if (bpf_obj_get_info_by_fd(prog_fd, &info, &ilen))
+		return;
+	nl = info.nr_line_info;
+	nj = info.nr_jited_line_info;
+	nk = info.nr_jited_ksyms;
+	if (!nl || nl != nj || !info.btf_id) {
+		note("no line info for the program");
+		return;
+	}
+	li = calloc(nl, sizeof(*li));
+	jli = calloc(nj, sizeof(*jli));
+	ksyms = calloc(nk, sizeof(*ksyms));
+	jlens = calloc(nk, sizeof(*jlens));
+	jl = calloc(nl, sizeof(*jl));
+	memset(&info, 0, sizeof(info));
+	info.nr_line_info = nl;
+	info.line_info_rec_size = sizeof(*li);
+	info.line_info = (__u64)(unsigned long)li;
+	info.nr_jited_line_info = nj;
+	info.jited_line_info_rec_size = sizeof(__u64);
+	info.jited_line_info = (__u64)(unsigned long)jli;
+	info.nr_jited_ksyms = nk;
+	info.jited_ksyms = (__u64)(unsigned long)ksyms;
+	info.nr_jited_func_lens = nk;
+	info.jited_func_lens = (__u64)(unsigned long)jlens;
+	ilen = sizeof(info);
+	if (bpf_obj_get_info_by_fd(prog_fd, &info, &ilen))
+		goto out;
+	btf = btf__load_from_kernel_by_id(info.btf_id);
+	if (!btf)
+		goto out;
+	for (__u32 i = 0; i < nl; i++) {
+		const char *fn = btf__name_by_offset(btf, li[i].file_name_off);
+		const char *sl = fn ? strrchr(fn, '/') : NULL;
+		jl[i].addr = jli[i];
+		jl[i].file = sl ? sl + 1 : fn ? fn : "?";
+		jl[i].text = btf__name_by_offset(btf, li[i].line_off);
+		jl[i].line = BPF_LINE_INFO_LINE_NUM(li[i].line_col);
+		if (jli[i] < lo)
+			lo = jli[i];
+	}
+	qsort(jl, nl, sizeof(*jl), cmp_jline_addr);
+	snprintf(cmd, sizeof(cmd), "perf script -i %s -F ip 2>/dev/null", data);
+	f = popen(cmd, "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		__u64 ip = strtoull(line, NULL, 16);
+		bool in = false;
+		total++;
+		for (__u32 k = 0; k < nk; k++)
+			if (ip >= ksyms[k] && ip < ksyms[k] + jlens[k])
+				in = true;
+		if (!in) {
+			other++;
+			continue;
+		}
+		/* last record at or before ip */
+		__u32 a = 0, b = nl;
+		while (b - a > 1) {
+			__u32 m = (a + b) / 2;
+			if (jl[m].addr <= ip)
+				a = m;
+			else
+				b = m;
+		}
+		jl[a].hits++;
+	}
+	if (f)
+		pclose(f);
+	qsort(jl, nl, sizeof(*jl), cmp_jline_hits);
+	fprintf(stderr, "  by source line (%% of all samples; %.1f%% outside the enforcer's own code):\n",
+		total ? 100.0 * other / total : 0);
+	for (__u32 i = 0; i < nl && i < 25 && jl[i].hits; i++) {
+		const char *t = jl[i].text ? jl[i].text : "";
+		while (*t == ' ' || *t == '\t')
+			t++;
+		fprintf(stderr, "  %5.1f%%  %s:%u  %.90s\n", 100.0 * jl[i].hits / total, jl[i].file,
+			jl[i].line, t);
+	}
+	btf__free(btf);
+out:
+	free(li);
+	free(jli);
+	free(ksyms);
+	free(jlens);
+	free(jl);
+}
+
+/* Samples the benchmark CPU while one case runs, prints the profile by
+ * symbol and by source line. */
 static void perf_case(const char *name, int fd, int ifindex, const struct pkt *p)
 {
 	char data[64], cmd[512];
@@ -651,10 +775,12 @@ static void perf_case(const char *name, int fd, int ifindex, const struct pkt *p
 	waitpid(pid, &st, 0);
 	fprintf(stderr, "profile: %s\n", name);
 	snprintf(cmd, sizeof(cmd),
-		 "perf report -q -i %s --stdio --sort sym 2>/dev/null | grep -v '^$' | head -25 >&2; "
-		 "rm -f %s", data, data);
+		 "perf report -q -i %s --stdio --sort sym 2>/dev/null | awk 'NF && n++ < 16' >&2",
+		 data);
 	if (system(cmd) != 0)
 		note("perf report failed");
+	perf_lines(fd, data);
+	unlink(data);
 }
 
 /* ---- main ------------------------------------------------------------------------- */
