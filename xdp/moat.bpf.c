@@ -429,15 +429,15 @@ __attribute__((noinline)) int moat_ct_create(union ct_key *ck, const struct judg
 static __always_inline void frag_remember(const struct pkt *pk, __be16 sport, __be16 dport,
 					  __u8 verdict, __u64 now)
 {
-	struct moat_frag_val fv = { .sport = sport, .dport = dport,
+	struct moat_frag_val fv = { .sport = sport, .dport = dport, .l4proto = pk->proto,
 				    .verdict = verdict, .seen_ns = now };
 
 	if (pk->family == 4) {
 		struct moat_frag4_key fk = { .saddr = pk->saddr.v4, .daddr = pk->daddr.v4,
-					     .id = bpf_htons(pk->frag_id), .proto = pk->proto };
+					     .id = bpf_htons(pk->frag_id), .proto = pk->frag_nh };
 		bpf_map_update_elem(&moat_frag4, &fk, &fv, BPF_ANY);
 	} else {
-		struct moat_frag6_key fk = { .id = bpf_htonl(pk->frag_id), .proto = pk->proto };
+		struct moat_frag6_key fk = { .id = bpf_htonl(pk->frag_id), .proto = pk->frag_nh };
 		__builtin_memcpy(fk.saddr, pk->saddr.v6, 16);
 		__builtin_memcpy(fk.daddr, pk->daddr.v6, 16);
 		bpf_map_update_elem(&moat_frag6, &fk, &fv, BPF_ANY);
@@ -529,10 +529,10 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 		stat_add(MOAT_STAT_FRAG_LATER, pk.len);
 		if (pk.family == 4) {
 			struct moat_frag4_key fk = { .saddr = pk.saddr.v4, .daddr = pk.daddr.v4,
-						     .id = bpf_htons(pk.frag_id), .proto = pk.proto };
+						     .id = bpf_htons(pk.frag_id), .proto = pk.frag_nh };
 			fv = bpf_map_lookup_elem(&moat_frag4, &fk);
 		} else {
-			struct moat_frag6_key fk = { .id = bpf_htonl(pk.frag_id), .proto = pk.proto };
+			struct moat_frag6_key fk = { .id = bpf_htonl(pk.frag_id), .proto = pk.frag_nh };
 			__builtin_memcpy(fk.saddr, pk.saddr.v6, 16);
 			__builtin_memcpy(fk.daddr, pk.daddr.v6, 16);
 			fv = bpf_map_lookup_elem(&moat_frag6, &fk);
@@ -545,6 +545,7 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 		}
 		pk.sport = fv->sport;
 		pk.dport = fv->dport;
+		pk.proto = fv->l4proto;
 		pk.has_ports = 1;
 	}
 

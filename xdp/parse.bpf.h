@@ -80,7 +80,9 @@ struct pkt {
 	__u8 icmp_err;        /* ICMP error: inner_* hold the offending flow */
 	__u8 is_nd;           /* IPv6 neighbour discovery / link-local only */
 	__u8 inner_proto;
-	__u8 pad[7];
+	__u8 hop_limit;       /* IPv6 */
+	__u8 frag_nh;         /* protocol named at the fragmentation point */
+	__u8 pad[5];
 };
 
 static __always_inline int parse_inner_ports(void *data, void *end, __u32 off,
@@ -182,8 +184,11 @@ static __always_inline int parse_l4(void *data, void *end, __u32 off, struct pkt
 		if ((void *)(ic + 1) > end)
 			return MOAT_DROP_TRUNC_L4;
 		pk->icmp_type = ic->icmp6_type;
-		if (ic->icmp6_type >= 133 && ic->icmp6_type <= 137) {
-			pk->is_nd = 1; /* RS, RA, NS, NA, redirect */
+		/* RS, RA, NS, NA, redirect: only with hop limit 255, which no
+		 * router forwards (RFC 4861); anything else is judged like any
+		 * ICMPv6 and cannot use these types to bypass policy */
+		if (ic->icmp6_type >= 133 && ic->icmp6_type <= 137 && pk->hop_limit == 255) {
+			pk->is_nd = 1;
 			return PARSE_OK;
 		}
 		if (ic->icmp6_type == ICMPV6_ECHO_REQUEST ||
@@ -235,6 +240,7 @@ static __always_inline int parse_ip4(void *data, void *end, __u32 off, struct pk
 	pk->saddr.v4 = iph->saddr;
 	pk->daddr.v4 = iph->daddr;
 	pk->proto = iph->protocol;
+	pk->frag_nh = iph->protocol;
 	pk->frag_id = bpf_ntohs(iph->id);
 	{
 		__u16 fo = bpf_ntohs(iph->frag_off);
@@ -270,6 +276,7 @@ static __always_inline int parse_ip6(void *data, void *end, __u32 off, struct pk
 	if (ip6->payload_len && (void *)(ip6 + 1) + bpf_ntohs(ip6->payload_len) > end)
 		return MOAT_DROP_TRUNC_IP6;
 	pk->family = 6;
+	pk->hop_limit = ip6->hop_limit;
 	__builtin_memcpy(pk->saddr.v6, &ip6->saddr, 16);
 	__builtin_memcpy(pk->daddr.v6, &ip6->daddr, 16);
 	nh = ip6->nexthdr;
@@ -289,9 +296,15 @@ static __always_inline int parse_ip6(void *data, void *end, __u32 off, struct pk
 			__u16 fo = ((__u16)h[2] << 8) | h[3];
 			pk->frag_id = ((__u32)h[4] << 24) | ((__u32)h[5] << 16) |
 				      ((__u32)h[6] << 8) | h[7];
-			if (fo & 0xfff8)
+			pk->frag_nh = h[0];
+			if (fo & 0xfff8) {
+				/* a later fragment: what follows is payload, not
+				 * headers; its flow comes from the first fragment */
 				pk->frag = FRAG_LATER;
-			else if (fo & 1)
+				pk->proto = h[0];
+				return PARSE_OK;
+			}
+			if (fo & 1)
 				pk->frag = FRAG_FIRST;
 			len = 8;
 		} else if (nh == 51) {

@@ -16,7 +16,7 @@
 
 #include <linux/types.h>
 
-#define MOAT_ABI_VERSION 3
+#define MOAT_ABI_VERSION 4
 
 #define MOAT_ASSERT_SIZE(t, n) _Static_assert(sizeof(t) == (n), #t " size")
 
@@ -392,7 +392,10 @@ struct moat_ct_entry {
 };
 MOAT_ASSERT_SIZE(struct moat_ct_entry, 64);
 
-/* Fragments: the first fragment's ports, so later fragments join its flow. */
+/* Fragments: the first fragment's ports, so later fragments join its flow.
+ * Keyed by the protocol the fragment header (IPv6) or the IP header (IPv4)
+ * names, which later fragments repeat even when more extension headers sit
+ * between the fragment header and the transport header. */
 struct moat_frag4_key {
 	__be32 saddr;
 	__be32 daddr;
@@ -415,7 +418,8 @@ struct moat_frag_val {
 	__be16 sport;
 	__be16 dport;
 	__u8  verdict;      /* the first fragment's verdict */
-	__u8  pad[3];
+	__u8  l4proto;      /* the first fragment's transport protocol */
+	__u8  pad[2];
 	__u64 seen_ns;
 };
 MOAT_ASSERT_SIZE(struct moat_frag_val, 16);

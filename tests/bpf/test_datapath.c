@@ -841,11 +841,13 @@ static void test_parse_ndp_and_link_local_pass(void **state)
 	expect_to_pod(&p, PASS);
 	/* unicast neighbour unreachability detection between global addresses */
 	eth_ip(&p, A6, B6);
+	pkt_ip6_hdr(&p)->hop_limit = 255;
 	pkt_icmp6_ns(&p, pkt_a6(B6));
 	pkt_finish(&p);
 	expect_from_a(&p, PASS);
 	/* router advertisement */
 	eth_ip(&p, "fe80::1", "ff02::1");
+	pkt_ip6_hdr(&p)->hop_limit = 255;
 	pkt_icmp6(&p, 134, 0);
 	pkt_zeros(&p, 8);
 	pkt_finish(&p);
@@ -857,10 +859,12 @@ static void test_parse_ndp_and_link_local_pass(void **state)
 	expect_from_a(&p, PASS);
 	/* router solicitation (133) and redirect (137), global addresses */
 	eth_ip(&p, A6, "ff02::2");
+	pkt_ip6_hdr(&p)->hop_limit = 255;
 	pkt_icmp6(&p, 133, 0);
 	pkt_finish(&p);
 	expect_from_a(&p, PASS);
 	eth_ip(&p, B6, A6);
+	pkt_ip6_hdr(&p)->hop_limit = 255;
 	pkt_icmp6(&p, 137, 0);
 	pkt_zeros(&p, 32);
 	pkt_finish(&p);
@@ -871,6 +875,12 @@ static void test_parse_ndp_and_link_local_pass(void **state)
 	/* the neighbours of the ND range are ICMPv6 like any other */
 	isolate_a_ingress();
 	assert_int_equal(fix_commit(F, NULL), 0);
+	/* ND types with a hop limit below 255 were forwarded: not ND, so they
+	 * cannot carry anything past policy */
+	eth_ip(&p, B6, A6);
+	pkt_icmp6_ns(&p, pkt_a6(A6));
+	pkt_finish(&p);
+	expect_to_pod(&p, DROP);
 	eth_ip(&p, B6, A6);
 	pkt_icmp6(&p, 132, 0);
 	pkt_finish(&p);
@@ -879,8 +889,8 @@ static void test_parse_ndp_and_link_local_pass(void **state)
 	pkt_icmp6(&p, 138, 0);
 	pkt_finish(&p);
 	expect_to_pod(&p, DROP);
-	expect_stats(S(MOAT_STAT_LINK_LOCAL, 8), S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 2),
-		     S(MOAT_STAT_DROP(MOAT_DROP_POLICY), 2));
+	expect_stats(S(MOAT_STAT_LINK_LOCAL, 8), S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 3),
+		     S(MOAT_STAT_DROP(MOAT_DROP_POLICY), 3));
 	/* link-local source to a global destination is not link-local traffic */
 	udp(&p, "fe80::1", 5353, B6, 53);
 	expect_from_a(&p, DROP);
@@ -2129,6 +2139,35 @@ static void test_frag_later_joins_first(void **state)
 	assert_int_equal(ct_entry(IPPROTO_UDP, A6, 5353, B6, 53).packets, 2);
 }
 
+/* The fragmentable part starts with a destination-options header: later
+ * fragments name it (60) in their fragment header and carry no UDP header;
+ * they must still join the first fragment's flow. */
+static void test_frag6_ext_after_fragment_header(void **state)
+{
+	struct pkt p;
+
+	(void)state;
+	isolate_b_ingress();
+	allow_in(ID_B, ID_A, IPPROTO_UDP, 53, R_1);
+	eth_ip(&p, A6, B6);
+	pkt_ip6_frag(&p, 0x33333333, 0, true);
+	pkt_ip6_ext(&p, PKT_IP6_DSTOPTS, 8);
+	pkt_udp(&p, 5353, 53);
+	pkt_payload(&p, "0123456789abcdef", 16);
+	assert_int_equal(pkt_finish(&p), 0);
+	expect_from_a(&p, PASS);
+	eth_ip(&p, A6, B6);
+	pkt_ip6_frag(&p, 0x33333333, 32, false);
+	pkt_next_proto(&p, PKT_IP6_DSTOPTS);
+	pkt_payload(&p, "ghijklmn", 8);
+	assert_int_equal(pkt_finish(&p), 0);
+	expect_from_a(&p, PASS);
+	expect_to_pod(&p, PASS);
+	expect_stats(ALLOWED(3), S(MOAT_STAT_CT_NEW, 1), S(MOAT_STAT_CT_ESTABLISHED, 2),
+		     S(MOAT_STAT_FRAG_LATER, 2));
+	assert_int_equal(ct_entry(IPPROTO_UDP, A6, 5353, B6, 53).packets, 3);
+}
+
 static void test_frag_later_without_first_dropped(void **state)
 {
 	struct pkt p;
@@ -2357,6 +2396,7 @@ int main(void)
 		T(test_enforce_cleared_counts_but_passes),
 		T(test_ct_ipv6_handshake),
 		T(test_frag_later_joins_first),
+		T(test_frag6_ext_after_fragment_header),
 		T(test_frag_later_without_first_dropped),
 		T(test_frag_first_denied_later_dropped),
 		T(test_frag_of_established_flow),
