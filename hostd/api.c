@@ -24,6 +24,7 @@
 #include "api.h"
 #include "daemon.h"
 #include "events.h"
+#include "report.h"
 #include "srcdir.h"
 #include "util.h"
 
@@ -623,6 +624,33 @@ static enum MHD_Result h_flows(struct MHD_Connection *conn, struct moatd *d)
 	return send_json(conn, 200, a);
 }
 
+static char *report_describe(void *arg, __u32 rule)
+{
+	return moat_rule_describe(arg, rule);
+}
+
+static enum MHD_Result h_report(struct MHD_Connection *conn, struct moatd *d)
+{
+	struct moat_ev_filter f;
+	char *strs[8] = { 0 }, err[128];
+	struct moat_flow *fl = NULL;
+	size_t n = 0, max = 100000;
+	json_t *j;
+
+	if (filter_parse(conn, &f, strs, err, sizeof(err)))
+		return send_error(conn, 400, err);
+	if (d->events) {
+		fl = xcalloc(max, sizeof(*fl));
+		n = moat_events_flows(d->events, fl, max);
+	}
+	j = moat_report_build(d->comp, fl, n, &f, report_describe, d->comp);
+	json_object_set_new(j, "node", json_string(d->cfg.node));
+	free(fl);
+	for (int i = 0; i < 8; i++)
+		free(strs[i]);
+	return send_json(conn, 200, j);
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
 			       const char *method, const char *version, const char *upload_data,
 			       size_t *upload_size, void **con_cls)
@@ -646,6 +674,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 	pthread_mutex_lock(&d->lock);
 	if (!strcmp(url, "/v1/flows")) {
 		ret = h_flows(conn, d);
+	} else if (!strcmp(url, "/v1/report")) {
+		ret = h_report(conn, d);
 	} else if (!strcmp(url, "/v1/status")) {
 		ret = send_json(conn, 200, status_json(d));
 	} else if (!strcmp(url, "/v1/endpoints")) {

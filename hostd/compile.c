@@ -3014,6 +3014,8 @@ int moat_compiler_endpoints(const struct moat_compiler *c,
 		v.nips = p->nips;
 		v.ips = p->ips;
 		v.host_network = p->host_network;
+		v.nports = p->nports;
+		v.ports = p->ports;
 		rc = fn(&v, arg);
 		if (rc)
 			return rc;

@@ -139,6 +139,8 @@ struct moat_endpoint_view {
 	size_t nips;
 	const struct moat_addr *ips;
 	bool host_network;
+	size_t nports;                 /* declared container ports */
+	const struct moat_cport *ports;
 };
 int moat_compiler_endpoints(const struct moat_compiler *c,
 			    int (*fn)(const struct moat_endpoint_view *v, void *arg), void *arg);
