@@ -5,7 +5,8 @@
 # change is live, probe matrices with exact expectations, and cleanup on
 # every exit path.  Source it, then call e2e_begin NAME.
 #
-#   e2e_begin NAME            lab "NAME<pid>", temp dir, traps; exits 77 if not root
+#   e2e_begin NAME            lab "NAME<pid>" (or $E2E_LAB), temp dir, traps;
+#                             exits 77 if not root
 #   lab ARGS...               tests/lab/lab
 #   lab_load                  reads pod addresses and netns paths (after pods exist)
 #   ext_up                    an "external" host $LAB-ext on the wire bridge,
@@ -65,7 +66,7 @@ e2e_need_root() {
 e2e_begin() { # name (letters/digits, short)
 	e2e_need_root
 	local name=$1
-	LAB=$name$$
+	LAB=${E2E_LAB:-$name$$} # E2E_LAB: an exact lab name (the demo's "demo")
 	LAB=${LAB:0:20}
 	E2E_TMP=$(mktemp -d "/tmp/moat-e2e-$name.XXXXXX")
 	MAN=$E2E_TMP/man
