@@ -20,7 +20,7 @@ endif
 PKGS := libbpf:libbpf-dev libxdp:libxdp-dev libnl-3.0:libnl-3-dev \
 	libnl-route-3.0:libnl-route-3-dev libpcap:libpcap-dev jansson:libjansson-dev \
 	libcurl:libcurl4-openssl-dev yaml-0.1:libyaml-dev libmicrohttpd:libmicrohttpd-dev \
-	libcap:libcap-dev cmocka:libcmocka-dev
+	libcap:libcap-dev libcrypto:libssl-dev cmocka:libcmocka-dev
 PKG_MODS := $(foreach p,$(PKGS),$(firstword $(subst :, ,$(p))))
 ifeq ($(filter clean help setup,$(MAKECMDGOALS)),)
 MISSING := $(foreach p,$(PKGS),$(if $(shell $(PKG_CONFIG) --exists $(firstword $(subst :, ,$(p))) && echo y),,$(word 2,$(subst :, ,$(p)))))
@@ -48,7 +48,7 @@ endif
 EXTRA_CFLAGS ?=
 CFLAGS = $(CFLAGS_BASE) $(EXTRA_CFLAGS)
 LIBS_DP   = $(shell $(PKG_CONFIG) --libs libbpf libxdp 2>/dev/null) -lelf -lz
-LIBS_HOST = $(shell $(PKG_CONFIG) --libs libnl-route-3.0 libnl-3.0 jansson yaml-0.1 libmicrohttpd libcurl libpcap libcap 2>/dev/null) -lpthread -lm
+LIBS_HOST = $(shell $(PKG_CONFIG) --libs libnl-route-3.0 libnl-3.0 jansson yaml-0.1 libmicrohttpd libcurl libpcap libcap libcrypto 2>/dev/null) -lpthread -lm
 LIBS_TEST = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -D__bpf__ \
@@ -72,7 +72,7 @@ $(O)/xdp/%.bpf.o: $(O)/xdp/%.tmp.bpf.o
 	$(call msg,GEN-OBJ,$@)
 	$(Q)$(BPFTOOL) gen object $@ $<
 
-$(O)/xdp/%.skel.h: $(O)/xdp/%.bpf.o
+$(O)/xdp/%.skel.h: $(O)/xdp/%.bpf.o Makefile
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name $(subst .,_,$*)_bpf > $@
 

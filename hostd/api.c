@@ -16,24 +16,60 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
+#include "log.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <microhttpd.h>
 #include <jansson.h>
 
 #include "api.h"
+#include "auth.h"
 #include "daemon.h"
+#include "decode.h"
 #include "events.h"
+#include "manifest.h"
 #include "report.h"
 #include "srcdir.h"
 #include "util.h"
 
 struct moat_api {
 	struct MHD_Daemon *mhd;
+	struct MHD_Daemon *mhd_tcp;
 	struct moatd *d;
 	int fd;
 	char *path;
+	pthread_mutex_t audit_lock;
+	FILE *audit;
 };
+
+/* Per connection: who is asking, and a request body being received. */
+struct conn_ctx {
+	bool authed;
+	int auth_rc;
+	struct moat_principal who;
+	char *body;
+	size_t blen;
+	bool too_big;
+};
+
+#define MAX_BODY (1u << 20)
+
+static bool admin(const struct moat_principal *w)
+{
+	return w->role == MOAT_ROLE_PLATFORM_ADMIN;
+}
+
+/* A rule's description, without naming what the caller may not see: a
+ * NetworkPolicy of a namespace outside theirs stays anonymous. */
+static char *describe_for(struct moatd *d, const struct moat_principal *w, __u32 ref)
+{
+	const struct moat_rule_info *ri = moat_compiler_rule(d->comp, ref);
+
+	if (ri && ri->kind == MOAT_K_NETPOL && ri->ns && !moat_principal_sees(w, ri->ns))
+		return xstrdup("a NetworkPolicy of another namespace");
+	return moat_rule_describe(d->comp, ref);
+}
 
 static enum MHD_Result send_text(struct MHD_Connection *conn, unsigned code, const char *ctype,
 				 char *body)
@@ -91,14 +127,32 @@ static const char *hook_name(int h)
 	}
 }
 
+struct vis {
+	json_t *a;
+	const struct moat_principal *who;
+	struct moatd *d;
+};
+
 static int iface_cb(const struct moat_iface_status *s, void *arg)
 {
-	json_t *why = json_object();
+	struct vis *v = arg;
+	json_t *why;
+
+	if (!admin(v->who)) {
+		char ns[128];
+		const char *slash = s->pod ? strchr(s->pod, '/') : NULL;
+		if (!slash)
+			return 0;
+		snprintf(ns, sizeof(ns), "%.*s", (int)(slash - s->pod), s->pod);
+		if (!moat_principal_sees(v->who, ns))
+			return 0;
+	}
+	why = json_object();
 
 	for (int m = MOAT_MODE_HW; m < MOAT_MODE_MAX; m++)
 		if (s->why[m][0])
 			json_object_set_new(why, moat_mode_name(m), json_string(s->why[m]));
-	json_array_append_new(arg, json_pack("{s:s,s:s?,s:s,s:i,s:b,s:s,s:o,s:s?}", "name", s->name,
+	json_array_append_new(v->a, json_pack("{s:s,s:s?,s:s,s:i,s:b,s:s,s:o,s:s?}", "name", s->name,
 					     "pod", s->pod, "hook", hook_name(s->hook), "ifindex",
 					     s->ifindex, "attached", s->attached, "mode",
 					     s->attached ? moat_mode_name(s->mode) : "none",
@@ -106,7 +160,7 @@ static int iface_cb(const struct moat_iface_status *s, void *arg)
 	return 0;
 }
 
-static json_t *status_json(struct moatd *d)
+static json_t *status_json(struct moatd *d, const struct moat_principal *who)
 {
 	json_t *j = json_object(), *ifs = json_array(), *tbl = json_object(), *errs = json_array();
 	struct moat_config *cfg = moat_dp_config(d->dp);
@@ -115,11 +169,16 @@ static json_t *status_json(struct moatd *d)
 	json_object_set_new(j, "abi", json_integer(MOAT_ABI_VERSION));
 	json_object_set_new(j, "generation", json_integer(moat_dp_generation(d->dp)));
 	json_object_set_new(j, "adopted", json_boolean(d->adopted));
-	json_object_set_new(j, "pin_dir", json_string(moat_dp_pin_dir(d->dp)));
+	if (admin(who))
+		json_object_set_new(j, "pin_dir", json_string(moat_dp_pin_dir(d->dp)));
+	json_object_set_new(j, "user", json_string(who->user));
+	json_object_set_new(j, "role", json_string(moat_role_name(who->role)));
 	json_object_set_new(j, "enforce", json_boolean(cfg->flags & MOAT_CFG_ENFORCE));
 	json_object_set_new(j, "uptime_s", json_real((double)(moat_now_ns() - d->start_ns) / 1e9));
-	if (d->ifaces)
-		moat_ifaces_status(d->ifaces, iface_cb, ifs);
+	if (d->ifaces) {
+		struct vis v = { ifs, who, d };
+		moat_ifaces_status(d->ifaces, iface_cb, &v);
+	}
 	json_object_set_new(j, "interfaces", ifs);
 	{
 		__u32 used[MOAT_T_MAX];
@@ -137,20 +196,27 @@ static json_t *status_json(struct moatd *d)
 				      "compile_ms", d->last.compile_ns / 1e6, "commit_ms",
 				      d->last.commit_ns / 1e6, "ops", (json_int_t)d->last.ops, "error",
 				      d->last.error, "message", d->last.message));
-	for (size_t i = 0; i < d->nerrors; i++)
+	/* errors name files and objects of every tenant */
+	for (size_t i = 0; admin(who) && i < d->nerrors; i++)
 		json_array_append_new(errs, json_string(d->errors[i]));
 	json_object_set_new(j, "recent_errors", errs);
+	if (!admin(who))
+		json_object_set_new(j, "last_apply", json_pack("{s:i}", "generation", d->last.generation));
 	return j;
 }
 
 static int ep_cb(const struct moat_endpoint_view *v, void *arg)
 {
-	json_t *ips = json_array();
+	struct vis *vi = arg;
+	json_t *ips;
 	char buf[64];
 
+	if (!moat_principal_sees(vi->who, v->ns))
+		return 0;
+	ips = json_array();
 	for (size_t i = 0; i < v->nips; i++)
 		json_array_append_new(ips, json_string(moat_addr_str(&v->ips[i], buf)));
-	json_array_append_new(arg, json_pack("{s:s,s:s,s:s?,s:i,s:b,s:i,s:o,s:b}", "namespace", v->ns,
+	json_array_append_new(vi->a, json_pack("{s:s,s:s,s:s?,s:i,s:b,s:i,s:o,s:b}", "namespace", v->ns,
 					     "name", v->name, "node", v->node, "identity",
 					     v->identity, "local", v->local, "ifindex", v->ifindex,
 					     "ips", ips, "hostNetwork", v->host_network));
@@ -159,7 +225,11 @@ static int ep_cb(const struct moat_endpoint_view *v, void *arg)
 
 static int id_cb(const struct moat_ident_view *v, void *arg)
 {
-	json_array_append_new(arg, json_pack("{s:i,s:s,s:s?,s:s?,s:o,s:i}", "id", v->id, "class",
+	struct vis *vi = arg;
+
+	if (!admin(vi->who) && (!v->ns || v->cls != MOAT_CLASS_POD || !moat_principal_sees(vi->who, v->ns)))
+		return 0;
+	json_array_append_new(vi->a, json_pack("{s:i,s:s,s:s?,s:s?,s:o,s:i}", "id", v->id, "class",
 					     class_name(v->cls), "namespace", v->ns, "node", v->node,
 					     "labels", labels_json(v->labels), "members",
 					     (json_int_t)v->npods));
@@ -178,9 +248,14 @@ static const char *pkind(enum moat_policy_kind k)
 
 static int pol_cb(const struct moat_policy_view *v, void *arg)
 {
+	struct vis *vi = arg;
 	const struct moat_policy *p = v->p;
 
-	json_array_append_new(arg, json_pack("{s:s,s:s,s:s?,s:s,s:s,s:i,s:b,s:i,s:i,s:i,s:i}", "key",
+	/* tenants see their NetworkPolicies; cluster policies are the
+	 * platform's and listed for platform admins */
+	if (!admin(vi->who) && (p->kind != MOAT_K_NETPOL || !moat_principal_sees(vi->who, p->ns)))
+		return 0;
+	json_array_append_new(vi->a, json_pack("{s:s,s:s,s:s?,s:s,s:s,s:i,s:b,s:i,s:i,s:i,s:i}", "key",
 					     v->key, "kind", pkind(p->kind), "namespace", p->ns,
 					     "name", p->name, "tier", moat_tier_name(p->tier),
 					     "priority", p->priority, "audit", p->audit, "subjects",
@@ -190,26 +265,46 @@ static int pol_cb(const struct moat_policy_view *v, void *arg)
 	return 0;
 }
 
-static json_t *side_json(struct moatd *d, const struct moat_explain_side *s)
+static json_t *side_json(struct moatd *d, const struct moat_principal *who,
+			 const struct moat_explain_side *s)
 {
 	char *desc;
 	json_t *j;
 
 	if (!s->judged)
 		return json_null();
-	desc = moat_rule_describe(d->comp, s->rule);
+	desc = describe_for(d, who, s->rule);
 	j = json_pack("{s:s,s:s,s:i,s:s}", "verdict", moat_verdict_name(s->verdict), "tier",
 		      moat_tier_name(s->tier), "rule", s->rule, "decided_by", desc);
 	free(desc);
 	if (s->audit_deny) {
-		desc = moat_rule_describe(d->comp, s->audit_rule);
+		desc = describe_for(d, who, s->audit_rule);
 		json_object_set_new(j, "audit_would_deny", json_string(desc));
 		free(desc);
 	}
 	return j;
 }
 
-static enum MHD_Result h_explain(struct MHD_Connection *conn, struct moatd *d)
+/* The namespace of "ns/pod" or of the pod owning an address. */
+static bool endpoint_ns(struct moatd *d, const char *what, char *ns, size_t len)
+{
+	struct moat_addr a;
+	const char *key;
+
+	if (moat_addr_parse(what, &a) == 0) {
+		key = moat_compiler_pod_by_ip(d->comp, &a, NULL);
+		if (!key)
+			return false;
+		what = key;
+	}
+	if (!strchr(what, '/'))
+		return false;
+	snprintf(ns, len, "%.*s", (int)(strchr(what, '/') - what), what);
+	return true;
+}
+
+static enum MHD_Result h_explain(struct MHD_Connection *conn, struct moatd *d,
+				 const struct moat_principal *who)
 {
 	const char *from = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "from");
 	const char *to = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "to");
@@ -231,17 +326,24 @@ static enum MHD_Result h_explain(struct MHD_Connection *conn, struct moatd *d)
 	}
 	if (pr && moat_proto_parse(pr, &proto))
 		return send_error(conn, 400, "proto must be TCP, UDP, SCTP, ICMP or ICMPv6");
+	if (!admin(who)) {
+		char a[128], b[128];
+		bool sa = endpoint_ns(d, from, a, sizeof(a)) && moat_principal_sees(who, a);
+		bool sb = endpoint_ns(d, to, b, sizeof(b)) && moat_principal_sees(who, b);
+		if (!sa && !sb)
+			return send_error(conn, 403, "neither endpoint is in your namespaces");
+	}
 	if (moat_compiler_explain(d->comp, from, to, proto, (uint16_t)port, &x, err, sizeof(err)))
 		return send_error(conn, 404, err);
-	desc = moat_rule_describe(d->comp, x.rule);
+	desc = describe_for(d, who, x.rule);
 	j = json_pack("{s:s,s:s,s:s,s:i,s:s,s:s,s:s,s:i,s:s,s:i,s:s,s:i,s:s,s:o,s:o}", "from", from,
 		      "to", to, "proto", moat_proto_name(proto), "port", (int)port, "verdict",
 		      moat_verdict_name(x.verdict), "tier", moat_tier_name(x.tier), "direction",
 		      x.dir == MOAT_DIR_EGRESS ? "egress" : "ingress", "rule", x.rule,
 		      "decided_by", desc, "src_identity", x.src_identity, "src_class",
 		      class_name(x.src_class), "dst_identity", x.dst_identity, "dst_class",
-		      class_name(x.dst_class), "egress", side_json(d, &x.egress), "ingress",
-		      side_json(d, &x.ingress));
+		      class_name(x.dst_class), "egress", side_json(d, who, &x.egress), "ingress",
+		      side_json(d, who, &x.ingress));
 	free(desc);
 	return send_json(conn, 200, j);
 }
@@ -393,6 +495,7 @@ static char *metrics_text(struct moatd *d)
 /* ---- observe: newline-delimited JSON, optionally following ------------- */
 struct obs {
 	struct moatd *d;
+	struct moat_principal who;
 	struct moat_ev_filter f;
 	char *strs[8];            /* owned filter strings */
 	bool follow;
@@ -476,6 +579,7 @@ static void obs_free(void *cls)
 
 	for (int i = 0; i < 8; i++)
 		free(o->strs[i]);
+	moat_principal_clear(&o->who);
 	free(o->pending);
 	free(o->batch);
 	free(o);
@@ -525,7 +629,7 @@ static ssize_t obs_read(void *cls, uint64_t pos, char *buf, size_t max)
 		o->idle_ms = 0;
 		pthread_mutex_lock(&o->d->lock);
 		for (size_t i = 0; i < n; i++) {
-			char *desc = moat_rule_describe(o->d->comp, o->batch[i].raw.rule);
+			char *desc = describe_for(o->d, &o->who, o->batch[i].raw.rule);
 			if (moat_ev_match(&o->batch[i], &o->f, desc))
 				obs_append(o, moat_ev_json(&o->batch[i], desc));
 			free(desc);
@@ -538,7 +642,23 @@ static ssize_t obs_read(void *cls, uint64_t pos, char *buf, size_t max)
 	return (ssize_t)n;
 }
 
-static enum MHD_Result h_observe(struct MHD_Connection *conn, struct moatd *d)
+/* Tenancy: a caller who is not platform-admin sees flows with at least one
+ * side in its namespaces, filtered here, on the server. */
+static void scope_filter(struct moat_ev_filter *f, const struct moat_principal *who)
+{
+	if (admin(who))
+		return;
+	f->allowed_ns = (char **)who->ns;
+	f->nallowed_ns = who->nns;
+	if (!who->nns) {
+		static char *none[] = { "" };
+		f->allowed_ns = none;
+		f->nallowed_ns = 0;
+	}
+}
+
+static enum MHD_Result h_observe(struct MHD_Connection *conn, struct moatd *d,
+				 const struct moat_principal *who)
 {
 	struct obs *o;
 	struct MHD_Response *r;
@@ -557,6 +677,10 @@ static enum MHD_Result h_observe(struct MHD_Connection *conn, struct moatd *d)
 		obs_free(o);
 		return send_error(conn, 400, err);
 	}
+	o->who = *who;
+	for (size_t i = 0; i < who->nns; i++)
+		o->who.ns[i] = xstrdup(who->ns[i]);
+	scope_filter(&o->f, &o->who);
 	o->follow = (v = arg(conn, "follow")) && strcmp(v, "0") && strcmp(v, "false");
 	if ((v = arg(conn, "last")))
 		lastn = strtol(v, NULL, 10);
@@ -572,7 +696,7 @@ static enum MHD_Result h_observe(struct MHD_Connection *conn, struct moatd *d)
 		pthread_mutex_lock(&d->lock);
 		while (cur < head && (n = moat_events_read(d->events, cur, o->batch, OBS_BATCH, 0, &l)) > 0) {
 			for (size_t i = 0; i < n && o->batch[i].seq <= head; i++) {
-				char *desc = moat_rule_describe(d->comp, o->batch[i].raw.rule);
+				char *desc = describe_for(d, &o->who, o->batch[i].raw.rule);
 				if (moat_ev_match(&o->batch[i], &o->f, desc))
 					keep[kn++ % (size_t)lastn] = o->batch[i];
 				free(desc);
@@ -581,7 +705,7 @@ static enum MHD_Result h_observe(struct MHD_Connection *conn, struct moatd *d)
 		}
 		for (size_t i = kn > (size_t)lastn ? kn - (size_t)lastn : 0; i < kn; i++) {
 			const struct moat_ev *ev = &keep[i % (size_t)lastn];
-			char *desc = moat_rule_describe(d->comp, ev->raw.rule);
+			char *desc = describe_for(d, &o->who, ev->raw.rule);
 			obs_append(o, moat_ev_json(ev, desc));
 			free(desc);
 		}
@@ -598,7 +722,8 @@ static enum MHD_Result h_observe(struct MHD_Connection *conn, struct moatd *d)
 	return ret;
 }
 
-static enum MHD_Result h_flows(struct MHD_Connection *conn, struct moatd *d)
+static enum MHD_Result h_flows(struct MHD_Connection *conn, struct moatd *d,
+			       const struct moat_principal *who)
 {
 	struct moat_ev_filter f;
 	char *strs[8] = { 0 }, err[128];
@@ -610,10 +735,11 @@ static enum MHD_Result h_flows(struct MHD_Connection *conn, struct moatd *d)
 		return send_error(conn, 503, "verdict events are not available on this node");
 	if (filter_parse(conn, &f, strs, err, sizeof(err)))
 		return send_error(conn, 400, err);
+	scope_filter(&f, who);
 	fl = xcalloc(max, sizeof(*fl));
 	n = moat_events_flows(d->events, fl, max);
 	for (size_t i = 0; i < n; i++) {
-		char *desc = moat_rule_describe(d->comp, fl[i].rule);
+		char *desc = describe_for(d, who, fl[i].rule);
 		if (moat_flow_match(&fl[i], &f, desc))
 			json_array_append_new(a, moat_flow_json(&fl[i], desc));
 		free(desc);
@@ -624,13 +750,21 @@ static enum MHD_Result h_flows(struct MHD_Connection *conn, struct moatd *d)
 	return send_json(conn, 200, a);
 }
 
+struct rdesc {
+	struct moatd *d;
+	const struct moat_principal *who;
+};
+
 static char *report_describe(void *arg, __u32 rule)
 {
-	return moat_rule_describe(arg, rule);
+	struct rdesc *r = arg;
+	return describe_for(r->d, r->who, rule);
 }
 
-static enum MHD_Result h_report(struct MHD_Connection *conn, struct moatd *d)
+static enum MHD_Result h_report(struct MHD_Connection *conn, struct moatd *d,
+				const struct moat_principal *who)
 {
+	struct rdesc rd = { d, who };
 	struct moat_ev_filter f;
 	char *strs[8] = { 0 }, err[128];
 	struct moat_flow *fl = NULL;
@@ -639,16 +773,188 @@ static enum MHD_Result h_report(struct MHD_Connection *conn, struct moatd *d)
 
 	if (filter_parse(conn, &f, strs, err, sizeof(err)))
 		return send_error(conn, 400, err);
+	scope_filter(&f, who);
 	if (d->events) {
 		fl = xcalloc(max, sizeof(*fl));
 		n = moat_events_flows(d->events, fl, max);
 	}
-	j = moat_report_build(d->comp, fl, n, &f, report_describe, d->comp);
+	j = moat_report_build(d->comp, fl, n, &f, report_describe, &rd);
 	json_object_set_new(j, "node", json_string(d->cfg.node));
 	free(fl);
 	for (int i = 0; i < 8; i++)
 		free(strs[i]);
 	return send_json(conn, 200, j);
+}
+
+/* ---- changes: manifests through the API, with an audit log ------------------ */
+static void audit(struct moat_api *api, const struct moat_principal *who, const char *action,
+		  const char *what, const char *result)
+{
+	char ts[64];
+	time_t now = time(NULL);
+	struct tm tm;
+	json_t *j;
+	char *line;
+
+	gmtime_r(&now, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "time", ts, "user", who->user, "role",
+		      moat_role_name(who->role), "action", action, "object", what, "result", result);
+	line = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (!line)
+		return;
+	pthread_mutex_lock(&api->audit_lock);
+	if (api->audit) {
+		fprintf(api->audit, "%s\n", line);
+		fflush(api->audit);
+	}
+	pthread_mutex_unlock(&api->audit_lock);
+	moat_log(MOAT_LOG_INFO, "audit: %s", line);
+	free(line);
+}
+
+static bool safe_name(const char *n)
+{
+	size_t l = strlen(n);
+
+	if (!l || l > 100 || n[0] == '.')
+		return false;
+	for (size_t i = 0; i < l; i++)
+		if (!((n[i] >= 'a' && n[i] <= 'z') || (n[i] >= '0' && n[i] <= '9') || n[i] == '-' ||
+		      n[i] == '.' || n[i] == '_'))
+			return false;
+	return true;
+}
+
+/* PUT /v1/manifests/NAME: every document must decode, and every object must
+ * be one the caller may change; then the file is written (atomically) into
+ * the manifest directory, where moatd picks it up like any other. */
+static enum MHD_Result h_put_manifest(struct moat_api *api, struct MHD_Connection *conn,
+				      const struct moat_principal *who, const char *name,
+				      const char *body, size_t blen)
+{
+	struct moatd *d = api->d;
+	struct moat_docs docs = { 0 };
+	struct moat_errs errs = { 0 };
+	char path[4096], tmp[4200], err[4400], what[256];
+	int rc;
+	FILE *f;
+
+	snprintf(what, sizeof(what), "manifest %s", name);
+	if (!safe_name(name)) {
+		audit(api, who, "put", what, "refused: bad name");
+		return send_error(conn, 400, "manifest names are [a-z0-9._-], at most 100");
+	}
+	if (moat_manifest_parse(body, blen, name, &docs, &errs)) {
+		snprintf(err, sizeof(err), "%s", errs.n ? errs.v[0] : "unparsable");
+		moat_docs_free(&docs);
+		moat_errs_free(&errs);
+		audit(api, who, "put", what, err);
+		return send_error(conn, 400, err);
+	}
+	for (size_t i = 0; i < docs.n; i++) {
+		struct moat_object *o = NULL;
+		rc = moat_decode(docs.v[i].json, name, &o, err, sizeof(err));
+		if (!rc && !o)
+			snprintf(err, sizeof(err), "%s: document %zu: not a kind moat reads", name, i + 1), rc = -EINVAL;
+		if (!rc && !(o->kind == MOAT_O_POLICY && o->ns ? moat_principal_may_change(who, o->ns) : admin(who))) {
+			snprintf(err, sizeof(err), "%s: %s %s%s%s: %s may not change it", name, o->api_kind,
+				 o->ns ? o->ns : "", o->ns ? "/" : "", o->name, who->user);
+			rc = -EPERM;
+		}
+		moat_object_free(o);
+		if (rc) {
+			moat_docs_free(&docs);
+			moat_errs_free(&errs);
+			audit(api, who, "put", what, err);
+			return send_error(conn, rc == -EPERM ? 403 : 400, err);
+		}
+	}
+	moat_docs_free(&docs);
+	moat_errs_free(&errs);
+	snprintf(path, sizeof(path), "%s/api-%s", d->cfg.manifests, name);
+	snprintf(tmp, sizeof(tmp), "%s/.api-%s.tmp", d->cfg.manifests, name);
+	f = fopen(tmp, "wb");
+	if (!f || fwrite(body, 1, blen, f) != blen || fclose(f) || rename(tmp, path)) {
+		snprintf(err, sizeof(err), "cannot write %s: %s", path, strerror(errno));
+		unlink(tmp);
+		audit(api, who, "put", what, err);
+		return send_error(conn, 500, err);
+	}
+	audit(api, who, "put", what, "written");
+	return send_json(conn, 200, json_pack("{s:s,s:s}", "written", path, "note",
+					      "applied by moatd within milliseconds; see GET /v1/sources"));
+}
+
+static enum MHD_Result h_delete_manifest(struct moat_api *api, struct MHD_Connection *conn,
+					 const struct moat_principal *who, const char *name)
+{
+	struct moatd *d = api->d;
+	struct moat_docs docs = { 0 };
+	struct moat_errs errs = { 0 };
+	char path[4096], what[256], err[512];
+
+	snprintf(what, sizeof(what), "manifest %s", name);
+	if (!safe_name(name))
+		return send_error(conn, 400, "manifest names are [a-z0-9._-], at most 100");
+	snprintf(path, sizeof(path), "%s/api-%s", d->cfg.manifests, name);
+	/* deleting needs the right to change everything the file holds */
+	if (!admin(who)) {
+		if (moat_manifest_load_file(path, &docs, &errs)) {
+			moat_docs_free(&docs);
+			moat_errs_free(&errs);
+			audit(api, who, "delete", what, "refused: no such manifest");
+			return send_error(conn, 404, "no such manifest");
+		}
+		for (size_t i = 0; i < docs.n; i++) {
+			struct moat_object *o = NULL;
+			bool ok = !moat_decode(docs.v[i].json, name, &o, err, sizeof(err)) && o &&
+				  o->kind == MOAT_O_POLICY && o->ns && moat_principal_may_change(who, o->ns);
+			moat_object_free(o);
+			if (!ok) {
+				moat_docs_free(&docs);
+				moat_errs_free(&errs);
+				audit(api, who, "delete", what, "refused: not allowed");
+				return send_error(conn, 403, "the manifest holds objects you may not change");
+			}
+		}
+		moat_docs_free(&docs);
+		moat_errs_free(&errs);
+	}
+	if (unlink(path)) {
+		audit(api, who, "delete", what, errno == ENOENT ? "no such manifest" : strerror(errno));
+		return send_error(conn, errno == ENOENT ? 404 : 500, strerror(errno));
+	}
+	audit(api, who, "delete", what, "deleted");
+	return send_json(conn, 200, json_pack("{s:s}", "deleted", path));
+}
+
+static long peer_uid(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct ucred uc;
+	socklen_t l = sizeof(uc);
+
+	if (!ci || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &uc, &l))
+		return -1;
+	return (long)uc.uid;
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+		      enum MHD_RequestTerminationCode toe)
+{
+	struct conn_ctx *cc = *con_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (!cc)
+		return;
+	moat_principal_clear(&cc->who);
+	free(cc->body);
+	free(cc);
+	*con_cls = NULL;
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
@@ -657,45 +963,93 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 {
 	struct moat_api *api = cls;
 	struct moatd *d = api->d;
+	struct conn_ctx *cc = *con_cls;
+	const struct moat_principal *who;
 	enum MHD_Result ret;
 	json_t *j;
 
 	(void)version;
-	(void)upload_data;
-	(void)upload_size;
-	(void)con_cls;
+	if (!cc) {
+		/* first call of a request: authenticate once */
+		cc = xcalloc(1, sizeof(*cc));
+		*con_cls = cc;
+		cc->auth_rc = moat_auth_check(d->auth,
+					      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
+					      api->mhd_tcp && MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON)->daemon == api->mhd_tcp ? -1 : peer_uid(conn),
+					      &cc->who);
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		if (cc->blen + *upload_size > MAX_BODY)
+			cc->too_big = true;
+		else {
+			cc->body = xrealloc(cc->body, cc->blen + *upload_size + 1);
+			memcpy(cc->body + cc->blen, upload_data, *upload_size);
+			cc->blen += *upload_size;
+			cc->body[cc->blen] = 0;
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (cc->auth_rc)
+		return send_error(conn, 401, "authentication required: a bearer token (or uid 0 on the unix socket)");
+	who = &cc->who;
+
+	if (!strcmp(method, "PUT") || !strcmp(method, "DELETE")) {
+		if (strncmp(url, "/v1/manifests/", 14))
+			return send_error(conn, 404, "no such endpoint");
+		if (who->role < MOAT_ROLE_NS_ADMIN) {
+			audit(api, who, method, url, "refused: read-only role");
+			return send_error(conn, 403, "viewers may not change anything");
+		}
+		if (cc->too_big)
+			return send_error(conn, 413, "manifests are limited to 1 MiB");
+		if (!strcmp(method, "PUT"))
+			return h_put_manifest(api, conn, who, url + 14, cc->body ? cc->body : "", cc->blen);
+		return h_delete_manifest(api, conn, who, url + 14);
+	}
 	if (strcmp(method, "GET"))
-		return send_error(conn, 405, "only GET is supported");
+		return send_error(conn, 405, "GET, PUT or DELETE");
 
 	/* streaming takes the lock per batch, not for its whole life */
 	if (!strcmp(url, "/v1/observe"))
-		return h_observe(conn, d);
+		return h_observe(conn, d, who);
 
 	pthread_mutex_lock(&d->lock);
 	if (!strcmp(url, "/v1/flows")) {
-		ret = h_flows(conn, d);
+		ret = h_flows(conn, d, who);
 	} else if (!strcmp(url, "/v1/report")) {
-		ret = h_report(conn, d);
+		ret = h_report(conn, d, who);
 	} else if (!strcmp(url, "/v1/status")) {
-		ret = send_json(conn, 200, status_json(d));
+		ret = send_json(conn, 200, status_json(d, who));
 	} else if (!strcmp(url, "/v1/endpoints")) {
-		j = json_array();
-		moat_compiler_endpoints(d->comp, ep_cb, j);
-		ret = send_json(conn, 200, j);
+		struct vis v = { json_array(), who, d };
+		moat_compiler_endpoints(d->comp, ep_cb, &v);
+		ret = send_json(conn, 200, v.a);
 	} else if (!strcmp(url, "/v1/identities")) {
-		j = json_array();
-		moat_compiler_identities(d->comp, id_cb, j);
-		ret = send_json(conn, 200, j);
+		struct vis v = { json_array(), who, d };
+		moat_compiler_identities(d->comp, id_cb, &v);
+		ret = send_json(conn, 200, v.a);
 	} else if (!strcmp(url, "/v1/policies")) {
-		j = json_array();
-		moat_compiler_policies(d->comp, pol_cb, j);
-		ret = send_json(conn, 200, j);
+		struct vis v = { json_array(), who, d };
+		moat_compiler_policies(d->comp, pol_cb, &v);
+		ret = send_json(conn, 200, v.a);
 	} else if (!strcmp(url, "/v1/explain")) {
-		ret = h_explain(conn, d);
-	} else if (!strcmp(url, "/v1/sources")) {
-		ret = send_json(conn, 200, d->src ? moat_srcdir_json(d->src) : json_array());
-	} else if (!strcmp(url, "/metrics")) {
-		ret = send_text(conn, 200, "text/plain; version=0.0.4", metrics_text(d));
+		ret = h_explain(conn, d, who);
+	} else if (!strcmp(url, "/v1/whoami")) {
+		j = json_pack("{s:s,s:s,s:o}", "user", who->user, "role", moat_role_name(who->role),
+			      "namespaces", json_array());
+		for (size_t i = 0; i < who->nns; i++)
+			json_array_append_new(json_object_get(j, "namespaces"), json_string(who->ns[i]));
+		ret = send_json(conn, 200, j);
+	} else if (!strcmp(url, "/v1/sources") || !strcmp(url, "/metrics")) {
+		/* file names and node-wide counters of every tenant */
+		if (!admin(who))
+			ret = send_error(conn, 403, "platform-admin only");
+		else if (!strcmp(url, "/metrics"))
+			ret = send_text(conn, 200, "text/plain; version=0.0.4", metrics_text(d));
+		else
+			ret = send_json(conn, 200, d->src ? moat_srcdir_json(d->src) : json_array());
 	} else {
 		ret = send_error(conn, 404, "no such endpoint");
 	}
@@ -703,7 +1057,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 	return ret;
 }
 
-int moat_api_start(struct moatd *d, const char *path, unsigned mode, struct moat_api **ret)
+int moat_api_start(struct moatd *d, const struct moat_api_opts *o, struct moat_api **ret)
 {
 	struct moat_api *api = xcalloc(1, sizeof(*api));
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -711,19 +1065,27 @@ int moat_api_start(struct moatd *d, const char *path, unsigned mode, struct moat
 
 	api->d = d;
 	api->fd = -1;
-	if (strlen(path) >= sizeof(sa.sun_path)) {
+	pthread_mutex_init(&api->audit_lock, NULL);
+	if (o->audit_log) {
+		api->audit = fopen(o->audit_log, "a");
+		if (!api->audit) {
+			err = -errno;
+			goto fail;
+		}
+	}
+	if (strlen(o->socket) >= sizeof(sa.sun_path)) {
 		err = -ENAMETOOLONG;
 		goto fail;
 	}
-	strcpy(sa.sun_path, path);
-	api->path = xstrdup(path);
+	strcpy(sa.sun_path, o->socket);
+	api->path = xstrdup(o->socket);
 	api->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (api->fd < 0) {
 		err = -errno;
 		goto fail;
 	}
-	unlink(path);
-	if (bind(api->fd, (struct sockaddr *)&sa, sizeof(sa)) || chmod(path, mode) ||
+	unlink(o->socket);
+	if (bind(api->fd, (struct sockaddr *)&sa, sizeof(sa)) || chmod(o->socket, o->mode) ||
 	    listen(api->fd, 64)) {
 		err = -errno;
 		goto fail;
@@ -732,17 +1094,41 @@ int moat_api_start(struct moatd *d, const char *path, unsigned mode, struct moat
 	api->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
 					    MHD_USE_ERROR_LOG, 0, NULL, NULL,
 				    handler, api, MHD_OPTION_LISTEN_SOCKET, api->fd,
+				    MHD_OPTION_NOTIFY_COMPLETED, completed, api,
 				    MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT,
 				    30u, MHD_OPTION_END);
 	if (!api->mhd) {
 		err = -EIO;
 		goto fail;
 	}
+	if (o->tcp_port) {
+		/* TCP is always TLS, and a token is always required */
+		if (!o->tls_cert || !o->tls_key) {
+			err = -EINVAL;
+			goto fail;
+		}
+		api->mhd_tcp = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+							MHD_USE_ERROR_LOG | MHD_USE_TLS | MHD_USE_DUAL_STACK,
+						o->tcp_port, NULL, NULL, handler, api,
+						MHD_OPTION_HTTPS_MEM_CERT, o->tls_cert,
+						MHD_OPTION_HTTPS_MEM_KEY, o->tls_key,
+						MHD_OPTION_NOTIFY_COMPLETED, completed, api,
+						MHD_OPTION_CONNECTION_LIMIT, 64u,
+						MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+		if (!api->mhd_tcp) {
+			err = -EIO;
+			goto fail;
+		}
+	}
 	*ret = api;
 	return 0;
 fail:
+	if (api->mhd)
+		MHD_stop_daemon(api->mhd);
 	if (api->fd >= 0)
 		close(api->fd);
+	if (api->audit)
+		fclose(api->audit);
 	free(api->path);
 	free(api);
 	return err;
@@ -752,9 +1138,13 @@ void moat_api_stop(struct moat_api *api)
 {
 	if (!api)
 		return;
+	if (api->mhd_tcp)
+		MHD_stop_daemon(api->mhd_tcp);
 	MHD_stop_daemon(api->mhd);
 	close(api->fd);
 	unlink(api->path);
+	if (api->audit)
+		fclose(api->audit);
 	free(api->path);
 	free(api);
 }

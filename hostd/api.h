@@ -5,8 +5,17 @@
 struct moatd;
 struct moat_api;
 
-/* Serves the control API on a unix socket of the given mode. */
-int moat_api_start(struct moatd *d, const char *path, unsigned mode, struct moat_api **ret);
+struct moat_api_opts {
+	const char *socket;        /* unix socket path */
+	unsigned mode;             /* its permissions (0660) */
+	const char *audit_log;     /* append-only JSON lines of changes; NULL: log only */
+	unsigned short tcp_port;   /* optional: HTTPS on this port (0: none) */
+	const char *tls_cert;      /* PEM, contents */
+	const char *tls_key;
+};
+
+/* Serves the control API on a unix socket (and optionally HTTPS). */
+int moat_api_start(struct moatd *d, const struct moat_api_opts *o, struct moat_api **ret);
 void moat_api_stop(struct moat_api *api);
 
 #endif

@@ -15,12 +15,17 @@
 struct moat_srcdir;
 struct moat_api;
 struct moat_events;
+struct moat_auth;
 
 #define MOAT_RECENT_ERRORS 64
 
 struct moatd_config {
 	char *config_file;
 	char *kubeconfig;
+	char *tokens_file;
+	char *audit_log;
+	__u32 api_port;
+	char *tls_cert, *tls_key;
 	int log_level;
 	__u32 ct_tcp_s, ct_close_s, ct_other_s, ct_syn_s;
 	__u32 sample_every, deny_rate, deny_burst, snaplen;
@@ -61,6 +66,7 @@ struct moatd {
 	struct moat_srcdir *src;
 	struct moat_api *api;
 	struct moat_events *events;
+	struct moat_auth *auth;
 	bool names_dirty;             /* rebuild the events' name snapshot */
 	bool adopted;
 	uint64_t start_ns;

@@ -23,6 +23,7 @@
 #include <sys/prctl.h>
 #include <sys/capability.h>
 #include "api.h"
+#include "auth.h"
 #include "config.h"
 #include "daemon.h"
 #include "events.h"
@@ -207,6 +208,9 @@ static void usage(FILE *f)
 		"  --reset              discard pinned state of another ABI version\n"
 		"  --config FILE        settings file (YAML/JSON); flags override it; SIGHUP reloads it\n"
 		"  --keep-caps          do not drop capabilities after start-up\n"
+		"  --tokens FILE        API tokens -> users, roles, namespaces (uid 0 on the socket is admin)\n"
+		"  --audit-log FILE     append every change made through the API (JSON lines)\n"
+		"  --api-port N --tls-cert PEM --tls-key PEM   also serve the API over HTTPS\n"
 		"  --log-level LEVEL    error|warn|info|debug|verbose\n");
 }
 
@@ -214,7 +218,7 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 {
 	enum { O_NODE = 1, O_MAN, O_PIN, O_SOCK, O_SMODE, O_MODE, O_NETNS, O_UPLINK, O_VETH, O_NOLOCAL,
 	       O_NOREVOKE, O_OBSERVE, O_MAXPOL, O_RESET, O_LOG, O_HELP, O_CONFIG, O_KUBECONFIG,
-	       O_KEEPCAPS };
+	       O_KEEPCAPS, O_TOKENS, O_AUDIT, O_PORT, O_CERT, O_KEY };
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, O_CONFIG },
 		{ "node", required_argument, NULL, O_NODE },
@@ -233,6 +237,11 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 		{ "max-policy", required_argument, NULL, O_MAXPOL },
 		{ "reset", no_argument, NULL, O_RESET },
 		{ "keep-caps", no_argument, NULL, O_KEEPCAPS },
+		{ "tokens", required_argument, NULL, O_TOKENS },
+		{ "audit-log", required_argument, NULL, O_AUDIT },
+		{ "api-port", required_argument, NULL, O_PORT },
+		{ "tls-cert", required_argument, NULL, O_CERT },
+		{ "tls-key", required_argument, NULL, O_KEY },
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "help", no_argument, NULL, O_HELP },
 		{ 0 }
@@ -277,6 +286,11 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 		case O_MAXPOL: c->max_policy = (__u32)strtoul(optarg, NULL, 10); break;
 		case O_RESET: c->reset = true; break;
 		case O_KEEPCAPS: c->keep_caps = true; break;
+		case O_TOKENS: free(c->tokens_file); c->tokens_file = xstrdup(optarg); break;
+		case O_AUDIT: free(c->audit_log); c->audit_log = xstrdup(optarg); break;
+		case O_PORT: c->api_port = (__u32)strtoul(optarg, NULL, 10); break;
+		case O_CERT: free(c->tls_cert); c->tls_cert = xstrdup(optarg); break;
+		case O_KEY: free(c->tls_key); c->tls_key = xstrdup(optarg); break;
 		case O_LOG:
 			lvl = moat_log_parse_level(optarg);
 			if (lvl < 0) {
@@ -405,6 +419,21 @@ static void sync_interfaces(struct moatd *d)
 
 static volatile sig_atomic_t stop;
 
+static char *slurp(const char *path)
+{
+	FILE *f = path ? fopen(path, "rb") : NULL;
+	char *b = NULL;
+	size_t n = 0;
+
+	if (!f)
+		return NULL;
+	b = xcalloc(1, 1 << 16);
+	n = fread(b, 1, (1 << 16) - 1, f);
+	fclose(f);
+	b[n] = 0;
+	return b;
+}
+
 int main(int argc, char **argv)
 {
 	struct moatd d;
@@ -498,7 +527,34 @@ int main(int argc, char **argv)
 			pr_warn("verdict events unavailable: %s (enforcement is not affected)", strerror(-err));
 		names_refresh(&d);
 	}
-	err = moat_api_start(&d, d.cfg.socket, d.cfg.socket_mode, &d.api);
+	{
+		char aerr[512];
+		err = moat_auth_new(d.cfg.tokens_file, &d.auth, aerr, sizeof(aerr));
+		if (err) {
+			pr_err("tokens: %s", aerr);
+			goto out;
+		}
+	}
+	{
+		struct moat_api_opts ao = { .socket = d.cfg.socket, .mode = d.cfg.socket_mode,
+					    .audit_log = d.cfg.audit_log,
+					    .tcp_port = (unsigned short)d.cfg.api_port };
+		char *cert = NULL, *key = NULL;
+		if (d.cfg.api_port) {
+			cert = slurp(d.cfg.tls_cert);
+			key = slurp(d.cfg.tls_key);
+			if (!cert || !key) {
+				pr_err("--api-port needs readable --tls-cert and --tls-key");
+				err = -EINVAL;
+				goto out;
+			}
+			ao.tls_cert = cert;
+			ao.tls_key = key;
+		}
+		err = moat_api_start(&d, &ao, &d.api);
+		free(cert);
+		free(key);
+	}
 	if (err) {
 		pr_err("could not serve the control API on %s: %s", d.cfg.socket, strerror(-err));
 		goto out;
@@ -559,6 +615,8 @@ int main(int argc, char **argv)
 							moatd_error(&d, "SIGHUP: %s; keeping the running settings", cerr);
 						moat_log_level = d.cfg.log_level;
 						apply_config(&d);
+						if (moat_auth_reload(d.auth, cerr, sizeof(cerr)))
+							moatd_error(&d, "SIGHUP: tokens: %s; keeping the old ones", cerr);
 						pr_info("SIGHUP: settings reloaded, rescanning %s", d.cfg.manifests);
 						moat_srcdir_scan(d.src, d.comp, src_err, &d);
 						changed = true;
@@ -596,6 +654,7 @@ out:
 	if (err && exitcode)
 		pr_err("moatd: %s", strerror(-err));
 	moat_api_stop(d.api);
+	moat_auth_free(d.auth);
 	moat_events_stop(d.events);
 	moat_srcdir_free(d.src);
 	moat_ifaces_free(d.ifaces);
