@@ -18,7 +18,7 @@
 #    rejection recorded) and denied external traffic is dropped on mv0 itself:
 #    its verdict events say hook "uplink", and n2 forwards none of it.
 # Exit 0 pass, 77 skip (not root), anything else fail.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib.bash"
 e2e_begin atm
 
 [ -x "$ATTACHCHECK" ] || make -s -C "$E2E_ROOT" O="$O" "$O/tests/tools/attachcheck" >/dev/null ||

@@ -16,7 +16,7 @@
 # Then a good object made bad keeps its last good version; then every file is
 # fixed and each fix shows in the traffic.
 # Exit 0 pass, 77 skip (not root), anything else fail.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib.bash"
 e2e_begin badi
 
 section "lab and daemons"

@@ -24,7 +24,7 @@
 # 4. moatd --no-local-node with the ingress policies again: the own node's
 #    traffic is judged like any other source.
 # Exit 0 pass, 77 skip (not root), anything else fail.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib.bash"
 e2e_begin enfp
 
 section "lab: 2 nodes, 8 pods, an external host, probe servers"

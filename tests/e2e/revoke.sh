@@ -14,7 +14,7 @@
 #                        still echoed seconds later) while new connections
 #                        are denied.
 # Exit 0 pass, 77 skip (not root), anything else fail.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib.bash"
 e2e_begin revk
 
 section "lab: client1 and server1 on n1, server2 on n2; echo servers tcp/7000 udp/7001"

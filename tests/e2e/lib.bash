@@ -3,7 +3,8 @@
 # Shared helpers for tests/e2e/*.sh (and tests/lab/demo): a lab with one moatd
 # per node, manifests written into every node's directory, waiting until a
 # change is live, probe matrices with exact expectations, and cleanup on
-# every exit path.  Source it, then call e2e_begin NAME.
+# every exit path.  Source it, then call e2e_begin NAME.  (Named .bash, not
+# .sh, so that tests/run-all does not take it for a test.)
 #
 #   e2e_begin NAME            lab "NAME<pid>" (or $E2E_LAB), temp dir, traps;
 #                             exits 77 if not root
@@ -27,6 +28,10 @@
 #   pass/fail/expect/section, e2e_end
 # WHO (sources and destinations): ns/pod, @n1 @n2 (node netns), @ext.
 
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+	echo "lib.bash: helpers for the e2e tests; source it" >&2
+	exit 64
+fi
 set -Eeuo pipefail
 
 E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
