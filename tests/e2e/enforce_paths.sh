@@ -150,6 +150,12 @@ expect "explain remote node -> srv1 81/SCTP" "$(explain 1 10.99.0.2 prod/srv1 81
 	"allow|NetworkPolicy prod/srv-ingress ingress[1]"
 expect "explain own node -> srv1 80/TCP" "$(explain 1 10.99.0.1 prod/srv1 80/TCP)" \
 	"allow|from the pod's own node (always allowed)"
+# asked on n1 about a pod of n2: n1 is not that pod's own node (the traffic
+# above timed out), whichever daemon is asked
+expect "explain on n1: n1 -> srv2 80/TCP" "$(explain 1 10.99.0.1 prod/srv2 80/TCP)" \
+	"deny|NetworkPolicy prod/srv-ingress isolates ingress (no rule allows)"
+expect "explain on n2: n1 -> srv2 80/TCP" "$(explain 2 10.99.0.1 prod/srv2 80/TCP)" \
+	"deny|NetworkPolicy prod/srv-ingress isolates ingress (no rule allows)"
 for n in 1 2; do
 	v=$(metric $n 'moat_rule_packets_total{rule="' | tr -d '\n')
 	d=$(ctl $n metrics | grep -F 'desc="NetworkPolicy prod/srv-ingress isolates ingress' | awk '{print $NF}')
