@@ -142,6 +142,8 @@ struct moat_compiler {
 	__u32 cap[MOAT_T_MAX];
 	__u32 max_ident, max_rules;
 
+	bool allow_local_node;        /* pods always reachable from their node */
+
 	struct hmap nss;              /* name -> ns_ent */
 	struct hmap pods;             /* ns/name -> pod_ent */
 	struct hmap nodes;            /* name -> node_ent */
@@ -2344,6 +2346,11 @@ int moat_compiler_set_endpoint(struct moat_compiler *c, const char *ns, const ch
 	return 0;
 }
 
+void moat_compiler_set_allow_local_node(struct moat_compiler *c, bool on)
+{
+	c->allow_local_node = on;
+}
+
 bool moat_compiler_dirty(const struct moat_compiler *c)
 {
 	return c->dirty_idents.n || c->dirty_pols.n || c->regions_dirty || c->dead_idents.n ||
@@ -2549,6 +2556,7 @@ int moat_compiler_new(const struct moat_compiler_opts *opts, struct moat_compile
 	c->by_id = xcalloc(c->max_ident, sizeof(*c->by_id));
 	c->ref_by_id = xcalloc(c->max_rules, sizeof(*c->ref_by_id));
 	c->next_id = MOAT_ID_FIRST_DYN;
+	c->allow_local_node = true;
 	c->next_ref = MOAT_RULE_FIRST_DYN;
 	hmap_init(&c->nss);
 	hmap_init(&c->pods);
@@ -2720,6 +2728,7 @@ struct xpeer {
 	__u32 identity, region;
 	int cls, family;
 	bool local;
+	const char *node;      /* the node it is (NODE) or runs on (POD), if known */
 };
 
 static void x_decide(const struct out *o, __u32 subj, int dir, bool shadow, const struct xpeer *peer,
@@ -2821,6 +2830,39 @@ static void x_decide(const struct out *o, __u32 subj, int dir, bool shadow, cons
 	}
 }
 
+/* The node an address belongs to (a node address) or whose pod holds it,
+ * chosen like ip_refresh chooses. */
+static const char *x_node_of(const struct moat_compiler *c, const struct moat_addr *a, int cls)
+{
+	const struct ip_ent *e;
+	const char *best = NULL;
+	__u8 k[17];
+
+	k[0] = (__u8)a->family;
+	memcpy(k + 1, a->a, 16);
+	e = hmap_get(&c->ips, k, sizeof(k));
+	if (!e)
+		return NULL;
+	if (cls == MOAT_CLASS_NODE) {
+		for (size_t i = 0; i < e->nodes.n; i++) {
+			const struct node_ent *n = e->nodes.v[i];
+			if (!best || strcmp(n->name, best) < 0)
+				best = n->name;
+		}
+		return best;
+	}
+	if (cls == MOAT_CLASS_POD) {
+		const struct pod_ent *bp = NULL;
+		for (size_t i = 0; i < e->pods.n; i++) {
+			const struct pod_ent *p = e->pods.v[i];
+			if (p->ident && (!bp || strcmp(p->key, bp->key) < 0))
+				bp = p;
+		}
+		return bp ? bp->obj->u.pod->node : NULL;
+	}
+	return NULL;
+}
+
 /* Resolves "ns/pod" or an address into what the ipcache would say. */
 static int x_resolve(const struct moat_compiler *c, const char *what, struct xpeer *p,
 		     char *err, size_t errlen)
@@ -2859,6 +2901,7 @@ static int x_resolve(const struct moat_compiler *c, const char *what, struct xpe
 		p->region = ii->region;
 		p->cls = ii->class;
 		p->local = ii->flags & MOAT_IP_F_LOCAL;
+		p->node = x_node_of(c, &a, p->cls);
 		return 0;
 	}
 	p->identity = MOAT_ID_WORLD;
@@ -2912,7 +2955,10 @@ int moat_compiler_explain(const struct moat_compiler *c, const char *from, const
 		const struct ident *id = d.identity < c->max_ident ? c->by_id[d.identity] : NULL;
 		const struct out *o = id ? id->committed : NULL;
 		x->ingress.judged = true;
-		if (s.cls == MOAT_CLASS_NODE && s.local) {
+		/* the exemption of the datapath on the destination pod's node:
+		 * the source must be that node, and the exemption enabled */
+		if (c->allow_local_node && s.cls == MOAT_CLASS_NODE && s.node && d.node &&
+		    !strcmp(s.node, d.node)) {
 			x->ingress.verdict = MOAT_VERDICT_ALLOW;
 			x->ingress.tier = MOAT_TIER_DEFAULT;
 			x->ingress.rule = MOAT_RULE_LOCAL_NODE;

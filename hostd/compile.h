@@ -37,6 +37,8 @@ int moat_compiler_delete(struct moat_compiler *c, const char *key);
 int moat_compiler_set_endpoint(struct moat_compiler *c, const char *ns, const char *pod,
 			       int ifindex);
 bool moat_compiler_dirty(const struct moat_compiler *c);
+/* What explain assumes of the datapath's own-node exemption (default on). */
+void moat_compiler_set_allow_local_node(struct moat_compiler *c, bool on);
 
 struct moat_flush_stats {
 	__u32 entries[MOAT_T_MAX];     /* table sizes after this flush */

@@ -376,6 +376,8 @@ static void apply_config(struct moatd *d)
 	f = d->cfg.allow_local_node ? f | MOAT_CFG_ALLOW_LOCAL_NODE : f & ~MOAT_CFG_ALLOW_LOCAL_NODE;
 	f = d->cfg.enforce ? f | MOAT_CFG_ENFORCE : f & ~MOAT_CFG_ENFORCE;
 	__atomic_store_n(&cfg->flags, f, __ATOMIC_RELEASE);
+	if (d->comp)
+		moat_compiler_set_allow_local_node(d->comp, d->cfg.allow_local_node);
 }
 
 static int names_pod_cb(const struct moat_endpoint_view *v, void *arg)
@@ -489,6 +491,7 @@ int main(int argc, char **argv)
 	err = moat_compiler_new(&co, &d.comp);
 	if (err)
 		goto out;
+	moat_compiler_set_allow_local_node(d.comp, d.cfg.allow_local_node);
 
 	io.mode = d.cfg.mode;
 	io.netns_dirs = d.cfg.netns_dirs;
