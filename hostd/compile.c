@@ -14,12 +14,14 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
 
 #include "compile.h"
+#include "blueprint.h"
 #include "util.h"
 
 #define RULE_ISOLATION (-1)
@@ -30,6 +32,8 @@ struct ns_ent {
 	char *name;
 	struct moat_object *obj;      /* NULL until a Namespace object is seen */
 	struct moat_labels deflabels; /* what the API server always sets */
+	struct moat_labels bpl;       /* blueprint.moat.io/NAME = running version */
+	struct moat_labels eff;       /* what selectors see: own labels + bpl */
 	struct ptrvec idents;
 	struct ptrvec np_pols;        /* NetworkPolicies of this namespace */
 };
@@ -176,6 +180,13 @@ struct moat_compiler {
 	struct ptrvec dead_idents;
 	struct ptrvec undo;           /* struct undo * since last commit */
 	bool replaying;
+
+	/* blueprints (blueprint.h) */
+	struct hmap bps;              /* name -> moat_object (Blueprint) */
+	struct hmap bp_inst;          /* instance key -> struct bp_inst */
+	struct hmap *bp_inst_saved;   /* bp_inst as committed, while a flush is open */
+	struct ptrvec bp_errors;      /* struct bp_error *, from the last reconcile */
+	bool bp_dirty;
 	__u64 epoch;
 	__u32 nsubjects_ents;         /* committed decision entries */
 	__u32 pending_counts[MOAT_T_MAX];
@@ -293,6 +304,25 @@ static void cell_set(struct moat_compiler *c, enum moat_tbl t, const void *key, 
 }
 
 /* ---- identities ------------------------------------------------------------ */
+/* The namespace's own labels, as written. */
+static const struct moat_labels *ns_base_labels(const struct ns_ent *n)
+{
+	return n->obj ? &n->obj->u.namespace->labels : &n->deflabels;
+}
+
+/* Its labels for selectors: blueprint keys come only from moat. */
+static void ns_eff_refresh(struct ns_ent *n)
+{
+	const struct moat_labels *b = ns_base_labels(n);
+
+	moat_labels_free(&n->eff);
+	for (size_t i = 0; i < b->n; i++)
+		if (!moat_bp_key(b->kv[i].key))
+			moat_labels_set(&n->eff, b->kv[i].key, b->kv[i].value);
+	for (size_t i = 0; i < n->bpl.n; i++)
+		moat_labels_set(&n->eff, n->bpl.kv[i].key, n->bpl.kv[i].value);
+}
+
 static struct ns_ent *ns_get(struct moat_compiler *c, const char *name, bool create)
 {
 	struct ns_ent *n = hmap_gets(&c->nss, name);
@@ -303,12 +333,14 @@ static struct ns_ent *ns_get(struct moat_compiler *c, const char *name, bool cre
 	n->name = xstrdup(name);
 	moat_labels_set(&n->deflabels, "kubernetes.io/metadata.name", name);
 	hmap_put(&c->nss, n->name, strlen(n->name), n, NULL);
+	ns_eff_refresh(n);
+	c->bp_dirty = true;
 	return n;
 }
 
 static const struct moat_labels *ns_labels(const struct ns_ent *n)
 {
-	return n->obj ? &n->obj->u.namespace->labels : &n->deflabels;
+	return &n->eff;
 }
 
 static void key_add(char **buf, size_t *len, size_t *cap, const void *p, size_t n)
@@ -2150,6 +2182,8 @@ static int apply_namespace(struct moat_compiler *c, struct moat_object *obj, con
 	bool audit_changed;
 
 	n->obj = obj;
+	ns_eff_refresh(n);
+	c->bp_dirty = true;
 	audit_changed = (old && old->u.namespace->audit) != (obj && obj->u.namespace->audit);
 	for (size_t i = 0; i < n->idents.n; i++)
 		mark_reselect(c, n->idents.v[i]);
@@ -2246,6 +2280,303 @@ static int apply_service(struct moat_compiler *c, struct moat_object *obj, const
 	return 0;
 }
 
+/* ---- blueprints ------------------------------------------------------------------ */
+static int dispatch(struct moat_compiler *c, const char *key, struct moat_object *obj);
+
+struct bp_inst {
+	char *key;                    /* Kind/ns/name of the instance */
+	uint64_t digest;              /* of the instantiated document */
+};
+
+struct bp_error {
+	char *blueprint;
+	char *ns;                     /* NULL: not about one namespace */
+	char *msg;
+};
+
+static void bp_errors_clear(struct moat_compiler *c)
+{
+	for (size_t i = 0; i < c->bp_errors.n; i++) {
+		struct bp_error *e = c->bp_errors.v[i];
+		free(e->blueprint);
+		free(e->ns);
+		free(e->msg);
+		free(e);
+	}
+	c->bp_errors.n = 0;
+}
+
+static void bp_error(struct moat_compiler *c, const char *bp, const char *ns, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void bp_error(struct moat_compiler *c, const char *bp, const char *ns, const char *fmt, ...)
+{
+	struct bp_error *e = xcalloc(1, sizeof(*e));
+	char msg[800];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	e->blueprint = xstrdup(bp);
+	e->ns = xstrdup(ns);
+	e->msg = xstrdup(msg);
+	ptrvec_push(&c->bp_errors, e);
+}
+
+static void bp_inst_map_free(struct hmap *m)
+{
+	size_t it = 0;
+	void *v;
+
+	while (hmap_next(m, &it, NULL, NULL, &v)) {
+		struct bp_inst *bi = v;
+		free(bi->key);
+		free(bi);
+	}
+	hmap_free(m);
+}
+
+static struct hmap *bp_inst_map_copy(const struct hmap *m)
+{
+	struct hmap *r = xcalloc(1, sizeof(*r));
+	size_t it = 0;
+	void *v;
+
+	hmap_init(r);
+	while (hmap_next(m, &it, NULL, NULL, &v)) {
+		struct bp_inst *bi = xcalloc(1, sizeof(*bi));
+		bi->key = xstrdup(((struct bp_inst *)v)->key);
+		bi->digest = ((struct bp_inst *)v)->digest;
+		hmap_put(r, bi->key, strlen(bi->key), bi, NULL);
+	}
+	return r;
+}
+
+static int cmp_bp(const void *a, const void *b)
+{
+	const struct moat_blueprint *x = *(struct moat_blueprint *const *)a;
+	const struct moat_blueprint *y = *(struct moat_blueprint *const *)b;
+	return strcmp(x->name, y->name);
+}
+
+/* Blueprints sorted by name: messages and instances come out in a stable
+ * order. */
+static struct moat_blueprint **bp_sorted(const struct moat_compiler *c, size_t *n)
+{
+	struct moat_blueprint **v = xcalloc(c->bps.n + 1, sizeof(*v));
+	size_t it = 0, k = 0;
+	void *val;
+
+	while (hmap_next(&c->bps, &it, NULL, NULL, &val))
+		v[k++] = ((struct moat_object *)val)->u.blueprint;
+	qsort(v, k, sizeof(*v), cmp_bp);
+	*n = k;
+	return v;
+}
+
+static const struct moat_labels *ns_bp_annotations(const struct ns_ent *n)
+{
+	return n->obj ? &n->obj->u.namespace->bp_annotations : NULL;
+}
+
+/* The version of bp namespace n runs, NULL if bp does not select it. */
+static const struct moat_bp_version *bp_running(const struct moat_blueprint *bp,
+						const struct ns_ent *n, bool *pinned,
+						char *err, size_t errlen)
+{
+	const struct moat_bp_version *v;
+
+	err[0] = 0;
+	*pinned = false;
+	if (!moat_selector_matches(bp->ns_sel, ns_base_labels(n)))
+		return NULL;
+	moat_bp_effective(bp, ns_bp_annotations(n), &v, pinned, err, errlen);
+	return v;
+}
+
+static uint64_t json_digest(const json_t *doc)
+{
+	char *s = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+	uint64_t h = s ? moat_hash(s, strlen(s), 0) : 0;
+
+	free(s);
+	return h;
+}
+
+struct bp_want {
+	char *key;
+	char *name;                   /* instance name */
+	json_t *doc;                  /* NULL: keep whatever is there (it failed) */
+	const char *bp;
+	const char *ns;
+};
+
+static void want_put(struct hmap *w, char *key, char *name, json_t *doc, const char *bp,
+		     const char *ns)
+{
+	struct bp_want *x = xcalloc(1, sizeof(*x));
+
+	x->key = key;
+	x->name = name;
+	x->doc = doc;
+	x->bp = bp;
+	x->ns = ns;
+	hmap_put(w, x->key, strlen(x->key), x, NULL);
+}
+
+/* Sets the blueprint labels of every namespace from what its blueprints
+ * say; with instantiate, also brings the instances in line (through
+ * dispatch, so an abort takes them back). */
+static void bp_reconcile(struct moat_compiler *c, bool instantiate)
+{
+	size_t nbp, it = 0;
+	struct moat_blueprint **bps = bp_sorted(c, &nbp);
+	bool *used = NULL;
+	size_t used_stride = MOAT_BP_MAX_VERSIONS;
+	struct hmap want;
+	void *v;
+	char err[800];
+
+	hmap_init(&want);
+	if (instantiate)
+		bp_errors_clear(c);
+	used = xcalloc(nbp * used_stride + 1, sizeof(*used));
+	while (hmap_next(&c->nss, &it, NULL, NULL, &v)) {
+		struct ns_ent *n = v;
+		struct moat_labels nb = { 0 };
+
+		for (size_t b = 0; b < nbp; b++) {
+			const struct moat_blueprint *bp = bps[b];
+			const struct moat_bp_version *ver;
+			bool pinned;
+			char lk[MOAT_MAX_LABEL_KEY + 1];
+
+			ver = bp_running(bp, n, &pinned, err, sizeof(err));
+			if (!ver)
+				continue;
+			if (err[0] && instantiate)
+				bp_error(c, bp->name, n->name, "Namespace %s: %s", n->name, err);
+			snprintf(lk, sizeof(lk), "%s%s", MOAT_BP_PREFIX, bp->name);
+			moat_labels_set(&nb, lk, ver->version);
+			used[b * used_stride + (size_t)(ver - bp->versions)] = true;
+			for (size_t t = 0; instantiate && t < ver->nnp; t++) {
+				char *name = moat_bp_np_name(bp, &ver->np[t]);
+				char *key = xasprintf("NetworkPolicy/%s/%s", n->name, name);
+				json_t *doc = NULL;
+				if (moat_bp_instantiate_np(bp, ver, &ver->np[t], n->name,
+							   ns_bp_annotations(n), &doc, err, sizeof(err)))
+					bp_error(c, bp->name, n->name,
+						 "NetworkPolicy %s/%s (spec.versions[%s].networkPolicies[%zu]): %s",
+						 n->name, name, ver->version, t, err);
+				want_put(&want, key, name, doc, bp->name, n->name);
+			}
+		}
+		if (!moat_labels_equal(&nb, &n->bpl)) {
+			moat_labels_free(&n->bpl);
+			n->bpl = nb;
+			ns_eff_refresh(n);
+			for (size_t i = 0; i < n->idents.n; i++)
+				mark_reselect(c, n->idents.v[i]);
+		} else {
+			moat_labels_free(&nb);
+		}
+	}
+	for (size_t b = 0; instantiate && b < nbp; b++) {
+		const struct moat_blueprint *bp = bps[b];
+		for (size_t vi = 0; vi < bp->nversions; vi++) {
+			const struct moat_bp_version *ver = &bp->versions[vi];
+			if (!used[b * used_stride + vi])
+				continue;
+			for (size_t t = 0; t < ver->ncnp; t++) {
+				char *name = moat_bp_cnp_name(bp, ver, &ver->cnp[t]);
+				char *key = xasprintf("ClusterNetworkPolicy/%s", name);
+				json_t *doc = NULL;
+				if (moat_bp_instantiate_cnp(bp, ver, &ver->cnp[t], true, &doc, err,
+							    sizeof(err)))
+					bp_error(c, bp->name, NULL, "ClusterNetworkPolicy %s: %s", name, err);
+				want_put(&want, key, name, doc, bp->name, NULL);
+			}
+		}
+	}
+	free(used);
+	free(bps);
+	if (!instantiate) {
+		hmap_free(&want);
+		return;
+	}
+	/* new and changed instances */
+	it = 0;
+	while (hmap_next(&want, &it, NULL, NULL, &v)) {
+		struct bp_want *w = v;
+		struct bp_inst *bi = hmap_gets(&c->bp_inst, w->key);
+		struct moat_object *o = NULL;
+		uint64_t dg;
+
+		if (!w->doc)
+			continue;
+		dg = json_digest(w->doc);
+		if (bi && bi->digest == dg)
+			continue;
+		if (moat_bp_object(w->doc, w->name, &o, err, sizeof(err))) {
+			/* a namespace's parameters can make an instance invalid:
+			 * its last good instance stays */
+			const char *rest = strstr(err, ": ");
+			bp_error(c, w->bp, w->ns, "%s %s: %s", w->ns ? "NetworkPolicy" : "ClusterNetworkPolicy",
+				 w->key + strlen(w->ns ? "NetworkPolicy/" : "ClusterNetworkPolicy/"),
+				 rest ? rest + 2 : err);
+			continue;
+		}
+		if (!bi) {
+			bi = xcalloc(1, sizeof(*bi));
+			bi->key = xstrdup(w->key);
+			hmap_put(&c->bp_inst, bi->key, strlen(bi->key), bi, NULL);
+		}
+		bi->digest = dg;
+		dispatch(c, w->key, o);
+	}
+	/* instances no longer wanted */
+	{
+		struct ptrvec gone = { 0 };
+		it = 0;
+		while (hmap_next(&c->bp_inst, &it, NULL, NULL, &v))
+			if (!hmap_gets(&want, ((struct bp_inst *)v)->key))
+				ptrvec_push(&gone, v);
+		for (size_t i = 0; i < gone.n; i++) {
+			struct bp_inst *bi = gone.v[i];
+			hmap_del(&c->bp_inst, bi->key, strlen(bi->key));
+			if (hmap_gets(&c->pols, bi->key))
+				dispatch(c, bi->key, NULL);
+			free(bi->key);
+			free(bi);
+		}
+		ptrvec_free(&gone);
+	}
+	it = 0;
+	while (hmap_next(&want, &it, NULL, NULL, &v)) {
+		struct bp_want *w = v;
+		json_decref(w->doc);
+		free(w->name);
+		free(w->key);
+		free(w);
+	}
+	hmap_free(&want);
+}
+
+static int apply_blueprint(struct moat_compiler *c, struct moat_object *obj, const char *name,
+			   const char *key)
+{
+	struct moat_object *old = NULL;
+
+	if (obj)
+		hmap_put(&c->bps, obj->name, strlen(obj->name), obj, (void **)&old);
+	else
+		old = hmap_del(&c->bps, name, strlen(name));
+	c->bp_dirty = true;
+	undo_push(c, key, old);
+	return 0;
+}
+
 static char *obj_key(const struct moat_object *o)
 {
 	if (o->ns)
@@ -2288,6 +2619,8 @@ static int dispatch(struct moat_compiler *c, const char *key, struct moat_object
 	}
 	if (!strcmp(kind, "Service"))
 		return apply_service(c, obj, key);
+	if (!strcmp(kind, "Blueprint"))
+		return apply_blueprint(c, obj, rest, key);
 	return apply_policy(c, obj, key);
 }
 
@@ -2323,6 +2656,9 @@ int moat_compiler_delete(struct moat_compiler *c, const char *key)
 			return -ENOENT;
 	} else if (!strcmp(kind, "Service")) {
 		if (!hmap_gets(&c->svcs, key))
+			return -ENOENT;
+	} else if (!strcmp(kind, "Blueprint")) {
+		if (!hmap_gets(&c->bps, rest))
 			return -ENOENT;
 	} else if (!hmap_gets(&c->pols, key)) {
 		return -ENOENT;
@@ -2402,6 +2738,12 @@ int moat_compiler_flush(struct moat_compiler *c, struct moat_tx *tx, struct moat
 	memset(st, 0, sizeof(*st));
 	if (err && errlen)
 		err[0] = 0;
+	if (c->bp_dirty) {
+		if (!c->bp_inst_saved)
+			c->bp_inst_saved = bp_inst_map_copy(&c->bp_inst);
+		bp_reconcile(c, true);
+		c->bp_dirty = false;
+	}
 	if (c->regions_dirty)
 		regions_refresh(c);
 	selection_refresh(c);
@@ -2517,6 +2859,11 @@ void moat_compiler_commit(struct moat_compiler *c)
 	}
 	c->dead_idents.n = 0;
 	undo_free(c);
+	if (c->bp_inst_saved) {
+		bp_inst_map_free(c->bp_inst_saved);
+		free(c->bp_inst_saved);
+		c->bp_inst_saved = NULL;
+	}
 }
 
 void moat_compiler_abort(struct moat_compiler *c)
@@ -2541,6 +2888,16 @@ void moat_compiler_abort(struct moat_compiler *c)
 		free(u);
 	}
 	c->replaying = false;
+	/* the instances went back with the undo log: so does their record,
+	 * and the namespaces' blueprint labels follow the restored objects */
+	if (c->bp_inst_saved) {
+		bp_inst_map_free(&c->bp_inst);
+		c->bp_inst = *c->bp_inst_saved;
+		free(c->bp_inst_saved);
+		c->bp_inst_saved = NULL;
+	}
+	bp_reconcile(c, false);
+	c->bp_dirty = false;
 }
 
 /* ---- lifecycle ------------------------------------------------------------------- */
@@ -2569,6 +2926,8 @@ int moat_compiler_new(const struct moat_compiler_opts *opts, struct moat_compile
 	hmap_init(&c->regions);
 	hmap_init(&c->refs);
 	hmap_init(&c->peer_cache);
+	hmap_init(&c->bps);
+	hmap_init(&c->bp_inst);
 	*ret = c;
 	return 0;
 }
@@ -2582,6 +2941,17 @@ void moat_compiler_free(struct moat_compiler *c)
 	if (!c)
 		return;
 	undo_free(c);
+	it = 0;
+	while (hmap_next(&c->bps, &it, NULL, NULL, &v))
+		moat_object_free(v);
+	hmap_free(&c->bps);
+	bp_inst_map_free(&c->bp_inst);
+	if (c->bp_inst_saved) {
+		bp_inst_map_free(c->bp_inst_saved);
+		free(c->bp_inst_saved);
+	}
+	bp_errors_clear(c);
+	ptrvec_free(&c->bp_errors);
 	it = 0;
 	while (hmap_next(&c->pols, &it, NULL, NULL, &v)) {
 		struct pol_ent *pe = v;
@@ -2620,6 +2990,8 @@ void moat_compiler_free(struct moat_compiler *c)
 		struct ns_ent *n = v;
 		moat_object_free(n->obj);
 		moat_labels_free(&n->deflabels);
+		moat_labels_free(&n->bpl);
+		moat_labels_free(&n->eff);
 		ptrvec_free(&n->idents);
 		ptrvec_free(&n->np_pols);
 		free(n->name);
@@ -2987,6 +3359,195 @@ int moat_compiler_explain(const struct moat_compiler *c, const char *from, const
 		x->dir = x->egress.audit_deny ? MOAT_DIR_EGRESS : MOAT_DIR_INGRESS;
 	}
 	return 0;
+}
+
+/* ---- blueprint status and diff --------------------------------------------------- */
+json_t *moat_compiler_blueprints(const struct moat_compiler *c)
+{
+	size_t nbp, it;
+	struct moat_blueprint **bps = bp_sorted(c, &nbp);
+	json_t *out = json_array();
+	char err[800];
+	void *v;
+
+	for (size_t b = 0; b < nbp; b++) {
+		const struct moat_blueprint *bp = bps[b];
+		json_t *vers = json_array(), *params = json_array(), *nss = json_array(),
+		       *errs = json_array();
+
+		for (size_t i = 0; i < bp->nversions; i++)
+			json_array_append_new(vers, json_pack("{s:s,s:i,s:i}", "version",
+							      bp->versions[i].version,
+							      "networkPolicies", (int)bp->versions[i].nnp,
+							      "clusterNetworkPolicies",
+							      (int)bp->versions[i].ncnp));
+		for (size_t i = 0; i < bp->nparams; i++)
+			json_array_append_new(params, json_pack("{s:s,s:s}", "name", bp->params[i].name,
+								"default", bp->params[i].def));
+		it = 0;
+		while (hmap_next(&c->nss, &it, NULL, NULL, &v)) {
+			const struct ns_ent *n = v;
+			bool pinned;
+			const struct moat_bp_version *ver = bp_running(bp, n, &pinned, err, sizeof(err));
+			if (ver)
+				json_array_append_new(nss, json_pack("{s:s,s:s,s:b}", "namespace", n->name,
+								     "version", ver->version, "pinned",
+								     pinned));
+		}
+		for (size_t i = 0; i < c->bp_errors.n; i++) {
+			const struct bp_error *e = c->bp_errors.v[i];
+			if (!strcmp(e->blueprint, bp->name))
+				json_array_append_new(errs, json_pack("{s:s?,s:s}", "namespace", e->ns,
+								      "message", e->msg));
+		}
+		json_array_append_new(out, json_pack("{s:s,s:s,s:o,s:o,s:o,s:o}", "name", bp->name,
+						     "version", bp->version, "versions", vers,
+						     "parameters", params, "namespaces", nss,
+						     "errors", errs));
+	}
+	free(bps);
+	return out;
+}
+
+/* What an instance says, without the annotation naming its version. */
+static json_t *inst_content(json_t *doc)
+{
+	json_t *an = json_deep_copy(json_object_get(json_object_get(doc, "metadata"), "annotations"));
+	json_t *r;
+
+	if (an)
+		json_object_del(an, "moat.io/blueprint");
+	if (an && !json_object_size(an)) {
+		json_decref(an);
+		an = NULL;
+	}
+	r = json_pack("{s:O}", "spec", json_object_get(doc, "spec"));
+	if (an)
+		json_object_set_new(r, "annotations", an);
+	return r;
+}
+
+/* Instances (name -> content) of blueprint bp in namespace n; cluster
+ * templates by version-less name.  Errors go to errs. */
+static void ns_instances(const struct moat_blueprint *bp, const struct ns_ent *n,
+			 const struct moat_bp_version *ver, json_t *into, json_t *errs)
+{
+	char err[800];
+
+	for (size_t t = 0; ver && t < ver->nnp; t++) {
+		json_t *doc = NULL;
+		char *name = moat_bp_np_name(bp, &ver->np[t]);
+		char *disp = xasprintf("NetworkPolicy %s", name);
+		if (moat_bp_instantiate_np(bp, ver, &ver->np[t], n->name, ns_bp_annotations(n), &doc,
+					   err, sizeof(err)))
+			json_array_append_new(errs, json_pack("{s:s,s:s}", "namespace", n->name,
+							      "message", err));
+		else
+			json_object_set_new(into, disp, inst_content(doc));
+		json_decref(doc);
+		free(name);
+		free(disp);
+	}
+	for (size_t t = 0; ver && t < ver->ncnp; t++) {
+		json_t *doc = NULL;
+		char *disp = xasprintf("ClusterNetworkPolicy %s:%s", bp->name, ver->cnp[t].name);
+		if (!moat_bp_instantiate_cnp(bp, ver, &ver->cnp[t], false, &doc, err, sizeof(err)))
+			json_object_set_new(into, disp, inst_content(doc));
+		json_decref(doc);
+		free(disp);
+	}
+}
+
+json_t *moat_compiler_blueprint_diff(const struct moat_compiler *c,
+				     const struct moat_blueprint *cand)
+{
+	const struct moat_object *cur_o = hmap_gets(&c->bps, cand->name);
+	const struct moat_blueprint *cur = cur_o ? cur_o->u.blueprint : NULL;
+	json_t *nss = json_array(), *groups = json_object(), *errs = json_array(), *changes;
+	size_t it = 0;
+	void *v;
+	char err[800];
+
+	while (hmap_next(&c->nss, &it, NULL, NULL, &v)) {
+		const struct ns_ent *n = v;
+		const struct moat_bp_version *a = NULL, *b;
+		bool pa = false, pb;
+		json_t *before = json_object(), *after = json_object(), *x;
+		const char *k;
+
+		if (cur)
+			a = bp_running(cur, n, &pa, err, sizeof(err));
+		b = bp_running(cand, n, &pb, err, sizeof(err));
+		if (b && err[0])
+			json_array_append_new(errs, json_pack("{s:s,s:s}", "namespace", n->name,
+							      "message", err));
+		if (!a && !b)
+			goto next;
+		if (cur) {
+			json_t *ignored = json_array();
+			ns_instances(cur, n, a, before, ignored);
+			json_decref(ignored);
+		}
+		ns_instances(cand, n, b, after, errs);
+		/* before and after of every instance, grouped by identical change */
+		json_object_foreach(before, k, x) {
+			json_t *y = json_object_get(after, k);
+			if (!y || !json_equal(x, y)) {
+				json_t *g = json_pack("{s:s,s:s,s:O,s:O*}", "policy", k, "change",
+						      y ? "changed" : "removed", "before", x, "after", y);
+				char *gk = xasprintf("%s|%s|%016llx|%016llx", k, y ? "c" : "r",
+						     (unsigned long long)json_digest(x),
+						     y ? (unsigned long long)json_digest(y) : 0ull);
+				json_t *have = json_object_get(groups, gk);
+				if (!have) {
+					json_object_set_new(g, "namespaces", json_array());
+					json_object_set_new(groups, gk, g);
+					have = g;
+				} else {
+					json_decref(g);
+				}
+				json_array_append_new(json_object_get(have, "namespaces"), json_string(n->name));
+				free(gk);
+			}
+		}
+		json_object_foreach(after, k, x) {
+			if (json_object_get(before, k))
+				continue;
+			char *gk = xasprintf("%s|a|%016llx", k, (unsigned long long)json_digest(x));
+			json_t *have = json_object_get(groups, gk);
+			if (!have) {
+				have = json_pack("{s:s,s:s,s:n,s:O,s:[]}", "policy", k, "change", "added",
+						 "before", "after", x, "namespaces");
+				json_object_set_new(groups, gk, have);
+			}
+			json_array_append_new(json_object_get(have, "namespaces"), json_string(n->name));
+			free(gk);
+		}
+		if (a != b && (!a || !b || strcmp(a->version, b->version) || pa != pb))
+			json_array_append_new(nss, json_pack("{s:s,s:s?,s:s?,s:b}", "namespace", n->name,
+							     "from", a ? a->version : NULL, "to",
+							     b ? b->version : NULL, "pinned", pb));
+next:
+		json_decref(before);
+		json_decref(after);
+	}
+	changes = json_array();
+	{
+		const char *k;
+		json_t *g;
+		json_object_foreach(groups, k, g)
+			json_array_append(changes, g);
+	}
+	json_decref(groups);
+	return json_pack("{s:s,s:s?,s:s,s:o,s:o,s:o}", "blueprint", cand->name, "from",
+			 cur ? cur->version : NULL, "to", cand->version, "namespaces", nss, "changes",
+			 changes, "errors", errs);
+}
+
+const struct moat_blueprint *moat_compiler_blueprint(const struct moat_compiler *c, const char *name)
+{
+	const struct moat_object *o = hmap_gets(&c->bps, name);
+	return o ? o->u.blueprint : NULL;
 }
 
 /* ---- iteration ----------------------------------------------------------------- */

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <jansson.h>
 #include "model.h"
 #include "dp.h"
 
@@ -152,5 +153,17 @@ const char *moat_compiler_pod_by_ip(const struct moat_compiler *c, const struct 
 /* Identity -> "ns" and labels text "a=b,c=d"; returns false if unknown. */
 bool moat_compiler_identity(const struct moat_compiler *c, __u32 id, const char **ns,
 			    const struct moat_labels **labels, int *cls);
+
+/* ---- blueprints (blueprint.h) ---- */
+/* [{name, version, versions, parameters, namespaces: [{namespace, version,
+ * pinned}], errors: [{namespace?, message}]}] */
+json_t *moat_compiler_blueprints(const struct moat_compiler *c);
+/* What applying cand would change: {blueprint, from, to, namespaces:
+ * [{namespace, from, to, pinned}], changes: [{policy, change (added,
+ * removed, changed), namespaces, before, after}], errors}. */
+json_t *moat_compiler_blueprint_diff(const struct moat_compiler *c,
+				     const struct moat_blueprint *cand);
+const struct moat_blueprint *moat_compiler_blueprint(const struct moat_compiler *c,
+						     const char *name);
 
 #endif

@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "decode.h"
+#include "blueprint.h"
 #include "moat/abi.h"
 
 #define AUDIT_ANNOTATION "moat.io/audit"
@@ -689,6 +690,38 @@ static int addr_add(struct dctx *d, struct moat_addr *v, size_t *n, size_t max,
 	return 0;
 }
 
+/* Blueprint annotations of a Namespace (blueprint.h); others are not ours. */
+static int dec_bp_annotations(struct dctx *d, const json_t *meta, struct moat_labels *l)
+{
+	json_t *an, *v;
+	const char *k;
+	size_t m;
+	int rc;
+
+	if ((rc = get(d, meta, "annotations", JSON_OBJECT, false, &an)) || !an)
+		return rc;
+	m = push_key(d, "annotations");
+	json_object_foreach(an, k, v) {
+		if (!moat_bp_key(k))
+			continue;
+		size_t m2 = push_key(d, k);
+		if (l->n >= MOAT_MAX_LABELS)
+			rc = fail(d, "more than %d blueprint annotations", MOAT_MAX_LABELS);
+		else if (!json_is_string(v))
+			rc = fail(d, "must be a string");
+		else if (json_string_length(v) > MOAT_BP_MAX_VALUE ||
+			 strlen(json_string_value(v)) != json_string_length(v))
+			rc = fail(d, "must be a string of at most %d characters", MOAT_BP_MAX_VALUE);
+		else if (moat_labels_set(l, k, json_string_value(v)))
+			rc = oom(d);
+		pop(d, m2);
+		if (rc)
+			break;
+	}
+	pop(d, m);
+	return rc;
+}
+
 /* ---- Namespace, Pod, Node, Service --------------------------------------------------------------- */
 static int dec_namespace(struct dctx *d, const json_t *doc, struct moat_object *o)
 {
@@ -704,6 +737,8 @@ static int dec_namespace(struct dctx *d, const json_t *doc, struct moat_object *
 	rc = dec_labels(d, meta, &n->labels);
 	if (!rc)
 		rc = get_audit(d, meta, &n->audit);
+	if (!rc)
+		rc = dec_bp_annotations(d, meta, &n->bp_annotations);
 	pop(d, m);
 	/* the API server always sets this one */
 	if (!rc && moat_labels_set(&n->labels, "kubernetes.io/metadata.name", o->name))
@@ -1680,6 +1715,230 @@ static int dec_policy(struct dctx *d, const json_t *doc, struct moat_object *o)
 	return dec_cluster_policy(d, doc, p);
 }
 
+/* ---- Blueprint (moat.io/v1alpha1) --------------------------------------------------------------- */
+static bool valid_version(const char *s)
+{
+	/* a label value that is also usable in an instance name */
+	size_t n = strlen(s);
+	if (!n || n > 63 || !is_alnum(s[0]) || !is_alnum(s[n - 1]))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!is_alnum(s[i]) && s[i] != '-' && s[i] != '.' && s[i] != '_')
+			return false;
+	return true;
+}
+
+static bool valid_param_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (!n || n > 63 || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!is_alnum(s[i]) && s[i] != '_')
+			return false;
+	return !strcmp(s, "namespace") || !strcmp(s, "blueprint") || !strcmp(s, "version") ? false : true;
+}
+
+/* Reports an instance's decode error at the template: "Kind ns/name: "
+ * (the instance's own prefix) is replaced by the template's path. */
+static int tpl_error(struct dctx *d, const char *ierr)
+{
+	const char *rest = strstr(ierr, ": ");
+	return fail(d, "%s", rest ? rest + 2 : ierr);
+}
+
+static int dec_templates(struct dctx *d, const json_t *vj, const char *key, bool cluster,
+			 struct moat_blueprint *bp, struct moat_bp_version *v)
+{
+	json_t *list;
+	size_t m, n;
+	int rc;
+
+	if ((rc = get_list(d, vj, key, false, false, MOAT_BP_MAX_TEMPLATES, &list)) || !list)
+		return rc;
+	n = json_array_size(list);
+	struct moat_bp_tpl *t = calloc(n ? n : 1, sizeof(*t));
+	if (!t)
+		return oom(d);
+	if (cluster) {
+		v->cnp = t;
+	} else {
+		v->np = t;
+	}
+	m = push_key(d, key);
+	for (size_t i = 0; !rc && i < n; i++) {
+		json_t *tj = json_array_get(list, i), *an, *spec;
+		const char *name;
+		size_t m2 = push_idx(d, i);
+
+		if (!json_is_object(tj)) {
+			rc = fail(d, "must be an object");
+		} else if (!(rc = get_str(d, tj, "name", true, &name))) {
+			if (!moat_valid_dns_label(name)) {
+				push_key(d, "name");
+				rc = fail(d, "%s is not a valid template name (a lowercase RFC 1123 label)",
+					  Q(name));
+			}
+			for (size_t k = 0; !rc && k < i; k++)
+				if (!strcmp(t[k].name, name)) {
+					push_key(d, "name");
+					rc = fail(d, "%s: a second template of this name", Q(name));
+				}
+			if (!rc && !(rc = get(d, tj, "annotations", JSON_OBJECT, false, &an)) &&
+			    !(rc = get(d, tj, "spec", JSON_OBJECT, true, &spec))) {
+				t[i].name = strdup(name);
+				t[i].annotations = an ? json_deep_copy(an) : NULL;
+				t[i].spec = json_deep_copy(spec);
+				if (!t[i].name || !t[i].spec)
+					rc = oom(d);
+			}
+		}
+		if (!rc) {
+			/* every template must instantiate, with the defaults */
+			char ierr[600];
+			json_t *doc = NULL;
+			struct moat_object *o = NULL;
+			if (cluster)
+				v->ncnp = i + 1;
+			else
+				v->nnp = i + 1;
+			rc = cluster ? moat_bp_instantiate_cnp(bp, v, &t[i], true, &doc, ierr, sizeof(ierr))
+				     : moat_bp_instantiate_np(bp, v, &t[i], "blueprint-check", NULL, &doc,
+							      ierr, sizeof(ierr));
+			if (!rc) {
+				rc = moat_decode(doc, NULL, &o, ierr, sizeof(ierr));
+				if (rc)
+					rc = tpl_error(d, ierr);
+			} else {
+				rc = fail(d, "%s", ierr);
+			}
+			moat_object_free(o);
+			json_decref(doc);
+		}
+		pop(d, m2);
+	}
+	pop(d, m);
+	return rc;
+}
+
+static int dec_blueprint(struct dctx *d, const json_t *doc, struct moat_object *o)
+{
+	struct moat_blueprint *bp;
+	json_t *spec, *params, *versions;
+	const char *ver;
+	size_t m;
+	int rc;
+
+	bp = o->u.blueprint = calloc(1, sizeof(*bp));
+	if (!bp || dup_str(d, o->name, &bp->name))
+		return oom(d);
+	bp->doc = json_deep_copy(doc);
+	if ((rc = get(d, doc, "spec", JSON_OBJECT, true, &spec)))
+		return rc;
+	m = push_key(d, "spec");
+	if ((rc = get_selector(d, spec, "namespaceSelector", true, &bp->ns_sel)))
+		goto out;
+	if ((rc = get_list(d, spec, "parameters", false, false, MOAT_BP_MAX_PARAMS, &params)))
+		goto out;
+	if (params) {
+		size_t n = json_array_size(params);
+		size_t m2 = push_key(d, "parameters");
+		bp->params = calloc(n ? n : 1, sizeof(*bp->params));
+		if (!bp->params)
+			rc = oom(d);
+		for (size_t i = 0; !rc && i < n; i++) {
+			json_t *pj = json_array_get(params, i);
+			const char *name, *def;
+			size_t m3 = push_idx(d, i);
+			if (!json_is_object(pj))
+				rc = fail(d, "must be an object");
+			else if (!(rc = get_str(d, pj, "name", true, &name)) &&
+				 !(rc = get_str(d, pj, "default", true, &def))) {
+				push_key(d, "name");
+				if (!valid_param_name(name))
+					rc = fail(d, "%s is not a parameter name (a letter, then letters, "
+						     "digits or _; not namespace, blueprint or version)",
+						  Q(name));
+				for (size_t k = 0; !rc && k < i; k++)
+					if (!strcmp(bp->params[k].name, name))
+						rc = fail(d, "%s: a second parameter of this name", Q(name));
+				pop(d, m3);
+				push_idx(d, i);
+				if (!rc && strlen(def) > MOAT_BP_MAX_VALUE) {
+					push_key(d, "default");
+					rc = fail(d, "longer than %d characters", MOAT_BP_MAX_VALUE);
+				}
+				if (!rc) {
+					bp->params[i].name = strdup(name);
+					bp->params[i].def = strdup(def);
+					bp->nparams = i + 1;
+					if (!bp->params[i].name || !bp->params[i].def)
+						rc = oom(d);
+				}
+			}
+			pop(d, m3);
+		}
+		pop(d, m2);
+		if (rc)
+			goto out;
+	}
+	if ((rc = get_list(d, spec, "versions", true, true, MOAT_BP_MAX_VERSIONS, &versions)))
+		goto out;
+	bp->versions = calloc(json_array_size(versions), sizeof(*bp->versions));
+	if (!bp->versions) {
+		rc = oom(d);
+		goto out;
+	}
+	/* names first: templates may refer to ${version} */
+	{
+		size_t m2 = push_key(d, "versions");
+		for (size_t i = 0; !rc && i < json_array_size(versions); i++) {
+			json_t *vj = json_array_get(versions, i);
+			const char *vs;
+			size_t m3 = push_idx(d, i);
+			if (!json_is_object(vj))
+				rc = fail(d, "must be an object");
+			else if (!(rc = get_str(d, vj, "version", true, &vs))) {
+				push_key(d, "version");
+				if (!valid_version(vs))
+					rc = fail(d, "%s is not a version (at most 63 letters, digits, "
+						     "'-', '.', '_', starting and ending alphanumeric)",
+						  Q(vs));
+				else if (moat_bp_find_version(bp, vs))
+					rc = fail(d, "%s: listed twice", Q(vs));
+				else if (!(bp->versions[i].version = strdup(vs)))
+					rc = oom(d);
+				else
+					bp->nversions = i + 1;
+			}
+			pop(d, m3);
+		}
+		for (size_t i = 0; !rc && i < json_array_size(versions); i++) {
+			json_t *vj = json_array_get(versions, i);
+			size_t m3 = push_idx(d, i);
+			rc = dec_templates(d, vj, "networkPolicies", false, bp, &bp->versions[i]);
+			if (!rc)
+				rc = dec_templates(d, vj, "clusterNetworkPolicies", true, bp,
+						   &bp->versions[i]);
+			pop(d, m3);
+		}
+		pop(d, m2);
+		if (rc)
+			goto out;
+	}
+	if ((rc = get_str(d, spec, "version", true, &ver)))
+		goto out;
+	if (!moat_bp_find_version(bp, ver)) {
+		push_key(d, "version");
+		rc = fail(d, "%s is not one of spec.versions", Q(ver));
+		goto out;
+	}
+	rc = dup_str(d, ver, &bp->version);
+out:
+	pop(d, m);
+	return rc;
+}
+
 /* ---- entry ------------------------------------------------------------------------------------ */
 enum name_rule { N_LABEL, N_SUBDOMAIN, N_DNS1035 };
 
@@ -1706,6 +1965,8 @@ static const struct kind_info {
 	  N_SUBDOMAIN, MOAT_O_POLICY, FL_BANP, dec_policy },
 	{ "ClusterNetworkPolicy", "policy.networking.k8s.io", NULL, "v1alpha2", false, N_SUBDOMAIN,
 	  MOAT_O_POLICY, FL_CNP, dec_policy },
+	{ "Blueprint", MOAT_BP_GROUP, NULL, "v1alpha1", false, N_LABEL, MOAT_O_BLUEPRINT, 0,
+	  dec_blueprint },
 };
 
 static bool name_ok(enum name_rule r, const char *s)

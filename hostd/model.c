@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "model.h"
+#include "blueprint.h"
 
 /* ---- labels --------------------------------------------------------------- */
 void moat_labels_free(struct moat_labels *l)
@@ -373,6 +374,7 @@ void moat_object_free(struct moat_object *o)
 		if (o->u.namespace) {
 			free(o->u.namespace->name);
 			moat_labels_free(&o->u.namespace->labels);
+			moat_labels_free(&o->u.namespace->bp_annotations);
 			free(o->u.namespace);
 		}
 		break;
@@ -402,6 +404,9 @@ void moat_object_free(struct moat_object *o)
 		break;
 	case MOAT_O_POLICY:
 		moat_policy_free(o->u.policy);
+		break;
+	case MOAT_O_BLUEPRINT:
+		moat_blueprint_free(o->u.blueprint);
 		break;
 	}
 	free(o->api_kind);

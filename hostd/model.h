@@ -153,6 +153,9 @@ struct moat_namespace {
 	char *name;
 	struct moat_labels labels;
 	bool audit;            /* moat.io/audit annotation: every NP in it audits */
+	/* blueprint annotations (blueprint.moat.io/NAME pins a version,
+	 * NAME.blueprint.moat.io/PARAM sets a parameter), see blueprint.h */
+	struct moat_labels bp_annotations;
 };
 
 struct moat_pod {
@@ -187,7 +190,10 @@ enum moat_obj_kind {
 	MOAT_O_NODE,
 	MOAT_O_SERVICE,
 	MOAT_O_POLICY,
+	MOAT_O_BLUEPRINT,      /* moat.io/v1alpha1 Blueprint (blueprint.h) */
 };
+
+struct moat_blueprint;
 
 /* A decoded object: one of the kinds above. */
 struct moat_object {
@@ -203,6 +209,7 @@ struct moat_object {
 		struct moat_node *node;
 		struct moat_service *service;
 		struct moat_policy *policy;
+		struct moat_blueprint *blueprint;
 	} u;
 };
 
