@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "api.h"
+#include "blueprint.h"
 #include "auth.h"
 #include "daemon.h"
 #include "decode.h"
@@ -32,6 +33,7 @@
 #include "report.h"
 #include "srcdir.h"
 #include "util.h"
+#include "yamledit.h"
 
 struct moat_api {
 	struct MHD_Daemon *mhd;
@@ -930,6 +932,231 @@ static enum MHD_Result h_delete_manifest(struct moat_api *api, struct MHD_Connec
 	return send_json(conn, 200, json_pack("{s:s}", "deleted", path));
 }
 
+/* ---- blueprints: status, diff, rollback ------------------------------------------ */
+/* Keeps the items of arr whose field names a namespace the caller sees;
+ * items without the field only for platform admins. */
+static void keep_visible(json_t *arr, const char *field, const struct moat_principal *who)
+{
+	for (size_t i = json_array_size(arr); i-- > 0;) {
+		json_t *ns = json_object_get(json_array_get(arr, i), field);
+		bool ok = json_is_string(ns) ? moat_principal_sees(who, json_string_value(ns)) : admin(who);
+		if (!ok)
+			json_array_remove(arr, i);
+	}
+}
+
+static json_t *diff_for(json_t *diff, const struct moat_principal *who)
+{
+	json_t *ch = json_object_get(diff, "changes"), *c;
+	size_t i;
+
+	if (admin(who))
+		return diff;
+	keep_visible(json_object_get(diff, "namespaces"), "namespace", who);
+	keep_visible(json_object_get(diff, "errors"), "namespace", who);
+	json_array_foreach(ch, i, c) {
+		json_t *nss = json_object_get(c, "namespaces");
+		for (size_t k = json_array_size(nss); k-- > 0;)
+			if (!moat_principal_sees(who, json_string_value(json_array_get(nss, k))))
+				json_array_remove(nss, k);
+	}
+	for (size_t k = json_array_size(ch); k-- > 0;)
+		if (!json_array_size(json_object_get(json_array_get(ch, k), "namespaces")))
+			json_array_remove(ch, k);
+	return diff;
+}
+
+static enum MHD_Result h_blueprints(struct MHD_Connection *conn, struct moatd *d,
+				    const struct moat_principal *who)
+{
+	json_t *st = moat_compiler_blueprints(d->comp), *b;
+	size_t i;
+
+	json_array_foreach(st, i, b) {
+		keep_visible(json_object_get(b, "namespaces"), "namespace", who);
+		keep_visible(json_object_get(b, "errors"), "namespace", who);
+		json_object_set_new(b, "source", json_string("kubernetes"));
+		if (d->src) {
+			char key[300];
+			const char *f;
+			snprintf(key, sizeof(key), "Blueprint/%s", json_string_value(json_object_get(b, "name")));
+			f = moat_srcdir_owner(d->src, key);
+			json_object_set_new(b, "source", f && admin(who) ? json_string(f) : json_null());
+		}
+	}
+	return send_json(conn, 200, st);
+}
+
+/* The blueprint `name` as it is, with spec.version set to `to`. */
+static int bp_candidate(struct moatd *d, const char *name, const char *to,
+			struct moat_object **ret, char *err, size_t errlen)
+{
+	const struct moat_blueprint *bp = moat_compiler_blueprint(d->comp, name);
+	json_t *doc;
+	int rc;
+
+	if (!bp) {
+		snprintf(err, errlen, "no Blueprint %s", name);
+		return -ENOENT;
+	}
+	if (!moat_bp_find_version(bp, to)) {
+		snprintf(err, errlen, "Blueprint %s has no version \"%s\" in spec.versions", name, to);
+		return -EINVAL;
+	}
+	doc = json_deep_copy(bp->doc);
+	json_object_set_new(json_object_get(doc, "spec"), "version", json_string(to));
+	rc = moat_decode(doc, "candidate", ret, err, errlen);
+	json_decref(doc);
+	return rc;
+}
+
+/* POST /v1/blueprints/diff with Blueprint manifests as the body. */
+static enum MHD_Result h_bp_diff_body(struct MHD_Connection *conn, struct moatd *d,
+				      const struct moat_principal *who, const char *body, size_t blen)
+{
+	struct moat_docs docs = { 0 };
+	struct moat_errs errs = { 0 };
+	json_t *out = json_array();
+	char err[1024];
+
+	if (moat_manifest_parse(body, blen, "request", &docs, &errs)) {
+		snprintf(err, sizeof(err), "%s", errs.n ? errs.v[0] : "unparsable");
+		moat_docs_free(&docs);
+		moat_errs_free(&errs);
+		json_decref(out);
+		return send_error(conn, 400, err);
+	}
+	for (size_t i = 0; i < docs.n; i++) {
+		struct moat_object *o = NULL;
+		int rc = moat_decode(docs.v[i].json, "request", &o, err, sizeof(err));
+		if (!rc && (!o || o->kind != MOAT_O_BLUEPRINT)) {
+			snprintf(err, sizeof(err), "request: document %zu is not a Blueprint", i + 1);
+			rc = -EINVAL;
+		}
+		if (rc) {
+			moat_object_free(o);
+			moat_docs_free(&docs);
+			moat_errs_free(&errs);
+			json_decref(out);
+			return send_error(conn, 400, err);
+		}
+		json_array_append_new(out, diff_for(moat_compiler_blueprint_diff(d->comp, o->u.blueprint), who));
+		moat_object_free(o);
+	}
+	moat_docs_free(&docs);
+	moat_errs_free(&errs);
+	return send_json(conn, 200, out);
+}
+
+static const char *qarg(struct MHD_Connection *conn, const char *k)
+{
+	return MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, k);
+}
+
+/* POST /v1/blueprints/NAME/diff?to=V and /v1/blueprints/NAME/rollback[?to=V][&dryRun=true] */
+static enum MHD_Result h_bp_action(struct moat_api *api, struct MHD_Connection *conn,
+				   const struct moat_principal *who, const char *name,
+				   const char *action)
+{
+	struct moatd *d = api->d;
+	const struct moat_blueprint *bp = moat_compiler_blueprint(d->comp, name);
+	const char *to = qarg(conn, "to"), *dry = qarg(conn, "dryRun");
+	bool rollback = !strcmp(action, "rollback");
+	struct moat_object *cand = NULL;
+	char err[5000], what[300], path[4096], tmp[4200], *buf = NULL, *nb = NULL;
+	const char *file;
+	json_t *diff, *res;
+	size_t len = 0, nlen = 0;
+	FILE *f;
+	int rc;
+
+	snprintf(what, sizeof(what), "Blueprint %s", name);
+	if (rollback && !admin(who) && !(dry && !strcmp(dry, "true"))) {
+		audit(api, who, "rollback", what, "refused: platform-admin only");
+		return send_error(conn, 403, "rolling back a blueprint is for platform admins");
+	}
+	if (!bp)
+		return send_error(conn, 404, "no such Blueprint");
+	if (!to && rollback) {
+		const struct moat_bp_version *prev = moat_bp_previous(bp, bp->version);
+		if (!prev) {
+			snprintf(err, sizeof(err), "Blueprint %s: no version before \"%s\" in spec.versions",
+				 name, bp->version);
+			return send_error(conn, 409, err);
+		}
+		to = prev->version;
+	}
+	if (!to)
+		return send_error(conn, 400, "say which version: ?to=VERSION");
+	if ((rc = bp_candidate(d, name, to, &cand, err, sizeof(err))))
+		return send_error(conn, rc == -ENOENT ? 404 : 400, err);
+	diff = diff_for(moat_compiler_blueprint_diff(d->comp, cand->u.blueprint), who);
+	moat_object_free(cand);
+	if (!rollback || (dry && !strcmp(dry, "true")))
+		return send_json(conn, 200, diff);
+	if (!strcmp(to, bp->version)) {
+		json_decref(diff);
+		snprintf(err, sizeof(err), "Blueprint %s already runs version \"%s\"", name, to);
+		return send_error(conn, 409, err);
+	}
+	if (!d->src) {
+		json_decref(diff);
+		snprintf(err, sizeof(err),
+			 "Blueprint %s comes from the Kubernetes API, which moatd only reads; run: "
+			 "kubectl patch blueprints.moat.io %s --type merge -p '{\"spec\":{\"version\":\"%s\"}}'",
+			 name, name, to);
+		audit(api, who, "rollback", what, "refused: not in the manifest directory");
+		return send_error(conn, 409, err);
+	}
+	snprintf(tmp, sizeof(tmp), "Blueprint/%s", name);
+	file = moat_srcdir_owner(d->src, tmp);
+	if (!file) {
+		json_decref(diff);
+		return send_error(conn, 409, "the Blueprint's manifest file is not known");
+	}
+	snprintf(path, sizeof(path), "%s/%s", moat_srcdir_dir(d->src), file);
+	snprintf(tmp, sizeof(tmp), "%s/.rollback-%s.tmp", moat_srcdir_dir(d->src), name);
+	{
+		struct moat_docs docs = { 0 };
+		struct moat_errs errs = { 0 };
+		f = fopen(path, "rb");
+		if (f) {
+			buf = xcalloc(1, MOAT_MANIFEST_MAX_BYTES + 1);
+			len = fread(buf, 1, MOAT_MANIFEST_MAX_BYTES, f);
+			fclose(f);
+		}
+		rc = buf ? moat_yaml_set_scalar(buf, len, "Blueprint", name,
+						(const char *const[]){ "spec", "version" }, 2, to, &nb,
+						&nlen)
+			 : -errno;
+		/* the edited file must still say what we mean */
+		if (!rc && moat_manifest_parse(nb, nlen, file, &docs, &errs))
+			rc = -EINVAL;
+		moat_docs_free(&docs);
+		moat_errs_free(&errs);
+	}
+	if (!rc) {
+		f = fopen(tmp, "wb");
+		if (!f || fwrite(nb, 1, nlen, f) != nlen || fclose(f) || rename(tmp, path)) {
+			rc = -errno;
+			unlink(tmp);
+		}
+	}
+	free(buf);
+	free(nb);
+	if (rc) {
+		json_decref(diff);
+		snprintf(err, sizeof(err), "cannot change spec.version in %s: %s", path, strerror(-rc));
+		audit(api, who, "rollback", what, err);
+		return send_error(conn, 500, err);
+	}
+	snprintf(err, sizeof(err), "spec.version %s -> %s in %s", bp->version, to, path);
+	audit(api, who, "rollback", what, err);
+	res = json_pack("{s:s,s:s,s:s,s:o}", "written", path, "from", bp->version, "to", to, "diff",
+			diff);
+	return send_json(conn, 200, res);
+}
+
 static long peer_uid(struct MHD_Connection *conn)
 {
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -1008,8 +1235,28 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 			return h_put_manifest(api, conn, who, url + 14, cc->body ? cc->body : "", cc->blen);
 		return h_delete_manifest(api, conn, who, url + 14);
 	}
+	if (!strcmp(method, "POST")) {
+		const char *rest = url + strlen("/v1/blueprints/"), *slash;
+		char name[128];
+		if (strncmp(url, "/v1/blueprints/", strlen("/v1/blueprints/")))
+			return send_error(conn, 404, "no such endpoint");
+		if (cc->too_big)
+			return send_error(conn, 413, "requests are limited to 1 MiB");
+		pthread_mutex_lock(&d->lock);
+		if (!strcmp(rest, "diff")) {
+			ret = h_bp_diff_body(conn, d, who, cc->body ? cc->body : "", cc->blen);
+		} else if ((slash = strchr(rest, '/')) && (size_t)(slash - rest) < sizeof(name) &&
+			   (!strcmp(slash + 1, "diff") || !strcmp(slash + 1, "rollback"))) {
+			snprintf(name, sizeof(name), "%.*s", (int)(slash - rest), rest);
+			ret = h_bp_action(api, conn, who, name, slash + 1);
+		} else {
+			ret = send_error(conn, 404, "no such endpoint");
+		}
+		pthread_mutex_unlock(&d->lock);
+		return ret;
+	}
 	if (strcmp(method, "GET"))
-		return send_error(conn, 405, "GET, PUT or DELETE");
+		return send_error(conn, 405, "GET, POST, PUT or DELETE");
 
 	/* streaming takes the lock per batch, not for its whole life */
 	if (!strcmp(url, "/v1/observe"))
@@ -1034,6 +1281,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		struct vis v = { json_array(), who, d };
 		moat_compiler_policies(d->comp, pol_cb, &v);
 		ret = send_json(conn, 200, v.a);
+	} else if (!strcmp(url, "/v1/blueprints")) {
+		ret = h_blueprints(conn, d, who);
 	} else if (!strcmp(url, "/v1/explain")) {
 		ret = h_explain(conn, d, who);
 	} else if (!strcmp(url, "/v1/whoami")) {

@@ -2690,7 +2690,7 @@ void moat_compiler_set_allow_local_node(struct moat_compiler *c, bool on)
 bool moat_compiler_dirty(const struct moat_compiler *c)
 {
 	return c->dirty_idents.n || c->dirty_pols.n || c->regions_dirty || c->dead_idents.n ||
-	       c->dirty_cells.n;
+	       c->dirty_cells.n || c->bp_dirty;
 }
 
 #define BULK_RESELECT 256

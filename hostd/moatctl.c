@@ -13,6 +13,8 @@
 #include <jansson.h>
 
 #include "compile.h"
+#include "decode.h"
+#include "manifest.h"
 #include "srcdir.h"
 #include "util.h"
 
@@ -58,12 +60,40 @@ static const char *sock_path(const struct gopts *g, char *tmp, size_t len)
 	return tmp;
 }
 
-/* GET path from the daemon; returns the parsed JSON (or text in *raw). */
-static int api_get(const struct gopts *g, const char *path, json_t **ret, char **raw)
+/* A bearer token for the API: $MOAT_TOKEN, or the first line of the file
+ * $MOAT_TOKEN_FILE.  Root on the unix socket needs none. */
+static struct curl_slist *auth_header(void)
+{
+	const char *t = getenv("MOAT_TOKEN"), *tf = getenv("MOAT_TOKEN_FILE");
+	char line[512], hdr[600];
+	struct curl_slist *h;
+
+	if (!t && tf) {
+		FILE *f = fopen(tf, "r");
+		if (f && fgets(line, sizeof(line), f)) {
+			line[strcspn(line, "\r\n")] = 0;
+			t = line;
+		}
+		if (f)
+			fclose(f);
+	}
+	if (!t || !*t)
+		return NULL;
+	snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", t);
+	h = curl_slist_append(NULL, hdr);
+	return h;
+}
+
+/* A request to the daemon; returns the parsed JSON (or text in *raw).
+ * Non-2xx answers print the daemon's error and return -EINVAL (*code says
+ * which, if given). */
+static int api_call(const struct gopts *g, const char *method, const char *path, const char *body,
+		    size_t blen, json_t **ret, char **raw, long *codep)
 {
 	char tmp[512], url[2048];
 	const char *sp = sock_path(g, tmp, sizeof(tmp));
 	struct buf b = { 0 };
+	struct curl_slist *hdrs = auth_header();
 	CURL *c = curl_easy_init();
 	CURLcode cc;
 	long code = 0;
@@ -77,9 +107,19 @@ static int api_get(const struct gopts *g, const char *path, json_t **ret, char *
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_write);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+	if (strcmp(method, "GET")) {
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)(body ? blen : 0));
+	}
+	if (hdrs)
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 	cc = curl_easy_perform(c);
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
 	curl_easy_cleanup(c);
+	curl_slist_free_all(hdrs);
+	if (codep)
+		*codep = code;
 	if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST) {
 		fprintf(stderr, "moatctl: cannot reach moatd at %s: is the daemon running? "
 				"(start it, or point --socket/--node at it)\n", sp);
@@ -110,6 +150,11 @@ static int api_get(const struct gopts *g, const char *path, json_t **ret, char *
 		return -EINVAL;
 	}
 	return 0;
+}
+
+static int api_get(const struct gopts *g, const char *path, json_t **ret, char **raw)
+{
+	return api_call(g, "GET", path, NULL, 0, ret, raw, NULL);
 }
 
 static void print_json(json_t *j)
@@ -486,7 +531,11 @@ static int cmd_observe(const struct gopts *g, int argc, char **argv)
 		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, obs_write);
 		curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
 		curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
+		struct curl_slist *hdrs = auth_header();
+		if (hdrs)
+			curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 		cc = curl_easy_perform(c);
+		curl_slist_free_all(hdrs);
 		if (cc != CURLE_OK) {
 			fprintf(stderr, "moatctl observe: %s (is moatd running at %s?)\n", curl_easy_strerror(cc), sp);
 			curl_easy_cleanup(c);
@@ -630,6 +679,301 @@ static int cmd_policy_check(const struct gopts *g, int argc, char **argv)
 	return cc.errors ? 1 : 0;
 }
 
+/* ---- blueprints ------------------------------------------------------------------ */
+static char **json_lines(json_t *j, size_t *n)
+{
+	char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL, *p, *save = NULL;
+	char **v = NULL;
+
+	*n = 0;
+	if (!s)
+		return NULL;
+	for (p = strtok_r(s, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) {
+		v = xrealloc(v, (*n + 1) * sizeof(*v));
+		v[(*n)++] = xstrdup(p);
+	}
+	free(s);
+	return v;
+}
+
+/* A line diff (longest common subsequence) of two JSON values. */
+static void print_line_diff(json_t *before, json_t *after)
+{
+	size_t na, nb;
+	char **a = json_lines(before, &na), **b = json_lines(after, &nb);
+
+	if (na > 3000 || nb > 3000) {
+		printf("      (too large to show line by line)\n");
+	} else {
+		unsigned short *t = xcalloc((na + 1) * (nb + 1), sizeof(*t));
+#define T(i, j) t[(i) * (nb + 1) + (j)]
+		for (size_t i = na; i-- > 0;)
+			for (size_t j = nb; j-- > 0;)
+				T(i, j) = !strcmp(a[i], b[j]) ? T(i + 1, j + 1) + 1
+					  : T(i + 1, j) > T(i, j + 1) ? T(i + 1, j) : T(i, j + 1);
+		/* the edit script, then printed with three lines of context */
+		size_t i = 0, j = 0, nops = 0, *ln = xcalloc(na + nb + 1, sizeof(*ln));
+		char *op = xcalloc(na + nb + 1, 1);
+		while (i < na || j < nb) {
+			if (i < na && j < nb && !strcmp(a[i], b[j])) {
+				op[nops] = ' ';
+				ln[nops++] = i;
+				i++, j++;
+			} else if (j < nb && (i == na || T(i, j + 1) >= T(i + 1, j))) {
+				op[nops] = '+';
+				ln[nops++] = j++;
+			} else {
+				op[nops] = '-';
+				ln[nops++] = i++;
+			}
+		}
+		bool gap = false;
+		for (size_t k = 0; k < nops; k++) {
+			bool near = false;
+			for (size_t q = k >= 3 ? k - 3 : 0; q < nops && q <= k + 3; q++)
+				near |= op[q] != ' ';
+			if (!near) {
+				if (!gap)
+					printf("      ...\n");
+				gap = true;
+				continue;
+			}
+			gap = false;
+			printf("    %c %s\n", op[k], op[k] == '+' ? b[ln[k]] : a[ln[k]]);
+		}
+		free(ln);
+		free(op);
+#undef T
+		free(t);
+	}
+	for (size_t i = 0; i < na; i++)
+		free(a[i]);
+	for (size_t i = 0; i < nb; i++)
+		free(b[i]);
+	free(a);
+	free(b);
+}
+
+static void print_ns_list(json_t *a)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(a, i, v) {
+		if (i == 8 && json_array_size(a) > 9) {
+			printf(" and %zu more", json_array_size(a) - 8);
+			break;
+		}
+		printf("%s%s", i ? ", " : "", json_string_value(v));
+	}
+}
+
+/* Prints one diff; returns whether it changes anything. */
+static bool print_bp_diff(json_t *d)
+{
+	json_t *nss = json_object_get(d, "namespaces"), *ch = json_object_get(d, "changes"), *x;
+	size_t i;
+
+	printf("Blueprint %s: spec.version %s -> %s\n", jstr(d, "blueprint"),
+	       json_is_string(json_object_get(d, "from")) ? jstr(d, "from") : "(new)", jstr(d, "to"));
+	json_array_foreach(nss, i, x)
+		printf("  namespace %s: %s -> %s%s\n", jstr(x, "namespace"),
+		       json_is_string(json_object_get(x, "from")) ? jstr(x, "from") : "none",
+		       json_is_string(json_object_get(x, "to")) ? jstr(x, "to") : "none",
+		       json_is_true(json_object_get(x, "pinned")) ? " (pinned)" : "");
+	json_array_foreach(ch, i, x) {
+		const char *c = jstr(x, "change");
+		printf("%c %s in ", !strcmp(c, "added") ? '+' : !strcmp(c, "removed") ? '-' : '~',
+		       jstr(x, "policy"));
+		print_ns_list(json_object_get(x, "namespaces"));
+		printf(" (%s)\n", c);
+		print_line_diff(json_object_get(x, "before"), json_object_get(x, "after"));
+	}
+	json_array_foreach(json_object_get(d, "errors"), i, x)
+		printf("! %s%s%s\n", json_is_string(json_object_get(x, "namespace")) ? jstr(x, "namespace") : "",
+		       json_is_string(json_object_get(x, "namespace")) ? ": " : "", jstr(x, "message"));
+	if (!json_array_size(nss) && !json_array_size(ch))
+		printf("  no change\n");
+	return json_array_size(nss) || json_array_size(ch);
+}
+
+static char *read_input(const char *path, size_t *len)
+{
+	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+	char *buf;
+
+	if (!f)
+		return NULL;
+	buf = xcalloc(1, (1u << 20) + 1);
+	*len = fread(buf, 1, 1u << 20, f);
+	if (f != stdin)
+		fclose(f);
+	return buf;
+}
+
+static void local_err(void *arg, const char *msg)
+{
+	(void)arg;
+	fprintf(stderr, "warning: %s\n", msg);
+}
+
+/* Diffs computed here, against a manifest directory instead of a daemon. */
+static int bp_diff_local(const char *dir, const char *body, size_t blen, json_t **out)
+{
+	struct moat_compiler_opts co = { 0 };
+	struct moat_compiler *c;
+	struct moat_docs docs = { 0 };
+	struct moat_errs errs = { 0 };
+	char err[1024];
+	int rc = 0;
+
+	moat_compiler_new(&co, &c);
+	if (moat_srcdir_load_once(dir, c, local_err, NULL) < 0) {
+		fprintf(stderr, "moatctl: cannot read %s\n", dir);
+		moat_compiler_free(c);
+		return -ENOENT;
+	}
+	*out = json_array();
+	if (moat_manifest_parse(body, blen, "input", &docs, &errs)) {
+		fprintf(stderr, "moatctl: %s\n", errs.n ? errs.v[0] : "unparsable input");
+		rc = -EINVAL;
+	}
+	for (size_t i = 0; !rc && i < docs.n; i++) {
+		struct moat_object *o = NULL;
+		rc = moat_decode(docs.v[i].json, "input", &o, err, sizeof(err));
+		if (!rc && (!o || o->kind != MOAT_O_BLUEPRINT)) {
+			snprintf(err, sizeof(err), "input: document %zu is not a Blueprint", i + 1);
+			rc = -EINVAL;
+		}
+		if (rc)
+			fprintf(stderr, "moatctl: %s\n", err);
+		else
+			json_array_append_new(*out, moat_compiler_blueprint_diff(c, o->u.blueprint));
+		moat_object_free(o);
+	}
+	moat_docs_free(&docs);
+	moat_errs_free(&errs);
+	moat_compiler_free(c);
+	return rc;
+}
+
+static int cmd_blueprint(const struct gopts *g, int argc, char **argv)
+{
+	static const struct option o[] = {
+		{ "to", required_argument, NULL, 't' },
+		{ "dry-run", no_argument, NULL, 'd' },
+		{ "manifests", required_argument, NULL, 'm' },
+		{ 0 }
+	};
+	const char *to = NULL, *dir = NULL, *sub = argc > 1 ? argv[1] : "";
+	bool dry = false, json = !strcmp(g->output, "json");
+	json_t *j = NULL, *x;
+	char path[512];
+	int opt, rc;
+	size_t i;
+
+	/* options anywhere after the subcommand: a fresh scan (optind 0) of
+	 * the arguments after "blueprint" */
+	argc--;
+	argv++;
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "", o, NULL)) != -1) {
+		switch (opt) {
+		case 't': to = optarg; break;
+		case 'd': dry = true; break;
+		case 'm': dir = optarg; break;
+		default: return 2;
+		}
+	}
+	if (!strcmp(sub, "status")) {
+		if (api_get(g, "/v1/blueprints", &j, NULL))
+			return 1;
+		if (json) {
+			print_json(j);
+		} else {
+			printf("%-22s %-10s %-24s %-10s %s\n", "BLUEPRINT", "CURRENT", "NAMESPACE", "RUNNING",
+			       "PINNED");
+			json_array_foreach(j, i, x) {
+				size_t k;
+				json_t *n;
+				if (optind < argc && strcmp(jstr(x, "name"), argv[optind]))
+					continue;
+				if (!json_array_size(json_object_get(x, "namespaces")))
+					printf("%-22s %-10s %-24s %-10s %s\n", jstr(x, "name"), jstr(x, "version"),
+					       "(none)", "", "");
+				json_array_foreach(json_object_get(x, "namespaces"), k, n)
+					printf("%-22s %-10s %-24s %-10s %s\n", jstr(x, "name"), jstr(x, "version"),
+					       jstr(n, "namespace"), jstr(n, "version"),
+					       json_is_true(json_object_get(n, "pinned")) ? "yes" : "no");
+				json_array_foreach(json_object_get(x, "errors"), k, n)
+					printf("! %s: %s\n", jstr(x, "name"), jstr(n, "message"));
+			}
+		}
+		json_decref(j);
+		return 0;
+	}
+	if (!strcmp(sub, "diff") && optind < argc) {
+		const char *what = argv[optind];
+		bool any = false;
+		if (to) {
+			snprintf(path, sizeof(path), "/v1/blueprints/%s/diff?to=%s", what, to);
+			rc = api_call(g, "POST", path, NULL, 0, &j, NULL, NULL);
+			if (!rc)
+				j = json_pack("[o]", j);
+		} else {
+			size_t len = 0;
+			char *body = read_input(what, &len);
+			if (!body) {
+				fprintf(stderr, "moatctl: %s: %s (give a file of Blueprints, or NAME --to VERSION)\n",
+					what, strerror(errno));
+				return 2;
+			}
+			rc = dir ? bp_diff_local(dir, body, len, &j)
+				 : api_call(g, "POST", "/v1/blueprints/diff", body, len, &j, NULL, NULL);
+			free(body);
+		}
+		if (rc) {
+			json_decref(j);
+			return 2;
+		}
+		if (json)
+			print_json(j);
+		json_array_foreach(j, i, x) {
+			if (json)
+				any |= json_array_size(json_object_get(x, "namespaces")) ||
+				       json_array_size(json_object_get(x, "changes"));
+			else
+				any |= print_bp_diff(x);
+		}
+		json_decref(j);
+		return any ? 1 : 0; /* like diff(1) */
+	}
+	if (!strcmp(sub, "rollback") && optind < argc) {
+		int n = snprintf(path, sizeof(path), "/v1/blueprints/%s/rollback?dryRun=%s", argv[optind],
+				 dry ? "true" : "false");
+		if (to)
+			snprintf(path + n, sizeof(path) - (size_t)n, "&to=%s", to);
+		if (api_call(g, "POST", path, NULL, 0, &j, NULL, NULL))
+			return 1;
+		if (json) {
+			print_json(j);
+		} else if (dry) {
+			printf("dry run: nothing written\n");
+			print_bp_diff(j);
+		} else {
+			printf("Blueprint %s: spec.version %s -> %s written to %s\n", argv[optind],
+			       jstr(j, "from"), jstr(j, "to"), jstr(j, "written"));
+			print_bp_diff(json_object_get(j, "diff"));
+		}
+		json_decref(j);
+		return 0;
+	}
+	fprintf(stderr, "usage: moatctl blueprint status [NAME]\n"
+			"       moatctl blueprint diff FILE [--manifests DIR] | diff NAME --to VERSION\n"
+			"       moatctl blueprint rollback NAME [--to VERSION] [--dry-run]\n");
+	return 2;
+}
+
 static int cmd_uninstall(const struct gopts *g, int argc, char **argv)
 {
 	char tmp[512];
@@ -666,6 +1010,10 @@ static void usage(FILE *f)
 		"                                 live verdicts (-o json: one object per line)\n"
 		"  flows [--namespace NS] [--pod POD] [--verdict V] ...   flow records\n"
 		"  policy check DIR               validate manifests and report capacity (no daemon)\n"
+		"  blueprint status [NAME]        which namespaces run which version\n"
+		"  blueprint diff FILE [--manifests DIR] | diff NAME --to VERSION\n"
+		"                                 what a blueprint change would change (exit 1: something)\n"
+		"  blueprint rollback NAME [--to VERSION] [--dry-run]\n"
 		"  uninstall [PIN_DIR]            detach and remove everything pinned\n");
 }
 
@@ -724,6 +1072,8 @@ int main(int argc, char **argv)
 		rc = cmd_flows(&g, argc, argv);
 	else if (!strcmp(argv[0], "policy") && argc > 1 && !strcmp(argv[1], "check"))
 		rc = cmd_policy_check(&g, argc - 2, argv + 2);
+	else if (!strcmp(argv[0], "blueprint"))
+		rc = cmd_blueprint(&g, argc, argv);
 	else if (!strcmp(argv[0], "uninstall"))
 		rc = cmd_uninstall(&g, argc - 1, argv + 1);
 	else {

@@ -123,6 +123,16 @@ static const char *owner_of(struct moat_srcdir *s, const char *key)
 	return hmap_gets(&s->owner, key);
 }
 
+const char *moat_srcdir_owner(const struct moat_srcdir *s, const char *key)
+{
+	return hmap_gets(&s->owner, key);
+}
+
+const char *moat_srcdir_dir(const struct moat_srcdir *s)
+{
+	return s->dir;
+}
+
 static void owner_set(struct moat_srcdir *s, const char *key, const char *file)
 {
 	char *k = xstrdup(key);

@@ -26,6 +26,11 @@ int moat_srcdir_process(struct moat_srcdir *s, struct moat_compiler *c, moat_src
 /* The outcome of applying the files reloaded since the last call: ok, or
  * refused with a message (the previous generation stays enforced). */
 void moat_srcdir_applied(struct moat_srcdir *s, bool ok, const char *msg);
+/* The file (name inside the directory) an object key was loaded from, or
+ * NULL. */
+const char *moat_srcdir_owner(const struct moat_srcdir *s, const char *key);
+/* The directory. */
+const char *moat_srcdir_dir(const struct moat_srcdir *s);
 /* Files with their content digest, state and errors, for the API. */
 json_t *moat_srcdir_json(const struct moat_srcdir *s);
 
