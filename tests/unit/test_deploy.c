@@ -194,11 +194,39 @@ static void test_config_rejects_typos(void **state)
 	unlink(path);
 }
 
+/* The CRD serves what the decoder reads: moat.io/v1alpha1 Blueprint, and
+ * moatd's role may list and watch it. */
+static void test_blueprint_crd_matches_decoder(void **state)
+{
+	json_t *docs = all_docs(), *crd = find(docs, "CustomResourceDefinition", "blueprints.moat.io");
+	json_t *spec, *v, *role = find(docs, "ClusterRole", "moatd"), *r;
+	size_t i;
+	bool watch = false;
+
+	(void)state;
+	assert_non_null(crd);
+	spec = json_object_get(crd, "spec");
+	assert_string_equal(json_string_value(json_object_get(spec, "group")), "moat.io");
+	assert_string_equal(json_string_value(json_object_get(spec, "scope")), "Cluster");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(spec, "names"), "kind")), "Blueprint");
+	v = json_array_get(json_object_get(spec, "versions"), 0);
+	assert_string_equal(json_string_value(json_object_get(v, "name")), "v1alpha1");
+	assert_true(json_is_true(json_object_get(v, "served")));
+	json_array_foreach(json_object_get(role, "rules"), i, r) {
+		char *s = json_dumps(r, JSON_COMPACT);
+		watch |= strstr(s, "\"moat.io\"") && strstr(s, "\"blueprints\"") && strstr(s, "\"watch\"");
+		free(s);
+	}
+	assert_true(watch);
+	json_decref(docs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_document_is_an_object_with_identity),
 		cmocka_unit_test(test_cluster_role_is_read_only),
+		cmocka_unit_test(test_blueprint_crd_matches_decoder),
 		cmocka_unit_test(test_daemonset_least_privilege),
 		cmocka_unit_test(test_embedded_configs_load),
 		cmocka_unit_test(test_config_rejects_typos),
