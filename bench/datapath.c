@@ -1164,6 +1164,58 @@ int main(int argc, char **argv)
 		for (int s = 0; s < S_MAX; s++)
 			if (s != S_IPTL || have_legacy)
 				put(sname[s], median(mpps[s], (int)opt_rounds));
+
+		/* In-situ cost per packet on the receiver (kernel.bpf_stats run
+		 * time / run count), in extra runs: the statistics themselves
+		 * cost two clock reads per run, so they stay off above. */
+		{
+			static const struct {
+				const char *name;
+				int which; /* 0 bare drop, 1 moat deny, 2 moat pass */
+			} cases[] = {
+				{ "veth_insitu_ns_bare_drop", 0 },
+				{ "veth_insitu_ns_moat_drop", 1 },
+				{ "veth_insitu_ns_moat_pass", 2 },
+			};
+			int sfd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+
+			for (size_t k = 0; sfd >= 0 && k < sizeof(cases) / sizeof(cases[0]); k++) {
+				int pfd = cases[k].which ? fd_from : fd_cnt;
+				const struct pkt *fr = cases[k].which == 2 ? &ack : &deny;
+				LIBBPF_OPTS(bpf_test_run_opts, to, .flags = BPF_F_TEST_XDP_LIVE_FRAMES);
+				struct xdp_md ctx = { .data_end = (__u32)fr->len,
+						      .ingress_ifindex = (__u32)if_a };
+				struct bpf_prog_info i0 = { 0 }, i1 = { 0 };
+				__u32 il = sizeof(i0);
+
+				if (bpf_xdp_attach(if_b, pfd, XDP_FLAGS_DRV_MODE, NULL))
+					die("XDP attach for in-situ statistics");
+				usleep(20000);
+				bpf_obj_get_info_by_fd(pfd, &i0, &il);
+				to.data_in = fr->data;
+				to.data_size_in = (__u32)fr->len;
+				to.ctx_in = &ctx;
+				to.ctx_size_in = sizeof(ctx);
+				to.repeat = opt_veth_pkts;
+				if (bpf_prog_test_run_opts(fd_tx, &to))
+					die("live frames: %s", strerror(errno));
+				usleep(50000);
+				il = sizeof(i1);
+				bpf_obj_get_info_by_fd(pfd, &i1, &il);
+				bpf_xdp_detach(if_b, XDP_FLAGS_DRV_MODE, NULL);
+				if (i1.run_cnt > i0.run_cnt) {
+					double v = (double)(i1.run_time_ns - i0.run_time_ns) /
+						   (double)(i1.run_cnt - i0.run_cnt);
+					note("in situ %-26s %6.1f ns per packet (%llu runs)", cases[k].name, v,
+					     (unsigned long long)(i1.run_cnt - i0.run_cnt));
+					put(cases[k].name, v);
+				}
+			}
+			if (sfd >= 0)
+				close(sfd);
+			else
+				note("kernel.bpf_stats unavailable: no in-situ costs");
+		}
 	}
 
 	print_metrics();
