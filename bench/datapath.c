@@ -1024,6 +1024,8 @@ int main(int argc, char **argv)
 		put("op_ktime_coarse_ns", micro("bpf_ktime_get_coarse_ns", M_HELPER,
 						BPF_FUNC_ktime_get_coarse_ns, NULL, 0, 0, &ack,
 						if_b));
+		put("op_jiffies64_ns", micro("bpf_jiffies64 (inlined)", M_HELPER, BPF_FUNC_jiffies64,
+					     NULL, 0, 0, &ack, if_b));
 	}
 
 	if (opt_perf) {
