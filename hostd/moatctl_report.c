@@ -410,8 +410,8 @@ static void text_matrix(FILE *o, const struct report *r)
 {
 	char b[128];
 
-	fprintf(o, "Matrix (row: from, column: to):  U allowed-used  a allowed-unused  "
-		   "X denied-attempted  . denied  (blank: not in your view)\n");
+	fprintf(o, "Matrix (rows: from; columns: to, numbered like the rows):\n  U allowed-used  a allowed-unused  "
+		   "X denied-attempted  . denied  (blank: not shown: filtered out, or not your namespaces)\n");
 	fprintf(o, "%*s", 30, "");
 	for (size_t t = 0; t < r->nns; t++)
 		fprintf(o, "%3zu", t + 1);
@@ -564,7 +564,7 @@ static const char html_css[] =
 	"#panel{min-width:360px;max-width:720px;flex:1;border:1px solid #d8dce1;border-radius:6px;padding:8px 14px;"
 	"background:#fafbfc;overflow-x:auto}"
 	"#panel dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:6px 0}#panel dd{margin:0}"
-	"#panel dt{color:#555}"
+	"#panel dt{color:#555}#panel table{width:100%}td.ep{white-space:nowrap}"
 	"#panel h2{margin-top:4px}.muted{color:#666}"
 	"table{border-collapse:collapse;font-size:12px;margin:6px 0}"
 	"th,td{border-bottom:1px solid #e3e6ea;padding:3px 8px;text-align:left;vertical-align:top}"
@@ -603,11 +603,11 @@ static const char html_js[] =
 	" panel.appendChild(dl);\n"
 	" if(!c.flows.length){panel.appendChild(el('p','muted','No flows of this pair seen on this node.'));return;}\n"
 	" var t=el('table','flows'),h=el('tr');\n"
-	" ['Source','Destination','Proto','Verdict','Decided by','Packets','Denied','Last (UTC)'].forEach("
-	"function(x,k){h.appendChild(el('th',k==5||k==6?'r':null,x));});t.appendChild(h);\n"
+	" ['Source','Destination','Verdict','Decided by','Packets','Denied','Last (UTC)'].forEach("
+	"function(x,k){h.appendChild(el('th',k==4||k==5?'r':null,x));});t.appendChild(h);\n"
 	" c.flows.forEach(function(f){var r=el('tr','v-'+f.verdict);\n"
-	"  [side(f.src),side(f.dst),f.proto,f.verdict,f.decided_by||'',f.packets,f.denied_attempts,(f.last||'').slice(11,19)].forEach("
-	"function(x,k){r.appendChild(el('td',k==5||k==6?'r':null,x));});t.appendChild(r);});\n"
+	"  [side(f.src),side(f.dst)+'/'+f.proto,f.verdict,f.decided_by||'',f.packets,f.denied_attempts,(f.last||'').slice(11,19)]"
+	".forEach(function(x,k){r.appendChild(el('td',k<2?'ep':k==4||k==5?'r':null,x));});t.appendChild(r);});\n"
 	" panel.appendChild(t);}\n"
 	"var cells=document.querySelectorAll('#matrix .cell');\n"
 	"Array.prototype.forEach.call(cells,function(g){\n"
@@ -683,7 +683,7 @@ static void html_matrix(FILE *o, const struct report *r)
 			long long used, den;
 			if (!c) {
 				fprintf(o, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#fff\" "
-					   "stroke=\"#d8dce1\" stroke-dasharray=\"3 3\"><title>not in your view</title></rect>\n",
+					   "stroke=\"#d8dce1\" stroke-dasharray=\"3 3\"><title>not shown: filtered out, or not your namespaces</title></rect>\n",
 					x + GAP / 2, y + GAP / 2, CW - GAP, CH - GAP);
 				continue;
 			}
@@ -785,6 +785,10 @@ static void write_html(FILE *o, const struct report *r)
 		fprintf(o, "<li data-cat=\"%s\"><svg width=\"16\" height=\"16\"><rect width=\"16\" height=\"16\" rx=\"3\" "
 			   "fill=\"%s\"/></svg>%s <b>%d</b></li>\n",
 			cats[k].name, cats[k].color, cats[k].label, r->count[k]);
+	if (r->ncells < r->nns * r->nns)
+		fputs("<li data-cat=\"none\"><svg width=\"16\" height=\"16\"><rect x=\"0.5\" y=\"0.5\" width=\"15\" "
+		      "height=\"15\" fill=\"#fff\" stroke=\"#aab\" stroke-dasharray=\"3 3\"/></svg>not shown "
+		      "(filtered out, or not your namespaces)</li>\n", o);
 	fputs("</ul>\n<div class=\"top\">\n", o);
 	html_matrix(o, r);
 	fputs("<section id=\"panel\" aria-live=\"polite\"><h2>Flows behind a cell</h2>"

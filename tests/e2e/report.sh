@@ -436,14 +436,32 @@ chrome --dump-dom "file://$P#cell-$K" >"$REPORT_OUT/dom-n1-clicked.html" || fail
 pagecheck panel "$REPORT_OUT/dom-n1-clicked.html" >"$E2E_TMP/panel"
 expect "JS ran, cell web -> db shown in the panel" "$(head -1 "$E2E_TMP/panel" | cut -d' ' -f1-3)" \
 	"js=ready cell=$K category=denied-attempted"
-expect "panel lists the flow" "$(count 'web/frontend:[0-9]* db/postgres:5432 TCP deny NetworkPolicy db/db-from-api' "$E2E_TMP/panel")" 1
+expect "panel lists the flow" "$(count 'web/frontend:[0-9]* db/postgres:5432/TCP deny NetworkPolicy db/db-from-api' "$E2E_TMP/panel")" 1
 expect "panel table has a header and the flow" "$([ "$(head -1 "$E2E_TMP/panel" | sed 's/.*rows=//')" -ge 2 ] && echo yes)" yes
+# without JS: the same page with its script cut out (Chromium's own
+# script switch also stops --dump-dom and --screenshot)
+NOJS=$REPORT_OUT/page-n1-nojs.html
+sed '/^<script>$/,/^<\/script>$/d' "$P" >"$NOJS"
+expect "without JS: no script left" "$(count '^<script>$' "$NOJS")" 0
+chrome --screenshot="$REPORT_OUT/screenshot-n1-nojs.png" "file://$NOJS" >/dev/null || fail "chromium --screenshot (no JS) failed"
+chrome --dump-dom "file://$NOJS" >"$E2E_TMP/dom-nojs.html" || fail "chromium --dump-dom (no JS) failed"
+if pagecheck pixels "$REPORT_OUT/dom-n1.html" "$REPORT_OUT/screenshot-n1-nojs.png" "web>db=denied-attempted" \
+	"api>db=allowed-unused" >"$E2E_TMP/pixels"; then
+	pass "without JS: the matrix is drawn: $(tail -1 "$E2E_TMP/pixels")"
+else
+	fail "without JS: $(grep -v '^ok' "$E2E_TMP/pixels" | tr '\n' ';')"
+fi
+pagecheck panel "$E2E_TMP/dom-nojs.html" >"$E2E_TMP/panel"
+expect "without JS: the panel keeps its hint" "$(head -1 "$E2E_TMP/panel" | cut -d' ' -f1-2)/$(count 'Click a cell' "$E2E_TMP/panel")" \
+	"js=None cell=None/1"
+expect "without JS: the web -> db flow is in its <details>" \
+	"$(sed -n '/<details id="d'"$K"'"/,/<\/details>/p' "$E2E_TMP/dom-nojs.html" | count '<td>web/frontend:[0-9]*</td><td>db/postgres:5432</td><td>TCP</td><td>deny</td>')" 1
 Kapi=$(awk '$2 == "web" && $3 == "api" { sub(/^c/, "", $1); print $1 }' "$E2E_TMP/cells")
 chrome --dump-dom "file://$P#cell-$Kapi" >"$E2E_TMP/dom-api.html"
 pagecheck panel "$E2E_TMP/dom-api.html" >"$E2E_TMP/panel"
 expect "panel for web -> api: the live flow and the denied one" \
-	"$(grep -o 'api/backend:8080 TCP allow\|api/backend:9999 TCP deny' "$E2E_TMP/panel" | sort | tr '\n' ' ')" \
-	"api/backend:8080 TCP allow api/backend:9999 TCP deny "
+	"$(grep -o 'api/backend:8080/TCP allow\|api/backend:9999/TCP deny' "$E2E_TMP/panel" | sort | tr '\n' ' ')" \
+	"api/backend:8080/TCP allow api/backend:9999/TCP deny "
 
 section "escaping: a fake daemon with hostile names"
 cat >"$E2E_TMP/fake.py" <<'EOF'
