@@ -3675,3 +3675,76 @@ void moat_compiler_counts(const struct moat_compiler *c, __u32 out[MOAT_T_MAX])
 	memcpy(out, c->committed_counts, sizeof(c->committed_counts));
 	out[MOAT_T_SUBJ] = c->next_id;
 }
+
+/* ---- read-only views for the offload pre-filter (hostd/prefilter.c) -------- */
+static const struct out *view_out(const struct moat_compiler *c, __u32 id, bool next)
+{
+	const struct ident *i = id < c->max_ident && id < c->next_id ? c->by_id[id] : NULL;
+
+	if (!i)
+		return NULL;
+	return next && i->has_pending ? i->pending : i->committed;
+}
+
+int moat_compiler_decide(const struct moat_compiler *c, bool next, __u32 subject, int dir,
+			 const struct moat_decide_peer *peer, __u8 proto, __u16 port,
+			 struct moat_explain_side *out)
+{
+	struct xpeer p = { .identity = peer->identity, .region = peer->region,
+			   .cls = peer->cls, .family = peer->family };
+
+	if (dir != MOAT_DIR_INGRESS && dir != MOAT_DIR_EGRESS)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	out->judged = true;
+	x_decide(view_out(c, subject, next), subject, dir, false, &p, proto, port, out);
+	return 0;
+}
+
+int moat_compiler_subject_ports(const struct moat_compiler *c, bool next, __u32 subject, int dir,
+				__u8 proto, int (*fn)(__u16 port, void *arg), void *arg)
+{
+	const struct out *o = view_out(c, subject, next);
+	__u8 eg = dir == MOAT_DIR_EGRESS ? MOAT_PK_EGRESS : 0;
+
+	for (size_t i = 0; o && i < o->n; i++) {
+		const struct kv *e = &o->kv[i];
+		int rc = 0;
+
+		if (e->tbl == MOAT_T_PORTS) {
+			const struct moat_port_key *k = (const void *)e->key;
+			if (k->dir == dir && k->proto == proto)
+				rc = fn(ntohs(k->port), arg);
+		} else if (e->tbl == MOAT_T_POL) {
+			const struct moat_policy_key *k = (const void *)e->key;
+			if ((k->flags & MOAT_PK_EGRESS) == eg && k->proto == proto &&
+			    !(k->flags & MOAT_PK_PORTCLASS))
+				rc = fn(k->port, arg);
+		}
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int moat_compiler_table(const struct moat_compiler *c, bool next, enum moat_tbl t,
+			int (*fn)(const void *key, const void *val, void *arg), void *arg)
+{
+	if (t == MOAT_T_SUBJ || t == MOAT_T_PORTS || t == MOAT_T_POL || t >= MOAT_T_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < c->cells.cap; i++) {
+		const struct hmap_ent *e = &c->cells.e[i];
+		const struct cell *ce;
+		int rc;
+
+		if (e->hash < 2)
+			continue;
+		ce = e->val;
+		if (ce->tbl != t || !(next ? ce->has_d : ce->has_c))
+			continue;
+		rc = fn(ce->key, next ? ce->dval : ce->cval, arg);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}

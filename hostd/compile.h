@@ -166,4 +166,25 @@ json_t *moat_compiler_blueprint_diff(const struct moat_compiler *c,
 const struct moat_blueprint *moat_compiler_blueprint(const struct moat_compiler *c,
 						     const char *name);
 
+/* ---- read-only views for the offload pre-filter (hostd/prefilter.c) ---- */
+/* next = false: the committed generation (what the datapath enforces);
+ * next = true: what the open flush will commit (valid between
+ * moat_compiler_flush and commit/abort; the committed state otherwise). */
+struct moat_decide_peer {
+	__u32 identity, region;
+	int cls, family;               /* MOAT_CLASS_*, 4 or 6 */
+};
+/* One direction of one subject, exactly as the datapath's decide(). */
+int moat_compiler_decide(const struct moat_compiler *c, bool next, __u32 subject, int dir,
+			 const struct moat_decide_peer *peer, __u8 proto, __u16 port,
+			 struct moat_explain_side *out);
+/* Every port value the subject's entries for (dir, proto) name: exact ports
+ * and the first port of each port-class prefix.  A port named nowhere
+ * decides like any other such port. */
+int moat_compiler_subject_ports(const struct moat_compiler *c, bool next, __u32 subject, int dir,
+				__u8 proto, int (*fn)(__u16 port, void *arg), void *arg);
+/* Entries of a global table (MOAT_T_EP, _IP4, _IP6, _NET4, _NET6). */
+int moat_compiler_table(const struct moat_compiler *c, bool next, enum moat_tbl t,
+			int (*fn)(const void *key, const void *val, void *arg), void *arg);
+
 #endif
