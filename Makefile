@@ -60,7 +60,7 @@ BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -D__bpf__ \
 .SECONDARY:
 
 # ---- BPF ------------------------------------------------------------------
-BPF_PROGS := moat bench
+BPF_PROGS := moat bench prefilter
 BPF_OBJS  := $(patsubst %,$(O)/xdp/%.bpf.o,$(BPF_PROGS))
 BPF_SKELS := $(patsubst %,$(O)/xdp/%.skel.h,$(BPF_PROGS))
 

@@ -460,4 +460,139 @@ MOAT_ASSERT_SIZE(struct moat_event, 64);
 #define MOAT_EVS_SUPPRESSED  2  /* rate limit held a deny event back */
 #define MOAT_EVS_MAX         4
 
+/* ==== hardware pre-filter (xdp/prefilter.bpf.c) ===========================
+ * A second, reduced XDP program meant for NIC offload (hw/nfp.json): hash
+ * and array maps only, no per-CPU maps, counters by atomic add, no tail
+ * calls, no LPM tries, entries of at most 64 bytes (key + value).  It drops
+ * only what the full program would drop whatever its conntrack holds: new
+ * and established traffic from outside-the-cluster CIDR regions to local
+ * pods when, for that protocol group, every port is denied both ways (see
+ * docs/offload.md).  Everything else passes on to the full program, which
+ * stays authoritative.  These maps are never pinned (offloaded maps live on
+ * the NIC and are rebuilt on attach), so they carry their own version.
+ * Versioned separately from MOAT_ABI_VERSION: bump MOAT_PF_ABI_VERSION on
+ * any change of this section. */
+#define MOAT_PF_ABI_VERSION 1
+
+#define MOAT_PF_MAP_CONFIG "moat_pf_config"
+#define MOAT_PF_MAP_LENS   "moat_pf_lens"   /* prefix lengths and masks to probe */
+#define MOAT_PF_MAP_SRC4   "moat_pf_src4"   /* (prefix length, prefix) -> source set */
+#define MOAT_PF_MAP_SRC6   "moat_pf_src6"
+#define MOAT_PF_MAP_DST4   "moat_pf_dst4"   /* local pod address -> identity */
+#define MOAT_PF_MAP_DST6   "moat_pf_dst6"
+#define MOAT_PF_MAP_PAIRS  "moat_pf_pairs"  /* (source set, identity) -> denied groups */
+#define MOAT_PF_MAP_STATS  "moat_pf_stats"
+#define MOAT_PF_MAP_EVENTS "moat_pf_events" /* perf event array: stays on the host */
+
+/* Default sizes (max_entries); the loader scales them to a profile's
+ * shared entry budget. */
+#define MOAT_PF_MAX_SRC    1024  /* per family */
+#define MOAT_PF_MAX_DST    1024  /* per family */
+#define MOAT_PF_MAX_PAIRS  4096
+
+/* Prefix lengths the source tables are probed with, longest first: an
+ * exact-match hash per length instead of an LPM trie. */
+#define MOAT_PF_MAX_LENS   8
+
+#define MOAT_PF_CFG_ENFORCE (1u << 0) /* clear: count what would drop, pass it */
+#define MOAT_PF_CFG_SAMPLE  (1u << 1) /* perf events for drops, 1 in sample_mask+1 */
+
+struct moat_pf_config {
+	__u32 flags;        /* MOAT_PF_CFG_* */
+	__u32 sample_mask;  /* sample when (random & sample_mask) == 0 */
+	__u32 nlen4;        /* entries used in moat_pf_lens[0..7] */
+	__u32 nlen6;        /* entries used in moat_pf_lens[8..15] */
+};
+MOAT_ASSERT_SIZE(struct moat_pf_config, 16);
+
+/* moat_pf_lens: array of 2 * MOAT_PF_MAX_LENS; IPv4 lengths at 0.., IPv6
+ * at MOAT_PF_MAX_LENS.., longest first.  The mask is stored, not computed:
+ * a 128-bit mask from a length costs the NIC more code than a lookup. */
+struct moat_pf_len {
+	__u32 plen;
+	__be32 mask[4];     /* IPv4: mask[0] */
+};
+MOAT_ASSERT_SIZE(struct moat_pf_len, 20);
+
+struct moat_pf_src4_key {
+	__u32 plen;
+	__be32 addr;        /* masked to plen */
+};
+MOAT_ASSERT_SIZE(struct moat_pf_src4_key, 8);
+
+struct moat_pf_src6_key {
+	__u32 plen;
+	__u8  addr[16];
+};
+MOAT_ASSERT_SIZE(struct moat_pf_src6_key, 20);
+
+struct moat_pf_src {
+	__u32 set;          /* source set: one per listed prefix, stable while listed */
+};
+MOAT_ASSERT_SIZE(struct moat_pf_src, 4);
+
+struct moat_pf_dst4_key {
+	__be32 addr;
+};
+MOAT_ASSERT_SIZE(struct moat_pf_dst4_key, 4);
+
+struct moat_pf_dst6_key {
+	__u8 addr[16];
+};
+MOAT_ASSERT_SIZE(struct moat_pf_dst6_key, 16);
+
+struct moat_pf_dst {
+	__u32 identity;
+};
+MOAT_ASSERT_SIZE(struct moat_pf_dst, 4);
+
+/* Protocol groups: a pair denies a group only when every port of it is
+ * denied in both directions (ingress from the set, egress to it). */
+#define MOAT_PF_G_TCP   0
+#define MOAT_PF_G_UDP   1
+#define MOAT_PF_G_SCTP  2
+#define MOAT_PF_G_OTHER 3   /* no ports: ICMP echo, other IP protocols */
+#define MOAT_PF_G_MAX   4
+
+struct moat_pf_pair_key {
+	__u32 set;
+	__u32 identity;
+};
+MOAT_ASSERT_SIZE(struct moat_pf_pair_key, 8);
+
+/* packets and bytes are atomic counters: the program only adds to them;
+ * user space carries them over when it rewrites an entry. */
+struct moat_pf_pair {
+	__u32 rule[MOAT_PF_G_MAX]; /* rule the full program names; 0 = varies by port */
+	__u32 deny;         /* bit per MOAT_PF_G_* */
+	__u32 pad;
+	__u64 packets;
+	__u64 bytes;
+};
+MOAT_ASSERT_SIZE(struct moat_pf_pair, 40);
+
+/* Counters: array of __u64 indexed by MOAT_PF_STAT_*. */
+#define MOAT_PF_STAT_PASS       0  /* handed to the full program */
+#define MOAT_PF_STAT_DROP       1
+#define MOAT_PF_STAT_DROP_BYTES 2
+#define MOAT_PF_STAT_WOULD_DROP 3  /* observe-only: would have dropped */
+#define MOAT_PF_STAT_SKIPPED    4  /* not judged here: not IP, fragments, ICMP errors, ... */
+#define MOAT_PF_STAT_SAMPLED    5  /* perf events sent */
+#define MOAT_PF_STAT_MAX        8
+
+struct moat_pf_event {
+	__u32 rule;
+	__u32 identity;     /* destination pod */
+	__u32 set;          /* source set */
+	__u32 pkt_len;
+	__u8  family;
+	__u8  proto;
+	__u8  dropped;      /* 0: observe-only */
+	__u8  pad;
+	__u8  saddr[16];    /* IPv4: first 4 bytes */
+	__u8  daddr[16];
+	__u32 pad2;
+};
+MOAT_ASSERT_SIZE(struct moat_pf_event, 56);
+
 #endif /* MOAT_ABI_H */
