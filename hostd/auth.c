@@ -36,6 +36,7 @@ struct moat_auth {
 	pthread_mutex_t lock;
 	struct tok *toks;
 	size_t n;
+	struct moat_auth_k8s *k8s;    /* Kubernetes mode: TokenReview/SAR */
 };
 
 static const char *const role_names[] = {
@@ -90,7 +91,17 @@ bool moat_principal_may_change(const struct moat_principal *p, const char *ns)
 {
 	if (p->role == MOAT_ROLE_PLATFORM_ADMIN)
 		return true;
-	return p->role == MOAT_ROLE_NS_ADMIN && ns && moat_principal_sees(p, ns);
+	if (p->role != MOAT_ROLE_NS_ADMIN || !ns)
+		return false;
+	for (size_t i = 0; i < p->nns; i++)
+		if (!strcmp(p->ns[i], ns))
+			return !(p->ns_read_only[i / 64] & (1ull << (i % 64)));
+	return false;
+}
+
+void moat_auth_use_k8s(struct moat_auth *a, struct moat_k8s_source *src)
+{
+	a->k8s = moat_auth_k8s_new(src);
 }
 
 static int hexval(char c)
@@ -226,6 +237,7 @@ void moat_auth_free(struct moat_auth *a)
 	if (!a)
 		return;
 	toks_free(a->toks, a->n);
+	moat_auth_k8s_free(a->k8s);
 	free(a->file);
 	pthread_mutex_destroy(&a->lock);
 	free(a);
@@ -270,6 +282,8 @@ int moat_auth_check(struct moat_auth *a, const char *authorization, long peer_ui
 				break;
 			}
 		pthread_mutex_unlock(&a->lock);
+		if (rc && a->k8s && *tok)
+			rc = moat_auth_k8s_check(a->k8s, tok, p);
 		return rc;
 	}
 	if (peer_uid == 0) {

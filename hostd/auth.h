@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 enum moat_role {
@@ -32,6 +33,8 @@ struct moat_principal {
 	enum moat_role role;
 	size_t nns;
 	char *ns[MOAT_AUTH_MAX_NS];   /* namespaces (ignored for platform-admin) */
+	/* bit i: ns[i] is view-only for a namespace-admin (Kubernetes roles) */
+	unsigned long long ns_read_only[MOAT_AUTH_MAX_NS / 64];
 };
 
 struct moat_auth;
@@ -53,5 +56,19 @@ int moat_role_parse(const char *s, enum moat_role *r);
 bool moat_principal_sees(const struct moat_principal *p, const char *ns);
 /* May p change NetworkPolicies of namespace ns? */
 bool moat_principal_may_change(const struct moat_principal *p, const char *ns);
+
+/* ---- Kubernetes-backed callers (auth_k8s.c): TokenReview and
+ * SubjectAccessReview through the API server; the role mapping is
+ * documented there and in docs/kubernetes.md. */
+struct moat_k8s_source;
+struct moat_auth_k8s;
+/* Bearer tokens the token file does not know are asked of the API server. */
+void moat_auth_use_k8s(struct moat_auth *a, struct moat_k8s_source *src);
+struct moat_auth_k8s *moat_auth_k8s_new(struct moat_k8s_source *src);
+void moat_auth_k8s_free(struct moat_auth_k8s *a);
+/* 0 with *p; -EACCES (not authenticated), -EPERM (no moat permission),
+ * -EAGAIN (the API server could not be asked). */
+int moat_auth_k8s_check(struct moat_auth_k8s *a, const char *token, struct moat_principal *p);
+void moat_auth_k8s_stats(struct moat_auth_k8s *a, uint64_t *reviews, uint64_t *sars, uint64_t *hits);
 
 #endif

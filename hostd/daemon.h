@@ -16,12 +16,17 @@ struct moat_srcdir;
 struct moat_api;
 struct moat_events;
 struct moat_auth;
+struct moat_k8s_source;
 
 #define MOAT_RECENT_ERRORS 64
 
 struct moatd_config {
 	char *config_file;
 	char *kubeconfig;
+	/* Kubernetes source (k8s_source.h): --in-cluster or --kubeconfig */
+	bool in_cluster;
+	char *sa_dir;             /* service-account token and ca.crt */
+	__u32 k8s_watch_s, k8s_backoff_max_ms, k8s_idle_ms;
 	char *tokens_file;
 	char *audit_log;
 	__u32 api_port;
@@ -67,6 +72,8 @@ struct moatd {
 	struct moat_api *api;
 	struct moat_events *events;
 	struct moat_auth *auth;
+	struct moat_k8s_source *k8s;  /* Kubernetes mode (src is NULL then) */
+	bool k8s_hold;                /* no generation before the first full list */
 	bool names_dirty;             /* rebuild the events' name snapshot */
 	bool adopted;
 	uint64_t start_ns;

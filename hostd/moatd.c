@@ -27,6 +27,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "events.h"
+#include "k8s_source.h"
 #include "log.h"
 #include "srcdir.h"
 #include "util.h"
@@ -79,6 +80,9 @@ int moatd_apply(struct moatd *d, bool full)
 	int rc;
 
 	if (!full && !moat_compiler_dirty(d->comp))
+		return 0;
+	/* Kubernetes mode before the first complete list: what is pinned stays */
+	if (d->k8s_hold)
 		return 0;
 	rc = moat_tx_begin(d->dp, full, &tx);
 	if (rc)
@@ -190,9 +194,11 @@ static void ct_gc(struct moatd *d)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: moatd --node NAME --manifests DIR [options]\n"
+		"usage: moatd --node NAME (--manifests DIR | --kubeconfig FILE | --in-cluster) [options]\n"
 		"  --node NAME          this node (pods with spec.nodeName NAME are enforced here)\n"
 		"  --manifests DIR      standalone: Kubernetes objects as JSON/YAML files, watched\n"
+		"  --kubeconfig FILE    list and watch the Kubernetes API (current-context of FILE)\n"
+		"  --in-cluster         list and watch the Kubernetes API as the pod's service account\n"
 		"  --pin-dir DIR        bpffs directory (default /sys/fs/bpf/moat/NODE)\n"
 		"  --socket PATH        control API socket (default /run/moat/NODE.sock)\n"
 		"  --socket-mode MODE   octal permissions of the socket (default 0660)\n"
@@ -218,12 +224,13 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 {
 	enum { O_NODE = 1, O_MAN, O_PIN, O_SOCK, O_SMODE, O_MODE, O_NETNS, O_UPLINK, O_VETH, O_NOLOCAL,
 	       O_NOREVOKE, O_OBSERVE, O_MAXPOL, O_RESET, O_LOG, O_HELP, O_CONFIG, O_KUBECONFIG,
-	       O_KEEPCAPS, O_TOKENS, O_AUDIT, O_PORT, O_CERT, O_KEY };
+	       O_KEEPCAPS, O_TOKENS, O_AUDIT, O_PORT, O_CERT, O_KEY, O_INCLUSTER };
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, O_CONFIG },
 		{ "node", required_argument, NULL, O_NODE },
 		{ "manifests", required_argument, NULL, O_MAN },
 		{ "kubeconfig", required_argument, NULL, O_KUBECONFIG },
+		{ "in-cluster", no_argument, NULL, O_INCLUSTER },
 		{ "pin-dir", required_argument, NULL, O_PIN },
 		{ "socket", required_argument, NULL, O_SOCK },
 		{ "socket-mode", required_argument, NULL, O_SMODE },
@@ -248,6 +255,7 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 	};
 	int o, lvl;
 	char err[512];
+	bool flag_man = false, flag_kube = false;
 
 	moatd_config_defaults(c);
 	/* first pass: the config file, so that flags override it */
@@ -266,8 +274,19 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 		switch (o) {
 		case O_CONFIG: break;
 		case O_NODE: free(c->node); c->node = xstrdup(optarg); break;
-		case O_MAN: free(c->manifests); c->manifests = xstrdup(optarg); break;
-		case O_KUBECONFIG: free(c->kubeconfig); c->kubeconfig = xstrdup(optarg); break;
+		case O_MAN: free(c->manifests); c->manifests = xstrdup(optarg); flag_man = true; break;
+		case O_KUBECONFIG:
+			free(c->kubeconfig);
+			c->kubeconfig = xstrdup(optarg);
+			c->in_cluster = false;
+			flag_kube = true;
+			break;
+		case O_INCLUSTER:
+			free(c->kubeconfig);
+			c->kubeconfig = NULL;
+			c->in_cluster = true;
+			flag_kube = true;
+			break;
 		case O_PIN: free(c->pin_dir); c->pin_dir = xstrdup(optarg); break;
 		case O_SOCK: free(c->socket); c->socket = xstrdup(optarg); break;
 		case O_SMODE: c->socket_mode = (unsigned)strtoul(optarg, NULL, 8); break;
@@ -310,8 +329,22 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 			return -errno;
 		c->node = xstrdup(host);
 	}
-	if (!c->manifests) {
-		fprintf(stderr, "moatd: --manifests DIR is required (standalone mode)\n");
+	/* one source: a flag picks it over the config file's */
+	if (flag_man && flag_kube) {
+		fprintf(stderr, "moatd: --manifests and --kubeconfig/--in-cluster exclude each other\n");
+		return -EINVAL;
+	}
+	if (flag_man) {
+		free(c->kubeconfig);
+		c->kubeconfig = NULL;
+		c->in_cluster = false;
+	} else if (flag_kube) {
+		free(c->manifests);
+		c->manifests = NULL;
+	}
+	if (!!c->manifests + !!c->kubeconfig + c->in_cluster != 1) {
+		fprintf(stderr, "moatd: exactly one of --manifests DIR, --kubeconfig FILE, --in-cluster "
+			"(or manifests, kubeconfig, inCluster in the config file)\n");
 		return -EINVAL;
 	}
 	if (!c->pin_dir)
@@ -503,19 +536,24 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	err = moat_srcdir_open(d.cfg.manifests, &d.src);
-	if (err) {
-		pr_err("could not watch %s: %s", d.cfg.manifests, strerror(-err));
-		goto out;
+	if (d.cfg.manifests) {
+		err = moat_srcdir_open(d.cfg.manifests, &d.src);
+		if (err) {
+			pr_err("could not watch %s: %s", d.cfg.manifests, strerror(-err));
+			goto out;
+		}
+		moat_srcdir_scan(d.src, d.comp, src_err, &d);
+		moat_ifaces_resolve(d.ifaces, d.comp);
+		/* one full generation: clears whatever an older daemon left that the
+		 * manifests no longer say, in a single switch */
+		err = moatd_apply(&d, true);
+		if (err)
+			pr_warn("the first generation was refused; enforcing what was pinned before");
+		moat_ifaces_attach(d.ifaces, d.comp);
+	} else {
+		/* Kubernetes: the first full generation waits for the first lists */
+		d.k8s_hold = true;
 	}
-	moat_srcdir_scan(d.src, d.comp, src_err, &d);
-	moat_ifaces_resolve(d.ifaces, d.comp);
-	/* one full generation: clears whatever an older daemon left that the
-	 * manifests no longer say, in a single switch */
-	err = moatd_apply(&d, true);
-	if (err)
-		pr_warn("the first generation was refused; enforcing what was pinned before");
-	moat_ifaces_attach(d.ifaces, d.comp);
 
 	sockdir = xstrdup(d.cfg.socket);
 	if (strrchr(sockdir, '/')) {
@@ -569,7 +607,24 @@ int main(int argc, char **argv)
 		else
 			pr_info("capabilities reduced to bpf, net_admin, sys_admin, perfmon, dac_read_search");
 	}
-	pr_info("moatd ready: node %s, manifests %s, API %s", d.cfg.node, d.cfg.manifests, d.cfg.socket);
+	if (!d.cfg.manifests) {
+		/* after dropping capabilities: the watch threads inherit the reduced set */
+		struct moat_k8s_opts ko = { .in_cluster = d.cfg.in_cluster, .kubeconfig = d.cfg.kubeconfig,
+					    .sa_dir = d.cfg.sa_dir, .watch_timeout_s = d.cfg.k8s_watch_s,
+					    .backoff_max_ms = d.cfg.k8s_backoff_max_ms,
+					    .idle_timeout_ms = d.cfg.k8s_idle_ms };
+		char kerr[512];
+		err = moat_k8s_source_start(&ko, &d.k8s, kerr, sizeof(kerr));
+		if (err) {
+			pr_err("Kubernetes API: %s", kerr);
+			goto out;
+		}
+		moat_auth_use_k8s(d.auth, d.k8s);
+	}
+	pr_info("moatd ready: node %s, %s %s, API %s", d.cfg.node,
+		d.cfg.manifests ? "manifests" : "Kubernetes API",
+		d.cfg.manifests ? d.cfg.manifests : d.cfg.in_cluster ? "in-cluster" : d.cfg.kubeconfig,
+		d.cfg.socket);
 
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
 	tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
@@ -580,8 +635,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	ev.events = EPOLLIN;
-	ev.data.u32 = 1;
-	epoll_ctl(ep, EPOLL_CTL_ADD, moat_srcdir_fd(d.src), &ev);
+	ev.data.u32 = d.src ? 1 : 5;
+	epoll_ctl(ep, EPOLL_CTL_ADD, d.src ? moat_srcdir_fd(d.src) : moat_k8s_source_fd(d.k8s), &ev);
 	ev.data.u32 = 2;
 	epoll_ctl(ep, EPOLL_CTL_ADD, moat_ifaces_fd(d.ifaces), &ev);
 	ev.data.u32 = 3;
@@ -608,6 +663,9 @@ int main(int argc, char **argv)
 			case 2:
 				links |= moat_ifaces_ready(d.ifaces);
 				break;
+			case 5:
+				changed |= moat_k8s_source_drain(d.k8s, &d) > 0;
+				break;
 			case 3: {
 				struct signalfd_siginfo si;
 				if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
@@ -620,9 +678,13 @@ int main(int argc, char **argv)
 						apply_config(&d);
 						if (moat_auth_reload(d.auth, cerr, sizeof(cerr)))
 							moatd_error(&d, "SIGHUP: tokens: %s; keeping the old ones", cerr);
-						pr_info("SIGHUP: settings reloaded, rescanning %s", d.cfg.manifests);
-						moat_srcdir_scan(d.src, d.comp, src_err, &d);
-						changed = true;
+						if (d.src) {
+							pr_info("SIGHUP: settings reloaded, rescanning %s", d.cfg.manifests);
+							moat_srcdir_scan(d.src, d.comp, src_err, &d);
+							changed = true;
+						} else {
+							pr_info("SIGHUP: settings reloaded");
+						}
 					} else {
 						stop = 1;
 					}
@@ -637,11 +699,24 @@ int main(int argc, char **argv)
 			}
 			}
 		}
+		if (d.k8s_hold && (changed || tick)) {
+			char why[512];
+			if (moat_k8s_source_ready(d.k8s, why, sizeof(why))) {
+				/* the first complete picture: one full generation, then attach */
+				d.k8s_hold = false;
+				moat_ifaces_resolve(d.ifaces, d.comp);
+				if (moatd_apply(&d, true))
+					pr_warn("the first generation was refused; enforcing what was pinned before");
+				moat_ifaces_attach(d.ifaces, d.comp);
+				pr_info("Kubernetes API: first full generation built");
+				changed = false;
+			}
+		}
 		if (changed) {
 			moat_ifaces_resolve(d.ifaces, d.comp);
 			moatd_apply(&d, false);
 		}
-		if (changed || links || tick)
+		if ((changed || links || tick) && !d.k8s_hold)
 			sync_interfaces(&d);
 		if (tick)
 			names_refresh(&d);
@@ -657,6 +732,7 @@ out:
 	if (err && exitcode)
 		pr_err("moatd: %s", strerror(-err));
 	moat_api_stop(d.api);
+	moat_k8s_source_stop(d.k8s);
 	moat_auth_free(d.auth);
 	moat_events_stop(d.events);
 	moat_srcdir_free(d.src);
