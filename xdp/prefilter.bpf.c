@@ -148,8 +148,8 @@ int moat_prefilter(struct xdp_md *ctx)
 	struct moat_pf_src_val *sv = NULL;
 	struct ethhdr *eth = data;
 	__u64 len = end - data;
-	__u32 zero = 0, cls, sport = 0, dport = 0, why;
-	__u8 proto, *l4;
+	__u32 zero = 0, cls, sport = 0, dport = 0, why, sa[4] = {}, da[4] = {};
+	__u8 proto, family, *l4;
 	__be16 h_proto;
 	int i;
 
@@ -187,35 +187,33 @@ int moat_prefilter(struct xdp_md *ctx)
 		if (((ip[6] << 8) | ip[7]) & 0x1fff)
 			PASS(FRAG);
 		proto = ip[9];
-		ev.family = 4;
-		__builtin_memcpy(ev.saddr, ip + 12, 4);
-		__builtin_memcpy(ev.daddr, ip + 16, 4);
+		family = 4;
+		sa[0] = *(__u32 *)(ip + 12);
+		da[0] = *(__u32 *)(ip + 16);
 		l4 = ip + ihl * 4;
 		{
-			struct moat_pf_dst4_key dk;
+			struct moat_pf_dst4_key dk = { .addr = da[0] };
 
-			__builtin_memcpy(&dk.addr, ip + 16, 4);
 			dv = bpf_map_lookup_elem(&pf_dst4, &dk);
 		}
 		if (!dv)
 			PASS(NO_DST);
 		{
 			struct moat_pf_src4_key sk;
-			__be32 saddr;
+			__u32 n = cf->n4;
 
-			__builtin_memcpy(&saddr, ip + 12, 4);
 #pragma unroll
 			for (i = 0; i < MOAT_PF_MAX_PLENS; i++) {
 				struct moat_pf_plen *pl;
 				__u32 slot = i;
 
-				if ((__u32)i >= cf->n4)
+				if ((__u32)i >= n)
 					break;
 				pl = bpf_map_lookup_elem(&pf_plen, &slot);
 				if (!pl)
 					break;
 				sk.plen = pl->plen;
-				sk.addr = saddr & pl->mask[0];
+				sk.addr = sa[0] & pl->mask[0];
 				sv = bpf_map_lookup_elem(&pf_src4, &sk);
 				if (sv)
 					break;
@@ -235,38 +233,40 @@ int moat_prefilter(struct xdp_md *ctx)
 		/* link-local sources: neighbour discovery and friends */
 		if (ip[8] == 0xfe && (ip[9] & 0xc0) == 0x80)
 			PASS(EXEMPT);
-		ev.family = 6;
-		__builtin_memcpy(ev.saddr, ip + 8, 16);
-		__builtin_memcpy(ev.daddr, ip + 24, 16);
+		family = 6;
+#pragma unroll
+		for (i = 0; i < 4; i++) {
+			sa[i] = *(__u32 *)(ip + 8 + 4 * i);
+			da[i] = *(__u32 *)(ip + 24 + 4 * i);
+		}
 		l4 = ip + 40;
 		{
 			struct moat_pf_dst6_key dk;
 
-			__builtin_memcpy(dk.addr, ip + 24, 16);
+			__builtin_memcpy(dk.addr, da, 16);
 			dv = bpf_map_lookup_elem(&pf_dst6, &dk);
 		}
 		if (!dv)
 			PASS(NO_DST);
 		{
 			struct moat_pf_src6_key sk;
-			__u32 s[4];
+			__u32 n = cf->n6;
 
-			__builtin_memcpy(s, ip + 8, 16);
 #pragma unroll
 			for (i = 0; i < MOAT_PF_MAX_PLENS; i++) {
 				struct moat_pf_plen *pl;
 				__u32 slot = MOAT_PF_MAX_PLENS + i, w[4];
 
-				if ((__u32)i >= cf->n6)
+				if ((__u32)i >= n)
 					break;
 				pl = bpf_map_lookup_elem(&pf_plen, &slot);
 				if (!pl)
 					break;
 				sk.plen = pl->plen;
-				w[0] = s[0] & pl->mask[0];
-				w[1] = s[1] & pl->mask[1];
-				w[2] = s[2] & pl->mask[2];
-				w[3] = s[3] & pl->mask[3];
+				w[0] = sa[0] & pl->mask[0];
+				w[1] = sa[1] & pl->mask[1];
+				w[2] = sa[2] & pl->mask[2];
+				w[3] = sa[3] & pl->mask[3];
 				__builtin_memcpy(sk.addr, w, 16);
 				sv = bpf_map_lookup_elem(&pf_src6, &sk);
 				if (sv)
@@ -323,6 +323,9 @@ int moat_prefilter(struct xdp_md *ctx)
 		ev.sport = sport;
 		ev.dport = dport;
 		ev.proto = proto;
+		ev.family = family;
+		__builtin_memcpy(ev.saddr, sa, 16);
+		__builtin_memcpy(ev.daddr, da, 16);
 		ev.pkt_len = len;
 		count(MOAT_PF_STAT_SAMPLED, len, 0);
 		if (bpf_perf_event_output(ctx, &pf_events, BPF_F_CURRENT_CPU, &ev, sizeof(ev)))
