@@ -29,6 +29,7 @@
 #include "daemon.h"
 #include "decode.h"
 #include "events.h"
+#include "k8s_source.h"
 #include "manifest.h"
 #include "report.h"
 #include "srcdir.h"
@@ -202,6 +203,9 @@ static json_t *status_json(struct moatd *d, const struct moat_principal *who)
 	for (size_t i = 0; admin(who) && i < d->nerrors; i++)
 		json_array_append_new(errs, json_string(d->errors[i]));
 	json_object_set_new(j, "recent_errors", errs);
+	/* Kubernetes mode: watch state per kind (errors naming objects: admins) */
+	if (d->k8s)
+		json_object_set_new(j, "kubernetes", moat_k8s_source_status(d->k8s, admin(who)));
 	if (!admin(who))
 		json_object_set_new(j, "last_apply", json_pack("{s:i}", "generation", d->last.generation));
 	return j;
@@ -490,6 +494,11 @@ static char *metrics_text(struct moatd *d)
 		for (int t = 0; t < MOAT_T_MAX; t++)
 			metric(&b, &len, &cap, "moat_table_entries{table=\"%s\"} %u\n", moat_tbl_name(t),
 			       used[t]);
+	}
+	if (d->k8s) { /* Kubernetes API watch state */
+		char *k = moat_k8s_source_metrics(d->k8s);
+		metric(&b, &len, &cap, "%s", k);
+		free(k);
 	}
 	return b;
 }
@@ -1218,6 +1227,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		*upload_size = 0;
 		return MHD_YES;
 	}
+	if (cc->auth_rc == -EAGAIN) /* Kubernetes roles: TokenReview/SAR unanswered */
+		return send_error(conn, 503, "cannot check the token: the Kubernetes API server does not answer");
+	if (cc->auth_rc == -EPERM)
+		return send_error(conn, 403, "no moat permission in any namespace (RBAC: get flows.moat.io)");
 	if (cc->auth_rc)
 		return send_error(conn, 401, "authentication required: a bearer token (or uid 0 on the unix socket)");
 	who = &cc->who;
@@ -1229,6 +1242,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 			audit(api, who, method, url, "refused: read-only role");
 			return send_error(conn, 403, "viewers may not change anything");
 		}
+		if (!d->src) /* Kubernetes mode: the API server owns the objects */
+			return send_error(conn, 409, "moatd reads the Kubernetes API: change objects with kubectl");
 		if (cc->too_big)
 			return send_error(conn, 413, "manifests are limited to 1 MiB");
 		if (!strcmp(method, "PUT"))
