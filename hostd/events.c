@@ -55,6 +55,7 @@ struct moat_events {
 	struct hmap flows;
 	struct flow_ent *newest, *oldest;
 	size_t nflows, max_flows;
+	size_t nended;                /* of nflows: ended, kept until evicted */
 
 	uint64_t last_seq[1024];      /* per CPU; 0 = none seen */
 	bool seen[1024];
@@ -263,16 +264,33 @@ static void lru_push(struct moat_events *e, struct flow_ent *f)
 		e->oldest = f;
 }
 
+/* Forgets a flow; an active one is handed to the sink first (an ended one
+ * was handed over when it ended). */
 static void flow_drop(struct moat_events *e, struct flow_ent *f, bool evicted)
 {
-	if (e->sink.flow)
-		e->sink.flow(e->sink.arg, &f->f);
-	if (evicted)
-		e->st.flows_evicted++;
+	if (f->f.ended) {
+		e->nended--;
+	} else {
+		if (e->sink.flow)
+			e->sink.flow(e->sink.arg, &f->f);
+		if (evicted)
+			e->st.flows_evicted++;
+	}
 	lru_unlink(e, f);
 	hmap_del(&e->flows, f->key, sizeof(f->key));
 	e->nflows--;
 	free(f);
+}
+
+/* A flow ended: its record is final (the sink gets it now) and stays
+ * listed among the recent flows until newer ones push it out. */
+static void flow_finish(struct moat_events *e, struct flow_ent *f)
+{
+	f->f.ended = 1;
+	e->st.flows_ended++;
+	e->nended++;
+	if (e->sink.flow)
+		e->sink.flow(e->sink.arg, &f->f);
 }
 
 static struct flow_ent *flow_find(struct moat_events *e, const struct moat_ev *ev, bool *reverse)
@@ -300,6 +318,12 @@ static void flow_event(struct moat_events *e, const struct moat_ev *ev)
 	if (!ev->family)
 		return;
 	f = flow_find(e, ev, &rev);
+	if (f && f->f.ended) {
+		if (ev->raw.type == MOAT_EV_FLOW_END)
+			return; /* already final */
+		flow_drop(e, f, false); /* the 5-tuple is reused: a new flow */
+		f = NULL;
+	}
 	if (!f && (ev->raw.type == MOAT_EV_NEW_FLOW || ev->raw.type == MOAT_EV_DENY ||
 		   ev->raw.type == MOAT_EV_AUDIT || ev->raw.type == MOAT_EV_SAMPLE)) {
 		while (e->nflows >= e->max_flows && e->oldest)
@@ -349,9 +373,7 @@ static void flow_event(struct moat_events *e, const struct moat_ev *ev)
 			f->f.packets = ev->raw.flow_packets;
 			f->f.bytes = ev->raw.flow_bytes;
 		}
-		f->f.ended = 1;
-		e->st.flows_ended++;
-		flow_drop(e, f, false);
+		flow_finish(e, f);
 	}
 }
 
@@ -379,13 +401,11 @@ void moat_events_flow_expired(struct moat_events *e, const struct moat_ct_view *
 	}
 	pthread_mutex_lock(&e->lock);
 	f = flow_find(e, &ev, &rev);
-	if (f) {
+	if (f && !f->f.ended) {
 		f->f.packets = v->e.packets;
 		f->f.bytes = v->e.bytes;
 		f->f.last_ns = now_real();
-		f->f.ended = 1;
-		e->st.flows_ended++;
-		flow_drop(e, f, false);
+		flow_finish(e, f);
 	}
 	pthread_mutex_unlock(&e->lock);
 }
@@ -557,7 +577,7 @@ void moat_events_stats(struct moat_events *e, struct moat_events_stats *st)
 
 	pthread_mutex_lock(&e->lock);
 	*st = e->st;
-	st->flows_active = e->nflows;
+	st->flows_active = e->nflows - e->nended;
 	pthread_mutex_unlock(&e->lock);
 	if (!moat_dp_event_stat(e->dp, MOAT_EVS_EMITTED, &v))
 		st->emitted = v - e->base[MOAT_EVS_EMITTED];
