@@ -997,6 +997,9 @@ static int cmd_uninstall(const struct gopts *g, int argc, char **argv)
 	return 0;
 }
 
+/* hostd/moatctl_report.c */
+int moatctl_report_main(const char *socket_path, const char *output, int argc, char **argv);
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -1010,6 +1013,8 @@ static void usage(FILE *f)
 		"                                 live verdicts (-o json: one object per line)\n"
 		"  flows [--namespace NS] [--pod POD] [--verdict V] ...   flow records\n"
 		"  policy check DIR               validate manifests and report capacity (no daemon)\n"
+		"  report [--namespace NS] [-o text|json|html] [--out FILE]\n"
+		"                                 segmentation: allowed vs observed, namespace by namespace\n"
 		"  blueprint status [NAME]        which namespaces run which version\n"
 		"  blueprint diff FILE [--manifests DIR] | diff NAME --to VERSION\n"
 		"                                 what a blueprint change would change (exit 1: something)\n"
@@ -1043,8 +1048,9 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (strcmp(g.output, "") && strcmp(g.output, "json") && strcmp(g.output, "wide")) {
-		fprintf(stderr, "moatctl: -o must be json or wide\n");
+	if (strcmp(g.output, "") && strcmp(g.output, "json") && strcmp(g.output, "wide") &&
+	    strcmp(g.output, "text") && strcmp(g.output, "html")) {
+		fprintf(stderr, "moatctl: -o must be json, wide, text or html\n");
 		return 2;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -1072,7 +1078,10 @@ int main(int argc, char **argv)
 		rc = cmd_flows(&g, argc, argv);
 	else if (!strcmp(argv[0], "policy") && argc > 1 && !strcmp(argv[1], "check"))
 		rc = cmd_policy_check(&g, argc - 2, argv + 2);
-	else if (!strcmp(argv[0], "blueprint"))
+	else if (!strcmp(argv[0], "report")) {
+		char sp[512];
+		rc = moatctl_report_main(sock_path(&g, sp, sizeof(sp)), g.output, argc, argv);
+	} else if (!strcmp(argv[0], "blueprint"))
 		rc = cmd_blueprint(&g, argc, argv);
 	else if (!strcmp(argv[0], "uninstall"))
 		rc = cmd_uninstall(&g, argc - 1, argv + 1);
