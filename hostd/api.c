@@ -786,8 +786,17 @@ static enum MHD_Result h_report(struct MHD_Connection *conn, struct moatd *d,
 		return send_error(conn, 400, err);
 	scope_filter(&f, who);
 	if (d->events) {
+		size_t all;
 		fl = xcalloc(max, sizeof(*fl));
-		n = moat_events_flows(d->events, fl, max);
+		all = moat_events_flows(d->events, fl, max);
+		/* the flow filters (pod, ip, port, protocol, verdict, policy)
+		 * choose the observed side; the matrix keeps its namespaces */
+		for (size_t i = 0; i < all; i++) {
+			char *desc = describe_for(d, who, fl[i].rule);
+			if (moat_flow_match(&fl[i], &f, desc))
+				fl[n++] = fl[i];
+			free(desc);
+		}
 	}
 	j = moat_report_build(d->comp, fl, n, &f, report_describe, &rd);
 	json_object_set_new(j, "node", json_string(d->cfg.node));
@@ -1305,6 +1314,12 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 			      "namespaces", json_array());
 		for (size_t i = 0; i < who->nns; i++)
 			json_array_append_new(json_object_get(j, "namespaces"), json_string(who->ns[i]));
+		/* Kubernetes roles: namespaces a namespace-admin only views */
+		json_object_set_new(j, "read_only_namespaces", json_array());
+		for (size_t i = 0; who->role == MOAT_ROLE_NS_ADMIN && i < who->nns; i++)
+			if (!moat_principal_may_change(who, who->ns[i]))
+				json_array_append_new(json_object_get(j, "read_only_namespaces"),
+						      json_string(who->ns[i]));
 		ret = send_json(conn, 200, j);
 	} else if (!strcmp(url, "/v1/sources") || !strcmp(url, "/metrics")) {
 		/* file names and node-wide counters of every tenant */
