@@ -7,6 +7,7 @@
  *   GET /v1/explain?from=&to=&port=&proto=
  *   GET /v1/sources             manifest files, digests, errors
  *   GET /metrics                Prometheus text
+ *   GET /v1/archives[/query]    flight recorder (api_archive.c)
  * Every handler holds the daemon lock while it reads state. */
 #include <errno.h>
 #include <stdio.h>
@@ -24,6 +25,8 @@
 #include <jansson.h>
 
 #include "api.h"
+#include "api_archive.h"
+#include "archive.h"
 #include "blueprint.h"
 #include "auth.h"
 #include "daemon.h"
@@ -461,6 +464,11 @@ static char *metrics_text(struct moatd *d)
 		       (unsigned long long)es.failed, (unsigned long long)es.suppressed,
 		       (unsigned long long)es.seq_gaps, (unsigned long long)es.flows_active,
 		       (unsigned long long)es.flows_ended);
+	}
+	if (d->archive) { /* archive.h */
+		char *as = moat_archive_metrics(d->archive);
+		metric(&b, &len, &cap, "%s", as);
+		free(as);
 	}
 	metric(&b, &len, &cap, "# HELP moat_generation The policy generation live in the datapath.\n"
 			       "# TYPE moat_generation gauge\nmoat_generation %u\n",
@@ -1283,6 +1291,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		return send_error(conn, 405, "GET, POST, PUT or DELETE");
 
 	/* streaming takes the lock per batch, not for its whole life */
+	if (!strncmp(url, "/v1/archives", 12)) /* api_archive.c: reads the disk, no lock */
+		return moat_api_archives(conn, d, who, url);
 	if (!strcmp(url, "/v1/observe"))
 		return h_observe(conn, d, who);
 

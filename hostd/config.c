@@ -16,12 +16,13 @@
 #include <string.h>
 #include <jansson.h>
 
+#include "archive.h" /* archive settings */
 #include "config.h"
 #include "log.h"
 #include "manifest.h"
 #include "util.h"
 
-enum kind { K_STR, K_BOOL, K_U32, K_MODE, K_LOG, K_OCTAL };
+enum kind { K_STR, K_BOOL, K_U32, K_MODE, K_LOG, K_OCTAL, K_ARCH /* archive.c checks it */ };
 
 struct field {
 	const char *path;   /* dotted JSON path */
@@ -68,6 +69,16 @@ static const struct field fields[] = {
 	F("events.denyEventsPerSecond", K_U32, deny_rate, true, 100000000),
 	F("events.denyEventsBurst", K_U32, deny_burst, true, 100000000),
 	F("events.snaplen", K_U32, snaplen, true, 1024),
+	/* ---- archive (flight recorder, archive.c): strings checked there ---- */
+	F("archive.dir", K_STR, archive_dir, false, 0),
+	F("archive.segmentSize", K_ARCH, archive_segment_size, true, 0),
+	F("archive.segmentAge", K_ARCH, archive_segment_age, true, 0),
+	F("archive.maxAge", K_ARCH, archive_max_age, true, 0),
+	F("archive.maxSize", K_ARCH, archive_max_size, true, 0),
+	F("archive.totalSize", K_ARCH, archive_total_size, true, 0),
+	F("archive.queueSize", K_ARCH, archive_queue_size, false, 0),
+	F("archive.namespaces", K_ARCH, archive_namespaces, true, 0),
+	/* ---- end archive ---- */
 };
 
 void moatd_config_defaults(struct moatd_config *c)
@@ -134,6 +145,7 @@ int moatd_config_load(const char *file, struct moatd_config *c, bool only_live, 
 	struct moat_errs errs = { 0 };
 	struct moatd_config n = *c;
 	json_t *root;
+	char arch_err[256] = ""; /* archive settings' own message */
 	int rc;
 
 	rc = moat_manifest_load_file(file, &docs, &errs);
@@ -168,6 +180,10 @@ int moatd_config_load(const char *file, struct moatd_config *c, bool only_live, 
 				goto bad;
 			/* the old string still belongs to *c until we succeed */
 			*(char **)dst = xstrdup(json_string_value(v));
+			break;
+		case K_ARCH: /* archive settings: archive.c checks them */
+			if (moat_archive_setting(f->path, v, (char **)dst, arch_err, sizeof(arch_err)))
+				goto bad;
 			break;
 		case K_BOOL:
 			if (!json_is_boolean(v))
@@ -205,16 +221,19 @@ int moatd_config_load(const char *file, struct moatd_config *c, bool only_live, 
 		}
 		continue;
 bad:
-		snprintf(err, errlen, "%s: %s: %s", file, f->path,
-			 f->kind == K_BOOL ? "must be true or false" :
-			 f->kind == K_U32 ? "must be a non-negative integer within bounds" :
-			 f->kind == K_MODE ? "must be auto, hw, native or generic" :
-			 f->kind == K_LOG ? "must be error, warn, info, debug or verbose" :
-			 f->kind == K_OCTAL ? "must be an octal mode string like \"0660\"" : "must be a non-empty string");
+		if (f->kind == K_ARCH)
+			snprintf(err, errlen, "%s: %s", file, arch_err);
+		else
+			snprintf(err, errlen, "%s: %s: %s", file, f->path,
+				 f->kind == K_BOOL ? "must be true or false" :
+				 f->kind == K_U32 ? "must be a non-negative integer within bounds" :
+				 f->kind == K_MODE ? "must be auto, hw, native or generic" :
+				 f->kind == K_LOG ? "must be error, warn, info, debug or verbose" :
+				 f->kind == K_OCTAL ? "must be an octal mode string like \"0660\"" : "must be a non-empty string");
 		rc = -EINVAL;
 		/* strings duplicated into n before the error */
 		for (size_t k = 0; k < i; k++)
-			if (fields[k].kind == K_STR) {
+			if (fields[k].kind == K_STR || fields[k].kind == K_ARCH) {
 				char **a = (char **)((char *)&n + fields[k].off), **b = (char **)((char *)c + fields[k].off);
 				if (*a != *b)
 					free(*a);
@@ -223,7 +242,7 @@ bad:
 	}
 	/* replace: free strings that were replaced */
 	for (size_t k = 0; k < sizeof(fields) / sizeof(fields[0]); k++)
-		if (fields[k].kind == K_STR) {
+		if (fields[k].kind == K_STR || fields[k].kind == K_ARCH) {
 			char **a = (char **)((char *)&n + fields[k].off), **b = (char **)((char *)c + fields[k].off);
 			if (*a != *b)
 				free(*b);

@@ -16,6 +16,7 @@ struct moat_srcdir;
 struct moat_api;
 struct moat_events;
 struct moat_auth;
+struct moat_archive;
 struct moat_k8s_source;
 
 #define MOAT_RECENT_ERRORS 64
@@ -50,6 +51,10 @@ struct moatd_config {
 	bool enforce;
 	__u32 max_policy;
 	__u32 gc_interval_ms;
+	/* archive (archive.c): the flight recorder; values as given, checked there */
+	char *archive_dir;
+	char *archive_segment_size, *archive_segment_age, *archive_max_age, *archive_max_size;
+	char *archive_total_size, *archive_queue_size, *archive_namespaces;
 };
 
 struct moatd_apply {
@@ -72,6 +77,7 @@ struct moatd {
 	struct moat_api *api;
 	struct moat_events *events;
 	struct moat_auth *auth;
+	struct moat_archive *archive; /* NULL: no flight recorder (archive.h) */
 	struct moat_k8s_source *k8s;  /* Kubernetes mode (src is NULL then) */
 	bool k8s_hold;                /* no generation before the first full list */
 	bool names_dirty;             /* rebuild the events' name snapshot */

@@ -349,6 +349,8 @@ static void flow_event(struct moat_events *e, const struct moat_ev *ev)
 		hmap_put(&e->flows, f->key, sizeof(f->key), f, NULL);
 		e->nflows++;
 		lru_push(e, f);
+		if (e->sink.flow_start) /* the archive records flows as they start */
+			e->sink.flow_start(e->sink.arg, &f->f);
 	}
 	if (!f)
 		return;

@@ -68,7 +68,8 @@ struct moat_events_stats {
 /* Where enriched events and finished flows go (the archive). */
 struct moat_ev_sink {
 	void (*event)(void *arg, const struct moat_ev *ev);
-	void (*flow)(void *arg, const struct moat_flow *fl);
+	void (*flow)(void *arg, const struct moat_flow *fl);       /* ended or evicted */
+	void (*flow_start)(void *arg, const struct moat_flow *fl); /* archive: a new flow record */
 	void *arg;
 };
 

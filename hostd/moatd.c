@@ -23,6 +23,7 @@
 #include <sys/prctl.h>
 #include <sys/capability.h>
 #include "api.h"
+#include "archive.h"
 #include "auth.h"
 #include "config.h"
 #include "daemon.h"
@@ -50,6 +51,12 @@ void moatd_error(struct moatd *d, const char *fmt, ...)
 		d->nerrors--;
 	}
 	d->errors[d->nerrors++] = msg;
+}
+
+static void archive_log(void *arg, int level, const char *msg)
+{
+	(void)arg;
+	moat_log(level, "%s", msg);
 }
 
 static void src_err(void *arg, const char *msg)
@@ -217,14 +224,16 @@ static void usage(FILE *f)
 		"  --tokens FILE        API tokens -> users, roles, namespaces (uid 0 on the socket is admin)\n"
 		"  --audit-log FILE     append every change made through the API (JSON lines)\n"
 		"  --api-port N --tls-cert PEM --tls-key PEM   also serve the API over HTTPS\n"
-		"  --log-level LEVEL    error|warn|info|debug|verbose\n");
+		"  --log-level LEVEL    error|warn|info|debug|verbose\n"
+		MOAT_ARCHIVE_USAGE);
 }
 
 static int parse_args(int argc, char **argv, struct moatd_config *c)
 {
 	enum { O_NODE = 1, O_MAN, O_PIN, O_SOCK, O_SMODE, O_MODE, O_NETNS, O_UPLINK, O_VETH, O_NOLOCAL,
 	       O_NOREVOKE, O_OBSERVE, O_MAXPOL, O_RESET, O_LOG, O_HELP, O_CONFIG, O_KUBECONFIG,
-	       O_KEEPCAPS, O_TOKENS, O_AUDIT, O_PORT, O_CERT, O_KEY, O_INCLUSTER };
+	       O_KEEPCAPS, O_TOKENS, O_AUDIT, O_PORT, O_CERT, O_KEY, O_INCLUSTER,
+	       O_ARCHIVE /* the archive's flags: O_ARCHIVE .. + MOAT_ARCHIVE_NOPTS - 1 */ };
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, O_CONFIG },
 		{ "node", required_argument, NULL, O_NODE },
@@ -251,6 +260,7 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 		{ "tls-key", required_argument, NULL, O_KEY },
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "help", no_argument, NULL, O_HELP },
+		MOAT_ARCHIVE_OPTIONS(O_ARCHIVE),
 		{ 0 }
 	};
 	int o, lvl;
@@ -320,6 +330,12 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 			moat_log_level = lvl;
 			break;
 		case O_HELP: usage(stdout); exit(0);
+		case O_ARCHIVE ... O_ARCHIVE + MOAT_ARCHIVE_NOPTS - 1:
+			if (moat_archive_flag(c, o - O_ARCHIVE, optarg, err, sizeof(err))) {
+				fprintf(stderr, "moatd: %s\n", err);
+				return -EINVAL;
+			}
+			break;
 		default: usage(stderr); return -EINVAL;
 		}
 	}
@@ -563,9 +579,17 @@ int main(int argc, char **argv)
 	free(sockdir);
 	{
 		struct moat_events_opts eo = { 0 };
+		char aerr[512];
+		/* the flight recorder (archive.h), fed by the event consumer */
+		if (moat_archive_daemon_open(&d, archive_log, aerr, sizeof(aerr)))
+			moatd_error(&d, "archive: %s (not recording; enforcement is not affected)", aerr);
+		if (d.archive)
+			eo.sink = moat_archive_sink(d.archive);
 		err = moat_events_start(d.dp, &eo, &d.events);
 		if (err)
 			pr_warn("verdict events unavailable: %s (enforcement is not affected)", strerror(-err));
+		moat_archive_set_events(d.archive, d.events);
+		moat_archive_refresh(d.archive, d.comp, d.ifaces, moat_dp_generation(d.dp));
 		names_refresh(&d);
 	}
 	{
@@ -676,6 +700,8 @@ int main(int argc, char **argv)
 							moatd_error(&d, "SIGHUP: %s; keeping the running settings", cerr);
 						moat_log_level = d.cfg.log_level;
 						apply_config(&d);
+						if (moat_archive_daemon_reload(&d, cerr, sizeof(cerr)))
+							moatd_error(&d, "SIGHUP: archive: %s; keeping its settings", cerr);
 						if (moat_auth_reload(d.auth, cerr, sizeof(cerr)))
 							moatd_error(&d, "SIGHUP: tokens: %s; keeping the old ones", cerr);
 						if (d.src) {
@@ -718,8 +744,10 @@ int main(int argc, char **argv)
 		}
 		if ((changed || links || tick) && !d.k8s_hold)
 			sync_interfaces(&d);
-		if (tick)
+		if (tick) {
 			names_refresh(&d);
+			moat_archive_refresh(d.archive, d.comp, d.ifaces, moat_dp_generation(d.dp));
+		}
 		if (tick && moat_now_ns() - last_gc > (uint64_t)d.cfg.gc_interval_ms * 1000000ull) {
 			ct_gc(&d);
 			last_gc = moat_now_ns();
@@ -734,7 +762,9 @@ out:
 	moat_api_stop(d.api);
 	moat_k8s_source_stop(d.k8s);
 	moat_auth_free(d.auth);
+	moat_archive_set_events(d.archive, NULL); /* before the events go */
 	moat_events_stop(d.events);
+	moat_archive_close(d.archive);
 	moat_srcdir_free(d.src);
 	moat_ifaces_free(d.ifaces);
 	moat_compiler_free(d.comp);
