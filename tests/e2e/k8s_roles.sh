@@ -5,7 +5,9 @@
 #
 # A fake API server with the review APIs (tests/tools/fakeauthz.py) runs in
 # node n1's netns; moatd --kubeconfig reads the cluster from it and asks it
-# about every bearer token.  Users and RBAC-like rules:
+# about every bearer token.  moatd itself authenticates with a client
+# certificate (client-certificate-data in its kubeconfig).  Users and RBAC-like
+# rules:
 #   alice  "admin" flows.moat.io cluster-wide            -> platform-admin
 #   bob    "get" flows.moat.io in shop (RoleBinding)     -> viewer [shop]
 #   carol  group team-shop: get flows + update networkpolicies in shop,
@@ -85,7 +87,9 @@ clusters:
   cluster: {server: "https://127.0.0.1:$APIPORT", certificate-authority: $E2E_TMP/certs/ca.crt}
 users:
 - name: moatd
-  user: {token: $TOKEN}
+  user:
+    client-certificate-data: $(base64 -w0 "$E2E_TMP/certs/client.crt")
+    client-key-data: $(base64 -w0 "$E2E_TMP/certs/client.key")
 contexts:
 - name: lab
   context: {cluster: lab, user: moatd}
@@ -103,6 +107,8 @@ for i in $(seq 300); do
 	sleep 0.1
 done
 pass "moatd synced with the API server"
+expect "moatd authenticated with its client certificate" \
+	"$(fa_get requests | jq -r '[.[] | select(.path == "/api/v1/pods") | .auth] | unique | join(",")')" cert
 
 as() { # token path: the body; the HTTP code in $CODE
 	local out hdr=()

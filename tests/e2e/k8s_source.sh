@@ -20,6 +20,10 @@
 #   watch gets 410, moatd relists and deletes the policy it missed.
 #   Garbage in the middle of a watch stream and a hanging stream: reconnects,
 #   later changes still apply.
+#   moatd restarted --in-cluster (token file and CA of a service-account
+#   directory, KUBERNETES_SERVICE_HOST/PORT): adopts the pinned state without
+#   a gap; the token file is rotated and the old token refused: moatd
+#   re-reads it and goes on.
 # Exit 0 pass, 77 skip (not root), anything else fail.
 . "$(dirname "$0")/lib.bash"
 e2e_begin k8s
@@ -205,5 +209,44 @@ g=$(gen); fa delete '{"kind": "NetworkPolicy", "namespace": "app", "name": "deny
 wait_for 20 "a hanging stream is abandoned (idle timeout) and the change arrives" no_policy deny
 traffic "after the hang" ok ok
 expect "no generation was refused" "$(st | jq .last_apply.error)" 0
+
+section "restart --in-cluster: service-account token and CA, KUBERNETES_SERVICE_HOST/PORT; adopts without a gap; token rotation"
+g=$(gen); np deny "$DENY"
+wait_for 10 "deny-all applied" gen_above "$g"
+kill -TERM "${DPID[1]}"
+wait "${DPID[1]}" 2>/dev/null || true
+unset "DPID[1]"
+traffic "moatd stopped: the pinned generation keeps enforcing" timeout timeout
+mkdir -p "$E2E_TMP/sa"
+cp "$E2E_TMP/certs/ca.crt" "$E2E_TMP/sa/ca.crt"
+TOKEN2=sa-token-one-$RANDOM$RANDOM
+echo "$TOKEN2" >"$E2E_TMP/sa/token"
+fa set "{\"tokens\": [\"$TOKEN2\"]}" >/dev/null # the old token no longer works
+cat >"$E2E_TMP/moatd-ic.yaml" <<EOF
+inCluster: true
+serviceAccountDir: $E2E_TMP/sa
+kubernetes: {watchTimeoutSeconds: 20, backoffMaxMs: 1000, idleTimeoutMs: 3000}
+EOF
+rm -f "$SOCK"
+KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$APIPORT nsenter --net="${NETNS[@n1]}" \
+	"$MOATD" --node "$LAB-n1" --config "$E2E_TMP/moatd-ic.yaml" --pin-dir "$(pin_of 1)" \
+	--socket "$SOCK" --log-level info >>"$E2E_TMP/moatd-n1.log" 2>&1 &
+DPID[1]=$!
+wait_for 20 "in-cluster moatd synced" \
+	sh -c "curl -sf --unix-socket '$SOCK' http://moatd/v1/status | jq -e '.kubernetes.ready and .adopted'"
+traffic "after the restart: the same policy, no gap" timeout timeout
+expect "authenticated with the service-account token" \
+	"$(fa_get requests | jq -r --arg t "$TOKEN2" '[.[] | select(.token == $t)] | length > 0')" true
+# kubelet rotates projected tokens by swapping the file; the old one stops working
+TOKEN3=sa-token-two-$RANDOM$RANDOM
+echo "$TOKEN3" >"$E2E_TMP/sa/.token.new"
+mv -f "$E2E_TMP/sa/.token.new" "$E2E_TMP/sa/token"
+fa set "{\"tokens\": [\"$TOKEN3\"]}" >/dev/null
+fa drop >/dev/null
+g=$(gen); fa delete '{"kind": "NetworkPolicy", "namespace": "app", "name": "deny"}' >/dev/null
+wait_for 20 "rotated token re-read, the change arrives" no_policy deny
+traffic "after the token rotation" ok ok
+expect "the rotated token is in use" \
+	"$(fa_get requests | jq -r --arg t "$TOKEN3" '[.[] | select(.token == $t and .status == 200)] | length > 0')" true
 
 e2e_end
