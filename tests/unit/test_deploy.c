@@ -21,7 +21,8 @@ static json_t *all_docs(void)
 	static const char *const files[] = { "deploy/kubernetes/namespace.yaml",
 					     "deploy/kubernetes/rbac.yaml",
 					     "deploy/kubernetes/daemonset.yaml",
-					     "deploy/kubernetes/crds.yaml" };
+					     "deploy/kubernetes/crds.yaml",
+					     "deploy/kubernetes/roles.yaml" };
 	json_t *a = json_array();
 
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
