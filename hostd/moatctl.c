@@ -15,14 +15,11 @@
 #include "compile.h"
 #include "decode.h"
 #include "manifest.h"
+#include "moatctl.h"
 #include "srcdir.h"
 #include "util.h"
 
-struct gopts {
-	const char *socket;
-	const char *node;
-	const char *output;   /* "", "json", "wide" */
-};
+/* struct gopts and the helpers below that moatctl_archive.c uses: moatctl.h */
 
 struct buf {
 	char *p;
@@ -43,7 +40,7 @@ static size_t curl_write(char *ptr, size_t sz, size_t nm, void *ud)
 	return add;
 }
 
-static const char *sock_path(const struct gopts *g, char *tmp, size_t len)
+const char *sock_path(const struct gopts *g, char *tmp, size_t len)
 {
 	if (g->socket)
 		return g->socket;
@@ -62,7 +59,7 @@ static const char *sock_path(const struct gopts *g, char *tmp, size_t len)
 
 /* A bearer token for the API: $MOAT_TOKEN, or the first line of the file
  * $MOAT_TOKEN_FILE.  Root on the unix socket needs none. */
-static struct curl_slist *auth_header(void)
+struct curl_slist *auth_header(void)
 {
 	const char *t = getenv("MOAT_TOKEN"), *tf = getenv("MOAT_TOKEN_FILE");
 	char line[512], hdr[600];
@@ -87,8 +84,8 @@ static struct curl_slist *auth_header(void)
 /* A request to the daemon; returns the parsed JSON (or text in *raw).
  * Non-2xx answers print the daemon's error and return -EINVAL (*code says
  * which, if given). */
-static int api_call(const struct gopts *g, const char *method, const char *path, const char *body,
-		    size_t blen, json_t **ret, char **raw, long *codep)
+int api_call(const struct gopts *g, const char *method, const char *path, const char *body,
+	     size_t blen, json_t **ret, char **raw, long *codep)
 {
 	char tmp[512], url[2048];
 	const char *sp = sock_path(g, tmp, sizeof(tmp));
@@ -321,7 +318,7 @@ static int cmd_get(const struct gopts *g, const char *what)
 	return 0;
 }
 
-static char *url_escape(const char *s)
+char *url_escape(const char *s)
 {
 	CURL *c = curl_easy_init();
 	char *e = c ? curl_easy_escape(c, s, 0) : NULL;
@@ -1013,6 +1010,11 @@ static void usage(FILE *f)
 		"                                 live verdicts (-o json: one object per line)\n"
 		"  flows [--namespace NS] [--pod POD] [--verdict V] ...   flow records\n"
 		"  policy check DIR               validate manifests and report capacity (no daemon)\n"
+		"  policy replay --archive SPEC --policies DIR [--node N]   archived flows through a\n"
+		"                                 candidate policy set: what changes (exit 1: newly denied)\n"
+		"  archive list                   flight recorder segments (by namespace)\n"
+		"  archive query -w FILE [--since T] [--until T] [--namespace NS] [--pod P] [--verdict V]\n"
+		"          [--policy TEXT] [--filter EXPR] [--format pcapng|pcap]   packets and flows\n"
 		"  report [--namespace NS] [-o text|json|html] [--out FILE]\n"
 		"                                 segmentation: allowed vs observed, namespace by namespace\n"
 		"  blueprint status [NAME]        which namespaces run which version\n"
@@ -1076,6 +1078,10 @@ int main(int argc, char **argv)
 		rc = cmd_observe(&g, argc, argv);
 	else if (!strcmp(argv[0], "flows"))
 		rc = cmd_flows(&g, argc, argv);
+	else if (!strcmp(argv[0], "policy") && argc > 1 && !strcmp(argv[1], "replay")) /* moatctl_archive.c */
+		rc = moatctl_policy_replay(&g, argc - 1, argv + 1);
+	else if (!strcmp(argv[0], "archive")) /* moatctl_archive.c */
+		rc = moatctl_archive(&g, argc, argv);
 	else if (!strcmp(argv[0], "policy") && argc > 1 && !strcmp(argv[1], "check"))
 		rc = cmd_policy_check(&g, argc - 2, argv + 2);
 	else if (!strcmp(argv[0], "report")) {
