@@ -165,8 +165,11 @@ int moat_prefilter(struct xdp_md *ctx)
 		ihl = ip[0] & 0x0f;
 		if ((ip[0] >> 4) != 4 || ihl < 5)
 			goto skip;
-		/* a later fragment: the full program joins it to its first */
-		if (((ip[6] << 8) | ip[7]) & 0x1fff)
+		/* fragments, the first one too: the full program remembers
+		 * the first fragment's verdict for the later ones, so it must
+		 * see it (tests/bpf/test_prefilter.c found a later fragment
+		 * passing on a stale entry when the first was dropped here) */
+		if (((ip[6] << 8) | ip[7]) & 0x3fff)
 			goto skip;
 		proto = ip[9];
 		family = 4;
