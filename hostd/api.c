@@ -428,6 +428,7 @@ static char *metrics_text(struct moatd *d)
 			{ MOAT_STAT_CT_REPLY, "reply" }, { MOAT_STAT_CT_REVALIDATED, "revalidated" },
 			{ MOAT_STAT_CT_REVOKED, "revoked" }, { MOAT_STAT_RELATED, "related" },
 			{ MOAT_STAT_DEFERRED, "service-deferred" },
+			{ MOAT_STAT_DENY_CACHED, "deny-cached" },
 		};
 		for (size_t i = 0; i < sizeof(ct) / sizeof(ct[0]); i++)
 			if (!moat_dp_stat(d->dp, ct[i].idx, &pk, &by))

@@ -62,6 +62,22 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MOAT_MAX_DENY);
+	__type(key, struct moat_ct4_key);
+	__type(value, struct moat_deny_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} moat_deny4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MOAT_MAX_DENY);
+	__type(key, struct moat_ct6_key);
+	__type(value, struct moat_deny_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} moat_deny6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, MOAT_MAX_FRAGS);
 	__type(key, struct moat_frag4_key);
 	__type(value, struct moat_frag_val);

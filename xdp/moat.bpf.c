@@ -291,6 +291,7 @@ __attribute__((noinline)) int moat_judge(struct judge_args *j)
 {
 	struct decide_args a = {};
 	struct verdict *v;
+	__u32 ef = 0, inf = 0; /* the subjects' flags: is there an audit shadow? */
 
 	if (!j)
 		return -1;
@@ -307,6 +308,7 @@ __attribute__((noinline)) int moat_judge(struct judge_args *j)
 
 	if (j->src.cls == MOAT_CLASS_POD) {
 		judge_dir(j, j->src.identity, MOAT_DIR_EGRESS, &j->dst, 0, &a);
+		ef = a.subj_flags;
 		v->egress_rule = a.rule;
 		v->egress_tier = a.tier;
 		v->rule = a.rule;
@@ -325,6 +327,7 @@ __attribute__((noinline)) int moat_judge(struct judge_args *j)
 			v->ingress_tier = MOAT_TIER_DEFAULT;
 		} else {
 			judge_dir(j, j->dst.identity, MOAT_DIR_INGRESS, &j->src, 0, &a);
+			inf = a.subj_flags;
 			v->ingress_rule = a.rule;
 			v->ingress_tier = a.tier;
 			if (a.verdict == MOAT_VERDICT_DENY) {
@@ -345,8 +348,9 @@ __attribute__((noinline)) int moat_judge(struct judge_args *j)
 		}
 	}
 
-	/* Audit: allowed for real; would an audit-mode policy deny it? */
-	if (j->src.cls == MOAT_CLASS_POD) {
+	/* Audit: allowed for real; would an audit-mode policy deny it?  Only
+	 * subjects with audit-mode policies have a shadow to consult. */
+	if (j->src.cls == MOAT_CLASS_POD && (ef & MOAT_SUBJ_AUDIT_ACTIVE)) {
 		judge_dir(j, j->src.identity, MOAT_DIR_EGRESS, &j->dst, 1, &a);
 		if (a.verdict == MOAT_VERDICT_DENY) {
 			v->audit = 1;
@@ -356,7 +360,8 @@ __attribute__((noinline)) int moat_judge(struct judge_args *j)
 			return 0;
 		}
 	}
-	if (j->dst.cls == MOAT_CLASS_POD && v->ingress_rule != MOAT_RULE_LOCAL_NODE) {
+	if (j->dst.cls == MOAT_CLASS_POD && v->ingress_rule != MOAT_RULE_LOCAL_NODE &&
+	    (inf & MOAT_SUBJ_AUDIT_ACTIVE)) {
 		judge_dir(j, j->dst.identity, MOAT_DIR_INGRESS, &j->src, 1, &a);
 		if (a.verdict == MOAT_VERDICT_DENY) {
 			v->audit = 1;
@@ -397,6 +402,33 @@ static __always_inline int finish_drop(struct xdp_md *ctx, const struct moat_con
 	if (cfg && !(cfg->flags & MOAT_CFG_ENFORCE))
 		return XDP_PASS; /* observe-only mode: judged and counted, not dropped */
 	return XDP_DROP;
+}
+
+/* Remembers a judged deny for the flow's next packets.  Global: keeps the
+ * entry off the main frame. */
+__attribute__((noinline)) int moat_deny_remember(union ct_key *ck, const struct verdict *v,
+						 __u32 family, __u32 generation, __u32 hook_swapped)
+{
+	struct moat_deny_entry d = {};
+
+	if (!ck || !v)
+		return -1;
+	d.generation = generation;
+	d.rule = v->rule;
+	d.src_identity = v->src_id;
+	d.dst_identity = v->dst_id;
+	d.egress_rule = v->egress_rule;
+	d.ingress_rule = v->ingress_rule;
+	d.tier = v->tier;
+	d.dir = v->dir;
+	d.reason = v->reason;
+	d.hook = (__u8)hook_swapped;          /* hook | swapped << 8: five arguments at most */
+	d.swapped = (__u8)(hook_swapped >> 8);
+	d.egress_tier = v->egress_tier;
+	d.ingress_tier = v->ingress_tier;
+	if (family == 4)
+		return bpf_map_update_elem(&moat_deny4, &ck->k4, &d, BPF_ANY);
+	return bpf_map_update_elem(&moat_deny6, &ck->k6, &d, BPF_ANY);
 }
 
 /* Creates the conntrack entry of an allowed (or handed-on) flow.  Global:
@@ -625,6 +657,29 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 		return XDP_PASS;
 	}
 
+	/* A flow denied under this generation, at this hook and in this
+	 * direction: the same verdict, without judging it again. */
+	if (!cfg_bench_no_ct) {
+		struct moat_deny_entry *dn = pk.family == 4 ? bpf_map_lookup_elem(&moat_deny4, &ck.k4)
+							    : bpf_map_lookup_elem(&moat_deny6, &ck.k6);
+		if (dn && dn->generation == cur_gen && dn->hook == hook && dn->swapped == swapped) {
+			v->rule = dn->rule;
+			v->tier = dn->tier;
+			v->dir = dn->dir;
+			v->reason = dn->reason;
+			v->src_id = dn->src_identity;
+			v->dst_id = dn->dst_identity;
+			v->egress_rule = dn->egress_rule;
+			v->ingress_rule = dn->ingress_rule;
+			v->egress_tier = dn->egress_tier;
+			v->ingress_tier = dn->ingress_tier;
+			stat_add(MOAT_STAT_DENY_CACHED, pk.len);
+			if (pk.frag == FRAG_FIRST)
+				frag_remember(pkp, sport, dport, MOAT_VERDICT_DENY, now);
+			return finish_drop(ctx, cfg, &pk, v, hook, now);
+		}
+	}
+
 	/* A new flow: who is talking to whom? */
 	ctflags = swapped ? MOAT_CT_INIT_B : 0;
 	if (moat_ip_lookup(slot, pk.family, &pk.saddr, &j.src) ||
@@ -671,8 +726,11 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 	if (pk.frag == FRAG_FIRST)
 		frag_remember(pkp, sport, dport, v->verdict, now);
 
-	if (v->verdict == MOAT_VERDICT_DENY)
+	if (v->verdict == MOAT_VERDICT_DENY) {
+		if (!cfg_bench_no_ct)
+			moat_deny_remember(&ck, v, pk.family, cur_gen, hook | (swapped << 8));
 		return finish_drop(ctx, cfg, &pk, v, hook, now);
+	}
 
 	moat_ct_create(&ck, &j, ctflags | (v->audit ? MOAT_CT_AUDIT : 0), cur_gen);
 	stat_add(MOAT_STAT_CT_NEW, pk.len);

@@ -43,6 +43,7 @@ struct decide_args {
 	__u32 verdict;    /* MOAT_VERDICT_ALLOW or _DENY */
 	__u32 tier;
 	__u32 rule;
+	__u32 subj_flags; /* the subject's MOAT_SUBJ_* for dir (0: none) */
 };
 
 static __always_inline struct moat_policy_val *
@@ -122,6 +123,7 @@ __attribute__((noinline)) int decide(struct decide_args *a)
 	a->verdict = MOAT_VERDICT_ALLOW;
 	a->tier = MOAT_TIER_DEFAULT;
 	a->rule = MOAT_RULE_DEFAULT_ALLOW;
+	a->subj_flags = 0;
 
 	subj_map = bpf_map_lookup_elem(&moat_subj, &slot);
 	pol = bpf_map_lookup_elem(&moat_pol, &slot);
@@ -134,6 +136,7 @@ __attribute__((noinline)) int decide(struct decide_args *a)
 	if (dir)
 		sd = &s->dir[1];
 	f = sd->flags;
+	a->subj_flags = f;
 	if (a->shadow) {
 		if (!(f & MOAT_SUBJ_AUDIT_ACTIVE))
 			return 0;

@@ -16,7 +16,7 @@
 
 #include <linux/types.h>
 
-#define MOAT_ABI_VERSION 4
+#define MOAT_ABI_VERSION 5
 
 #define MOAT_ASSERT_SIZE(t, n) _Static_assert(sizeof(t) == (n), #t " size")
 
@@ -29,6 +29,8 @@
 #define MOAT_MAP_CT6       "moat_ct6"
 #define MOAT_MAP_FRAG4     "moat_frag4"
 #define MOAT_MAP_FRAG6     "moat_frag6"
+#define MOAT_MAP_DENY4     "moat_deny4"
+#define MOAT_MAP_DENY6     "moat_deny6"
 #define MOAT_MAP_EVENTS    "moat_events"
 #define MOAT_MAP_EVSTATS   "moat_evstats"
 
@@ -55,6 +57,7 @@
 #define MOAT_MAX_RULES       131072  /* rule references (counters) */
 #define MOAT_MAX_CT          262144  /* connections per family */
 #define MOAT_MAX_FRAGS       8192
+#define MOAT_MAX_DENY        65536   /* cached deny verdicts, per family */
 
 /* ---- identities --------------------------------------------------------
  * Dense numeric ids, stable while the object they stand for exists.
@@ -156,6 +159,7 @@
 #define MOAT_STAT_RELATED        (MOAT_STAT_CT_NEW + 8)  /* ICMP errors of a flow */
 #define MOAT_STAT_DEFERRED       (MOAT_STAT_CT_NEW + 9)  /* to a Service VIP */
 #define MOAT_STAT_NOT_OURS       (MOAT_STAT_CT_NEW + 10) /* uplink: not for a local pod */
+#define MOAT_STAT_DENY_CACHED    (MOAT_STAT_CT_NEW + 11) /* dropped by a cached verdict */
 #define MOAT_STAT_MAX            64
 
 struct moat_stat {
@@ -391,6 +395,30 @@ struct moat_ct_entry {
 	__u8  pad[5];
 };
 MOAT_ASSERT_SIZE(struct moat_ct_entry, 64);
+
+/* ---- deny cache ---------------------------------------------------------
+ * A denied flow has no conntrack entry, so without this every packet of a
+ * flood would be judged in full.  Keyed like conntrack (the canonical
+ * 5-tuple) in maps of its own (a flood of denied flows must not evict
+ * established ones); an entry counts only for the generation, hook and
+ * direction it was judged in: any table change is a new generation. */
+struct moat_deny_entry {
+	__u32 generation;
+	__u32 rule;
+	__u32 src_identity;
+	__u32 dst_identity;
+	__u32 egress_rule;
+	__u32 ingress_rule;
+	__u8  tier;
+	__u8  dir;
+	__u8  reason;       /* MOAT_DROP_* */
+	__u8  hook;         /* MOAT_HOOK_* it was judged at */
+	__u8  swapped;      /* the packet's source was endpoint b of the key */
+	__u8  egress_tier;
+	__u8  ingress_tier;
+	__u8  pad;
+};
+MOAT_ASSERT_SIZE(struct moat_deny_entry, 32);
 
 /* Fragments: the first fragment's ports, so later fragments join its flow.
  * Keyed by the protocol the fragment header (IPv6) or the IP header (IPv4)

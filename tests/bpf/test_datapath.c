@@ -889,8 +889,9 @@ static void test_parse_ndp_and_link_local_pass(void **state)
 	pkt_icmp6(&p, 138, 0);
 	pkt_finish(&p);
 	expect_to_pod(&p, DROP);
+	/* one ICMPv6 flow B -> A: the second and third drop from the deny cache */
 	expect_stats(S(MOAT_STAT_LINK_LOCAL, 8), S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 3),
-		     S(MOAT_STAT_DROP(MOAT_DROP_POLICY), 3));
+		     S(MOAT_STAT_DROP(MOAT_DROP_POLICY), 3), S(MOAT_STAT_DENY_CACHED, 2));
 	/* link-local source to a global destination is not link-local traffic */
 	udp(&p, "fe80::1", 5353, B6, 53);
 	expect_from_a(&p, DROP);
@@ -1814,7 +1815,8 @@ static void test_ct_icmp_error_to_third_party_is_judged(void **state)
 	expect_from_a(udp_unreachable(&p, A6, C6, A6, 5353, B6, 53), DROP);
 	/* A reporting to B about B's packet is related */
 	expect_from_a(udp_unreachable(&p, A4, B4, B4, 53, A4, 5353), PASS);
-	expect_stats(ALLOWED(3), S(MOAT_STAT_CT_NEW, 2), S(MOAT_STAT_RELATED, 1), DENIED(3));
+	expect_stats(ALLOWED(3), S(MOAT_STAT_CT_NEW, 2), S(MOAT_STAT_RELATED, 1), DENIED(3),
+		     S(MOAT_STAT_DENY_CACHED, 1));
 	expect_rules(S(R_1, 2), S(R_ISO_A_EG, 3));
 }
 
@@ -1916,7 +1918,8 @@ static void test_ct_expired_entry_judged_again(void **state)
 	e.last_seen_ns = moat_ktime_coarse_ns() - 2 * 1000000000ull;
 	assert_int_equal(fix_ct_put(F, IPPROTO_TCP, A4, 40000, B4, 80, &e), 0);
 	expect_to_pod(tcp(&p, B4, 80, A4, 40000, SYN | ACK), DROP);
-	expect_stats(ALLOWED(4), S(MOAT_STAT_CT_NEW, 3), S(MOAT_STAT_CT_REPLY, 1), DENIED(3));
+	expect_stats(ALLOWED(4), S(MOAT_STAT_CT_NEW, 3), S(MOAT_STAT_CT_REPLY, 1), DENIED(3),
+		     S(MOAT_STAT_DENY_CACHED, 1));
 	expect_rules(S(MOAT_RULE_DEFAULT_ALLOW, 4), S(R_ISO_A_IN, 3));
 }
 
@@ -2045,6 +2048,40 @@ static void test_ct_deferred_not_revalidated(void **state)
 	expect_stats(ALLOWED(2), S(MOAT_STAT_DEFERRED, 1), S(MOAT_STAT_CT_ESTABLISHED, 1));
 }
 
+/* A denied flow's next packets drop from the deny cache with the same rule
+ * and counters; the cache holds only for the generation, hook and direction
+ * it was judged in. */
+static void test_deny_cache(void **state)
+{
+	struct pkt p;
+	int i;
+
+	(void)state;
+	isolate_b_ingress();
+	assert_int_equal(fix_commit(F, NULL), 0);
+	for (i = 0; i < 3; i++)
+		expect_from_a(tcp(&p, A4, 40000, B4, 80, SYN), DROP);
+	for (i = 0; i < 3; i++)
+		expect_from_a(tcp(&p, A6, 40000, B6, 80, SYN), DROP);
+	expect_stats(DENIED(6), S(MOAT_STAT_DENY_CACHED, 4));
+	expect_rules(S(R_ISO_B_IN, 6));
+	/* the same packet at B's own interface is judged there, not taken
+	 * from the from_pod entry */
+	expect_to_pod(tcp(&p, A4, 40000, B4, 80, SYN), DROP);
+	assert_int_equal(fix_stat(F, MOAT_STAT_DENY_CACHED), 4);
+	/* the other direction is another flow: B may open it (A is not
+	 * isolated), and then A's packets are its replies */
+	expect_from_b(tcp(&p, B4, 80, A4, 40000, SYN), PASS);
+	expect_from_a(tcp(&p, A4, 40000, B4, 80, SYN | ACK), PASS);
+	assert_int_equal(moat_dp_ct_flush(F->dp), 0);
+	/* a new generation allowing it: not stuck on the cached deny */
+	expect_from_a(tcp(&p, A4, 40001, B4, 80, SYN), DROP);
+	allow_in(ID_B, ID_A, IPPROTO_TCP, 80, R_1);
+	assert_int_equal(fix_commit(F, NULL), 0);
+	expect_from_a(tcp(&p, A4, 40001, B4, 80, SYN), PASS);
+	assert_true(ct_exists(IPPROTO_TCP, A4, 40001, B4, 80));
+}
+
 /* Observe-only: denied packets are judged and counted, never dropped. */
 static void test_enforce_cleared_counts_but_passes(void **state)
 {
@@ -2055,14 +2092,14 @@ static void test_enforce_cleared_counts_but_passes(void **state)
 	open_web_flow();
 	expect_from_a(tcp(&p, A4, 40001, B4, 81, SYN), PASS);
 	assert_false(ct_exists(IPPROTO_TCP, A4, 40001, B4, 81));
-	expect_from_a(tcp(&p, A4, 40001, B4, 81, SYN), PASS); /* judged again */
+	expect_from_a(tcp(&p, A4, 40001, B4, 81, SYN), PASS); /* the cached deny, not dropped either */
 	expect_from_a(udp(&p, "10.0.0.99", 1, B4, 53), PASS); /* spoofed */
 	expect_from_a(vlan_udp(&p, 3, 1), PASS);              /* malformed */
 	expect_stats(ALLOWED(2), S(MOAT_STAT_CT_NEW, 1), S(MOAT_STAT_CT_REPLY, 1),
 		     S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 4),
 		     S(MOAT_STAT_DROP(MOAT_DROP_POLICY), 2),
 		     S(MOAT_STAT_DROP(MOAT_DROP_SPOOFED), 1),
-		     S(MOAT_STAT_DROP(MOAT_DROP_VLAN_DEPTH), 1));
+		     S(MOAT_STAT_DROP(MOAT_DROP_VLAN_DEPTH), 1), S(MOAT_STAT_DENY_CACHED, 1));
 	expect_rules(S(R_1, 2), S(R_ISO_B_IN, 2), S(MOAT_RULE_SPOOF, 1),
 		     S(MOAT_RULE_MALFORMED, 1));
 	/* revocation still deletes the entry */
@@ -2394,6 +2431,7 @@ int main(void)
 		T(test_ct_revocation_disabled_keeps_flow),
 		T(test_ct_deferred_not_revalidated),
 		T(test_enforce_cleared_counts_but_passes),
+		T(test_deny_cache),
 		T(test_ct_ipv6_handshake),
 		T(test_frag_later_joins_first),
 		T(test_frag6_ext_after_fragment_header),

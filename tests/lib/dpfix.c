@@ -146,6 +146,10 @@ int fix_reset(struct dpfix *f)
 	if (!err)
 		err = hash_clear(f, MOAT_MAP_FRAG6);
 	if (!err)
+		err = hash_clear(f, MOAT_MAP_DENY4);
+	if (!err)
+		err = hash_clear(f, MOAT_MAP_DENY6);
+	if (!err)
 		err = percpu_zero(f, MOAT_MAP_STATS, MOAT_STAT_MAX, sizeof(struct moat_stat));
 	if (!err)
 		err = percpu_zero(f, MOAT_MAP_RULESTATS, FIX_MAX_RULES,
