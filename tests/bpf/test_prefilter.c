@@ -42,6 +42,7 @@
 #include "manifest.h"
 #include "pf.h"
 #include "prefilter.h"
+#include "pfmgr.h"
 #include "util.h"
 
 #ifndef IPPROTO_SCTP
@@ -1077,6 +1078,127 @@ static void test_failed_write_disables(void **state)
 	check(&x, "rewritten");
 }
 
+
+/* moatd's sequence through the manager (hostd/pfmgr.c): a pre-filter taken
+ * over with the live generation, kept in step around each switch, its
+ * settings followed, its drops sampled, all of it in the status. */
+static void pfmgr_generation(struct moat_pfmgr *m)
+{
+	struct moat_tx *ta = flush_side(&A), *tb = flush_side(&B);
+
+	moat_pfmgr_before(m, B.c);
+	commit_side(&A, ta);
+	commit_side(&B, tb);
+	moat_pfmgr_after(m, B.f->dp);
+}
+
+static void test_manager(void **state)
+{
+	struct moat_pfmgr_opts o = { .enforce = true, .revoke = true, .sample_shift = 0 };
+	struct moat_pfmgr *m;
+	struct moat_pf *pf;
+	struct desc x;
+	char err[256];
+	json_t *st, *t;
+
+	(void)state;
+	for (int i = 0; i < nkeys; i++) {
+		delete(keys[i]);
+		free(keys[i]);
+	}
+	nkeys = 0;
+	apply(0);
+	assert_int_equal(moat_pfmgr_new(&o, &m), 0);
+	st = moat_pfmgr_status(m);
+	assert_false(json_is_true(json_object_get(st, "active")));
+	json_decref(st);
+	assert_int_equal(moat_pf_open(NULL, &pf, err, sizeof(err)), 0);
+	assert_int_equal(moat_pfmgr_take(m, pf, "uplink0", B.c, err, sizeof(err)), 0);
+	assert_true(moat_pfmgr_active(m));
+
+	/* nothing to place yet */
+	build(&x, K_TCP, "203.0.113.1", WEB4, 443, 40000, 0);
+	x.hook = MOAT_HOOK_UPLINK;
+	{
+		LIBBPF_OPTS(bpf_test_run_opts, ro);
+		ro.data_in = x.p.data;
+		ro.data_size_in = (__u32)x.p.len;
+		assert_int_equal(bpf_prog_test_run_opts(moat_pf_prog_fd(pf), &ro), 0);
+		assert_int_equal(ro.retval, XDP_PASS);
+	}
+	/* a blocklist both ways arrives as a new generation */
+	load("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+	     "metadata: {name: not-bad, namespace: a}\nspec:\n  podSelector: {}\n"
+	     "  ingress: [{from: [{ipBlock: {cidr: 0.0.0.0/0, except: [203.0.113.0/24]}}]}]\n---\n"
+	     "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n"
+	     "metadata: {name: no-bad}\nspec:\n  priority: 1\n  subject: {namespaces: {}}\n"
+	     "  egress: [{action: Deny, to: [{networks: [203.0.113.0/24]}]}]\n");
+	keys[nkeys++] = xstrdup("NetworkPolicy/a/not-bad");
+	keys[nkeys++] = xstrdup("AdminNetworkPolicy/no-bad");
+	pfmgr_generation(m);
+	for (int i = 0; i < 3; i++) {
+		LIBBPF_OPTS(bpf_test_run_opts, ro);
+		ro.data_in = x.p.data;
+		ro.data_size_in = (__u32)x.p.len;
+		assert_int_equal(bpf_prog_test_run_opts(moat_pf_prog_fd(pf), &ro), 0);
+		assert_int_equal(ro.retval, XDP_DROP);
+	}
+	moat_pfmgr_poll(m);
+	st = moat_pfmgr_status(m);
+	assert_true(json_is_true(json_object_get(st, "active")));
+	assert_string_equal(json_string_value(json_object_get(st, "interface")), "uplink0");
+	t = json_object_get(st, "tables");
+	assert_int_equal(json_integer_value(json_object_get(t, "pairs")), 1);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(st, "counters"), "dropped")), 3);
+	assert_int_equal(json_array_size(json_object_get(st, "pairs")), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(st, "pairs"), 0),
+							       "source")), "203.0.113.0/24");
+	/* every drop sampled (shift 0): three events read from the perf buffer */
+	assert_int_equal(json_array_size(json_object_get(st, "samples")), 3);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(st, "samples"), 0),
+							       "src")), "203.0.113.1");
+	json_decref(st);
+
+	/* observe-only: counted, passed */
+	o.enforce = false;
+	moat_pfmgr_configure(m, &o, B.c);
+	{
+		LIBBPF_OPTS(bpf_test_run_opts, ro);
+		ro.data_in = x.p.data;
+		ro.data_size_in = (__u32)x.p.len;
+		assert_int_equal(bpf_prog_test_run_opts(moat_pf_prog_fd(pf), &ro), 0);
+		assert_int_equal(ro.retval, XDP_PASS);
+	}
+	/* --no-revoke: nothing may be placed */
+	o.enforce = true;
+	o.revoke = false;
+	moat_pfmgr_configure(m, &o, B.c);
+	st = moat_pfmgr_status(m);
+	t = json_object_get(st, "tables");
+	assert_int_equal(json_integer_value(json_object_get(t, "pairs")), 0);
+	assert_non_null(strstr(json_string_value(json_object_get(t, "why_empty")), "no-revoke"));
+	json_decref(st);
+	o.revoke = true;
+	moat_pfmgr_configure(m, &o, B.c);
+	/* the policy goes: so do the pairs, in step with the generation */
+	delete("AdminNetworkPolicy/no-bad");
+	free(keys[--nkeys]);
+	pfmgr_generation(m);
+	{
+		LIBBPF_OPTS(bpf_test_run_opts, ro);
+		ro.data_in = x.p.data;
+		ro.data_size_in = (__u32)x.p.len;
+		assert_int_equal(bpf_prog_test_run_opts(moat_pf_prog_fd(pf), &ro), 0);
+		assert_int_equal(ro.retval, XDP_PASS);
+	}
+	moat_pfmgr_drop(m, "interface gone");
+	assert_false(moat_pfmgr_active(m));
+	st = moat_pfmgr_status(m);
+	assert_string_equal(json_string_value(json_object_get(st, "why")), "interface gone");
+	json_decref(st);
+	moat_pfmgr_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest crafted[] = {
@@ -1086,6 +1208,7 @@ int main(void)
 		cmocka_unit_test(test_cluster_prefixes_stay_native),
 		cmocka_unit_test(test_observe_only),
 		cmocka_unit_test(test_failed_write_disables),
+		cmocka_unit_test(test_manager),
 	};
 	const struct CMUnitTest random_sets[] = {
 		cmocka_unit_test(test_random_policy_sets),
