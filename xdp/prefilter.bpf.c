@@ -298,7 +298,12 @@ int moat_prefilter(struct xdp_md *ctx)
 	if ((cf->flags & MOAT_PF_CFG_SAMPLE) && !(bpf_get_prandom_u32() & cf->sample_mask)) {
 		struct moat_pf_event ev = {};
 
-		ev.rule = pv->rule[grp & (MOAT_PF_G_MAX - 1)];
+		/* constant offsets only: the device refuses a map value read at
+		 * a variable offset */
+		__u32 r0 = pv->rule[0], r1 = pv->rule[1], r2 = pv->rule[2], r3 = pv->rule[3];
+
+		ev.rule = grp == MOAT_PF_G_TCP ? r0 : grp == MOAT_PF_G_UDP ? r1 :
+			  grp == MOAT_PF_G_SCTP ? r2 : r3;
 		ev.identity = pk.identity;
 		ev.set = pk.set;
 		ev.pkt_len = len;
