@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "api.h"
+#include "pfmgr.h"
 #include "api_archive.h"
 #include "archive.h"
 #include "blueprint.h"
@@ -186,6 +187,8 @@ static json_t *status_json(struct moatd *d, const struct moat_principal *who)
 		moat_ifaces_status(d->ifaces, iface_cb, &v);
 	}
 	json_object_set_new(j, "interfaces", ifs);
+	if (admin(who)) /* node-wide: the NIC's pre-filter (issue 6) */
+		json_object_set_new(j, "prefilter", moat_pfmgr_status(d->pfmgr));
 	{
 		__u32 used[MOAT_T_MAX];
 		/* the compiler's committed counts are what the live slot holds */

@@ -16,6 +16,7 @@ struct moat_srcdir;
 struct moat_api;
 struct moat_events;
 struct moat_auth;
+struct moat_pfmgr;
 struct moat_archive;
 struct moat_k8s_source;
 
@@ -46,6 +47,7 @@ struct moatd_config {
 	enum moat_mode mode;
 	bool reset;               /* discard pinned state of another ABI */
 	bool keep_caps;
+	bool prefilter_shadow;    /* pre-filter tables kept in a host copy (issue 6) */
 	bool allow_local_node;
 	bool revoke;
 	bool enforce;
@@ -77,6 +79,7 @@ struct moatd {
 	struct moat_api *api;
 	struct moat_events *events;
 	struct moat_auth *auth;
+	struct moat_pfmgr *pfmgr;     /* hardware pre-filter (issue 6), or none */
 	struct moat_archive *archive; /* NULL: no flight recorder (archive.h) */
 	struct moat_k8s_source *k8s;  /* Kubernetes mode (src is NULL then) */
 	bool k8s_hold;                /* no generation before the first full list */

@@ -15,6 +15,7 @@
 #include "compile.h"
 #include "decode.h"
 #include "manifest.h"
+#include "pfmgr.h"
 #include "moatctl.h"
 #include "srcdir.h"
 #include "util.h"
@@ -213,6 +214,10 @@ static int cmd_status(const struct gopts *g)
 	json_object_foreach(json_object_get(j, "tables"), k, v) {
 		long long e = jint(v, "entries"), c = jint(v, "capacity");
 		printf("%-12s %10lld %10lld %5.1f%%\n", k, e, c, c ? 100.0 * (double)e / (double)c : 0.0);
+	}
+	if (json_is_object(json_object_get(j, "prefilter"))) { /* issue 6 */
+		printf("\n");
+		moat_pfmgr_status_print(json_object_get(j, "prefilter"), stdout);
 	}
 	v = json_object_get(j, "recent_errors");
 	if (json_array_size(v)) {

@@ -30,6 +30,7 @@
 #include "events.h"
 #include "k8s_source.h"
 #include "log.h"
+#include "pfmgr.h"
 #include "srcdir.h"
 #include "util.h"
 
@@ -124,9 +125,11 @@ int moatd_apply(struct moatd *d, bool full)
 			moat_srcdir_applied(d->src, true, NULL);
 		return 0;
 	}
+	moat_pfmgr_before(d->pfmgr, d->comp); /* pre-filter: first half (issue 6) */
 	rc = moat_tx_commit(tx, &gen);
 	if (rc) {
 		moat_compiler_abort(d->comp);
+		moat_pfmgr_resync(d->pfmgr, d->comp);
 		d->apply_errors++;
 		d->last.error = rc;
 		snprintf(d->last.message, sizeof(d->last.message),
@@ -138,6 +141,7 @@ int moatd_apply(struct moatd *d, bool full)
 		return rc;
 	}
 	moat_compiler_commit(d->comp);
+	moat_pfmgr_after(d->pfmgr, d->dp); /* pre-filter: second half */
 	d->names_dirty = true;
 	if (d->src)
 		moat_srcdir_applied(d->src, true, NULL);
@@ -224,6 +228,8 @@ static void usage(FILE *f)
 		"  --tokens FILE        API tokens -> users, roles, namespaces (uid 0 on the socket is admin)\n"
 		"  --audit-log FILE     append every change made through the API (JSON lines)\n"
 		"  --api-port N --tls-cert PEM --tls-key PEM   also serve the API over HTTPS\n"
+		"  --prefilter-shadow   keep a hardware pre-filter's tables in a host copy that no\n"
+		"                       packet reaches (what an offload NIC would hold; docs/offload.md)\n"
 		"  --log-level LEVEL    error|warn|info|debug|verbose\n"
 		MOAT_ARCHIVE_USAGE);
 }
@@ -232,7 +238,7 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 {
 	enum { O_NODE = 1, O_MAN, O_PIN, O_SOCK, O_SMODE, O_MODE, O_NETNS, O_UPLINK, O_VETH, O_NOLOCAL,
 	       O_NOREVOKE, O_OBSERVE, O_MAXPOL, O_RESET, O_LOG, O_HELP, O_CONFIG, O_KUBECONFIG,
-	       O_KEEPCAPS, O_TOKENS, O_AUDIT, O_PORT, O_CERT, O_KEY, O_INCLUSTER,
+	       O_KEEPCAPS, O_TOKENS, O_AUDIT, O_PORT, O_CERT, O_KEY, O_INCLUSTER, O_PFSHADOW,
 	       O_ARCHIVE /* the archive's flags: O_ARCHIVE .. + MOAT_ARCHIVE_NOPTS - 1 */ };
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, O_CONFIG },
@@ -259,6 +265,7 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 		{ "tls-cert", required_argument, NULL, O_CERT },
 		{ "tls-key", required_argument, NULL, O_KEY },
 		{ "log-level", required_argument, NULL, O_LOG },
+		{ "prefilter-shadow", no_argument, NULL, O_PFSHADOW },
 		{ "help", no_argument, NULL, O_HELP },
 		MOAT_ARCHIVE_OPTIONS(O_ARCHIVE),
 		{ 0 }
@@ -320,6 +327,7 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 		case O_PORT: c->api_port = (__u32)strtoul(optarg, NULL, 10); break;
 		case O_CERT: free(c->tls_cert); c->tls_cert = xstrdup(optarg); break;
 		case O_KEY: free(c->tls_key); c->tls_key = xstrdup(optarg); break;
+		case O_PFSHADOW: c->prefilter_shadow = true; break;
 		case O_LOG:
 			lvl = moat_log_parse_level(optarg);
 			if (lvl < 0) {
@@ -427,6 +435,11 @@ static void apply_config(struct moatd *d)
 	__atomic_store_n(&cfg->flags, f, __ATOMIC_RELEASE);
 	if (d->comp)
 		moat_compiler_set_allow_local_node(d->comp, d->cfg.allow_local_node);
+	{
+		struct moat_pfmgr_opts po = { .enforce = d->cfg.enforce, .revoke = d->cfg.revoke,
+					      .sample_shift = 6 };
+		moat_pfmgr_configure(d->pfmgr, &po, d->comp);
+	}
 }
 
 static int names_pod_cb(const struct moat_endpoint_view *v, void *arg)
@@ -541,6 +554,18 @@ int main(int argc, char **argv)
 	if (err)
 		goto out;
 	moat_compiler_set_allow_local_node(d.comp, d.cfg.allow_local_node);
+	{
+		struct moat_pfmgr_opts po = { .enforce = d.cfg.enforce, .revoke = d.cfg.revoke,
+					      .sample_shift = 6 };
+		moat_pfmgr_new(&po, &d.pfmgr);
+		if (d.cfg.prefilter_shadow) {
+			struct moat_pf *pf;
+			char perr[256];
+			if (moat_pf_open(NULL, &pf, perr, sizeof(perr)) ||
+			    moat_pfmgr_take(d.pfmgr, pf, "(shadow)", d.comp, perr, sizeof(perr)))
+				pr_warn("--prefilter-shadow: %s", perr);
+		}
+	}
 
 	io.mode = d.cfg.mode;
 	io.netns_dirs = d.cfg.netns_dirs;
@@ -688,7 +713,7 @@ int main(int argc, char **argv)
 				links |= moat_ifaces_ready(d.ifaces);
 				break;
 			case 5:
-				changed |= moat_k8s_source_drain(d.k8s, &d) > 0;
+				changed |= moat_k8s_source_drain(d.k8s, d.comp, src_err, &d) > 0;
 				break;
 			case 3: {
 				struct signalfd_siginfo si;
@@ -745,6 +770,11 @@ int main(int argc, char **argv)
 		if ((changed || links || tick) && !d.k8s_hold)
 			sync_interfaces(&d);
 		if (tick) {
+			char *pe = moat_pfmgr_take_error(d.pfmgr);
+			moat_pfmgr_poll(d.pfmgr);
+			if (pe)
+				moatd_error(&d, "%s", pe);
+			free(pe);
 			names_refresh(&d);
 			moat_archive_refresh(d.archive, d.comp, d.ifaces, moat_dp_generation(d.dp));
 		}
@@ -767,6 +797,7 @@ out:
 	moat_archive_close(d.archive);
 	moat_srcdir_free(d.src);
 	moat_ifaces_free(d.ifaces);
+	moat_pfmgr_free(d.pfmgr);
 	moat_compiler_free(d.comp);
 	moat_dp_close(d.dp);
 	for (size_t i = 0; i < d.nerrors; i++)

@@ -389,3 +389,39 @@ json_t *moat_pfmgr_status(const struct moat_pfmgr *m)
 	json_object_set_new(j, "samples_lost", json_integer((json_int_t)m->samples_lost));
 	return j;
 }
+
+static long long jint_of(json_t *o, const char *k)
+{
+	json_t *v = json_object_get(o, k);
+
+	return json_is_integer(v) ? json_integer_value(v) : 0;
+}
+
+void moat_pfmgr_status_print(json_t *st, FILE *out)
+{
+	json_t *t = json_object_get(st, "tables"), *c = json_object_get(st, "counters");
+	const char *why = json_string_value(json_object_get(st, "why"));
+
+	if (!json_is_true(json_object_get(st, "active"))) {
+		fprintf(out, "prefilter   none: %s\n", why ? why : "");
+		return;
+	}
+	fprintf(out, "prefilter   %s (%s, %s): %lld pairs, %lld+%lld source prefixes, "
+		     "%lld+%lld destinations; dropped %lld (%lld bytes), would drop %lld, "
+		     "passed %lld, skipped %lld\n",
+		json_string_value(json_object_get(st, "interface")),
+		json_is_true(json_object_get(st, "offloaded")) ? "hardware" : "host",
+		json_is_true(json_object_get(st, "enforce")) ? "enforcing" : "observe only",
+		jint_of(t, "pairs"), jint_of(t, "sources4"), jint_of(t, "sources6"),
+		jint_of(t, "destinations4"), jint_of(t, "destinations6"), jint_of(c, "dropped"),
+		jint_of(c, "dropped_bytes"), jint_of(c, "would_drop"), jint_of(c, "passed"),
+		jint_of(c, "skipped"));
+	if (json_string_value(json_object_get(t, "why_empty")))
+		fprintf(out, "            nothing placed: %s\n",
+			json_string_value(json_object_get(t, "why_empty")));
+	if (jint_of(t, "trees_no_room"))
+		fprintf(out, "            %lld prefix trees left to the full program: no room\n",
+			jint_of(t, "trees_no_room"));
+	if (why)
+		fprintf(out, "            %s\n", why);
+}

@@ -11,6 +11,7 @@
 #define MOAT_PFMGR_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <jansson.h>
 #include "compile.h"
 #include "dp.h"
@@ -54,6 +55,8 @@ void moat_pfmgr_poll(struct moat_pfmgr *m);
 /* {interface, offloaded, tables: {...}, counters: {...}, last_update,
  * samples: [...]} or {active: false, why}. */
 json_t *moat_pfmgr_status(const struct moat_pfmgr *m);
+/* The status JSON above as text, for `moatctl status`. */
+void moat_pfmgr_status_print(json_t *st, FILE *out);
 /* Errors since the last call (for moatd's recent errors), or NULL; caller
  * frees. */
 char *moat_pfmgr_take_error(struct moat_pfmgr *m);
