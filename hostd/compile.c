@@ -1759,8 +1759,14 @@ static struct out *compile_subject(const struct moat_compiler *c, const struct i
 	struct obuf o = { 0 };
 
 	if (s->cls == MOAT_CLASS_POD && !s->dead) {
+		const struct moat_namespace *ns = s->ns && s->ns->obj ? s->ns->obj->u.namespace : NULL;
 		compile_dir(c, s, MOAT_DIR_INGRESS, &o, &ou->subj.dir[0]);
 		compile_dir(c, s, MOAT_DIR_EGRESS, &o, &ou->subj.dir[1]);
+		/* the namespace's sampling rides on its pods' subject entries */
+		for (int d = 0; ns && ns->has_sample && d < 2; d++) {
+			ou->subj.dir[d].flags |= MOAT_SUBJ_SAMPLE;
+			ou->subj.dir[d].sample_every = ns->sample_every;
+		}
 	}
 	if (o.n)
 		qsort(o.kv, o.n, sizeof(struct kv), cmp_kv);

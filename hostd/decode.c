@@ -40,6 +40,8 @@
 #include "moat/abi.h"
 
 #define AUDIT_ANNOTATION "moat.io/audit"
+#define SAMPLE_ANNOTATION "moat.io/sample-every"
+#define MAX_SAMPLE_EVERY 1000000000
 #define MAX_RULE_NAME 100
 #define MAX_OPAQUE 256         /* uid, resourceVersion */
 #define ANP_MAX_NETWORKS 25
@@ -690,6 +692,43 @@ static int addr_add(struct dctx *d, struct moat_addr *v, size_t *n, size_t max,
 	return 0;
 }
 
+/* moat.io/sample-every: a decimal 0..MAX_SAMPLE_EVERY. */
+static int get_sample(struct dctx *d, const json_t *meta, bool *has, uint32_t *n)
+{
+	json_t *an, *v;
+	const char *s;
+	char *end;
+	size_t m;
+	int rc;
+
+	*has = false;
+	*n = 0;
+	if ((rc = get(d, meta, "annotations", JSON_OBJECT, false, &an)) || !an)
+		return rc;
+	v = json_object_get(an, SAMPLE_ANNOTATION);
+	if (!v || json_is_null(v))
+		return 0;
+	m = push_key(d, "annotations");
+	push_key(d, SAMPLE_ANNOTATION);
+	s = json_string_value(v);
+	if (!s) {
+		rc = fail(d, "must be a string");
+	} else {
+		unsigned long long x;
+		errno = 0;
+		x = strtoull(s, &end, 10);
+		if (!*s || *end || errno || s[0] == '-' || s[0] == '+' || x > MAX_SAMPLE_EVERY)
+			rc = fail(d, "%s is not a number from 0 (no samples) to %d", Q(s),
+				  MAX_SAMPLE_EVERY);
+		else {
+			*has = true;
+			*n = (uint32_t)x;
+		}
+	}
+	pop(d, m);
+	return rc;
+}
+
 /* Blueprint annotations of a Namespace (blueprint.h); others are not ours. */
 static int dec_bp_annotations(struct dctx *d, const json_t *meta, struct moat_labels *l)
 {
@@ -739,6 +778,8 @@ static int dec_namespace(struct dctx *d, const json_t *doc, struct moat_object *
 		rc = get_audit(d, meta, &n->audit);
 	if (!rc)
 		rc = dec_bp_annotations(d, meta, &n->bp_annotations);
+	if (!rc)
+		rc = get_sample(d, meta, &n->has_sample, &n->sample_every);
 	pop(d, m);
 	/* the API server always sets this one */
 	if (!rc && moat_labels_set(&n->labels, "kubernetes.io/metadata.name", o->name))

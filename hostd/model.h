@@ -153,6 +153,10 @@ struct moat_namespace {
 	char *name;
 	struct moat_labels labels;
 	bool audit;            /* moat.io/audit annotation: every NP in it audits */
+	/* moat.io/sample-every: 1 in N packets of its pods' flows are sampled
+	 * (0: none); without it the node's setting applies */
+	bool has_sample;
+	uint32_t sample_every;
 	/* blueprint annotations (blueprint.moat.io/NAME pins a version,
 	 * NAME.blueprint.moat.io/PARAM sets a parameter), see blueprint.h */
 	struct moat_labels bp_annotations;

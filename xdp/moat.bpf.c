@@ -176,12 +176,16 @@ static __always_inline void emit(struct xdp_md *ctx, const struct verdict *v,
 		moat_emit(ctx, v, EMIT_INFO(type, hook), fpkts, fbytes);
 }
 
-/* 1-in-N sampling of packets that raised no other event. */
-static __always_inline int sample_due(const struct moat_config *cfg)
+/* 1-in-N sampling of packets that raised no other event: per flow when its
+ * namespaces set the rate, else moat_config's rate over all packets. */
+static __always_inline int sample_due(const struct moat_config *cfg,
+				      const struct moat_ct_entry *e)
 {
 	__u32 k = 1;
 	struct tbucket *st;
 
+	if (e->sample)
+		return e->sample > 1 && e->packets % (e->sample - 1) == 0;
 	if (!cfg->sample_every)
 		return 0;
 	st = bpf_map_lookup_elem(&moat_evstate, &k);
@@ -264,6 +268,8 @@ struct judge_args {
 	__u32 tcp_flags;
 	__u64 now;
 	struct verdict v; /* result */
+	__u32 sample;     /* result: moat_ct_entry.sample */
+	__u32 pad2;
 };
 
 static __always_inline void judge_dir(struct judge_args *j, __u32 subject, __u32 dir,
@@ -292,9 +298,11 @@ __attribute__((noinline)) int moat_judge(struct judge_args *j)
 	struct decide_args a = {};
 	struct verdict *v;
 	__u32 ef = 0, inf = 0; /* the subjects' flags: is there an audit shadow? */
+	__u32 best = 0;        /* the most frequent sampling its namespaces ask for */
 
 	if (!j)
 		return -1;
+	j->sample = 0;
 	v = &j->v;
 	v->verdict = MOAT_VERDICT_ALLOW;
 	v->tier = MOAT_TIER_DEFAULT;
@@ -309,6 +317,8 @@ __attribute__((noinline)) int moat_judge(struct judge_args *j)
 	if (j->src.cls == MOAT_CLASS_POD) {
 		judge_dir(j, j->src.identity, MOAT_DIR_EGRESS, &j->dst, 0, &a);
 		ef = a.subj_flags;
+		if (ef & MOAT_SUBJ_SAMPLE)
+			best = a.subj_sample ? a.subj_sample : 0xffffffffu;
 		v->egress_rule = a.rule;
 		v->egress_tier = a.tier;
 		v->rule = a.rule;
@@ -328,6 +338,11 @@ __attribute__((noinline)) int moat_judge(struct judge_args *j)
 		} else {
 			judge_dir(j, j->dst.identity, MOAT_DIR_INGRESS, &j->src, 0, &a);
 			inf = a.subj_flags;
+			if (inf & MOAT_SUBJ_SAMPLE) {
+				__u32 n = a.subj_sample ? a.subj_sample : 0xffffffffu;
+				if (!best || n < best)
+					best = n;
+			}
 			v->ingress_rule = a.rule;
 			v->ingress_tier = a.tier;
 			if (a.verdict == MOAT_VERDICT_DENY) {
@@ -347,6 +362,10 @@ __attribute__((noinline)) int moat_judge(struct judge_args *j)
 			v->dir = MOAT_DIR_INGRESS;
 		}
 	}
+
+	/* sampling of the flow: 0 the global rate; 1 never; else 1 + N */
+	if (best)
+		j->sample = best == 0xffffffffu ? 1 : best + 1;
 
 	/* Audit: allowed for real; would an audit-mode policy deny it?  Only
 	 * subjects with audit-mode policies have a shadow to consult. */
@@ -453,6 +472,7 @@ __attribute__((noinline)) int moat_ct_create(union ct_key *ck, const struct judg
 	ne.tcp_flags = j->tcp_flags;
 	ne.egress_tier = j->v.egress_tier;
 	ne.ingress_tier = j->v.ingress_tier;
+	ne.sample = j->sample;
 	return ct_update(ck, j->family, &ne);
 }
 
@@ -632,6 +652,7 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 				return finish_drop(ctx, cfg, &pk, v, hook, now);
 			}
 			e->generation = cur_gen;
+			e->sample = j.sample;
 			e->egress_rule = v->egress_rule;
 			e->ingress_rule = v->ingress_rule;
 			e->egress_tier = v->egress_tier;
@@ -645,7 +666,7 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 		rule = e->ingress_rule ? e->ingress_rule : e->egress_rule;
 		rule_add(rule, pk.len);
 		rc = ct_account(e, &pk, is_reply, now);
-		if (cfg_events && (rc || sample_due(cfg))) {
+		if (cfg_events && (rc || sample_due(cfg, e))) {
 			v->verdict = MOAT_VERDICT_ALLOW;
 			v->tier = MOAT_TIER_CT;
 			v->rule = rule;

@@ -44,6 +44,7 @@ struct decide_args {
 	__u32 tier;
 	__u32 rule;
 	__u32 subj_flags; /* the subject's MOAT_SUBJ_* for dir (0: none) */
+	__u32 subj_sample;/* its sample_every (with MOAT_SUBJ_SAMPLE) */
 };
 
 static __always_inline struct moat_policy_val *
@@ -124,6 +125,7 @@ __attribute__((noinline)) int decide(struct decide_args *a)
 	a->tier = MOAT_TIER_DEFAULT;
 	a->rule = MOAT_RULE_DEFAULT_ALLOW;
 	a->subj_flags = 0;
+	a->subj_sample = 0;
 
 	subj_map = bpf_map_lookup_elem(&moat_subj, &slot);
 	pol = bpf_map_lookup_elem(&moat_pol, &slot);
@@ -137,6 +139,7 @@ __attribute__((noinline)) int decide(struct decide_args *a)
 		sd = &s->dir[1];
 	f = sd->flags;
 	a->subj_flags = f;
+	a->subj_sample = sd->sample_every;
 	if (a->shadow) {
 		if (!(f & MOAT_SUBJ_AUDIT_ACTIVE))
 			return 0;

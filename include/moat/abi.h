@@ -277,12 +277,14 @@ MOAT_ASSERT_SIZE(struct moat_net_info, 4);
 #define MOAT_SUBJ_AUDIT_ISOLATED (1u << 7) /* isolated in the shadow table */
 #define MOAT_SUBJ_AUDIT_NETS  (1u << 8)
 #define MOAT_SUBJ_AUDIT_ACTIVE (1u << 9)
+/* Its namespace sets the sampling of its flows (moat.io/sample-every). */
+#define MOAT_SUBJ_SAMPLE      (1u << 10)
 
 struct moat_subject_dir {
 	__u32 flags;        /* MOAT_SUBJ_* */
 	__u32 isolate_rule; /* rule ref naming the isolating policy */
 	__u32 audit_isolate_rule; /* the same, in the shadow table */
-	__u32 pad;
+	__u32 sample_every; /* with MOAT_SUBJ_SAMPLE: 1 in N packets, 0 = none */
 };
 MOAT_ASSERT_SIZE(struct moat_subject_dir, 16);
 
@@ -392,7 +394,9 @@ struct moat_ct_entry {
 	__u8  tcp_flags;    /* union of TCP flags seen */
 	__u8  egress_tier;
 	__u8  ingress_tier;
-	__u8  pad[5];
+	__u8  pad;
+	__u32 sample;       /* 0: moat_config's sample_every; else 1 + the 1-in-N
+			     * its namespaces asked for (1: never) */
 };
 MOAT_ASSERT_SIZE(struct moat_ct_entry, 64);
 

@@ -2082,6 +2082,43 @@ static void test_deny_cache(void **state)
 	assert_true(ct_exists(IPPROTO_TCP, A4, 40001, B4, 80));
 }
 
+/* Sampling of established flows: the node's 1-in-N over all packets, or
+ * the rate the namespace of either end asks for, per flow (0: none). */
+static __u64 samples_of_five(__u16 sport)
+{
+	struct pkt p;
+	__u64 before;
+
+	expect_from_a(tcp(&p, A4, sport, B4, 80, SYN), PASS); /* new flow: one event */
+	before = fix_events_tried(F);
+	for (int i = 0; i < 5; i++)
+		expect_from_a(tcp(&p, A4, sport, B4, 80, ACK), PASS);
+	return fix_events_tried(F) - before;
+}
+
+static void test_sampling_per_namespace(void **state)
+{
+	struct moat_config *cfg = moat_dp_config(F->dp);
+
+	(void)state;
+	cfg->sample_every = 0;
+	assert_int_equal(samples_of_five(41000), 0);
+	cfg->sample_every = 1;
+	assert_int_equal(samples_of_five(41001), 5);
+	/* B's namespace: 1 in 2 of its flows' packets (packets 2..6: 2, 4, 6) */
+	assert_int_equal(fix_subject_sample(F, ID_B, 2), 0);
+	assert_int_equal(fix_commit(F, NULL), 0);
+	assert_int_equal(samples_of_five(41002), 3);
+	/* none, whatever the node says */
+	assert_int_equal(fix_subject_sample(F, ID_B, 0), 0);
+	assert_int_equal(fix_commit(F, NULL), 0);
+	assert_int_equal(samples_of_five(41003), 0);
+	/* both ends set: the more frequent wins */
+	assert_int_equal(fix_subject_sample(F, ID_A, 1), 0);
+	assert_int_equal(fix_commit(F, NULL), 0);
+	assert_int_equal(samples_of_five(41004), 5);
+}
+
 /* Observe-only: denied packets are judged and counted, never dropped. */
 static void test_enforce_cleared_counts_but_passes(void **state)
 {
@@ -2432,6 +2469,7 @@ int main(void)
 		T(test_ct_deferred_not_revalidated),
 		T(test_enforce_cleared_counts_but_passes),
 		T(test_deny_cache),
+		T(test_sampling_per_namespace),
 		T(test_ct_ipv6_handshake),
 		T(test_frag_later_joins_first),
 		T(test_frag6_ext_after_fragment_header),

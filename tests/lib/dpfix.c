@@ -517,6 +517,32 @@ __u64 fix_stat(struct dpfix *f, __u32 idx)
 	return moat_dp_stat(f->dp, idx, &packets, &bytes) ? UINT64_MAX : packets;
 }
 
+__u64 fix_events_tried(struct dpfix *f)
+{
+	__u64 a = 0, b = 0;
+
+	if (moat_dp_event_stat(f->dp, MOAT_EVS_EMITTED, &a) ||
+	    moat_dp_event_stat(f->dp, MOAT_EVS_FAILED, &b))
+		return UINT64_MAX;
+	return a + b;
+}
+
+int fix_subject_sample(struct dpfix *f, __u32 identity, __u32 n)
+{
+	struct moat_subject *s;
+
+	if (identity >= FIX_MAX_IDENTITIES)
+		return -EINVAL;
+	s = subject_copy(f, identity);
+	if (!s)
+		return -ENOSPC;
+	for (int d = 0; d < 2; d++) {
+		s->dir[d].flags |= MOAT_SUBJ_SAMPLE;
+		s->dir[d].sample_every = n;
+	}
+	return tx_put(f, MOAT_T_SUBJ, &identity, s);
+}
+
 __u64 fix_stat_bytes(struct dpfix *f, __u32 idx)
 {
 	__u64 packets, bytes;

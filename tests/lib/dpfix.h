@@ -119,6 +119,10 @@ int fix_run_repeat(struct dpfix *f, int hook, int ifindex, const void *data, siz
 /* ---- counters ------------------------------------------------------------- */
 /* Packets of a MOAT_STAT_* index, summed over CPUs (UINT64_MAX on error). */
 __u64 fix_stat(struct dpfix *f, __u32 idx);
+/* Events the program tried to output (emitted + failed: no reader here). */
+__u64 fix_events_tried(struct dpfix *f);
+/* The sampling of a subject's namespace (MOAT_SUBJ_SAMPLE, 1 in n). */
+int fix_subject_sample(struct dpfix *f, __u32 identity, __u32 n);
 __u64 fix_stat_bytes(struct dpfix *f, __u32 idx);
 /* All MOAT_STAT_MAX packet counters. */
 int fix_stats(struct dpfix *f, __u64 packets[MOAT_STAT_MAX]);

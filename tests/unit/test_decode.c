@@ -1025,6 +1025,17 @@ static void t_core_map(void **state)
 	assert_string_equal(moat_labels_get(&o->u.namespace->labels, "team"), "a");
 	assert_true(o->u.namespace->audit);
 	assert_null(o->ns);
+	assert_false(o->u.namespace->has_sample);
+	moat_object_free(o);
+
+	/* sampling per namespace: a number, 0 = none */
+	o = ok("{apiVersion: v1, kind: Namespace, metadata: {name: x, annotations: {moat.io/sample-every: '100'}}}");
+	assert_true(o->u.namespace->has_sample);
+	assert_int_equal(o->u.namespace->sample_every, 100);
+	moat_object_free(o);
+	o = ok("{apiVersion: v1, kind: Namespace, metadata: {name: x, annotations: {moat.io/sample-every: '0'}}}");
+	assert_true(o->u.namespace->has_sample);
+	assert_int_equal(o->u.namespace->sample_every, 0);
 	moat_object_free(o);
 
 	o = ok("apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n  namespace: y\n  labels: {pod: a, app.kubernetes.io/name: db}\n"
@@ -1138,6 +1149,10 @@ static void t_core_bad(void **state)
 		  "t.yaml: Namespace: metadata.name: \"a.b\" is not a valid name (a lowercase RFC 1123 label)" },
 		{ "{apiVersion: v1, kind: Namespace, metadata: {name: x, annotations: {moat.io/audit: 'TRUE'}}}",
 		  "t.yaml: Namespace x: metadata.annotations.moat.io/audit: \"TRUE\" must be \"true\" or \"false\"" },
+		{ "{apiVersion: v1, kind: Namespace, metadata: {name: x, annotations: {moat.io/sample-every: '-1'}}}",
+		  "t.yaml: Namespace x: metadata.annotations.moat.io/sample-every: \"-1\" is not a number from 0 (no samples) to 1000000000" },
+		{ "{apiVersion: v1, kind: Namespace, metadata: {name: x, annotations: {moat.io/sample-every: 10}}}",
+		  "t.yaml: Namespace x: metadata.annotations.moat.io/sample-every: must be a string" },
 		{ "{apiVersion: v1, kind: Node, metadata: {name: n}, status: {addresses: [{type: InternalIP, address: node-1}]}}",
 		  "t.yaml: Node n: status.addresses[0].address: \"node-1\" is not an IP address" },
 		{ "{apiVersion: v1, kind: Node, metadata: {name: n}, status: {addresses: [{address: 1.2.3.4}]}}",
