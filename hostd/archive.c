@@ -1399,6 +1399,7 @@ static void put_loss(struct part *p, const char *loss, bool always)
 }
 
 static void part_fail(struct moat_archive *a, struct part *p, int err, uint64_t now);
+static int iface_idb(struct part *p, struct iface_st *f);
 
 /* Writes the partition's buffer; on failure the file is cut back to its
  * last whole block and the segment closed (see part_fail). */
@@ -1459,13 +1460,24 @@ static void seg_close(struct moat_archive *a, struct part *p, uint64_t now, bool
 	if (p->fd < 0)
 		return;
 	if (can_write) {
+		size_t it = 0;
+		void *v;
+		/* an interface with drops only: its IDB, so that its ISB counts them */
+		while (hmap_next(&p->ifs, &it, NULL, NULL, &v)) {
+			struct iface_st *f = v;
+			if (f->pending_drop && f->id < 0)
+				iface_idb(p, f);
+		}
 		for (size_t i = 0; i < p->ifv.n; i++) {
 			struct iface_st *f = p->ifv.v[i];
+			/* drops not yet carried by a packet are counted here */
+			uint64_t drops = f->drop_seg + f->pending_drop;
 			struct pcapng_isb_info isb = { .ifid = (uint32_t)f->id, .ts_ns = end,
 						       .start_ns = p->start_ns, .end_ns = end,
-						       .has_counters = true, .ifrecv = f->recv_seg + f->drop_seg,
-						       .ifdrop = f->drop_seg, .usrdeliv = f->recv_seg };
-			pcapng_put_isb(&p->buf, &isb);
+						       .has_counters = true, .ifrecv = f->recv_seg + drops,
+						       .ifdrop = drops, .usrdeliv = f->recv_seg };
+			if (!pcapng_put_isb(&p->buf, &isb))
+				f->pending_drop = 0;
 		}
 		put_loss(p, a->loss_json, false);
 		if (part_flush(a, p, now))
@@ -1479,7 +1491,9 @@ static void seg_close(struct moat_archive *a, struct part *p, uint64_t now, bool
 	snprintf(dir, sizeof(dir), "%s/%s", a->dir, p->dirname);
 	snprintf(final, sizeof(final), "%s/%llu-%llu.pcapng", dir, (unsigned long long)p->start_ns,
 		 (unsigned long long)end);
-	if (rename(p->path, final))
+	if (!p->file_bytes)
+		unlink(p->path); /* nothing could be written: no segment */
+	else if (rename(p->path, final))
 		alog(a, MOAT_LOG_WARN, "archive: cannot rename %s: %s", p->path, strerror(errno));
 	sync_dir(dir);
 	for (size_t i = 0; i < p->ifv.n; i++) {
@@ -1538,11 +1552,13 @@ static void close_lru(struct moat_archive *a, uint64_t now)
 		seg_close(a, old, now, true);
 }
 
-static int seg_open(struct moat_archive *a, struct part *p, uint64_t now)
+/* A segment is named after its first item's time (or now, if earlier):
+ * queries select segments by name. */
+static int seg_open(struct moat_archive *a, struct part *p, uint64_t now, uint64_t first_ts)
 {
 	char dir[PATH_MAX], comment[512];
 	struct pcapng_shb_info shb;
-	uint64_t start = now;
+	uint64_t start = first_ts && first_ts < now ? first_ts : now;
 	int fd = -1;
 
 	if (now < p->stalled_until)
@@ -1597,14 +1613,14 @@ fail:
 }
 
 /* An open segment for p that can take `more` bytes, rotating if needed. */
-static int part_ready(struct moat_archive *a, struct part *p, uint64_t now, size_t more)
+static int part_ready(struct moat_archive *a, struct part *p, uint64_t now, uint64_t ts, size_t more)
 {
 	if (p->fd >= 0 && (p->file_bytes + p->buf.len + more > p->seg_bytes_limit ||
 			   (now > p->start_ns && now - p->start_ns >= a->wo.segment_ns)) &&
 	    p->file_bytes + p->buf.len > 0)
 		seg_close(a, p, now, true);
 	if (p->fd < 0)
-		return seg_open(a, p, now);
+		return seg_open(a, p, now, ts);
 	return 0;
 }
 
@@ -1780,7 +1796,7 @@ static void do_event(struct moat_archive *a, const struct qhdr *h, const struct 
 		};
 
 		p->last_use = now;
-		if (part_ready(a, p, now, 512 + q->caplen + strlen(comment))) {
+		if (part_ready(a, p, now, q->wall_ns, 512 + q->caplen + strlen(comment))) {
 			f->pending_drop++;
 			ST_ADD(a, disk_lost, 1);
 			continue;
@@ -1898,7 +1914,7 @@ static void do_flow(struct moat_archive *a, const struct qhdr *h, const struct r
 	for (size_t i = 0; i < np; i++) {
 		struct part *p = parts[i];
 		p->last_use = now;
-		if (part_ready(a, p, now, strlen(s) + 64))
+		if (part_ready(a, p, now, fl.last_ns ? fl.last_ns : fl.first_ns, strlen(s) + 64))
 			continue;
 		if (pcapng_put_custom(&p->buf, MOAT_ARCHIVE_PEN, s, strlen(s)))
 			continue;
@@ -2085,6 +2101,41 @@ static size_t drain(struct moat_archive *a, size_t max)
 	return done;
 }
 
+/* At close the producer is gone (the sink is not called any more): drops
+ * still in its ledger are counted on their interfaces before the last
+ * segments close. */
+static void ledger_final(struct moat_archive *a, uint64_t now)
+{
+	struct rulesnap *rs = a->rules;
+	struct ifsnap *fs = a->ifs;
+
+	for (size_t i = 0; i < LEDGER_SLOTS; i++) {
+		struct ledger_ent *l = &a->ledger[i];
+		struct {
+			struct qhdr h;
+			struct qdrops d;
+			uint8_t names[400];
+		} item;
+		struct qsides s;
+
+		if (!l->used)
+			continue;
+		memset(&item, 0, sizeof(item));
+		set_sides(&s, l->sns, l->spod, l->dns, l->dpod);
+		item.h.kind = QI_DROPS;
+		item.d.count = l->count;
+		item.d.ifindex = l->ifindex;
+		item.d.hook = l->hook;
+		item.d.src_identity = l->src_identity;
+		item.d.dst_identity = l->dst_identity;
+		item.d.s = s;
+		put_sides(item.names, &s, l->sns, l->spod, l->dns, l->dpod);
+		do_drops(a, &item.h, rs, fs, now);
+		l->used = false;
+	}
+	a->ledger_used = 0;
+}
+
 static void publish_flushed(struct moat_archive *a)
 {
 	pthread_mutex_lock(&a->mu);
@@ -2137,9 +2188,20 @@ static void *writer(void *arg)
 		size_t it = 0;
 		void *v;
 		uint64_t now = now_of(a);
+		ledger_final(a, now);
 		update_loss(a, now);
-		while (hmap_next(&a->parts, &it, NULL, NULL, &v))
-			seg_close(a, v, now, true);
+		while (hmap_next(&a->parts, &it, NULL, NULL, &v)) {
+			struct part *p = v;
+			size_t j = 0;
+			void *f;
+			bool pending = false;
+			while (hmap_next(&p->ifs, &j, NULL, NULL, &f))
+				pending |= ((struct iface_st *)f)->pending_drop > 0;
+			/* drops not written anywhere yet: a last segment records them */
+			if (p->fd < 0 && pending)
+				seg_open(a, p, now, 0);
+			seg_close(a, p, now, true);
+		}
 		publish_flushed(a);
 	}
 	return NULL;
