@@ -101,7 +101,7 @@ bool moat_principal_may_change(const struct moat_principal *p, const char *ns)
 
 void moat_auth_use_k8s(struct moat_auth *a, struct moat_k8s_source *src)
 {
-	a->k8s = moat_auth_k8s_new(src);
+	a->k8s = moat_auth_k8s_new(src, 0);
 }
 
 static int hexval(char c)

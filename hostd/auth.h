@@ -64,7 +64,8 @@ struct moat_k8s_source;
 struct moat_auth_k8s;
 /* Bearer tokens the token file does not know are asked of the API server. */
 void moat_auth_use_k8s(struct moat_auth *a, struct moat_k8s_source *src);
-struct moat_auth_k8s *moat_auth_k8s_new(struct moat_k8s_source *src);
+/* max_cache: tokens whose answers are kept (0: 512) */
+struct moat_auth_k8s *moat_auth_k8s_new(struct moat_k8s_source *src, size_t max_cache);
 void moat_auth_k8s_free(struct moat_auth_k8s *a);
 /* 0 with *p; -EACCES (not authenticated), -EPERM (no moat permission),
  * -EAGAIN (the API server could not be asked). */

@@ -18,7 +18,7 @@
  * Cost: one TokenReview, three cluster-wide SARs, and per namespace the API
  * has (at most MAX_NS_CHECKED) one or two SARs, on a cache miss.  Results
  * are cached per token (SHA-256) for TTL_OK (denials TTL_DENIED), at most
- * MAX_CACHE tokens.  When the API server cannot be asked the answer is
+ * max_cache tokens (default MAX_CACHE).  When the API server cannot be asked the answer is
  * -EAGAIN and nothing is cached. */
 #include <errno.h>
 #include <pthread.h>
@@ -34,7 +34,7 @@
 #include "k8s_source.h"
 #include "util.h"
 
-#define MAX_CACHE 512
+#define MAX_CACHE 512            /* default */
 #define TTL_OK_NS (10ull * 1000000000ull)
 #define TTL_DENIED_NS (5ull * 1000000000ull)
 #define MAX_NS_CHECKED 1024
@@ -51,17 +51,18 @@ struct moat_auth_k8s {
 	struct moat_k8s_source *src;
 	pthread_mutex_t lock;
 	struct centry *cache;
-	size_t n;
+	size_t n, max;
 	uint64_t reviews, sars, hits;
 };
 
-struct moat_auth_k8s *moat_auth_k8s_new(struct moat_k8s_source *src)
+struct moat_auth_k8s *moat_auth_k8s_new(struct moat_k8s_source *src, size_t max_cache)
 {
 	struct moat_auth_k8s *a = xcalloc(1, sizeof(*a));
 
 	a->src = src;
+	a->max = max_cache ? max_cache : MAX_CACHE;
 	pthread_mutex_init(&a->lock, NULL);
-	a->cache = xcalloc(MAX_CACHE, sizeof(*a->cache));
+	a->cache = xcalloc(a->max, sizeof(*a->cache));
 	return a;
 }
 
@@ -338,7 +339,7 @@ int moat_auth_k8s_check(struct moat_auth_k8s *a, const char *token, struct moat_
 	for (size_t i = 0; i < a->n && !slot; i++)
 		if (!CRYPTO_memcmp(a->cache[i].sha, sha, sizeof(sha)) || a->cache[i].expires_ns <= now)
 			slot = &a->cache[i];
-	if (!slot && a->n < MAX_CACHE)
+	if (!slot && a->n < a->max)
 		slot = &a->cache[a->n++];
 	if (!slot) {
 		slot = &a->cache[0];

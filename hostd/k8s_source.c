@@ -9,7 +9,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "daemon.h"
 #include "decode.h"
 #include "k8s_source.h"
 #include "util.h"
@@ -169,9 +168,28 @@ static void ns_update(struct moat_k8s_source *s, const char *key, bool present)
 
 struct drain_ctx {
 	struct moat_k8s_source *s;
-	struct moatd *d;
+	struct moat_compiler *c;
+	moat_src_err_fn err;
+	void *arg;
 	int changed;
 };
+
+static void report(struct drain_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void report(struct drain_ctx *c, const char *fmt, ...)
+{
+	va_list ap;
+	char *m;
+
+	if (!c->err)
+		return;
+	va_start(ap, fmt);
+	if (vasprintf(&m, fmt, ap) < 0)
+		m = NULL;
+	va_end(ap);
+	if (m)
+		c->err(c->arg, m);
+	free(m);
+}
 
 static void on_event(void *arg, const struct moat_k8s_event *ev)
 {
@@ -192,7 +210,7 @@ static void on_event(void *arg, const struct moat_k8s_event *ev)
 		if (rc) {
 			/* the compiler keeps the last good version */
 			objerr_set(s, ev->key, ev->kind, err);
-			moatd_error(c->d, "%s; the last good version of %s stays enforced", err, ev->key);
+			report(c, "%s; the last good version of %s stays enforced", err, ev->key);
 			return;
 		}
 		objerr_set(s, ev->key, ev->kind, NULL);
@@ -200,7 +218,7 @@ static void on_event(void *arg, const struct moat_k8s_event *ev)
 			return;
 		if (!strcmp(ev->kind, "Namespace"))
 			ns_update(s, ev->key, true);
-		if (!moat_compiler_apply(c->d->comp, o))
+		if (!moat_compiler_apply(c->c, o))
 			c->changed++;
 		return;
 	case MOAT_K8S_DELETE:
@@ -211,21 +229,22 @@ static void on_event(void *arg, const struct moat_k8s_event *ev)
 		objerr_set(s, ev->key, ev->kind, NULL);
 		if (!strcmp(ev->kind, "Namespace"))
 			ns_update(s, ev->key, false);
-		if (!moat_compiler_delete(c->d->comp, ev->key))
+		if (!moat_compiler_delete(c->c, ev->key))
 			c->changed++;
 		return;
 	case MOAT_K8S_SYNCED:
 		s->synced = true;
 		return;
 	case MOAT_K8S_ERROR:
-		moatd_error(c->d, "Kubernetes API: %s", ev->msg);
+		report(c, "Kubernetes API: %s", ev->msg);
 		return;
 	}
 }
 
-int moat_k8s_source_drain(struct moat_k8s_source *s, struct moatd *d)
+int moat_k8s_source_drain(struct moat_k8s_source *s, struct moat_compiler *comp, moat_src_err_fn err,
+			  void *arg)
 {
-	struct drain_ctx c = { .s = s, .d = d };
+	struct drain_ctx c = { .s = s, .c = comp, .err = err, .arg = arg };
 
 	moat_k8s_drain(s->k, on_event, &c);
 	return c.changed;

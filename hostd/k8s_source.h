@@ -4,10 +4,10 @@
  *
  *   - UPSERT: moat_decode() then moat_compiler_apply().  An object that does
  *     not decode keeps its last good version in the compiler; the error
- *     (naming the object and field) goes to moatd_error() and to the status
+ *     (naming the object and field) goes to the error callback and the status
  *     until the object decodes again or is deleted.
  *   - DELETE: moat_compiler_delete() with the object's key.
- *   - ERROR: moatd_error() ("Kubernetes API: ...").
+ *   - ERROR: the error callback ("Kubernetes API: ...").
  *   - SYNCED: every kind has been listed once.  moatd holds every
  *     generation until then, and also while a required kind (namespaces,
  *     nodes, pods, services, networkpolicies) has never been listed (RBAC
@@ -22,9 +22,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <jansson.h>
+#include "compile.h"
 #include "k8s.h"
+#include "srcdir.h"
 
-struct moatd;
 struct moat_k8s_source;
 
 /* Starts the client (o: where and how; see k8s.h).  0 or -errno with text. */
@@ -32,9 +33,10 @@ int moat_k8s_source_start(const struct moat_k8s_opts *o, struct moat_k8s_source 
 			  size_t errlen);
 void moat_k8s_source_stop(struct moat_k8s_source *s);
 int moat_k8s_source_fd(const struct moat_k8s_source *s);
-/* Main loop, daemon lock held: hands every waiting change to d->comp.
- * Returns how many changed the compiler. */
-int moat_k8s_source_drain(struct moat_k8s_source *s, struct moatd *d);
+/* Main loop, daemon lock held: hands every waiting change to c; problems
+ * go to err(arg, msg) (moatd_error).  Returns how many changed c. */
+int moat_k8s_source_drain(struct moat_k8s_source *s, struct moat_compiler *c, moat_src_err_fn err,
+			  void *arg);
 /* True once the first generation may be compiled (see above); when false,
  * why says what is awaited. */
 bool moat_k8s_source_ready(struct moat_k8s_source *s, char *why, size_t whylen);
