@@ -76,6 +76,14 @@ $(O)/xdp/%.skel.h: $(O)/xdp/%.bpf.o Makefile
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name $(subst .,_,$*)_bpf > $@
 
+# Fit-checker fixtures (tests/unit/test_fitcheck.c): small objects, each
+# breaking the nfp offload rules in known ways; never loaded.
+FIXTURE_OBJS := $(patsubst tests/fixtures/bpf/%.bpf.c,$(O)/tests/fixtures/bpf/%.bpf.o,$(wildcard tests/fixtures/bpf/*.bpf.c))
+$(O)/tests/fixtures/bpf/%.bpf.o: tests/fixtures/bpf/%.bpf.c
+	$(call msg,BPF,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
 # ---- user space -------------------------------------------------------------
 DP_SRCS   := $(wildcard offload/*.c)
 HOST_LIB_SRCS := $(filter-out hostd/moatd.c hostd/moatctl.c,$(wildcard hostd/*.c))
@@ -147,7 +155,7 @@ setup:
 
 all: $(BPF_OBJS) $(BINS) $(TOOL_BINS)
 
-tests: all $(UNIT_BINS) $(BPFT_BINS) $(BENCH_BINS)
+tests: all $(UNIT_BINS) $(BPFT_BINS) $(BENCH_BINS) $(FIXTURE_OBJS)
 
 check: tests
 	$(Q)O=$(O) tests/run-all

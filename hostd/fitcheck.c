@@ -195,6 +195,9 @@ static void src_of(struct fctx *c, size_t sec, size_t insn, struct moat_fit_viol
 			hi = mid;
 		}
 	}
+	/* compiler-generated code has line 0: name the line before it */
+	while (best && !best->line && best > s->lines)
+		best--;
 	if (!best || !c->btf_str)
 		return;
 	if (best->file_off < c->btf_strlen) {
