@@ -534,6 +534,48 @@ static const char *arg(struct MHD_Connection *conn, const char *k)
 	return MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, k);
 }
 
+static void filter_free(struct moat_ev_filter *f)
+{
+	moat_selector_free(f->label_sel);
+	free(f->ids_owned);
+	f->label_sel = NULL;
+	f->ids_owned = NULL;
+}
+
+struct idcollect {
+	const struct moat_selector *sel;
+	uint32_t *ids;
+	size_t n;
+};
+
+static int label_id_cb(const struct moat_ident_view *v, void *arg)
+{
+	struct idcollect *c = arg;
+
+	if (v->cls == MOAT_CLASS_POD && v->labels && moat_selector_matches(c->sel, v->labels)) {
+		c->ids = xrealloc(c->ids, (c->n + 1) * sizeof(*c->ids));
+		c->ids[c->n++] = v->id; /* ascending: the compiler walks ids in order */
+	}
+	return 0;
+}
+
+/* A label filter becomes the identities whose labels match, as they are
+ * now (called under the daemon lock; observe calls it per batch, so pods
+ * labelled later are seen). */
+static void filter_resolve(struct moatd *d, struct moat_ev_filter *f)
+{
+	struct idcollect c = { .sel = f->label_sel };
+
+	if (!f->label_sel)
+		return;
+	moat_compiler_identities(d->comp, label_id_cb, &c);
+	free(f->ids_owned);
+	f->ids_owned = c.ids;
+	f->ids = c.ids;
+	f->nids = c.n;
+	f->by_ids = true;
+}
+
 static int filter_parse(struct MHD_Connection *conn, struct moat_ev_filter *f, char **strs,
 			char *err, size_t errlen)
 {
@@ -552,6 +594,13 @@ static int filter_parse(struct MHD_Connection *conn, struct moat_ev_filter *f, c
 	STR(ip, "ip");
 	STR(policy, "policy");
 #undef STR
+	if ((v = arg(conn, "label"))) {
+		char e[100];
+		if (moat_selector_parse(v, &f->label_sel, e, sizeof(e))) {
+			snprintf(err, errlen, "label: %.100s", e);
+			return -EINVAL;
+		}
+	}
 	if ((v = arg(conn, "port"))) {
 		char *end;
 		long p = strtol(v, &end, 10);
@@ -602,6 +651,7 @@ static void obs_free(void *cls)
 
 	for (int i = 0; i < 8; i++)
 		free(o->strs[i]);
+	filter_free(&o->f);
 	moat_principal_clear(&o->who);
 	free(o->pending);
 	free(o->batch);
@@ -651,6 +701,7 @@ static ssize_t obs_read(void *cls, uint64_t pos, char *buf, size_t max)
 		}
 		o->idle_ms = 0;
 		pthread_mutex_lock(&o->d->lock);
+		filter_resolve(o->d, &o->f);
 		for (size_t i = 0; i < n; i++) {
 			char *desc = describe_for(o->d, &o->who, o->batch[i].raw.rule);
 			if (moat_ev_match(&o->batch[i], &o->f, desc))
@@ -717,6 +768,7 @@ static enum MHD_Result h_observe(struct MHD_Connection *conn, struct moatd *d,
 		uint64_t cur = 0, l;
 
 		pthread_mutex_lock(&d->lock);
+		filter_resolve(d, &o->f);
 		while (cur < head && (n = moat_events_read(d->events, cur, o->batch, OBS_BATCH, 0, &l)) > 0) {
 			for (size_t i = 0; i < n && o->batch[i].seq <= head; i++) {
 				char *desc = describe_for(d, &o->who, o->batch[i].raw.rule);
@@ -756,9 +808,14 @@ static enum MHD_Result h_flows(struct MHD_Connection *conn, struct moatd *d,
 
 	if (!d->events)
 		return send_error(conn, 503, "verdict events are not available on this node");
-	if (filter_parse(conn, &f, strs, err, sizeof(err)))
+	if (filter_parse(conn, &f, strs, err, sizeof(err))) {
+		for (int i = 0; i < 8; i++)
+			free(strs[i]);
+		json_decref(a);
 		return send_error(conn, 400, err);
+	}
 	scope_filter(&f, who);
+	filter_resolve(d, &f);
 	fl = xcalloc(max, sizeof(*fl));
 	n = moat_events_flows(d->events, fl, max);
 	for (size_t i = 0; i < n; i++) {
@@ -770,6 +827,7 @@ static enum MHD_Result h_flows(struct MHD_Connection *conn, struct moatd *d,
 	free(fl);
 	for (int i = 0; i < 8; i++)
 		free(strs[i]);
+	filter_free(&f);
 	return send_json(conn, 200, a);
 }
 
@@ -794,9 +852,13 @@ static enum MHD_Result h_report(struct MHD_Connection *conn, struct moatd *d,
 	size_t n = 0, max = 100000;
 	json_t *j;
 
-	if (filter_parse(conn, &f, strs, err, sizeof(err)))
+	if (filter_parse(conn, &f, strs, err, sizeof(err))) {
+		for (int i = 0; i < 8; i++)
+			free(strs[i]);
 		return send_error(conn, 400, err);
+	}
 	scope_filter(&f, who);
+	filter_resolve(d, &f);
 	if (d->events) {
 		size_t all;
 		fl = xcalloc(max, sizeof(*fl));
@@ -815,6 +877,7 @@ static enum MHD_Result h_report(struct MHD_Connection *conn, struct moatd *d,
 	free(fl);
 	for (int i = 0; i < 8; i++)
 		free(strs[i]);
+	filter_free(&f);
 	return send_json(conn, 200, j);
 }
 

@@ -38,6 +38,7 @@
 #include "decode.h"
 #include "blueprint.h"
 #include "moat/abi.h"
+#include "util.h"
 
 #define AUDIT_ANNOTATION "moat.io/audit"
 #define SAMPLE_ANNOTATION "moat.io/sample-every"
@@ -645,6 +646,127 @@ static int get_selector(struct dctx *d, const json_t *obj, const char *key, bool
 static struct moat_selector *empty_selector(void)
 {
 	return calloc(1, sizeof(struct moat_selector));
+}
+
+/* ---- selectors in text form -------------------------------------------------- */
+static char *trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+		*--e = 0;
+	return s;
+}
+
+static int sel_req_text(char *t, struct moat_sel_req *r, char *err, size_t errlen)
+{
+	char *p, *key, *vals = NULL;
+
+	t = trim(t);
+	memset(r, 0, sizeof(*r));
+	if (t[0] == '!') {
+		key = trim(t + 1);
+		r->op = MOAT_SEL_DOES_NOT_EXIST;
+	} else if ((p = strstr(t, "!="))) {
+		*p = 0;
+		key = trim(t);
+		vals = p + 2;
+		r->op = MOAT_SEL_NOT_IN;
+	} else if ((p = strchr(t, '='))) {
+		*p = 0;
+		key = trim(t);
+		vals = p + 1 + (p[1] == '=');
+		r->op = MOAT_SEL_IN;
+	} else if ((p = strstr(t, " notin ")) || (p = strstr(t, " in "))) {
+		bool notin = p[1] == 'n';
+		char *open = strchr(p, '('), *close = strrchr(p, ')');
+		*p = 0;
+		key = trim(t);
+		if (!open || !close || close < open || *trim(close + 1)) {
+			snprintf(err, errlen, "%s: the values of in/notin go in parentheses", key);
+			return -EINVAL;
+		}
+		*close = 0;
+		vals = open + 1;
+		r->op = notin ? MOAT_SEL_NOT_IN : MOAT_SEL_IN;
+	} else {
+		key = t;
+		r->op = MOAT_SEL_EXISTS;
+	}
+	if (!moat_valid_label_key(key)) {
+		snprintf(err, errlen, "\"%.80s\" is not a valid label key", key);
+		return -EINVAL;
+	}
+	r->key = xstrdup(key);
+	if (!vals)
+		return 0;
+	for (char *save = NULL, *v = strtok_r(vals, ",", &save); v; v = strtok_r(NULL, ",", &save)) {
+		v = trim(v);
+		if (!moat_valid_label_value(v) || r->nvalues >= MOAT_MAX_SEL_VALUES) {
+			snprintf(err, errlen, "%s: \"%.80s\" is not a valid label value", key, v);
+			return -EINVAL;
+		}
+		r->values = xrealloc(r->values, (r->nvalues + 1) * sizeof(*r->values));
+		r->values[r->nvalues++] = xstrdup(v);
+	}
+	if (!r->nvalues && r->op == MOAT_SEL_IN && !strchr(vals - 1, '(')) {
+		/* "key=" selects the empty value */
+		r->values = xcalloc(1, sizeof(*r->values));
+		r->values[r->nvalues++] = xstrdup("");
+	}
+	if (!r->nvalues) {
+		snprintf(err, errlen, "%s: no values", key);
+		return -EINVAL;
+	}
+	qsort(r->values, r->nvalues, sizeof(*r->values), strp_cmp);
+	return 0;
+}
+
+int moat_selector_parse(const char *text, struct moat_selector **out, char *err, size_t errlen)
+{
+	struct moat_selector *s = xcalloc(1, sizeof(*s));
+	char *buf = xstrdup(text ? text : ""), *p = buf, *start = buf;
+	int depth = 0, rc = 0;
+
+	*out = NULL;
+	if (strlen(buf) > 4096) {
+		snprintf(err, errlen, "a selector of more than 4096 characters");
+		rc = -EINVAL;
+	}
+	for (; !rc; p++) {
+		if (*p == '(')
+			depth++;
+		else if (*p == ')')
+			depth--;
+		if ((*p == ',' && depth == 0) || !*p) {
+			bool end = !*p;
+			*p = 0;
+			if (*trim(start)) {
+				if (s->n >= MOAT_MAX_SEL_REQS) {
+					snprintf(err, errlen, "more than %d requirements", MOAT_MAX_SEL_REQS);
+					rc = -EINVAL;
+					break;
+				}
+				s->reqs = xrealloc(s->reqs, (s->n + 1) * sizeof(*s->reqs));
+				rc = sel_req_text(start, &s->reqs[s->n], err, errlen);
+				s->n++;
+			}
+			if (end)
+				break;
+			start = p + 1;
+		}
+	}
+	free(buf);
+	if (rc) {
+		moat_selector_free(s);
+		return rc;
+	}
+	sel_normalize(s);
+	*out = s;
+	return 0;
 }
 
 /* ---- metadata ------------------------------------------------------------------------------------ */

@@ -44,6 +44,11 @@ int moat_decode(const json_t *doc, const char *source, struct moat_object **ret,
  * (Kind as written: o->api_kind).  malloc'd; NULL on OOM. */
 char *moat_object_key(const struct moat_object *o);
 
+/* A label selector in kubectl's text form: "app=web,tier!=db,env in (a,b),
+ * team notin (x),gpu,!legacy" (= and == are the same).  0 with *out, or
+ * -EINVAL with a message in err. */
+int moat_selector_parse(const char *text, struct moat_selector **out, char *err, size_t errlen);
+
 /* Kubernetes name and label syntax, as the API server checks it. */
 bool moat_valid_dns_label(const char *s);      /* RFC 1123 label, <= 63 */
 bool moat_valid_dns_subdomain(const char *s);  /* RFC 1123 subdomain, <= 253 */

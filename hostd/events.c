@@ -640,9 +640,27 @@ static bool common_match(const struct moat_ev_filter *f, const char *sns, const 
 	return true;
 }
 
+static bool id_in(const struct moat_ev_filter *f, uint32_t id)
+{
+	size_t lo = 0, hi = f->nids;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (f->ids[mid] == id)
+			return true;
+		if (f->ids[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
 bool moat_ev_match(const struct moat_ev *ev, const struct moat_ev_filter *f, const char *ruledesc)
 {
 	if (f->type >= 0 && ev->raw.type != f->type)
+		return false;
+	if (f->by_ids && !id_in(f, ev->raw.src_identity) && !id_in(f, ev->raw.dst_identity))
 		return false;
 	return common_match(f, ev->src_ns, ev->src_pod, ev->dst_ns, ev->dst_pod, &ev->src, &ev->dst,
 			    ev->family ? ev->proto : -2, ev->dport, ev->raw.verdict, ev->raw.rule, ruledesc);
@@ -650,6 +668,8 @@ bool moat_ev_match(const struct moat_ev *ev, const struct moat_ev_filter *f, con
 
 bool moat_flow_match(const struct moat_flow *fl, const struct moat_ev_filter *f, const char *ruledesc)
 {
+	if (f->by_ids && !id_in(f, fl->src_identity) && !id_in(f, fl->dst_identity))
+		return false;
 	return common_match(f, fl->src_ns, fl->src_pod, fl->dst_ns, fl->dst_pod, &fl->src, &fl->dst,
 			    fl->proto, fl->dport, fl->verdict, fl->rule, ruledesc);
 }

@@ -109,6 +109,13 @@ struct moat_ev_filter {
 	const char *policy;           /* substring of the rule's description */
 	char **allowed_ns;            /* tenancy: NULL = all; else both... see api */
 	size_t nallowed_ns;
+	/* by labels: either side's identity among ids (sorted), resolved by
+	 * the caller from a selector */
+	bool by_ids;
+	const uint32_t *ids;
+	size_t nids;
+	struct moat_selector *label_sel; /* the selector, owned by the API */
+	uint32_t *ids_owned;
 };
 
 bool moat_ev_match(const struct moat_ev *ev, const struct moat_ev_filter *f, const char *ruledesc);

@@ -16,6 +16,8 @@
 #include "decode.h"
 #include "manifest.h"
 #include "pfmgr.h"
+
+int moatctl_offload_main(int argc, char **argv);
 #include "moatctl.h"
 #include "srcdir.h"
 #include "util.h"
@@ -195,15 +197,27 @@ static int cmd_status(const struct gopts *g)
 	       json_is_true(json_object_get(j, "adopted")) ? "adopted pinned state" : "fresh state");
 	printf("enforcing   %s\n", json_is_true(json_object_get(j, "enforce")) ? "yes" : "no (observe only)");
 	printf("last apply  %s\n", jstr(json_object_get(j, "last_apply"), "message"));
-	printf("\n%-28s %-20s %-9s %-8s %-8s %s\n", "INTERFACE", "POD", "HOOK", "IFINDEX", "MODE",
-	       strcmp(g->output, "wide") ? "" : "WHY OTHER MODES WERE REJECTED");
+	printf("\n%-28s %-20s %-9s %-8s %-8s %-20s %s\n", "INTERFACE", "POD", "HOOK", "IFINDEX", "MODE",
+	       "PLAN", strcmp(g->output, "wide") ? "" : "WHY BETTER PLANS AND MODES WERE REJECTED");
 	json_array_foreach(json_object_get(j, "interfaces"), i, v) {
-		printf("%-28s %-20s %-9s %-8lld %-8s", jstr(v, "name"), jstr(v, "pod"), jstr(v, "hook"),
-		       jint(v, "ifindex"), jstr(v, "mode"));
+		json_t *plan = json_object_get(v, "plan"); /* issue 6 */
+		printf("%-28s %-20s %-9s %-8lld %-8s %-20s", jstr(v, "name"), jstr(v, "pod"), jstr(v, "hook"),
+		       jint(v, "ifindex"), jstr(v, "mode"), plan ? jstr(plan, "kind") : "");
 		if (!strcmp(g->output, "wide")) {
 			json_t *w;
 			const char *m;
+			if (plan)
+				printf(" [driver %s, profile %s]", *jstr(plan, "driver") ? jstr(plan, "driver") : "?",
+				       jstr(plan, "profile"));
+			json_object_foreach(json_object_get(plan, "rejected"), m, w)
+				printf(" %s: %s;", m, json_string_value(w));
 			json_object_foreach(json_object_get(v, "rejected"), m, w)
+				printf(" %s: %s;", m, json_string_value(w));
+		} else if (plan && !strcmp(jstr(v, "hook"), "uplink")) {
+			json_t *w;
+			const char *m;
+			/* the NIC's plan matters: say why a better one did not take */
+			json_object_foreach(json_object_get(plan, "rejected"), m, w)
 				printf(" %s: %s;", m, json_string_value(w));
 		}
 		if (*jstr(v, "error"))
@@ -491,7 +505,8 @@ static int cmd_observe(const struct gopts *g, int argc, char **argv)
 		{ 0 }
 	};
 	static const char *const keys[] = { ['n'] = "namespace", ['p'] = "pod", ['i'] = "ip", ['P'] = "port",
-					    ['r'] = "proto", ['v'] = "verdict", ['t'] = "type", ['y'] = "policy" };
+					    ['r'] = "proto", ['v'] = "verdict", ['t'] = "type", ['y'] = "policy",
+					    ['l'] = "label" };
 	char path[2048] = "/v1/observe?x=1", tmp[512];
 	struct obs_out out = { .json = !strcmp(g->output, "json") };
 	bool follow = false;
@@ -510,10 +525,7 @@ static int cmd_observe(const struct gopts *g, int argc, char **argv)
 		case 'L':
 			snprintf(path + l, sizeof(path) - l, "&last=%s", optarg);
 			break;
-		case 'l':
-			fprintf(stderr, "moatctl observe: --label: use --pod or --namespace (labels are not in events)\n");
-			return 2;
-		case 'n': case 'p': case 'i': case 'P': case 'r': case 'v': case 't': case 'y':
+		case 'l': case 'n': case 'p': case 'i': case 'P': case 'r': case 'v': case 't': case 'y':
 			e = url_escape(optarg);
 			snprintf(path + l, sizeof(path) - l, "&%s=%s", keys[opt], e);
 			free(e);
@@ -1012,6 +1024,7 @@ static void usage(FILE *f)
 		"  metrics                        Prometheus text\n"
 		"  observe [--follow] [--last N] [--namespace NS] [--pod [NS/]POD] [--ip IP]\n"
 		"          [--port N] [--protocol P] [--verdict allow|deny|audit] [--type T] [--policy TEXT]\n"
+		"          [--label SELECTOR]     e.g. --label 'app=web,tier!=db' (either side's pod)\n"
 		"                                 live verdicts (-o json: one object per line)\n"
 		"  flows [--namespace NS] [--pod POD] [--verdict V] ...   flow records\n"
 		"  policy check DIR               validate manifests and report capacity (no daemon)\n"
@@ -1026,6 +1039,8 @@ static void usage(FILE *f)
 		"  blueprint diff FILE [--manifests DIR] | diff NAME --to VERSION\n"
 		"                                 what a blueprint change would change (exit 1: something)\n"
 		"  blueprint rollback NAME [--to VERSION] [--dry-run]\n"
+		"  offload check --profile hw/nfp.json OBJECT | probe IFNAME | profiles [DIR]\n"
+		"                                 NIC offload: fit check, probe and plan (no daemon)\n"
 		"  uninstall [PIN_DIR]            detach and remove everything pinned\n");
 }
 
@@ -1094,6 +1109,8 @@ int main(int argc, char **argv)
 		rc = moatctl_report_main(sock_path(&g, sp, sizeof(sp)), g.output, argc, argv);
 	} else if (!strcmp(argv[0], "blueprint"))
 		rc = cmd_blueprint(&g, argc, argv);
+	else if (!strcmp(argv[0], "offload")) /* issue 6: hostd/moatctl_offload.c */
+		rc = moatctl_offload_main(argc, argv);
 	else if (!strcmp(argv[0], "uninstall"))
 		rc = cmd_uninstall(&g, argc - 1, argv + 1);
 	else {

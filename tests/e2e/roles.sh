@@ -142,7 +142,8 @@ def namespaces_in(obj):
 
 filters = ["", "namespace=tenant-a", "namespace=tenant-b", "namespace=shared", "pod=tenant-b/db",
            "pod=db", "ip=" + ip_bdb, "ip=" + ip_aweb, "verdict=deny", "verdict=allow", "port=5432",
-           "proto=UDP", "policy=db-from-web", "type=deny"]
+           "proto=UDP", "policy=db-from-web", "type=deny", "label=app%3Ddb", "label=app%20in%20(web%2Cdns)",
+           "label=!app", "label=app%20notin%20(db)"]
 tenant_leaks = 0
 checked = 0
 for (name, (token, mine)), path in itertools.product(users.items(), ["/v1/flows", "/v1/observe", "/v1/report", "/v1/observe?last=1000"]):
@@ -198,6 +199,14 @@ own = [f for f in json.loads(body) if "tenant-a" in (f["src"].get("namespace"), 
 check("alice sees tenant-a's flows", code == 200 and len(own) >= 2, "%d flows" % len(own))
 code, body = req("/v1/flows", tadm)
 check("platform-admin sees every tenant", {"tenant-a", "tenant-b"} <= namespaces_in(json.loads(body)))
+# label filters select by either side's pod labels (pods here are labelled app=<name>)
+code, body = req("/v1/flows?label=app%3Ddb", tadm)
+fl = json.loads(body) if code == 200 else []
+check("label=app=db: only flows of db pods, some of them",
+      code == 200 and fl and all("db" in (f["src"].get("pod"), f["dst"].get("pod")) for f in fl),
+      "HTTP %d, %s" % (code, [(f["src"].get("pod"), f["dst"].get("pod")) for f in fl][:5]))
+code, body = req("/v1/flows?label=bad%20key%3Dx", tadm)
+check("a bad selector is refused with the reason", code == 400 and "label" in body, "HTTP %d %s" % (code, body))
 code, body = req("/v1/explain?from=tenant-b/web&to=tenant-b/db&port=5432", ta)
 check("alice may not explain tenant-b to tenant-b", code == 403, "HTTP %d" % code)
 code, body = req("/v1/explain?from=tenant-b/web&to=tenant-a/web&port=80", ta)

@@ -1002,6 +1002,47 @@ static void t_cnp_bad(void **state)
 }
 
 /* ---- Namespace, Pod, Node, Service -------------------------------------------------------------- */
+/* Label selectors in kubectl's text form (moatctl observe --label). */
+static void t_selector_text(void **state)
+{
+	struct moat_labels l = { 0 };
+	struct moat_selector *s;
+	char err[128], *txt;
+	static const struct { const char *in, *canon; } good[] = {
+		{ "app=web", "app in (web)" },
+		{ "app==web", "app in (web)" },
+		{ " app = web , tier != db ", "app in (web),tier notin (db)" },
+		{ "env in (b, a),gpu,!legacy", "!legacy,env in (a,b),gpu" },
+		{ "team notin (x)", "team notin (x)" },
+		{ "", "" },
+	};
+	static const char *const bad[] = { "a b=c", "app in a,b", "app in ()", "app=x y", "=v" };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		if (moat_selector_parse(good[i].in, &s, err, sizeof(err)))
+			fail_msg("%s: %s", good[i].in, err);
+		txt = moat_selector_string(s);
+		if (strcmp(txt, good[i].canon))
+			fail_msg("%s: got %s, want %s", good[i].in, txt, good[i].canon);
+		free(txt);
+		moat_selector_free(s);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		s = NULL;
+		if (!moat_selector_parse(bad[i], &s, err, sizeof(err)))
+			fail_msg("%s: accepted", bad[i]);
+		assert_null(s);
+	}
+	assert_int_equal(moat_selector_parse("app in (web,db),!legacy", &s, err, sizeof(err)), 0);
+	moat_labels_set(&l, "app", "db");
+	assert_true(moat_selector_matches(s, &l));
+	moat_labels_set(&l, "legacy", "1");
+	assert_false(moat_selector_matches(s, &l));
+	moat_labels_free(&l);
+	moat_selector_free(s);
+}
+
 static void t_core_map(void **state)
 {
 	struct moat_object *o;
@@ -1406,6 +1447,7 @@ int main(void)
 		cmocka_unit_test(t_cnp_map),
 		cmocka_unit_test(t_cnp_bad),
 		cmocka_unit_test(t_core_map),
+		cmocka_unit_test(t_selector_text),
 		cmocka_unit_test(t_core_bad),
 		cmocka_unit_test(t_kinds),
 		cmocka_unit_test(t_messages),
