@@ -360,9 +360,8 @@ static int parse_offload(struct pctx *c, json_t *o, struct moat_nic_offload *off
 		off->perf_event_output = MOAT_PERF_NONE;
 	else
 		return bad(c, "offload.perf_event_output: must be \"any\", \"current-cpu\" or \"none\"");
-	if ((off->perf_event_output != MOAT_PERF_NONE) !=
-	    !!(off->host_map_types & (1ull << BPF_MAP_TYPE_PERF_EVENT_ARRAY)) &&
-	    !(off->map_types & (1ull << BPF_MAP_TYPE_PERF_EVENT_ARRAY)))
+	if (off->perf_event_output != MOAT_PERF_NONE &&
+	    !((off->host_map_types | off->map_types) & (1ull << BPF_MAP_TYPE_PERF_EVENT_ARRAY)))
 		return bad(c, "offload.perf_event_output: needs perf_event_array among the map types");
 	{
 		bool has_pe = false;
