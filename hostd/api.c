@@ -164,6 +164,18 @@ static int iface_cb(const struct moat_iface_status *s, void *arg)
 					     s->ifindex, "attached", s->attached, "mode",
 					     s->attached ? moat_mode_name(s->mode) : "none",
 					     "rejected", why, "error", s->error[0] ? s->error : NULL));
+	if (s->plan && s->plan->valid) { /* the attach plan and its reasons (issue 6) */
+		json_t *pw = json_object(), *o = json_array_get(v->a, json_array_size(v->a) - 1);
+		for (int k = 0; k < MOAT_PLAN_KIND_MAX; k++)
+			if (s->plan->why[k][0])
+				json_object_set_new(pw, moat_plan_kind_name(k), json_string(s->plan->why[k]));
+		json_object_set_new(o, "plan", json_pack("{s:s,s:s,s:s,s:o,s:o}", "kind",
+						       moat_iface_plan_kind(s->plan), "driver",
+						       s->plan->driver, "profile", s->plan->profile,
+						       "xdp_features", s->plan->have_features ?
+						       json_integer((json_int_t)s->plan->xdp_features) : json_null(),
+						       "rejected", pw));
+	}
 	return 0;
 }
 

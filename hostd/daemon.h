@@ -17,6 +17,7 @@ struct moat_api;
 struct moat_events;
 struct moat_auth;
 struct moat_pfmgr;
+struct moat_hwplan;
 struct moat_archive;
 struct moat_k8s_source;
 
@@ -48,6 +49,7 @@ struct moatd_config {
 	bool reset;               /* discard pinned state of another ABI */
 	bool keep_caps;
 	bool prefilter_shadow;    /* pre-filter tables kept in a host copy (issue 6) */
+	char *hw_profiles;        /* NIC profile directory (issue 6) */
 	bool allow_local_node;
 	bool revoke;
 	bool enforce;
@@ -80,6 +82,7 @@ struct moatd {
 	struct moat_events *events;
 	struct moat_auth *auth;
 	struct moat_pfmgr *pfmgr;     /* hardware pre-filter (issue 6), or none */
+	struct moat_hwplan *hwplan;   /* attach plans (issue 6) */
 	struct moat_archive *archive; /* NULL: no flight recorder (archive.h) */
 	struct moat_k8s_source *k8s;  /* Kubernetes mode (src is NULL then) */
 	bool k8s_hold;                /* no generation before the first full list */

@@ -29,6 +29,7 @@ struct att {
 	bool attached;
 	bool seen;                    /* still wanted in this pass */
 	struct moat_attach_info info;
+	struct moat_iface_plan plan;  /* issue 6 */
 	char error[160];
 };
 
@@ -45,6 +46,8 @@ struct moat_ifaces {
 	bool changed;
 	struct hmap atts;             /* name -> att */
 	struct hmap pod_if;           /* ns/name -> host ifindex (int*) */
+	struct moat_hwplan *hwplan;   /* issue 6: attach plans, or NULL */
+	const struct moat_compiler *comp; /* during moat_ifaces_attach */
 };
 
 static int nl_err(int e)
@@ -80,6 +83,7 @@ int moat_ifaces_new(struct moat_dp *dp, const struct moat_ifaces_opts *o, struct
 	fi->netns_dirs = xstrdup(o && o->netns_dirs ? o->netns_dirs : "/run/netns:/var/run/netns");
 	fi->uplink = xstrdup(o ? o->uplink : NULL);
 	fi->veth_prefixes = xstrdup(o && o->veth_prefixes && *o->veth_prefixes ? o->veth_prefixes : NULL);
+	fi->hwplan = o ? o->hwplan : NULL;
 	hmap_init(&fi->atts);
 	hmap_init(&fi->pod_if);
 	fi->sock = nl_socket_alloc();
@@ -343,7 +347,12 @@ static void att_do(struct moat_ifaces *fi, struct att *a, int hook, int ifindex,
 		return;
 	a->hook = hook;
 	a->ifindex = ifindex;
-	err = moat_dp_attach(fi->dp, &req, &a->info);
+	if (fi->hwplan) /* profile, probe and plan (issue 6) */
+		err = moat_hwplan_attach(fi->hwplan, fi->dp, &req, fi->comp,
+					 hook == MOAT_HOOK_UPLINK && fi->uplink ? fi->uplink : a->name,
+					 &a->info, &a->plan);
+	else
+		err = moat_dp_attach(fi->dp, &req, &a->info);
 	a->attached = !err;
 	if (err)
 		snprintf(a->error, sizeof(a->error), "%s", strerror(-err));
@@ -455,6 +464,8 @@ static int unpin_stale(const char *name, bool alive, void *arg)
 
 	if (!a || !a->seen || !alive) {
 		moat_dp_detach(fi->dp, name);
+		if (a && a->hook == MOAT_HOOK_UPLINK)
+			moat_hwplan_detached(fi->hwplan, fi->uplink);
 		if (a)
 			a->attached = false;
 	}
@@ -467,6 +478,7 @@ int moat_ifaces_attach(struct moat_ifaces *fi, struct moat_compiler *c)
 	size_t it = 0;
 	void *v;
 
+	fi->comp = c;
 	while (hmap_next(&fi->atts, &it, NULL, NULL, &v))
 		((struct att *)v)->seen = false;
 	moat_compiler_endpoints(c, attach_one, &ac);
@@ -526,6 +538,7 @@ int moat_ifaces_status(struct moat_ifaces *fi,
 		s.mode = a->info.mode;
 		memcpy(s.why, a->info.why, sizeof(s.why));
 		s.attached = a->attached;
+		s.plan = &a->plan;
 		snprintf(s.error, sizeof(s.error), "%s", a->error);
 		rc = fn(&s, arg);
 		if (rc)

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include "dp.h"
 #include "compile.h"
+#include "hwplan.h"
 
 struct moat_ifaces;
 
@@ -16,6 +17,7 @@ struct moat_ifaces_opts {
 	enum moat_mode mode;          /* attach mode for pod veths */
 	const char *netns_dirs;       /* colon-separated; default /run/netns:/var/run/netns */
 	const char *uplink;           /* attach moat_uplink here (NULL: none) */
+	struct moat_hwplan *hwplan;   /* attach plans (issue 6); NULL: moat_dp_attach */
 	const char *veth_prefixes;    /* comma-separated host-side veth name prefixes to
 				       * attach as soon as they appear (no start-up
 				       * window); NULL: attach when the pod is known */
@@ -30,6 +32,7 @@ struct moat_iface_status {
 	char why[MOAT_MODE_MAX][160];
 	bool attached;
 	char error[160];
+	const struct moat_iface_plan *plan; /* attach plan and its reasons (issue 6) */
 };
 
 int moat_ifaces_new(struct moat_dp *dp, const struct moat_ifaces_opts *o, struct moat_ifaces **ret);

@@ -29,6 +29,7 @@
 #include "daemon.h"
 #include "events.h"
 #include "k8s_source.h"
+#include "hwplan.h"
 #include "log.h"
 #include "pfmgr.h"
 #include "srcdir.h"
@@ -228,6 +229,7 @@ static void usage(FILE *f)
 		"  --tokens FILE        API tokens -> users, roles, namespaces (uid 0 on the socket is admin)\n"
 		"  --audit-log FILE     append every change made through the API (JSON lines)\n"
 		"  --api-port N --tls-cert PEM --tls-key PEM   also serve the API over HTTPS\n"
+		"  --hw-profiles DIR    NIC profiles (default /usr/share/moat/hw, else the tree's hw/)\n"
 		"  --prefilter-shadow   keep a hardware pre-filter's tables in a host copy that no\n"
 		"                       packet reaches (what an offload NIC would hold; docs/offload.md)\n"
 		"  --log-level LEVEL    error|warn|info|debug|verbose\n"
@@ -238,7 +240,7 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 {
 	enum { O_NODE = 1, O_MAN, O_PIN, O_SOCK, O_SMODE, O_MODE, O_NETNS, O_UPLINK, O_VETH, O_NOLOCAL,
 	       O_NOREVOKE, O_OBSERVE, O_MAXPOL, O_RESET, O_LOG, O_HELP, O_CONFIG, O_KUBECONFIG,
-	       O_KEEPCAPS, O_TOKENS, O_AUDIT, O_PORT, O_CERT, O_KEY, O_INCLUSTER, O_PFSHADOW,
+	       O_KEEPCAPS, O_TOKENS, O_AUDIT, O_PORT, O_CERT, O_KEY, O_INCLUSTER, O_PFSHADOW, O_HWPROF,
 	       O_ARCHIVE /* the archive's flags: O_ARCHIVE .. + MOAT_ARCHIVE_NOPTS - 1 */ };
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, O_CONFIG },
@@ -266,6 +268,7 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 		{ "tls-key", required_argument, NULL, O_KEY },
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "prefilter-shadow", no_argument, NULL, O_PFSHADOW },
+		{ "hw-profiles", required_argument, NULL, O_HWPROF },
 		{ "help", no_argument, NULL, O_HELP },
 		MOAT_ARCHIVE_OPTIONS(O_ARCHIVE),
 		{ 0 }
@@ -328,6 +331,7 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 		case O_CERT: free(c->tls_cert); c->tls_cert = xstrdup(optarg); break;
 		case O_KEY: free(c->tls_key); c->tls_key = xstrdup(optarg); break;
 		case O_PFSHADOW: c->prefilter_shadow = true; break;
+		case O_HWPROF: free(c->hw_profiles); c->hw_profiles = xstrdup(optarg); break;
 		case O_LOG:
 			lvl = moat_log_parse_level(optarg);
 			if (lvl < 0) {
@@ -439,6 +443,7 @@ static void apply_config(struct moatd *d)
 		struct moat_pfmgr_opts po = { .enforce = d->cfg.enforce, .revoke = d->cfg.revoke,
 					      .sample_shift = 6 };
 		moat_pfmgr_configure(d->pfmgr, &po, d->comp);
+		moat_hwplan_set_prefilter(d->hwplan, d->cfg.revoke);
 	}
 }
 
@@ -571,6 +576,12 @@ int main(int argc, char **argv)
 	io.netns_dirs = d.cfg.netns_dirs;
 	io.uplink = d.cfg.uplink;
 	io.veth_prefixes = d.cfg.veth_prefixes;
+	{ /* attach plans from NIC profiles and probes (issue 6) */
+		char *hwdir = d.cfg.hw_profiles ? xstrdup(d.cfg.hw_profiles) : moat_hwplan_default_dir();
+		moat_hwplan_new(hwdir, d.pfmgr, d.cfg.revoke, &d.hwplan);
+		free(hwdir);
+		io.hwplan = d.hwplan;
+	}
 	err = moat_ifaces_new(d.dp, &io, &d.ifaces);
 	if (err) {
 		pr_err("could not open netlink: %s", strerror(-err));
@@ -797,6 +808,7 @@ out:
 	moat_archive_close(d.archive);
 	moat_srcdir_free(d.src);
 	moat_ifaces_free(d.ifaces);
+	moat_hwplan_free(d.hwplan);
 	moat_pfmgr_free(d.pfmgr);
 	moat_compiler_free(d.comp);
 	moat_dp_close(d.dp);

@@ -123,6 +123,11 @@ fail:
 	return rc < 0 ? rc : -EINVAL;
 }
 
+const void *moat_pf_object(size_t *len)
+{
+	return prefilter_bpf__elf_bytes(len);
+}
+
 bool moat_pf_offloaded(const struct moat_pf *pf)
 {
 	return pf->ifindex > 0;

@@ -44,6 +44,10 @@ size_t moat_pf_value_size(enum moat_pf_tbl t);
 int moat_pf_open(const struct moat_pf_opts *opts, struct moat_pf **ret, char *err, size_t errlen);
 void moat_pf_close(struct moat_pf *pf);
 
+/* The pre-filter object moat_pf_open() loads (the ELF built into this
+ * binary), for the fit checker. */
+const void *moat_pf_object(size_t *len);
+
 bool moat_pf_offloaded(const struct moat_pf *pf);
 int moat_pf_prog_fd(const struct moat_pf *pf);
 int moat_pf_events_fd(const struct moat_pf *pf);

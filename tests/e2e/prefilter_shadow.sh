@@ -22,9 +22,22 @@ ext_up
 for w in app/web app/api @ext; do serve "$w" --tcp 80 --udp 80; done
 wait_served 80 app/web app/api @ext
 man_cluster
-moat_start 1 --prefilter-shadow
+moat_start 1 --prefilter-shadow --uplink eth0
 sync_or_die
 
+section "attach plans: profile and probe per interface (no offload NIC here)"
+plan() { ctl 1 -o json status | jq -r ".interfaces[] | select($1) | .plan$2"; }
+expect "uplink eth0 (a veth): plan" "$(plan '.hook == "uplink"' '| "\(.kind) \(.driver) \(.profile)"')" \
+	"native veth veth.json"
+plan '.hook == "uplink"' '.rejected["hw-prefilter+native"]' | grep -q "no XDP hardware offload" &&
+	pass "uplink: why no hardware pre-filter: $(plan '.hook == "uplink"' '.rejected["hw-prefilter+native"]')" ||
+	fail "uplink: hardware rejection not explained: $(plan '.hook == "uplink"' '.rejected')"
+expect "pod veths: plans" "$(plan '.hook != "uplink"' .kind | sort | uniq -c | awk '{print $1 "x" $2}' | xargs)" "4xnative"
+ctl 1 status | grep -E '^uplink +.* native +native +hw-prefilter\+native: no XDP hardware offload' >/dev/null &&
+	pass "moatctl status shows the uplink's plan and why" ||
+	fail "moatctl status: $(ctl 1 status | grep '^uplink')"
+
+section "the pre-filter's tables (shadow copy)"
 pf() { ctl 1 -o json status | jq -c ".prefilter$1"; }
 expect "pre-filter active" "$(pf .active)" true
 expect "shadow copy" "$(pf .interface)" '"(shadow)"'
@@ -104,19 +117,19 @@ EOF
 sync_or_die
 expect "placed again" "$(pf .tables.pairs)" 1
 moat_stop 1
-moat_start 1 --prefilter-shadow --observe-only
+moat_start 1 --prefilter-shadow --uplink eth0 --observe-only
 sync_or_die
 expect "observe only" "$(pf .enforce)" false
 expect "still placed (counted, not dropped)" "$(pf .tables.pairs)" 1
 moat_stop 1
-moat_start 1 --prefilter-shadow --no-revoke
+moat_start 1 --prefilter-shadow --uplink eth0 --no-revoke
 sync_or_die
 expect "--no-revoke places nothing" "$(pf .tables.pairs)" 0
 pf .tables.why_empty | grep -q no-revoke && pass "and says why" || fail "why: $(pf .tables.why_empty)"
 
 section "without --prefilter-shadow and no offload NIC: none, and why"
 moat_stop 1
-moat_start 1
+moat_start 1 --uplink eth0
 sync_or_die
 expect "inactive" "$(pf .active)" false
 expect "why" "$(pf .why)" '"no interface has a hardware pre-filter"'
