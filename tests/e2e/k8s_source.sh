@@ -40,8 +40,12 @@ serve app/server --tcp 80 --udp 80
 wait_served 80 app/server
 
 "$PY" "$FAKEAPI" gen-certs "$E2E_TMP/certs"
+# the server's stdin stays open as long as this test runs (some versions of
+# fakeapi.py stop when their stdin closes)
+mkfifo "$E2E_TMP/fakeapi.stdin"
+exec {FAKEAPI_STDIN}<>"$E2E_TMP/fakeapi.stdin"
 nsenter --net="${NETNS[@n1]}" "$PY" "$FAKEAPI" serve --certs "$E2E_TMP/certs" --token "$TOKEN" \
-	</dev/null >"$E2E_TMP/fakeapi.out" 2>"$E2E_TMP/fakeapi.err" &
+	<"$E2E_TMP/fakeapi.stdin" >"$E2E_TMP/fakeapi.out" 2>"$E2E_TMP/fakeapi.err" &
 E2E_BG+=($!)
 for i in $(seq 100); do grep -q READY "$E2E_TMP/fakeapi.out" 2>/dev/null && break; sleep 0.1; done
 read -r _ APIPORT CTLPORT <"$E2E_TMP/fakeapi.out" || die "fake API server did not start: $(cat "$E2E_TMP/fakeapi.err")"

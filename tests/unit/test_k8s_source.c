@@ -69,7 +69,7 @@ static long ctl(const char *op, const char *body)
 static int start_server(void **state)
 {
 	char cmd[512], line[128];
-	int pfd[2];
+	int pfd[2], keep[2];
 	FILE *f;
 
 	(void)state;
@@ -80,19 +80,22 @@ static int start_server(void **state)
 	snprintf(cmd, sizeof(cmd), "python3 tests/tools/fakeapi.py gen-certs %s/certs", dir);
 	if (system(cmd))
 		return -1;
-	if (pipe(pfd))
+	if (pipe(pfd) || pipe(keep))
 		return -1;
 	server = fork();
 	if (server == 0) {
 		char certs[300];
 		snprintf(certs, sizeof(certs), "%s/certs", dir);
 		dup2(pfd[1], 1);
+		dup2(keep[0], 0); /* open while this test runs */
 		close(pfd[0]);
+		close(keep[1]);
 		execlp("python3", "python3", "tests/tools/fakeauthz.py", "serve", "--certs", certs, "--token",
 		       "moatd-unit-token", (char *)NULL);
 		_exit(127);
 	}
 	close(pfd[1]);
+	close(keep[0]);
 	f = fdopen(pfd[0], "r");
 	if (!f || !fgets(line, sizeof(line), f) || sscanf(line, "READY %d %d", &api_port, &ctl_port) != 2)
 		return -1;
