@@ -36,6 +36,8 @@
 #define MAX_STACK_SLOTS 64     /* 512 bytes */
 #define MAX_FUNCS 256
 #define MAX_ROUNDS 32          /* interprocedural fixed point */
+#define MAX_FUNC_INSNS 65536   /* per function: states cost ~1.8 KiB per insn */
+#define MAX_OBJ_INSNS 1000000  /* the kernel's own limit */
 #define XDP_MD_RX_QUEUE_OFF 16 /* offsetof(struct xdp_md, rx_queue_index) */
 
 static const char *const kind_names[MOAT_FIT_KIND_MAX] = {
@@ -317,6 +319,10 @@ static int read_elf(struct fctx *c, char *err, size_t errlen)
 			s->insns = d->d_buf;
 			s->n = d->d_size / sizeof(struct bpf_insn);
 			c->total_insns += s->n;
+			if (c->total_insns > MAX_OBJ_INSNS) {
+				snprintf(err, errlen, "more than %d instructions", MAX_OBJ_INSNS);
+				return -E2BIG;
+			}
 		}
 	}
 	if (!symdata) {
@@ -471,6 +477,8 @@ static int find_funcs(struct fctx *c)
 			f->end = c->secs[f->sec].n;
 		if (f->end <= f->start)
 			f->end = f->start + 1 <= c->secs[f->sec].n ? f->start + 1 : f->start;
+		if (f->end - f->start > MAX_FUNC_INSNS)
+			return -E2BIG;
 	}
 	return 0;
 }
@@ -1351,6 +1359,8 @@ static int check_prog(struct fctx *c, size_t pi, struct moat_fit_prog *p)
 		}
 	}
 
+	if (again)
+		return -ELOOP; /* no fixed point: the results would not be sound */
 	c->reporting = true;
 	p->insns = 0;
 	p->funcs = 0;
@@ -1539,7 +1549,10 @@ int moat_fit_check(const char *path, const struct moat_nic_profile *prof,
 		rc = find_funcs(c);
 	if (rc) {
 		if (err && errlen && !err[0])
-			snprintf(err, errlen, "%s: cannot read the object: %s", path, strerror(-rc));
+			snprintf(err, errlen, "%s: cannot read the object: %s", path,
+				 rc == -E2BIG ? "too large (a function of more than 65,536 or an object of "
+						"more than 1,000,000 instructions, or more than 256 functions)" :
+				 strerror(-rc));
 		goto out;
 	}
 	c->ptrkind = calloc(c->total_insns + 1, 1);
@@ -1574,8 +1587,11 @@ int moat_fit_check(const char *path, const struct moat_nic_profile *prof,
 		snprintf(p->section, sizeof(p->section), "%s", bpf_program__section_name(bp));
 		c->prog = p->name;
 		rc = check_prog(c, (size_t)fi, p);
-		if (rc)
+		if (rc) {
+			snprintf(err, errlen, "%s: program %s: %s", path, p->name,
+				 rc == -ELOOP ? "the register analysis did not converge" : strerror(-rc));
 			goto out;
+		}
 	}
 out:
 	if (c->elf)

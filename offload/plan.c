@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /* NIC profiles, the interface probe and the attach plan; see plan.h. */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -500,28 +501,39 @@ int moat_nic_profile_load(const char *path, struct moat_nic_profile *p, char *er
 int moat_nic_profile_find(const char *dir, const char *driver, struct moat_nic_profile *p,
 			  char *path, size_t pathlen, char *err, size_t errlen)
 {
-	static const char *const names[] = { "nfp", "mlx5", "i40e", "ice", "ixgbe", "bnxt",
-					     "virtio_net", "veth" };
 	char buf[4096];
+	struct dirent *de;
+	DIR *d;
 	int rc;
 
 	if (!dir)
 		dir = MOAT_NIC_PROFILE_DIR;
-	/* the file named after the driver first, then every shipped one */
+	/* the file named after the driver first, then every other one */
 	if (driver && *driver && !strchr(driver, '/')) {
 		snprintf(buf, sizeof(buf), "%s/%s.json", dir, driver);
 		if (access(buf, R_OK) == 0 && moat_nic_profile_load(buf, p, err, errlen) == 0)
 			for (size_t i = 0; i < p->ndrivers; i++)
 				if (!strcmp(p->drivers[i], driver))
 					goto found;
-		for (size_t n = 0; n < sizeof(names) / sizeof(names[0]); n++) {
-			snprintf(buf, sizeof(buf), "%s/%s.json", dir, names[n]);
-			if (access(buf, R_OK) || moat_nic_profile_load(buf, p, err, errlen))
+		d = opendir(dir);
+		while (d && (de = readdir(d))) {
+			size_t l = strlen(de->d_name);
+			bool hit = false;
+			if (l < 6 || strcmp(de->d_name + l - 5, ".json") ||
+			    !strcmp(de->d_name, "default.json"))
 				continue;
+			snprintf(buf, sizeof(buf), "%s/%s", dir, de->d_name);
+			if (moat_nic_profile_load(buf, p, err, errlen))
+				continue; /* a broken file is no match (profiles validates them) */
 			for (size_t i = 0; i < p->ndrivers; i++)
-				if (!strcmp(p->drivers[i], driver))
-					goto found;
+				hit |= !strcmp(p->drivers[i], driver);
+			if (hit) {
+				closedir(d);
+				goto found;
+			}
 		}
+		if (d)
+			closedir(d);
 	}
 	snprintf(buf, sizeof(buf), "%s/default.json", dir);
 	rc = moat_nic_profile_load(buf, p, err, errlen);
