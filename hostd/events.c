@@ -462,15 +462,15 @@ static enum bpf_perf_event_ret on_record(void *ctx, int cpu, struct perf_event_h
 
 	if (h->type == PERF_RECORD_SAMPLE) {
 		const struct sample *s = (const void *)h;
-		const struct moat_event *raw;
-		if (s->size < sizeof(*raw))
+		struct moat_event raw; /* copied: the record is only 4-byte aligned */
+		if (s->size < sizeof(raw))
 			return LIBBPF_PERF_EVENT_CONT;
-		raw = (const void *)s->data;
-		size_t cap = raw->cap_len;
-		if (cap > s->size - sizeof(*raw))
-			cap = s->size - sizeof(*raw);
+		memcpy(&raw, s->data, sizeof(raw));
+		size_t cap = raw.cap_len;
+		if (cap > s->size - sizeof(raw))
+			cap = s->size - sizeof(raw);
 		pthread_mutex_lock(&e->lock);
-		deliver(e, cpu, raw, s->data + sizeof(*raw), cap);
+		deliver(e, cpu, &raw, s->data + sizeof(raw), cap);
 		pthread_mutex_unlock(&e->lock);
 	} else if (h->type == PERF_RECORD_LOST) {
 		const struct lost *l = (const void *)h;
