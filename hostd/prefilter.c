@@ -140,6 +140,7 @@ struct pfx {
 	int root;                     /* topmost needed ancestor, -1: not needed */
 	bool candidate;               /* holds no cluster address */
 	bool has_deny;
+	bool unplaced;                /* a tree root that did not fit */
 	__u32 npairs;
 };
 
@@ -468,6 +469,7 @@ int moat_pfc_build(struct moat_pfc *p, const struct moat_compiler *c, bool next)
 	uint64_t t0 = moat_now_ns();
 	int *stack = NULL;
 	size_t sp = 0;
+	struct u32vec with_pairs = { 0 };
 
 	tables_clear(&p->want);
 	memset(&p->st, 0, sizeof(p->st));
@@ -496,19 +498,20 @@ int moat_pfc_build(struct moat_pfc *p, const struct moat_compiler *c, bool next)
 	}
 
 	/* local pod identities and the ports that can decide for them */
-	for (size_t i = 0; i < b.npods; i++) {
-		bool seen = false;
-		for (size_t k = 0; k < nids && !seen; k++)
-			seen = ids[k].identity == b.pods[i].identity;
-		if (seen)
-			continue;
-		ids = xrealloc(ids, (nids + 1) * sizeof(*ids));
-		memset(&ids[nids], 0, sizeof(*ids));
-		ids[nids].identity = b.pods[i].identity;
-		for (int d = 0; d < 2; d++)
-			for (int g = 0; g < 3; g++)
-				ports_of(&b, ids[nids].identity, d, l4[g], &ids[nids].ps[d][g]);
-		nids++;
+	{
+		struct u32vec uniq = { 0 };
+		for (size_t i = 0; i < b.npods; i++)
+			u32vec_push(&uniq, b.pods[i].identity);
+		u32vec_sort_unique(&uniq);
+		ids = xcalloc(uniq.n ? uniq.n : 1, sizeof(*ids));
+		for (size_t k = 0; k < uniq.n; k++) {
+			ids[nids].identity = uniq.v[k];
+			for (int d = 0; d < 2; d++)
+				for (int g = 0; g < 3; g++)
+					ports_of(&b, ids[nids].identity, d, l4[g], &ids[nids].ps[d][g]);
+			nids++;
+		}
+		u32vec_free(&uniq);
 	}
 
 	/* what each outside-the-cluster region may drop for each identity */
@@ -583,9 +586,7 @@ int moat_pfc_build(struct moat_pfc *p, const struct moat_compiler *c, bool next)
 		    (__u32)popcount_mask(m) > p->lim.max_lens) {
 			p->st.trees_no_room++;
 			/* not placed: its prefixes must not be looked up */
-			for (size_t i = 0; i < b.npfx; i++)
-				if (b.pfx[i].root == trees[t].root)
-					b.pfx[i].root = -2;
+			b.pfx[trees[t].root].unplaced = true;
 			continue;
 		}
 		memcpy(lenmask[f], m, sizeof(m));
@@ -593,6 +594,10 @@ int moat_pfc_build(struct moat_pfc *p, const struct moat_compiler *c, bool next)
 		used_pairs += trees[t].npairs;
 		p->st.trees_placed++;
 	}
+
+	for (size_t i = 0; i < b.npfx; i++)
+		if (b.pfx[i].root >= 0 && b.pfx[b.pfx[i].root].unplaced)
+			b.pfx[i].root = -2;
 
 	/* the wanted tables */
 	for (size_t i = 0; i < b.npfx; i++) {
@@ -626,16 +631,19 @@ int moat_pfc_build(struct moat_pfc *p, const struct moat_compiler *c, bool next)
 		p->st.pairs++;
 	}
 	/* destinations: the local pods of identities that have pairs */
+	{
+		size_t it = 0;
+		void *v;
+		u32vec_free(&with_pairs);
+		while (hmap_next(&p->want.pairs, &it, NULL, NULL, &v))
+			u32vec_push(&with_pairs, ((struct pair_ent *)v)->key[1]);
+		u32vec_sort_unique(&with_pairs);
+	}
 	for (size_t i = 0; i < b.npods; i++) {
 		struct lpod *lp = &b.pods[i];
 		struct dst_ent *de;
-		bool used = false;
-		size_t it = 0;
-		void *v;
 		int f = fam_ix(lp->family);
-		while (!used && hmap_next(&p->want.pairs, &it, NULL, NULL, &v))
-			used = ((struct pair_ent *)v)->key[1] == lp->identity;
-		if (!used || p->st.dst[f] >= p->lim.max_dst)
+		if (!u32vec_has(&with_pairs, lp->identity) || p->st.dst[f] >= p->lim.max_dst)
 			continue; /* without its destination entry a pair never matches */
 		de = xcalloc(1, sizeof(*de));
 		de->key[0] = (__u8)lp->family;
@@ -679,6 +687,7 @@ int moat_pfc_build(struct moat_pfc *p, const struct moat_compiler *c, bool next)
 	free(ids);
 	free(pairs);
 	free(trees);
+	u32vec_free(&with_pairs);
 	free(stack);
 	free(b.pfx);
 	free(b.pods);

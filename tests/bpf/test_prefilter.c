@@ -882,6 +882,103 @@ static void test_cost(void **state)
 		r, pf_ns(&drop.p, r), pf_ns(&pass.p, r), full_drop, full_pass);
 }
 
+
+/* The budget: whole prefix trees only, and what does not fit stays with the
+ * full program (a smaller pre-filter drops less, never wrongly).  Then the
+ * build cost at a few hundred regions. */
+static void test_budget_and_scale(void **state)
+{
+	struct moat_pfc_limits lim = { .max_src = 3, .max_dst = 16, .max_pairs = 64, .max_lens = 2 };
+	struct moat_pf_opts po = { .max_src = 3, .max_dst = 16, .max_pairs = 64 };
+	struct moat_pfc *small;
+	struct moat_pf *spf;
+	struct moat_pfc_stats st;
+	struct yb b = { 0 };
+	char err[256];
+	uint64_t t0;
+
+	(void)state;
+	for (int i = 0; i < nkeys; i++) {
+		delete(keys[i]);
+		free(keys[i]);
+	}
+	nkeys = 0;
+	/* web isolated both ways; trees: 203.0.113.0/24 with two prefixes
+	 * inside, 198.51.100.0/24, 192.0.2.0/24 (three lengths in all) */
+	load("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+	     "metadata: {name: closed, namespace: a}\nspec:\n  podSelector: {}\n"
+	     "  policyTypes: [Ingress, Egress]\n---\n"
+	     "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n"
+	     "metadata: {name: bad}\nspec:\n  priority: 1\n  subject: {namespaces: {}}\n"
+	     "  egress: [{action: Deny, to: [{networks: [203.0.113.0/24, 203.0.113.128/25, 203.0.113.7/32,"
+	     " 198.51.100.0/24, 192.0.2.0/24]}]}]\n");
+	keys[nkeys++] = xstrdup("NetworkPolicy/a/closed");
+	keys[nkeys++] = xstrdup("AdminNetworkPolicy/bad");
+	apply(0);
+	assert_int_equal(moat_pf_open(&po, &spf, err, sizeof(err)), 0);
+	moat_pfc_new(&lim, &small);
+	assert_int_equal(moat_pfc_build(small, B.c, false), 0);
+	assert_int_equal(moat_pfc_apply(small, spf), 0);
+	moat_pfc_get_stats(small, &st);
+	assert_int_equal(st.trees, 3);
+	/* the /24 tree needs 3 sources and lengths 24, 25, 32: over both limits */
+	assert_int_equal(st.trees_placed, 2);
+	assert_int_equal(st.trees_no_room, 1);
+	assert_int_equal(st.src[0], 2);
+	assert_int_equal(st.lens[0], 1);
+	{
+		static const char *const srcs[] = { "203.0.113.7", "203.0.113.200", "203.0.113.1",
+						    "198.51.100.9", "192.0.2.9" };
+		static const int want[] = { XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP };
+		for (size_t i = 0; i < NELEM(srcs); i++) {
+			struct desc x;
+			LIBBPF_OPTS(bpf_test_run_opts, ro);
+			build(&x, K_TCP, srcs[i], WEB4, 443, 40000, 0);
+			ro.data_in = x.p.data;
+			ro.data_size_in = (__u32)x.p.len;
+			assert_int_equal(bpf_prog_test_run_opts(moat_pf_prog_fd(spf), &ro), 0);
+			if ((int)ro.retval != want[i])
+				fail_msg("%s: small pre-filter %u, want %d", srcs[i], ro.retval, want[i]);
+			/* and the full program agrees wherever it drops */
+			check(&x, "budget");
+		}
+	}
+	moat_pfc_free(small);
+	moat_pf_close(spf);
+
+	/* 400 regions, each denied both ways: 400 pairs for web (api is not
+	 * isolated), built and written in one go */
+	yadd(&b, "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n"
+		 "metadata: {name: many}\nspec:\n  priority: 2\n  subject: {namespaces: {}}\n  egress: [");
+	for (int r = 0; r < 16; r++) {
+		yadd(&b, "%s{action: Deny, to: [{networks: [", r ? ", " : "");
+		for (int k = 0; k < 25; k++)
+			yadd(&b, "%s'100.%d.%d.0/24'", k ? ", " : "", 64 + r, k);
+		yadd(&b, "]}]}");
+	}
+	yadd(&b, "]\n");
+	load(b.s);
+	free(b.s);
+	keys[nkeys++] = xstrdup("AdminNetworkPolicy/many");
+	t0 = moat_now_ns();
+	apply(0);
+	moat_pfc_get_stats(PFC, &st);
+	fprintf(stderr, "scale: %u regions, %u pairs placed; build %.1f ms, two-half update %.1f ms, "
+			"%llu map writes (one firmware round trip each on a NIC); whole apply %.1f ms\n",
+		st.regions, st.pairs, st.build_ns / 1e6, st.apply_ns / 1e6, (unsigned long long)st.writes,
+		(moat_now_ns() - t0) / 1e6);
+	assert_int_equal(st.pairs, 405); /* 400 + the 5 regions above */
+	{
+		struct desc x;
+		build(&x, K_UDP, "100.70.3.9", WEB4, 53, 40000, 0);
+		assert_int_equal(pf_run(&x.p), XDP_DROP);
+		check(&x, "scale");
+		build(&x, K_UDP, "100.70.3.9", API4, 53, 40000, 0);
+		assert_int_equal(pf_run(&x.p), XDP_PASS);
+		check(&x, "scale");
+	}
+}
+
 /* The random differential run. */
 static void test_random_policy_sets(void **state)
 {
@@ -1240,6 +1337,7 @@ int main(void)
 		cmocka_unit_test(test_partial_ports),
 		cmocka_unit_test(test_cluster_prefixes_stay_native),
 		cmocka_unit_test(test_cost),
+		cmocka_unit_test(test_budget_and_scale),
 		cmocka_unit_test(test_observe_only),
 		cmocka_unit_test(test_failed_write_disables),
 		cmocka_unit_test(test_manager),
