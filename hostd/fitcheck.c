@@ -1532,8 +1532,12 @@ int moat_fit_check(const char *path, const struct moat_nic_profile *prof,
 	c->obj = bpf_object__open_file(path, NULL);
 	libbpf_set_print(old);
 	if (!c->obj) {
+		char lerr[128];
 		rc = -errno;
-		snprintf(err, errlen, "%s: libbpf cannot open it: %s", path, strerror(-rc));
+		libbpf_strerror(rc, lerr, sizeof(lerr));
+		snprintf(err, errlen, "%s: not a BPF object libbpf can open: %s", path, lerr);
+		if (rc <= -4000) /* libbpf's own codes: a malformed object */
+			rc = -EINVAL;
 		goto out;
 	}
 	c->fd = open(path, O_RDONLY | O_CLOEXEC);
