@@ -44,6 +44,8 @@ static const struct field fields[] = {
 	F("netnsDirs", K_STR, netns_dirs, false, 0),
 	F("uplink", K_STR, uplink, false, 0),
 	F("vethPrefix", K_STR, veth_prefixes, false, 0),
+	F("hwProfiles", K_STR, hw_profiles, false, 0),             /* issue 6 */
+	F("prefilterShadow", K_BOOL, prefilter_shadow, false, 0),  /* issue 6 */
 	F("kubeconfig", K_STR, kubeconfig, false, 0),
 	F("inCluster", K_BOOL, in_cluster, false, 0),
 	F("serviceAccountDir", K_STR, sa_dir, false, 0),
