@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 /* moatctl offload: the NIC side of the datapath, offline (no daemon).
  *
- *   moatctl offload check --profile hw/nfp.json OBJECT [-o json]
+ *   moatctl offload check --profile hw/nfp.json OBJECT [--json]
  *       does a built BPF object fit the profile's hardware offload?
  *       exit 0: fits, 1: violations (each with program, instruction,
  *       source line), 2: usage or unreadable input.
- *   moatctl offload probe IFNAME [--profiles DIR] [--object OBJECT] [-o json]
+ *   moatctl offload probe IFNAME [--profiles DIR] [--object OBJECT] [--json]
  *       what the kernel says of the interface (driver, XDP features), the
  *       profile that applies, and the attach plan moatd would try.
  *   moatctl offload profiles [DIR]
@@ -13,8 +13,8 @@
  *
  * Wired into moatctl.c by one dispatch line:
  *   else if (!strcmp(argv[0], "offload")) rc = moatctl_offload_main(argc, argv);
- * (argv[0] is "offload"; -o json before the command is passed on as
- * "-o json" by moatctl's own option handling, see there). */
+ * (argv[0] is "offload").  JSON: --json (moatctl's main takes "-o json" for
+ * itself; "-o json" reaches here only when it is not the last option). */
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -33,8 +33,8 @@ int moatctl_offload_main(int argc, char **argv);
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: moatctl offload check --profile FILE OBJECT [-o json]\n"
-		   "       moatctl offload probe IFNAME [--profiles DIR] [--object OBJECT] [-o json]\n"
+	fprintf(f, "usage: moatctl offload check --profile FILE OBJECT [--json]\n"
+		   "       moatctl offload probe IFNAME [--profiles DIR] [--object OBJECT] [--json]\n"
 		   "       moatctl offload profiles [DIR]\n");
 }
 
@@ -346,14 +346,20 @@ int moatctl_offload_main(int argc, char **argv)
 {
 	bool json = false;
 
-	/* "-o json" anywhere */
-	for (int i = 1; i + 1 < argc; i++)
-		if (!strcmp(argv[i], "-o")) {
-			json = !strcmp(argv[i + 1], "json");
-			memmove(&argv[i], &argv[i + 2], (size_t)(argc - i - 2) * sizeof(char *));
-			argc -= 2;
+	/* "-o json" or "--json" anywhere (moatctl's main keeps a trailing
+	 * "-o json" for itself: --json always reaches here) */
+	for (int i = 1; i < argc; i++) {
+		int n = 0;
+		if (!strcmp(argv[i], "--json"))
+			n = 1, json = true;
+		else if (!strcmp(argv[i], "-o") && i + 1 < argc)
+			n = 2, json = !strcmp(argv[i + 1], "json");
+		if (n) {
+			memmove(&argv[i], &argv[i + n], (size_t)(argc - i - n) * sizeof(char *));
+			argc -= n;
 			break;
 		}
+	}
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
