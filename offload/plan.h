@@ -176,8 +176,11 @@ struct moat_plan_result {
  * (program and maps with its ifindex) and attached in hardware mode, then
  * the full program through moat_dp_attach().  A failed hardware step is
  * recorded and the plan continues without it; if the full program cannot
- * be attached at all, the pre-filter is not left behind.  pfo may be NULL
- * (default sizes). */
+ * be attached at all, the pre-filter is not left behind.  req->mode and
+ * req->hw_capable are not used: the plan decides (the full program is never
+ * attached in hardware).  pfo may be NULL (default sizes).  The pre-filter
+ * starts with empty tables, which pass everything: filling them is
+ * hostd/prefilter.h's (incremental, two halves around each generation). */
 int moat_plan_execute(struct moat_dp *dp, const struct moat_attach_req *req,
 		      const struct moat_attach_plan *plan, const struct moat_pf_opts *pfo,
 		      struct moat_plan_result *res);
