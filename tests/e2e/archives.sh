@@ -121,7 +121,8 @@ ctl 1 archive query --namespace shop --verdict deny -w "$Q-deny.pcapng" 2>/dev/n
 tshark -r "$Q-deny.pcapng" -Y eth -T fields -E separator='|' -e ip.src -e ip.dst -e tcp.dstport \
 	-e frame.verdict.ebpf_xdp -e frame.interface_name -e frame.interface_description -e frame.comment \
 	>"$Q-deny.txt" 2>"$Q-deny.err"
-[ ! -s "$Q-deny.err" ] || fail "tshark complained: $(cat "$Q-deny.err")"
+if grep -v 'Running as user' "$Q-deny.err" | grep -q .; then fail "tshark complained: $(cat "$Q-deny.err")"; else
+	pass "tshark reads the query result without complaint"; fi
 n=$(grep -c . "$Q-deny.txt" || true)
 bad=$(awk -F'|' '$4 != 1 || $7 !~ /verdict=deny/ || $7 !~ /rule="NetworkPolicy shop\/db-from-web isolates ingress \(no rule allows\)"/' "$Q-deny.txt" | wc -l)
 [ "$n" -ge 2 ] && [ "$bad" -eq 0 ] && pass "deny query: $n packets, each XDP_DROP (1) with the isolating rule" ||

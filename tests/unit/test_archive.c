@@ -723,6 +723,11 @@ static void test_recovery(void **state)
 	snprintf(p, sizeof(p), "%s/a/%llu-open.pcapng", f->dir, (unsigned long long)T0);
 	fd = open(p, O_WRONLY | O_CREAT, 0640);
 	assert_int_equal(write(fd, b.p, whole + 37), (ssize_t)(whole + 37));
+	{
+		/* last written before its last packet's time: the packet's time counts */
+		struct timespec ts[2] = { { (time_t)(T0 / SEC) + 1, 0 }, { (time_t)(T0 / SEC) + 1, 0 } };
+		assert_int_equal(futimens(fd, ts), 0);
+	}
 	close(fd);
 	/* and a segment that never got a whole block */
 	snprintf(p, sizeof(p), "%s/b", f->dir);
@@ -1063,6 +1068,14 @@ static void test_config(void **state)
 	assert_string_equal(c.archive_namespaces, "a=1h:1Mi,b=2h");
 	assert_int_equal(moat_archive_flag(&c, 3, "soon", err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "archive.maxAge"));
+	{
+		/* the configuration's strings (the daemon keeps them for its life) */
+		char **strs[] = { &c.node, &c.archive_dir, &c.archive_segment_size, &c.archive_segment_age,
+				  &c.archive_max_age, &c.archive_max_size, &c.archive_total_size,
+				  &c.archive_queue_size, &c.archive_namespaces };
+		for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+			free(*strs[i]);
+	}
 	free(o);
 }
 
