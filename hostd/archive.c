@@ -1702,24 +1702,94 @@ static size_t parts_of(struct moat_archive *a, const struct rulesnap *r, const s
 	return 1;
 }
 
-static void side_rec(struct moat_rec *r, const char *which, const char *ns, const char *pod,
-		     const struct moat_addr *ip, uint32_t id)
+/* The packet comment, built without allocating (this is the hot path):
+ * the same format moat_rec_format() writes and moat_rec_parse() reads. */
+struct cbuf {
+	char b[2048];
+	size_t len;
+};
+
+static void c_raw(struct cbuf *c, const char *s, size_t l)
 {
-	char b[200], k[16];
+	if (l > sizeof(c->b) - 1 - c->len)
+		l = sizeof(c->b) - 1 - c->len;
+	memcpy(c->b + c->len, s, l);
+	c->len += l;
+	c->b[c->len] = 0;
+}
+
+static void c_kv(struct cbuf *c, const char *k, const char *v)
+{
+	bool quote = !*v;
+	char esc[1200];
+	size_t n = 0;
+
+	for (const char *p = v; *p && !quote; p++)
+		quote = *p == ' ' || *p == '"' || *p == '\\' || *p == '=';
+	c_raw(c, " ", 1);
+	c_raw(c, k, strlen(k));
+	c_raw(c, "=", 1);
+	if (!quote) {
+		c_raw(c, v, strlen(v));
+		return;
+	}
+	esc[n++] = '"';
+	for (const char *p = v; *p && n < sizeof(esc) - 3; p++) {
+		if (*p == '"' || *p == '\\')
+			esc[n++] = '\\';
+		esc[n++] = *p;
+	}
+	esc[n++] = '"';
+	c_raw(c, esc, n);
+}
+
+/* Decimal digits of v ending at end (no terminator); returns the start. */
+static char *u64s(char *end, uint64_t v)
+{
+	do {
+		*--end = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return end;
+}
+
+static void c_u64(struct cbuf *c, const char *k, uint64_t v)
+{
+	char b[24], *p = u64s(b + sizeof(b), v);
+
+	c_raw(c, " ", 1);
+	c_raw(c, k, strlen(k));
+	c_raw(c, "=", 1);
+	c_raw(c, p, (size_t)(b + sizeof(b) - p));
+}
+
+/* "a" "/" "b" into out (bounded); returns its length. */
+static size_t join(char *out, size_t cap, const char *a, char sep, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+
+	if (la + lb + 2 > cap)
+		return (size_t)snprintf(out, cap, "%s%c%s", a, sep, b);
+	memcpy(out, a, la);
+	out[la] = sep;
+	memcpy(out + la + 1, b, lb + 1);
+	return la + 1 + lb;
+}
+
+static void c_side(struct cbuf *c, bool src, const char *ns, const char *pod, const struct moat_addr *ip,
+		   uint32_t id)
+{
+	char b[200];
 
 	if (*pod) {
-		snprintf(b, sizeof(b), "%s/%s", ns, pod);
-		moat_rec_set(r, which, b);
+		join(b, sizeof(b), ns, '/', pod);
+		c_kv(c, src ? "src" : "dst", b);
 	} else {
-		moat_rec_set(r, which, ip->family ? moat_addr_str(ip, b) : "-");
-		if (*ns) {
-			snprintf(k, sizeof(k), "%s_ns", which);
-			moat_rec_set(r, k, ns);
-		}
+		c_kv(c, src ? "src" : "dst", ip->family ? moat_addr_str(ip, b) : "-");
+		if (*ns)
+			c_kv(c, src ? "src_ns" : "dst_ns", ns);
 	}
-	snprintf(k, sizeof(k), "%s_id", which);
-	snprintf(b, sizeof(b), "%u", id);
-	moat_rec_set(r, k, b);
+	c_u64(c, src ? "src_id" : "dst_id", id);
 }
 
 static void do_event(struct moat_archive *a, const struct qhdr *h, const struct rulesnap *rs,
@@ -1730,9 +1800,9 @@ static void do_event(struct moat_archive *a, const struct qhdr *h, const struct 
 	const uint8_t *pkt;
 	struct names n;
 	struct part *parts[2];
-	struct moat_rec rec;
-	char key[200], name[64], desc[300], b[64], *comment;
-	const char *ifpod;
+	struct cbuf cb;
+	char key[200], b[64];
+	const char *comment = cb.b;
 	size_t np, written = 0;
 
 	pkt = get_sides((const uint8_t *)(q + 1), &q->s, &n);
@@ -1740,50 +1810,53 @@ static void do_event(struct moat_archive *a, const struct qhdr *h, const struct 
 		return; /* cannot happen: the producer sized it */
 	np = parts_of(a, rs, &n, q->raw.src_identity, q->raw.dst_identity, parts);
 
-	/* the pod whose interface judged it */
-	ifpod = NULL;
+	/* the interface: by the pod whose veth judged it (named when first seen) */
+	memcpy(key, "pod:", 4);
 	if (q->raw.hook == MOAT_HOOK_FROM_POD && *n.spod)
-		ifpod = xasprintf("%s/%s", n.sns, n.spod);
+		join(key + 4, sizeof(key) - 4, n.sns, '/', n.spod);
 	else if (q->raw.hook == MOAT_HOOK_TO_POD && *n.dpod)
-		ifpod = xasprintf("%s/%s", n.dns, n.dpod);
-	iface_ident(a, fs, q->raw.hook, q->raw.ifindex, ifpod, key, sizeof(key), name, sizeof(name), desc,
-		    sizeof(desc));
-	free((char *)ifpod);
+		join(key + 4, sizeof(key) - 4, n.dns, '/', n.dpod);
+	else
+		snprintf(key, sizeof(key), "if:%d:%u", q->raw.hook, q->raw.ifindex);
 
-	memset(&rec, 0, sizeof(rec));
-	moat_rec_set(&rec, "verdict", verdict_s(q->raw.verdict));
-	moat_rec_set(&rec, "type", type_s(q->raw.type));
-	moat_rec_set(&rec, "tier", moat_tier_name(q->raw.tier));
+	cb.len = 0;
+	c_raw(&cb, "moat:", 5);
+	c_kv(&cb, "verdict", verdict_s(q->raw.verdict));
+	c_kv(&cb, "type", type_s(q->raw.type));
+	c_kv(&cb, "tier", moat_tier_name(q->raw.tier));
 	if (re) {
-		moat_rec_set(&rec, "rule", re->desc);
+		c_kv(&cb, "rule", re->desc);
 		if (re->netpol && *re->ns)
-			moat_rec_set(&rec, "rule_ns", re->ns);
+			c_kv(&cb, "rule_ns", re->ns);
 	} else {
 		snprintf(b, sizeof(b), "rule#%u", q->raw.rule);
-		moat_rec_set(&rec, "rule", b);
+		c_kv(&cb, "rule", b);
 	}
-	moat_rec_set(&rec, "dir", q->raw.dir == MOAT_DIR_EGRESS ? "egress" : "ingress");
-	moat_rec_set(&rec, "hook", hook_s(q->raw.hook));
-	side_rec(&rec, "src", n.sns, n.spod, &q->src, q->raw.src_identity);
-	side_rec(&rec, "dst", n.dns, n.dpod, &q->dst, q->raw.dst_identity);
+	c_kv(&cb, "dir", q->raw.dir == MOAT_DIR_EGRESS ? "egress" : "ingress");
+	c_kv(&cb, "hook", hook_s(q->raw.hook));
+	c_side(&cb, true, n.sns, n.spod, &q->src, q->raw.src_identity);
+	c_side(&cb, false, n.dns, n.dpod, &q->dst, q->raw.dst_identity);
 	if (q->raw.type == MOAT_EV_DENY && q->raw.drop_reason)
-		moat_rec_set(&rec, "drop", moat_drop_reason_name(q->raw.drop_reason));
+		c_kv(&cb, "drop", moat_drop_reason_name(q->raw.drop_reason));
 	if (q->raw.type == MOAT_EV_FLOW_END) {
 		snprintf(b, sizeof(b), "%llu/%llu", (unsigned long long)q->raw.flow_packets,
 			 (unsigned long long)q->raw.flow_bytes);
-		moat_rec_set(&rec, "flow_pkts_bytes", b);
+		c_kv(&cb, "flow_pkts_bytes", b);
 	}
-	moat_rec_set(&rec, "node", a->node);
-	snprintf(b, sizeof(b), "%u", q->raw.generation);
-	moat_rec_set(&rec, "gen", b);
-	snprintf(b, sizeof(b), "%llu.%llu", (unsigned long long)a->run, (unsigned long long)h->n);
-	moat_rec_set(&rec, "id", b);
-	comment = moat_rec_format(&rec);
-	moat_rec_free(&rec);
+	c_kv(&cb, "node", a->node);
+	c_u64(&cb, "gen", q->raw.generation);
+	{
+		/* id=run.n */
+		char *e = b + sizeof(b), *p = u64s(e, h->n);
+		*--p = '.';
+		p = u64s(p, a->run);
+		c_raw(&cb, " id=", 4);
+		c_raw(&cb, p, (size_t)(e - p));
+	}
 
 	for (size_t i = 0; i < np; i++) {
 		struct part *p = parts[i];
-		struct iface_st *f = iface_get(p, key, name, desc);
+		struct iface_st *f = hmap_gets(&p->ifs, key);
 		struct pcapng_epb_info e = {
 			.ts_ns = q->wall_ns, .data = pkt, .caplen = q->caplen,
 			.origlen = q->raw.pkt_len > q->caplen ? q->raw.pkt_len : q->caplen,
@@ -1795,8 +1868,17 @@ static void do_event(struct moat_archive *a, const struct qhdr *h, const struct 
 			.comment = comment,
 		};
 
+		if (!f) {
+			char name[64], desc[300], pod[200];
+			const char *ifpod = NULL;
+			if (!strncmp(key, "pod:", 4))
+				ifpod = strcpy(pod, key + 4);
+			iface_ident(a, fs, q->raw.hook, q->raw.ifindex, ifpod, key, sizeof(key), name,
+				    sizeof(name), desc, sizeof(desc));
+			f = iface_get(p, key, name, desc);
+		}
 		p->last_use = now;
-		if (part_ready(a, p, now, q->wall_ns, 512 + q->caplen + strlen(comment))) {
+		if (part_ready(a, p, now, q->wall_ns, 512 + q->caplen + cb.len)) {
 			f->pending_drop++;
 			ST_ADD(a, disk_lost, 1);
 			continue;
@@ -1820,7 +1902,6 @@ static void do_event(struct moat_archive *a, const struct qhdr *h, const struct 
 		if (p->buf.len >= PART_FLUSH_BYTES)
 			part_flush(a, p, now);
 	}
-	free(comment);
 	if (written)
 		ST_ADD(a, written, 1);
 }
