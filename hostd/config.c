@@ -9,6 +9,9 @@
  *   allowLocalNode: true
  *   conntrack: {tcpEstablishedSeconds: 21600, tcpCloseSeconds: 10, otherSeconds: 60, synSeconds: 60}
  *   events: {sampleEvery: 0, denyEventsPerSecond: 1000, denyEventsBurst: 2000, snaplen: 128}
+ *   archive: {dir: /var/lib/moat/archive, segmentSize: 64Mi, segmentAge: 1h, maxAge: 7d,
+ *             maxSize: 1Gi, totalSize: 20Gi, namespaces: {shop: {maxAge: 30d, maxSize: 5Gi}}}
+ *             (docs/archives.md)
  */
 #include <errno.h>
 #include <stdio.h>
