@@ -379,6 +379,7 @@ json_t *moat_pfmgr_status(const struct moat_pfmgr *m)
 	json_object_set_new(j, "last_update",
 			    json_pack("{s:I,s:f,s:f}", "writes", (json_int_t)st.writes, "build_ms",
 				      st.build_ns / 1e6, "apply_ms", st.apply_ns / 1e6));
+	json_object_set_new(j, "abi", json_integer(MOAT_PF_ABI_VERSION));
 	json_object_set_new(j, "updates", json_integer((json_int_t)m->updates));
 	json_object_set_new(j, "update_errors", json_integer((json_int_t)m->update_errors));
 	json_object_set_new(j, "writes_total", json_integer((json_int_t)moat_pf_writes(m->pf)));
