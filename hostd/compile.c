@@ -124,7 +124,9 @@ struct region {
 struct cell {
 	__u8 tbl;
 	__u8 key[24];
-	__u8 cval[32], dval[32];
+	/* aligned: read in place as the tables' value structs */
+	__u8 cval[32] __attribute__((aligned(8)));
+	__u8 dval[32] __attribute__((aligned(8)));
 	bool has_c, has_d;
 	bool dirty;                   /* listed in dirty_cells */
 };
@@ -3136,9 +3138,13 @@ static void x_decide(const struct out *o, __u32 subj, int dir, bool shadow, cons
 			const struct kv *best = NULL;
 			__u32 bestlen = 0;
 			for (size_t i = 0; i < o->n; i++) {
-				const struct moat_port_key *pk = (const void *)o->kv[i].key;
+				struct moat_port_key pkc; /* kv keys are unaligned */
+				const struct moat_port_key *pk = &pkc;
 				__u32 bits, mask;
-				if (o->kv[i].tbl != MOAT_T_PORTS || pk->dir != dir || pk->proto != proto)
+				if (o->kv[i].tbl != MOAT_T_PORTS)
+					continue;
+				memcpy(&pkc, o->kv[i].key, sizeof(pkc));
+				if (pk->dir != dir || pk->proto != proto)
 					continue;
 				bits = pk->prefixlen - MOAT_PORT_KEY_FIXED_BITS;
 				mask = bits ? (0xffffu << (16 - bits)) & 0xffff : 0;
