@@ -38,13 +38,14 @@ struct ns_ent {
 	struct ptrvec np_pols;        /* NetworkPolicies of this namespace */
 };
 
+/* key and val aligned: they are read in place as the tables' structs */
 struct kv {
+	__u8 key[24] __attribute__((aligned(8)));
+	__u8 val[24] __attribute__((aligned(8)));
 	__u8 tbl;                     /* MOAT_T_POL or MOAT_T_PORTS */
-	__u8 key[23];
-	__u8 val[24];
 };
-_Static_assert(sizeof(struct moat_policy_key) <= 23, "key fits");
-_Static_assert(sizeof(struct moat_port_key) <= 23, "key fits");
+_Static_assert(sizeof(struct moat_policy_key) <= 24, "key fits");
+_Static_assert(sizeof(struct moat_port_key) <= 24, "key fits");
 _Static_assert(sizeof(struct moat_policy_val) <= 24, "val fits");
 
 struct out {
@@ -122,11 +123,11 @@ struct region {
 
 /* One entry of a global table with its committed and desired value. */
 struct cell {
-	__u8 tbl;
-	__u8 key[24];
-	/* aligned: read in place as the tables' value structs */
+	/* aligned: read in place as the tables' key and value structs */
+	__u8 key[24] __attribute__((aligned(8)));
 	__u8 cval[32] __attribute__((aligned(8)));
 	__u8 dval[32] __attribute__((aligned(8)));
+	__u8 tbl;
 	bool has_c, has_d;
 	bool dirty;                   /* listed in dirty_cells */
 };

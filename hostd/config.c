@@ -104,6 +104,18 @@ void moatd_config_defaults(struct moatd_config *c)
 	c->snaplen = 128;
 }
 
+void moatd_config_free(struct moatd_config *c)
+{
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		if (fields[i].kind == K_STR || fields[i].kind == K_ARCH) {
+			char **p = (char **)((char *)c + fields[i].off);
+			free(*p);
+			*p = NULL;
+		}
+	free(c->config_file);
+	c->config_file = NULL;
+}
+
 static json_t *lookup(json_t *root, const char *path)
 {
 	char buf[128], *save = NULL, *tok;

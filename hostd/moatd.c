@@ -812,6 +812,7 @@ out:
 	moat_pfmgr_free(d.pfmgr);
 	moat_compiler_free(d.comp);
 	moat_dp_close(d.dp);
+	moatd_config_free(&d.cfg);
 	for (size_t i = 0; i < d.nerrors; i++)
 		free(d.errors[i]);
 	if (ep >= 0)

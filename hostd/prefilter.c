@@ -225,14 +225,17 @@ static int net_cb(const void *key, const void *val, void *arg, int family)
 	__u32 plen;
 	const __u8 *addr;
 
+	/* keys come unaligned from the compiler's cells: copy them */
+	struct moat_net4_key k4;
+	struct moat_net6_key k6;
 	if (family == 4) {
-		const struct moat_net4_key *k = key;
-		plen = k->prefixlen;
-		addr = (const __u8 *)&k->addr;
+		memcpy(&k4, key, sizeof(k4));
+		plen = k4.prefixlen;
+		addr = (const __u8 *)&k4.addr;
 	} else {
-		const struct moat_net6_key *k = key;
-		plen = k->prefixlen;
-		addr = k->addr;
+		memcpy(&k6, key, sizeof(k6));
+		plen = k6.prefixlen;
+		addr = k6.addr;
 	}
 	if (plen > (__u32)alen(family) * 8)
 		return 0;

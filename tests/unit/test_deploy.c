@@ -153,6 +153,7 @@ static void load_config_text(const char *text)
 	if (moatd_config_load(path, &c, false, err, sizeof(err)))
 		fail_msg("config: %s", err);
 	unlink(path);
+	moatd_config_free(&c);
 }
 
 static void test_embedded_configs_load(void **state)
