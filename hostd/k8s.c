@@ -974,7 +974,6 @@ static enum outcome do_list(struct kind_rt *t)
 			break;
 		if (++pages > max_pages)
 			goto toomany;
-		t->limit = k->o.page_size;
 	}
 	/* complete: what the server no longer has is gone */
 	{

@@ -19,13 +19,14 @@ back on the same port.
       client.crt/client.key (CN=moat-test), other-ca.crt (an unrelated CA);
       with the openssl command.
   fakeapi.py serve [--certs DIR | --http] [--token T]... [--port-file F]
-                   [--conformance DIR]
+                   [--conformance DIR] [--exit-on-stdin-eof]
       prints "READY API_PORT CONTROL_PORT" on stdout.
 
 Control (POST JSON unless said; answers JSON):
   /put      {"object": {...}} or {"objects": [...]}  create or replace
   /delete   {"kind", "namespace"?, "name"}
-  /compact  {}                       every resourceVersion so far is too old
+  /compact  {}                       every resourceVersion older than the
+                                     current one is too old (watch: 410)
   /fault    {"resource": "pods", "fault": F, ...}   one-shot, next watch of
             that resource (or the active one: "drop"):
             drop (between events) | cut (inside an event) | garbage |
@@ -105,6 +106,7 @@ class State:
         self.tokens = set()
         self.continues = {}
         self.requests = []
+        self.wmap = {}         # id -> (resource, watch flags)
         self.resources = {}
         for r, (k, g, v, n) in RESOURCES.items():
             self.add_resource(r, k, g, v, n)
@@ -294,7 +296,7 @@ class ApiHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "1000")
             self.end_headers()
             self.wfile.flush()
-            self.hang()
+            self.hang(res)
             return
         end = off + limit if limit > 0 else len(items)
         page = items[off:end]
@@ -309,13 +311,16 @@ class ApiHandler(BaseHTTPRequestHandler):
                              "apiVersion": api_version(res.group, res.version),
                              "metadata": md, "items": page})
 
-    def hang(self):
+    def hang(self, res):
         # hold the connection, sending nothing, until cut or 120 s
         deadline = time.time() + 120
-        w = {"drop": False}
+        w = {"drop": False, "cut": False}
         with S.cv:
-            while not w["drop"] and time.time() < deadline and API["server"] is not None:
+            S.wmap[id(w)] = (res, w)
+            while (not w["drop"] and not w["cut"] and time.time() < deadline and
+                   API["server"] is not None):
                 S.cv.wait(0.5)
+            S.wmap.pop(id(w), None)
         self.close_connection = True
 
     def chunk(self, data):
@@ -330,8 +335,12 @@ class ApiHandler(BaseHTTPRequestHandler):
         timeout = min(int(q.get("timeoutSeconds") or 1800), S.watch_cap)
         bookmarks = q.get("allowWatchBookmarks") == "true"
         with S.cv:
-            fault = res.faults.pop(0)["fault"] if res.faults and res.faults[0]["fault"] not in (
-                "drop", "list_hang", "expire_continue") else None
+            fault = None
+            for f in res.faults:
+                if f["fault"] not in ("list_hang", "expire_continue"):
+                    res.faults.remove(f)
+                    fault = f["fault"]
+                    break
             too_old = start and start < S.compacted
             gone_mode = S.gone_mode
             if start == 0:
@@ -352,7 +361,7 @@ class ApiHandler(BaseHTTPRequestHandler):
             self.chunk(b"")
             return
         if fault == "hang":
-            return self.hang()
+            return self.hang(res)
         if fault == "garbage":
             self.chunk(b"<html>this is not json</html>\n")
         if fault == "malformed":
@@ -365,7 +374,7 @@ class ApiHandler(BaseHTTPRequestHandler):
         sent = start
         with S.cv:
             res.watchers.add(id(w))
-            S.__dict__.setdefault("wmap", {})[id(w)] = (res, w)
+            S.wmap[id(w)] = (res, w)
         try:
             while True:
                 with S.cv:
@@ -419,7 +428,7 @@ class ApiHandler(BaseHTTPRequestHandler):
 
 def drop_watches(resource=None, how="drop"):
     with S.cv:
-        for res, w in getattr(S, "wmap", {}).values():
+        for res, w in S.wmap.values():
             if resource is None or res.name == resource:
                 w[how] = True
         S.cv.notify_all()
@@ -517,7 +526,7 @@ class CtlHandler(BaseHTTPRequestHandler):
             return {"rv": str(rv)}
         if path == "/compact":
             with S.cv:
-                S.compacted = S.rv + 1
+                S.compacted = S.rv  # a watch from an older version gets 410
                 S.continues.clear()
                 return {"compacted": S.compacted}
         if path == "/fault":
@@ -637,7 +646,7 @@ def main():
         gen_certs(sys.argv[2])
         return 0
     args = sys.argv[2:] if len(sys.argv) > 1 and sys.argv[1] == "serve" else sys.argv[1:]
-    certs, port_file, conf, plain = None, None, None, False
+    certs, port_file, conf, plain, stdin_eof = None, None, None, False, False
     i = 0
     while i < len(args):
         a = args[i]
@@ -649,6 +658,8 @@ def main():
             S.tokens.add(args[i + 1]); i += 2
         elif a == "--port-file":
             port_file = args[i + 1]; i += 2
+        elif a == "--exit-on-stdin-eof":
+            stdin_eof = True; i += 1
         elif a == "--conformance":
             conf = args[i + 1]; i += 2
         else:
@@ -674,8 +685,8 @@ def main():
             f.write(line + "\n")
         os.rename(port_file + ".tmp", port_file)
     print(line, flush=True)
-    # stop when the test that started us goes away (stdin closes)
-    threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
+    if stdin_eof:  # stop when the test that started us goes away
+        threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
     ctl.serve_forever(poll_interval=0.2)
     return 0
 
