@@ -33,6 +33,7 @@ Control (POST JSON unless said; answers JSON):
             malformed | notevent | hang | gone_http | gone_event |
             split (send each event in 7-byte chunks) | list_hang (next list)
             | expire_continue (next continue request gets 410)
+            | fail_continue (next continue request gets 500)
   /drop     {"resource"?}            cut active watches now
   /set      {"bookmark_interval": s, "tokens": [...], "status": {"pods": 403},
              "gone_mode": "event"|"http", "watch_cap": s, "resources": {...}}
@@ -266,12 +267,15 @@ class ApiHandler(BaseHTTPRequestHandler):
         with S.cv:
             fault = None
             for f in list(res.faults):
-                if f["fault"] in ("list_hang", "expire_continue"):
-                    if f["fault"] == "expire_continue" and not cont:
+                if f["fault"] in ("list_hang", "expire_continue", "fail_continue"):
+                    if f["fault"] != "list_hang" and not cont:
                         continue
                     res.faults.remove(f)
                     fault = f["fault"]
                     break
+            if fault == "fail_continue":
+                entry["status"] = 500
+                return self.send_json(500, status_body(500, "InternalError", "injected"))
             if fault == "expire_continue":
                 entry["status"] = 410
                 return self.send_json(410, status_body(
@@ -337,7 +341,7 @@ class ApiHandler(BaseHTTPRequestHandler):
         with S.cv:
             fault = None
             for f in res.faults:
-                if f["fault"] not in ("list_hang", "expire_continue"):
+                if f["fault"] not in ("list_hang", "expire_continue", "fail_continue"):
                     res.faults.remove(f)
                     fault = f["fault"]
                     break

@@ -911,6 +911,32 @@ static void test_expired_continue(void **state)
 	fx_down(&x);
 }
 
+/* A relist that fails after its first page deletes nothing: only the
+ * complete list that follows says what is gone. */
+static void test_partial_relist(void **state)
+{
+	struct fx x;
+
+	(void)state;
+	fx_up(&x, NULL, NULL);
+	for (int i = 4; i < 8; i++)
+		put(&x.f, pod_obj("x", fmt("p%d", i), "10.0.2.1"));
+	wait_events(x.k, &x.r, 4);
+	rec_clear(&x.r);
+	ctl0(&x.f, "/down", json_object());
+	del(&x.f, "Pod", "x", "p1");
+	ctl0(&x.f, "/compact", json_object());
+	fault(&x.f, "pods", "fail_continue");
+	ctl0(&x.f, "/up", json_object());
+	wait_err(x.k, &x.r, "list: HTTP 500: injected");
+	wait_events(x.k, &x.r, 1);
+	settle(x.k, &x.r, 500);
+	expect_seq(&x.r, 0, (const char *const[]){ "D Pod/x/p1", NULL });
+	assert_int_equal(kint(x.k, "Pod", "relists"), 1);
+	assert_int_equal(kint(x.k, "Pod", "objects"), 6);
+	fx_down(&x);
+}
+
 /* 403 for pods: reported, SYNCED does not wait for it, and once RBAC is
  * fixed pods come.  404 (no CRD): likewise, until the resource appears. */
 static void test_forbidden_not_found(void **state)
@@ -1558,6 +1584,7 @@ int main(void)
 		cmocka_unit_test(test_gone_http_relist),
 		cmocka_unit_test(test_bad_streams),
 		cmocka_unit_test(test_expired_continue),
+		cmocka_unit_test(test_partial_relist),
 		cmocka_unit_test(test_forbidden_not_found),
 		cmocka_unit_test(test_server_errors),
 		cmocka_unit_test(test_bounds),
