@@ -1205,7 +1205,9 @@ static void test_token_rotation(void **state)
 	{
 		json_t *st = moat_k8s_status(x.k);
 		assert_string_equal(json_string_value(json_object_get(st, "auth")), "token");
-		assert_null(strstr(json_dumps(st, 0), "tok-1")); /* never shown */
+		char *txt = json_dumps(st, 0);
+		assert_null(strstr(txt, "tok-1")); /* never shown */
+		free(txt);
 		json_decref(st);
 	}
 	/* rotation: the server takes only the new token from now on */
