@@ -1241,6 +1241,7 @@ int moat_k8s_start(const struct moat_k8s_opts *opts, struct moat_k8s **ret, char
 		snprintf(err, errlen, "libcurl: %s", curl_easy_strerror(curl_init_rc));
 		return -ENOMEM;
 	}
+	json_object_seed(0); /* before any thread makes a jansson object */
 	k = xcalloc(1, sizeof(*k));
 	k->efd = -1;
 	k->o = *opts;

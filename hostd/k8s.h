@@ -164,12 +164,15 @@ int moat_k8s_drain(struct moat_k8s *k, moat_k8s_event_fn fn, void *arg);
 bool moat_k8s_synced(const struct moat_k8s *k);
 /* For the control API and metrics:
  *   {"server", "context", "auth": "token"|"client-certificate"|"none",
- *    "synced", "queued", "kinds": [{"kind", "resource", "apiVersion",
+ *    "synced", "queued", "queued_bytes", "delivered",
+ *    "kinds": [{"kind", "resource", "apiVersion",
  *    "state": "starting"|"listing"|"watching"|"backoff"|"forbidden"|
  *             "not-found"|"unauthorized"|"stopped",
- *    "resourceVersion", "objects", "events", "lists", "relists",
- *    "reconnects", "errors", "last_error", "last_error_time"}]}
- * New reference. */
+ *    "resourceVersion", "objects", "events" (watch events, bookmarks
+ *    included), "lists", "relists" (lists after 410 or lost events),
+ *    "reconnects", "errors" (every occurrence), "rejected" (objects over
+ *    max_objects), "last_error" (absent if none), "last_error_time"}]}
+ * Never contains credentials.  New reference. */
 json_t *moat_k8s_status(const struct moat_k8s *k);
 /* Stops and joins the threads (within about a second), frees everything,
  * undelivered events included.  NULL is fine. */
