@@ -136,8 +136,32 @@ $(O)/bench/%: $(O)/bench/%.o $(TEST_LIB_OBJS) $(O)/libmoathost.a $(O)/libmoatdp.
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_HOST) $(LIBS_DP)
 
+# Fuzz targets (tests/fuzz/fuzz_*.c, libFuzzer's entry point).  The ordinary
+# build links each with tests/fuzz/replay.c, which `make check` runs over the
+# seed corpus and the regression inputs; `make fuzz` builds them with clang's
+# libFuzzer and ASan+UBSan in $(O)/libfuzzer and fuzzes each for FUZZ_SECONDS.
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_REPLAY_BINS := $(patsubst tests/fuzz/%.c,$(O)/tests/fuzz/%,$(FUZZ_SRCS))
+FUZZ_LF_BINS := $(patsubst tests/fuzz/%.c,$(O)/fuzz/%,$(FUZZ_SRCS))
+FUZZ_SECONDS ?= 60
+ifeq ($(FUZZ),1)
+EXTRA_CFLAGS += -fsanitize=fuzzer-no-link
+endif
+
+$(O)/tests/fuzz/%: $(O)/tests/fuzz/%.o $(O)/tests/fuzz/replay.o $(TEST_LIB_OBJS) $(O)/libmoathost.a $(O)/libmoatdp.a
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_HOST) $(LIBS_DP)
+
+$(O)/fuzz/%: $(O)/tests/fuzz/%.o $(TEST_LIB_OBJS) $(O)/libmoathost.a $(O)/libmoatdp.a
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS_HOST) $(LIBS_DP)
+
+fuzz-bins: $(FUZZ_LF_BINS)
+
 USER_SRCS := $(DP_SRCS) $(HOST_LIB_SRCS) hostd/moatd.c hostd/moatctl.c \
-	$(TEST_LIB_SRCS) $(UNIT_SRCS) $(BPFT_SRCS) $(TOOL_SRCS) $(BENCH_SRCS)
+	$(TEST_LIB_SRCS) $(UNIT_SRCS) $(BPFT_SRCS) $(TOOL_SRCS) $(BENCH_SRCS) \
+	$(FUZZ_SRCS) tests/fuzz/replay.c
 USER_OBJS := $(patsubst %.c,$(O)/%.o,$(USER_SRCS))
 $(USER_OBJS): $(O)/%.o: %.c | $(BPF_SKELS)
 	$(call msg,CC,$@)
@@ -148,14 +172,14 @@ $(O)/xdp:
 	@mkdir -p $@
 
 # ---- targets ------------------------------------------------------------------
-.PHONY: all check check-unit check-bpf check-e2e check-conformance bench demo \
-	format clean help install lint setup
+.PHONY: all check check-unit check-bpf check-fuzz check-e2e check-conformance bench demo \
+	format clean help install lint setup fuzz fuzz-bins
 setup:
 	$(Q).ci/deps
 
 all: $(BPF_OBJS) $(BINS) $(TOOL_BINS)
 
-tests: all $(UNIT_BINS) $(BPFT_BINS) $(BENCH_BINS) $(FIXTURE_OBJS)
+tests: all $(UNIT_BINS) $(BPFT_BINS) $(BENCH_BINS) $(FIXTURE_OBJS) $(FUZZ_REPLAY_BINS)
 
 check: tests
 	$(Q)O=$(O) tests/run-all
@@ -166,11 +190,19 @@ check-unit: tests
 check-bpf: tests
 	$(Q)O=$(O) tests/run-all bpf
 
+check-fuzz: tests
+	$(Q)O=$(O) tests/run-all fuzz
+
 check-e2e: tests
 	$(Q)O=$(O) tests/run-all e2e
 
 check-conformance: all
 	$(Q)O=$(O) tests/conformance/run
+
+# libFuzzer needs clang: a separate out-of-tree build under $(O)/libfuzzer
+fuzz: $(BPF_SKELS)
+	$(Q)$(MAKE) --no-print-directory O=$(O)/libfuzzer CC=$(CLANG) SANITIZE=1 FUZZ=1 fuzz-bins
+	$(Q)O=$(O) FUZZ_BIN_DIR=$(O)/libfuzzer/fuzz tests/fuzz/run fuzz $(FUZZ_SECONDS)
 
 bench: tests
 	$(Q)O=$(O) bench/run
@@ -190,6 +222,7 @@ help:
 	@echo '  all                BPF objects, moatd, moatctl, test tools'
 	@echo '  check              every test (unit, BPF_PROG_TEST_RUN, lab end-to-end, conformance)'
 	@echo '  check-unit | check-bpf | check-e2e | check-conformance'
+	@echo '  fuzz               libFuzzer (clang, ASan+UBSan): each target FUZZ_SECONDS (60)'
 	@echo '  bench              benchmarks -> $(O)/bench/results.json'
 	@echo '  demo               lab + example app + live verdicts (root)'
 	@echo '  clean'
