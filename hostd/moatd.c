@@ -88,8 +88,14 @@ int moatd_apply(struct moatd *d, bool full)
 	__u32 gen = 0;
 	int rc;
 
-	if (!full && !moat_compiler_dirty(d->comp))
+	if (!full && !moat_compiler_dirty(d->comp)) {
+		/* nothing for the datapath, but files may have been read (one
+		 * removed after its change was refused, a change that alters no
+		 * object): they are settled as they are */
+		if (d->src)
+			moat_srcdir_applied(d->src, true, NULL);
 		return 0;
+	}
 	/* Kubernetes mode before the first complete list: what is pinned stays */
 	if (d->k8s_hold)
 		return 0;
