@@ -510,6 +510,10 @@ static char *metrics_text(struct moatd *d)
 	metric(&b, &len, &cap, "# HELP moat_policy_apply_errors_total Changes refused (bad input, capacity).\n"
 			       "# TYPE moat_policy_apply_errors_total counter\nmoat_policy_apply_errors_total %llu\n",
 	       (unsigned long long)d->apply_errors);
+	metric(&b, &len, &cap, "# HELP moat_netlink_resyncs_total Link and route notifications lost "
+			       "(netlink receive buffer overrun), answered by re-reading them all.\n"
+			       "# TYPE moat_netlink_resyncs_total counter\nmoat_netlink_resyncs_total %llu\n",
+	       (unsigned long long)moat_ifaces_resyncs(d->ifaces));
 	{
 		__u32 used[MOAT_T_MAX];
 		moat_compiler_counts(d->comp, used);

@@ -44,6 +44,7 @@ struct moat_ifaces {
 	struct nl_cache_mngr *mngr;
 	struct nl_cache *links, *routes;
 	bool changed;
+	uint64_t resyncs;             /* overruns answered by re-reading everything */
 	struct hmap atts;             /* name -> att */
 	struct hmap pod_if;           /* ns/name -> host ifindex (int*) */
 	struct moat_hwplan *hwplan;   /* issue 6: attach plans, or NULL */
@@ -163,10 +164,16 @@ bool moat_ifaces_ready(struct moat_ifaces *fi)
 		/* overrun: notifications were lost, resync everything */
 		nl_cache_refill(fi->sock, fi->links);
 		nl_cache_refill(fi->sock, fi->routes);
+		fi->resyncs++;
 		ch = true;
 	}
 	fi->changed = false;
 	return ch;
+}
+
+uint64_t moat_ifaces_resyncs(const struct moat_ifaces *fi)
+{
+	return fi ? fi->resyncs : 0;
 }
 
 /* The host route to a pod address names its host-side interface. */

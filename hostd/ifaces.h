@@ -41,6 +41,9 @@ void moat_ifaces_free(struct moat_ifaces *fi);
 int moat_ifaces_fd(const struct moat_ifaces *fi);
 /* Processes netlink notifications; returns true if anything changed. */
 bool moat_ifaces_ready(struct moat_ifaces *fi);
+/* Times netlink notifications were lost (receive buffer overrun, ENOBUFS)
+ * and interfaces and routes were re-read from the kernel instead. */
+uint64_t moat_ifaces_resyncs(const struct moat_ifaces *fi);
 /* Resolves local pods to interfaces and records them in the compiler
  * (moat_compiler_set_endpoint).  Returns how many endpoints changed. */
 int moat_ifaces_resolve(struct moat_ifaces *fi, struct moat_compiler *c);

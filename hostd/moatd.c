@@ -726,9 +726,15 @@ int main(int argc, char **argv)
 			case 1:
 				changed |= moat_srcdir_process(d.src, d.comp, src_err, &d) > 0;
 				break;
-			case 2:
+			case 2: {
+				uint64_t r = moat_ifaces_resyncs(d.ifaces);
 				links |= moat_ifaces_ready(d.ifaces);
+				if (moat_ifaces_resyncs(d.ifaces) != r)
+					pr_warn("netlink: link and route notifications were lost (receive buffer "
+						"overrun); interfaces and routes re-read from the kernel (resync %llu)",
+						(unsigned long long)moat_ifaces_resyncs(d.ifaces));
 				break;
+			}
 			case 5:
 				changed |= moat_k8s_source_drain(d.k8s, d.comp, src_err, &d) > 0;
 				break;

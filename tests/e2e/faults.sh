@@ -17,8 +17,8 @@
 #                     created and deleted 40 times at random moments while
 #                     moatd attaches: no crash, no stale attachment or
 #                     pinned link; the pod's veth that stays is enforced.
-#   netlink overrun   moatd stopped (SIGSTOP) while 600 dummy interfaces come
-#                     and go, a pod is deleted and another one created:
+#   netlink overrun   moatd stopped (SIGSTOP) during 1000 link changes (50
+#                     bridges), a pod is deleted and another one created:
 #                     ENOBUFS on its netlink socket; on SIGCONT the resync is
 #                     logged and counted (moat_netlink_resyncs_total) and
 #                     the interfaces match the truth (the new pod enforced,
@@ -168,6 +168,58 @@ EOF
 	man_rm bulk.yaml
 	sync_or_die
 	base_enforced "back to the base policy"
+fi
+
+# ---- netlink buffer overrun ------------------------------------------------------
+if want netlink; then
+	section "netlink overrun: moatd stopped during 1000 link changes; a pod leaves, one arrives"
+	r0=$(metric 1 moat_netlink_resyncs_total)
+	logmark
+	kill -STOP "${DPID[1]}"
+	{ # about 1000 link notifications (deleting bridges is slow: few of them)
+		for i in $(seq 50); do echo "link add fltd$i type bridge"; done
+		for r in $(seq 10); do
+			for i in $(seq 50); do echo "link set fltd$i mtu $((1400 + r))"; done
+		done
+	} | ip -n "$LAB-n1" -batch -
+	lab rmpod "$LAB" app/other >/dev/null
+	man_rm pod-app_other.json
+	lab pod "$LAB" n1 app/late --label app=db >/dev/null
+	lab_load
+	man_cluster
+	serve app/late --tcp 80,81
+	wait_served 81 app/late
+	for i in $(seq 50); do echo "link del fltd$i"; done | ip -n "$LAB-n1" -batch -
+	kill -CONT "${DPID[1]}"
+	sync_or_die
+	sleep 1
+	r1=$(metric 1 moat_netlink_resyncs_total)
+	[ "$r1" -gt "$r0" ] && pass "moat_netlink_resyncs_total counts the overrun ($r0 -> $r1)" ||
+		fail "no resync counted ($r0 -> $r1)"
+	logged "the lost notifications and the resync" "warn +netlink: link and route notifications were lost .*re-read from the kernel"
+	kill -0 "${DPID[1]}" && pass "moatd alive" || fail "moatd died"
+	want_links=$(pod_links app/web app/db app/late)
+	for i in $(seq 30); do [ "$(links_pinned)" = "$want_links" ] && break; sleep 0.1; done
+	expect "pinned links: the pods there are (app/other's gone, app/late's there)" "$(links_pinned)" "$want_links"
+	expect "interfaces in status: the pods there are" \
+		"$(st | jq -r '[.interfaces[] | select(.attached) | .pod] | unique | join(" ")')" "app/db app/late app/web"
+	probe_matrix "the new pod enforced (app/late is app=db), the others still" <<EOF
+app/web app/late tcp 80 ok
+app/web app/late tcp 81 timeout
+app/db app/late tcp 80 timeout
+app/web app/db tcp 80 ok
+app/web app/db tcp 81 timeout
+app/late app/web tcp 80 ok
+EOF
+	lab rmpod "$LAB" app/late >/dev/null
+	man_rm pod-app_late.json
+	lab pod "$LAB" n1 app/other --label app=other >/dev/null
+	lab_load
+	man_cluster
+	serve app/other --tcp 80,81
+	wait_served 81 app/other
+	sync_or_die
+	base_enforced "back to web, db, other"
 fi
 
 e2e_end
