@@ -2349,6 +2349,15 @@ static void recover_one(struct moat_archive *a, const struct moat_segment *s)
 				last = m;
 		}
 	}
+	/* nothing in it is later than now: a garbage timestamp in a whole
+	 * block would otherwise name the segment past the 19 digits that
+	 * moat_archive_list() reads (it would vanish from queries and
+	 * retention) or keep it from ever expiring by age */
+	{
+		uint64_t now = now_of(a);
+		if (last > now)
+			last = now;
+	}
 	if (!valid) {
 		close(fd);
 		unlink(path);
