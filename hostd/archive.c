@@ -588,6 +588,9 @@ int moat_rec_parse(const char *s, size_t len, struct moat_rec *r)
 	size_t i = 0;
 
 	memset(r, 0, sizeof(*r));
+	/* text ends at a NUL (as names do): one inside would make keys and
+	 * values that moat_rec_format() cannot write back */
+	len = strnlen(s, len);
 	if (len < 5 || memcmp(s, "moat:", 5))
 		return -EINVAL;
 	i = 5;
