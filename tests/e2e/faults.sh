@@ -170,6 +170,82 @@ EOF
 	base_enforced "back to the base policy"
 fi
 
+# ---- interfaces vanishing while moatd attaches -------------------------------------
+if want vanish; then
+	section "vanishing veths: a pod's veth and stray ones come and go 40 times while moatd attaches"
+	GH=$LAB-gh ST=$LAB-st
+	ip netns add "$GH"
+	at_exit "ip netns del $GH"
+	ip netns add "$ST"
+	at_exit "ip netns del $ST"
+	ip -n "$GH" link set lo up
+	# app/ghost (app=db): known from its manifest, its veth comes and goes
+	man_put pod-app_ghost.json <<EOF
+{"apiVersion": "v1", "kind": "Pod",
+ "metadata": {"name": "ghost", "namespace": "app", "uid": "6f0e3e52-0000-4000-8000-000000000001", "labels": {"app": "db"}},
+ "spec": {"nodeName": "$LAB-n1", "containers": [{"name": "probe", "image": "moat-lab/probe"}]},
+ "status": {"phase": "Running", "hostIP": "10.99.0.1", "podIP": "10.101.0.200", "podIPs": [{"ip": "10.101.0.200"}]}}
+EOF
+	sync_or_die
+	ghost_up() {
+		ip -n "$LAB-n1" link add mghost type veth peer name eth0 netns "$GH" || return 0
+		ip -n "$GH" -batch - <<EOF || true
+addr add 10.101.0.200/32 dev eth0
+link set eth0 up
+route add default via 169.254.1.1 dev eth0 onlink
+EOF
+		ip -n "$LAB-n1" -batch - <<EOF || true
+link set mghost up
+addr add 169.254.1.1/32 dev mghost
+route add 10.101.0.200/32 dev mghost src 10.99.0.1
+EOF
+	}
+	ghost_down() { ip -n "$LAB-n1" link del mghost 2>/dev/null || true; }
+	stray() { # i: a veth with the CNI prefix and no pod, deleted soon after
+		ip -n "$LAB-n1" link add "mstray$1" type veth peer name "s$1" netns "$ST" || return 0
+		ip -n "$LAB-n1" link set "mstray$1" up || true
+		sleep "0.0$((RANDOM % 10))"
+		ip -n "$LAB-n1" link del "mstray$1" 2>/dev/null || true
+	}
+	pid0=${DPID[1]}
+	for i in $(seq 40); do
+		ghost_up
+		sleep "0.0$((RANDOM % 10))"
+		ghost_down
+		stray "$i" &
+		spid=$!
+		sleep "0.0$((RANDOM % 5))"
+		ghost_up
+		ghost_down
+		wait "$spid"
+	done
+	ghost_up
+	nsenter --net="/run/netns/$LAB-n1" sh -c 'echo 0 > /proc/sys/net/ipv4/conf/mghost/rp_filter'
+	NETNS[app/ghost]=/run/netns/$GH IP4[app/ghost]=10.101.0.200
+	serve app/ghost --tcp 80,81
+	wait_served 81 app/ghost
+	kill -0 "$pid0" && [ "${DPID[1]}" = "$pid0" ] && pass "moatd alive (the same process)" || fail "moatd died"
+	want_links=$(printf '%s\n' $(pod_links app/web app/db app/other) h_mghost p_mghost | sort | tr '\n' ' ' | sed 's/ $//')
+	for i in $(seq 50); do [ "$(links_pinned)" = "$want_links" ] && break; sleep 0.1; done
+	expect "pinned links: the pods' and the ghost's, no stray one" "$(links_pinned)" "$want_links"
+	expect "interfaces in status: attached, none failing" \
+		"$(st | jq -r '[.interfaces[] | "\(.name):\(.attached)"] | sort | join(" ")')" \
+		"$(for l in $want_links; do echo "$l:true"; done | sort | tr '\n' ' ' | sed 's/ $//')"
+	probe_matrix "the ghost's last veth enforced (app=db), the other pods still" <<EOF
+app/web app/ghost tcp 80 ok
+app/web app/ghost tcp 81 timeout
+app/other app/ghost tcp 80 timeout
+app/ghost app/web tcp 80 ok
+EOF
+	base_enforced "the other pods still enforced"
+	ghost_down
+	man_rm pod-app_ghost.json
+	sync_or_die
+	want_links=$(pod_links app/web app/db app/other)
+	for i in $(seq 50); do [ "$(links_pinned)" = "$want_links" ] && break; sleep 0.1; done
+	expect "the ghost gone: its links unpinned" "$(links_pinned)" "$want_links"
+fi
+
 # ---- netlink buffer overrun ------------------------------------------------------
 if want netlink; then
 	section "netlink overrun: moatd stopped during 1000 link changes; a pod leaves, one arrives"
