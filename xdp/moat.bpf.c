@@ -729,6 +729,9 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 		 * the node's own traffic is not pod policy. */
 		if (hook == MOAT_HOOK_UPLINK &&
 		    !(j.dst.cls == MOAT_CLASS_POD && (j.dst.flags & MOAT_IP_F_LOCAL))) {
+			/* its later fragments pass the same way */
+			if (pk.frag == FRAG_FIRST)
+				frag_remember(pkp, sport, dport, MOAT_VERDICT_ALLOW, now);
 			stat_add(MOAT_STAT_NOT_OURS, pk.len);
 			return XDP_PASS;
 		}
