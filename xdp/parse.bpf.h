@@ -155,6 +155,8 @@ static __always_inline int parse_l4(void *data, void *end, __u32 off, struct pkt
 	}
 	case IPPROTO_ICMP: {
 		struct icmphdr *ic = (void *)p;
+		if (pk->family != 4)
+			return PARSE_OK; /* not ICMP in IPv6: another protocol */
 		if ((void *)(ic + 1) > end)
 			return MOAT_DROP_TRUNC_L4;
 		pk->icmp_type = ic->type;
@@ -181,6 +183,8 @@ static __always_inline int parse_l4(void *data, void *end, __u32 off, struct pkt
 	}
 	case IPPROTO_ICMPV6: {
 		struct icmp6hdr *ic = (void *)p;
+		if (pk->family != 6)
+			return PARSE_OK; /* not ICMPv6 in IPv4: another protocol */
 		if ((void *)(ic + 1) > end)
 			return MOAT_DROP_TRUNC_L4;
 		pk->icmp_type = ic->icmp6_type;
