@@ -210,6 +210,10 @@ bench: tests
 demo: all
 	$(Q)O=$(O) tests/lab/demo
 
+# cppcheck + clang-tidy (+ clang-format --dry-run once .clang-format exists)
+lint: $(BPF_SKELS)
+	$(Q)O=$(O) tests/lint/run
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
@@ -225,6 +229,7 @@ help:
 	@echo '  check-unit | check-bpf | check-e2e | check-conformance'
 	@echo '  fuzz               libFuzzer (clang, ASan+UBSan): each target FUZZ_SECONDS (60)'
 	@echo '  bench              benchmarks -> $(O)/bench/results.json'
+	@echo '  lint               cppcheck, clang-tidy (.clang-tidy, .cppcheck/): zero findings'
 	@echo '  demo               lab + example app + live verdicts (root)'
 	@echo '  clean'
 
