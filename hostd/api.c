@@ -514,6 +514,10 @@ static char *metrics_text(struct moatd *d)
 			       "(netlink receive buffer overrun), answered by re-reading them all.\n"
 			       "# TYPE moat_netlink_resyncs_total counter\nmoat_netlink_resyncs_total %llu\n",
 	       (unsigned long long)moat_ifaces_resyncs(d->ifaces));
+	metric(&b, &len, &cap, "# HELP moat_pins_restored_total Pins (maps, links) removed from outside "
+			       "and pinned again by moatd.\n"
+			       "# TYPE moat_pins_restored_total counter\nmoat_pins_restored_total %llu\n",
+	       (unsigned long long)d->pins_restored);
 	{
 		__u32 used[MOAT_T_MAX];
 		moat_compiler_counts(d->comp, used);

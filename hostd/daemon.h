@@ -98,6 +98,8 @@ struct moatd {
 	char *errors[MOAT_RECENT_ERRORS];
 	size_t nerrors;
 	uint64_t ct_gc_deleted;
+	uint64_t pins_restored;       /* pins removed from outside and pinned again */
+	int repin_error;              /* the last failure to pin again (logged once) */
 };
 
 /* Records a problem for `moatctl status` (and logs it). */

@@ -524,6 +524,15 @@ int moat_ifaces_attach(struct moat_ifaces *fi, struct moat_compiler *c)
 	return ac.errors ? -EAGAIN : 0;
 }
 
+void moat_ifaces_reattach(struct moat_ifaces *fi)
+{
+	size_t it = 0;
+	void *v;
+
+	while (hmap_next(&fi->atts, &it, NULL, NULL, &v))
+		((struct att *)v)->attached = false;
+}
+
 int moat_ifaces_status(struct moat_ifaces *fi,
 		       int (*fn)(const struct moat_iface_status *s, void *arg), void *arg)
 {

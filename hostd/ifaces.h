@@ -51,6 +51,10 @@ int moat_ifaces_resolve(struct moat_ifaces *fi, struct moat_compiler *c);
  * detaches what belongs to pods that are gone.  Call after the tables that
  * know the endpoints are live. */
 int moat_ifaces_attach(struct moat_ifaces *fi, struct moat_compiler *c);
+/* Forgets what is attached, so that the next moat_ifaces_attach() attaches
+ * every interface again (an existing link just gets its program again):
+ * after pins were removed from outside (moat_dp_repin). */
+void moat_ifaces_reattach(struct moat_ifaces *fi);
 int moat_ifaces_status(struct moat_ifaces *fi,
 		       int (*fn)(const struct moat_iface_status *s, void *arg), void *arg);
 

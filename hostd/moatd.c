@@ -17,6 +17,7 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/timerfd.h>
 #include <time.h>
 
@@ -492,6 +493,32 @@ static void sync_interfaces(struct moatd *d)
 		pr_debug("some interfaces are not attached yet; retrying");
 }
 
+/* Pins removed from outside (the pin directory deleted): the maps and the
+ * links moatd holds are pinned again, so that enforcement outlives the
+ * daemon as before; every interface is attached again (the links it held
+ * were never detached; ones detached meanwhile are created anew). */
+static void check_pins(struct moatd *d)
+{
+	int n = moat_dp_repin(d->dp);
+
+	if (n < 0) {
+		if (n != d->repin_error)
+			moatd_error(d, "pin directory %s: cannot pin the datapath again: %s "
+				    "(enforcement goes on while moatd runs; it would not survive a stop)",
+				    d->cfg.pin_dir, strerror(-n));
+		d->repin_error = n;
+		return;
+	}
+	d->repin_error = 0;
+	if (!n)
+		return;
+	d->pins_restored += (uint64_t)n;
+	moatd_error(d, "pin directory %s: %d pins were removed from outside; pinned again "
+		    "(enforcement went on: moatd holds its maps and links)", d->cfg.pin_dir, n);
+	moat_ifaces_reattach(d->ifaces);
+	sync_interfaces(d);
+}
+
 static volatile sig_atomic_t stop;
 
 static char *slurp(const char *path)
@@ -539,6 +566,11 @@ int main(int argc, char **argv)
 	moat_log_hook_libbpf();
 
 	/* the datapath first: an adopted one keeps enforcing meanwhile */
+	{
+		struct statfs sfs;
+		if (statfs("/sys/fs/bpf", &sfs) || sfs.f_type != 0xcafe4a11 /* BPF_FS_MAGIC */)
+			pr_info("no bpf filesystem at /sys/fs/bpf: mounting one");
+	}
 	dpo.pin_dir = d.cfg.pin_dir;
 	dpo.reset = d.cfg.reset;
 	dpo.max_policy = d.cfg.max_policy;
@@ -546,6 +578,11 @@ int main(int argc, char **argv)
 	if (err == -EPROTO) {
 		pr_err("pinned state under %s has another ABI version (or is incomplete); "
 		       "restart with --reset to replace it", d.cfg.pin_dir);
+		return 1;
+	}
+	if (err == -EMEDIUMTYPE) {
+		pr_err("pin directory %s is not on a bpf filesystem: mount one there "
+		       "(mount -t bpf bpf DIR) or choose a --pin-dir under /sys/fs/bpf", d.cfg.pin_dir);
 		return 1;
 	}
 	if (err) {
@@ -794,6 +831,7 @@ int main(int argc, char **argv)
 			sync_interfaces(&d);
 		if (tick) {
 			char *pe = moat_pfmgr_take_error(d.pfmgr);
+			check_pins(&d);
 			moat_pfmgr_poll(d.pfmgr);
 			if (pe)
 				moatd_error(&d, "%s", pe);
@@ -807,6 +845,9 @@ int main(int argc, char **argv)
 		}
 		pthread_mutex_unlock(&d.lock);
 	}
+	pthread_mutex_lock(&d.lock);
+	check_pins(&d); /* what stays in place after we are gone is pinned */
+	pthread_mutex_unlock(&d.lock);
 	pr_info("moatd stopping; enforcement stays in place (generation %u)", moat_dp_generation(d.dp));
 	exitcode = 0;
 out:

@@ -82,6 +82,98 @@ static int link_ifindex(int link_fd, __u32 *ifindex)
 	return 0;
 }
 
+static struct moat_held_link *held_find(struct moat_dp *dp, const char *name)
+{
+	for (size_t i = 0; i < dp->nheld; i++)
+		if (!strcmp(dp->held[i].name, name))
+			return &dp->held[i];
+	return NULL;
+}
+
+/* Keeps fd (owned from now on) as the link of that name. */
+static int held_put(struct moat_dp *dp, const char *name, int fd)
+{
+	struct moat_held_link *h = held_find(dp, name);
+
+	if (h) {
+		if (h->fd != fd)
+			close(h->fd);
+		h->fd = fd;
+		return 0;
+	}
+	if (dp->nheld == dp->held_cap) {
+		size_t cap = dp->held_cap ? dp->held_cap * 2 : 16;
+		struct moat_held_link *v = realloc(dp->held, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		dp->held = v;
+		dp->held_cap = cap;
+	}
+	h = &dp->held[dp->nheld];
+	h->name = strdup(name);
+	if (!h->name)
+		return -ENOMEM;
+	h->fd = fd;
+	dp->nheld++;
+	return 0;
+}
+
+static void held_drop(struct moat_dp *dp, const char *name)
+{
+	struct moat_held_link *h = held_find(dp, name);
+
+	if (!h)
+		return;
+	close(h->fd);
+	free(h->name);
+	*h = dp->held[--dp->nheld];
+}
+
+void moat_dp_held_free(struct moat_dp *dp)
+{
+	for (size_t i = 0; i < dp->nheld; i++) {
+		close(dp->held[i].fd);
+		free(dp->held[i].name);
+	}
+	free(dp->held);
+	dp->held = NULL;
+	dp->nheld = dp->held_cap = 0;
+}
+
+int moat_dp_repin(struct moat_dp *dp)
+{
+	char path[PATH_MAX];
+	int n, err;
+
+	if (dp->no_pin)
+		return 0;
+	n = moat_dp_repin_maps(dp);
+	if (n < 0)
+		return n;
+	snprintf(path, sizeof(path), "%s/links", dp->pin_dir);
+	err = moat_dp_mkdir_p(path, 0700);
+	if (err)
+		return err;
+	for (size_t i = 0; i < dp->nheld;) {
+		struct moat_held_link *h = &dp->held[i];
+		__u32 ifindex = 0;
+		if (link_path(dp, h->name, path, sizeof(path)) || !access(path, F_OK)) {
+			i++;
+			continue;
+		}
+		if (link_ifindex(h->fd, &ifindex) || !ifindex) {
+			/* detached (its device gone, or uninstalled): let it go */
+			held_drop(dp, h->name);
+			continue;
+		}
+		if (bpf_obj_pin(h->fd, path))
+			return -errno;
+		n++;
+		i++;
+	}
+	return n;
+}
+
 static void why(struct moat_attach_info *info, enum moat_mode m, const char *fmt, int err)
 {
 	char buf[128];
@@ -149,6 +241,7 @@ int moat_dp_attach(struct moat_dp *dp, const struct moat_attach_req *req,
 		close(link_fd);
 		link_fd = -1;
 		unlink(path);
+		held_drop(dp, req->name);
 	}
 
 	first = req->mode == MOAT_MODE_AUTO ? MOAT_MODE_HW : req->mode;
@@ -186,7 +279,8 @@ int moat_dp_attach(struct moat_dp *dp, const struct moat_attach_req *req,
 		goto out;
 	}
 out:
-	if (link_fd >= 0)
+	/* held: the link stays attached even if its pin is removed */
+	if (link_fd >= 0 && (err || held_put(dp, req->name, link_fd)))
 		close(link_fd);
 	if (self_ns >= 0) {
 		if (setns(self_ns, CLONE_NEWNET) && !err)
@@ -205,14 +299,23 @@ int moat_dp_detach(struct moat_dp *dp, const char *name)
 	if (err)
 		return err;
 	fd = bpf_obj_get(path);
-	if (fd < 0)
-		return -errno;
-	/* Detach now, even if another process still holds the link. */
-	if (bpf_link_detach(fd) && errno != EINVAL && errno != ENOLINK)
+	if (fd < 0) {
 		err = -errno;
-	close(fd);
-	if (unlink(path) && !err)
-		err = -errno;
+		if (!held_find(dp, name))
+			return err;
+		err = 0; /* its pin removed: the link we hold */
+	} else {
+		/* Detach now, even if another process still holds the link. */
+		if (bpf_link_detach(fd) && errno != EINVAL && errno != ENOLINK)
+			err = -errno;
+		close(fd);
+		if (unlink(path) && !err)
+			err = -errno;
+	}
+	if (held_find(dp, name)) {
+		bpf_link_detach(held_find(dp, name)->fd);
+		held_drop(dp, name);
+	}
 	return err;
 }
 

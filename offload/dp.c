@@ -66,7 +66,7 @@ __u64 moat_ktime_coarse_ns(void)
 	return (__u64)ts.tv_sec * 1000000000ull + ts.tv_nsec;
 }
 
-static int mkdir_p(const char *path, mode_t mode)
+int moat_dp_mkdir_p(const char *path, mode_t mode)
 {
 	char buf[PATH_MAX];
 	size_t len = strlen(path);
@@ -99,6 +99,31 @@ int moat_bpffs_ensure(void)
 	if (mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700"))
 		return -errno;
 	return 0;
+}
+
+/* The pin directory must be on bpffs (its nearest existing ancestor, before
+ * anything is created): -EMEDIUMTYPE if not. */
+static int pin_dir_on_bpffs(const char *dir)
+{
+	char buf[PATH_MAX];
+	struct statfs st;
+	char *s;
+
+	if (strlen(dir) >= sizeof(buf))
+		return -ENAMETOOLONG;
+	strcpy(buf, dir);
+	while (statfs(buf, &st)) {
+		if (errno != ENOENT)
+			return -errno;
+		s = strrchr(buf, '/');
+		if (!s)
+			return -ENOENT;
+		if (s == buf)
+			s[1] = 0;
+		else
+			*s = 0;
+	}
+	return st.f_type == BPF_FS_MAGIC ? 0 : -EMEDIUMTYPE;
 }
 
 static const char *const prog_names[MOAT_HOOK_MAX] = {
@@ -188,7 +213,28 @@ static int unlink_tree(const char *dir)
 
 int moat_dp_uninstall(const char *pin_dir)
 {
-	int err = unlink_tree(pin_dir);
+	char path[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+	int err;
+
+	/* links first: detached even if a running moatd holds them */
+	snprintf(path, sizeof(path), "%s/links", pin_dir);
+	d = opendir(path);
+	while (d && (de = readdir(d))) {
+		int fd;
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/links/%s", pin_dir, de->d_name);
+		fd = bpf_obj_get(path);
+		if (fd >= 0) {
+			bpf_link_detach(fd);
+			close(fd);
+		}
+	}
+	if (d)
+		closedir(d);
+	err = unlink_tree(pin_dir);
 
 	if (!err && rmdir(pin_dir) && errno != ENOENT)
 		err = -errno;
@@ -262,6 +308,7 @@ void moat_dp_close(struct moat_dp *dp)
 	if (!dp)
 		return;
 	moat_dp_settle(dp);
+	moat_dp_held_free(dp);
 	if (dp->cfg && dp->cfg != MAP_FAILED)
 		munmap(dp->cfg, dp->cfg_len);
 	moat_bpf__destroy(dp->skel);
@@ -300,6 +347,8 @@ int moat_dp_open(const struct moat_dp_opts *opts, struct moat_dp **ret_dp,
 
 	if (!dp->no_pin) {
 		err = moat_bpffs_ensure();
+		if (!err)
+			err = pin_dir_on_bpffs(dp->pin_dir);
 		if (err)
 			goto out;
 		err = read_meta(dp->pin_dir, &meta);
@@ -318,7 +367,7 @@ int moat_dp_open(const struct moat_dp_opts *opts, struct moat_dp **ret_dp,
 		} else if (err != -ENOENT) {
 			goto out;
 		}
-		err = mkdir_p(dp->pin_dir, 0700);
+		err = moat_dp_mkdir_p(dp->pin_dir, 0700);
 		if (err)
 			goto out;
 		oopts.pin_root_path = dp->pin_dir;
@@ -416,7 +465,7 @@ int moat_dp_open(const struct moat_dp_opts *opts, struct moat_dp **ret_dp,
 		dp->generation = dp->cfg->slot_gen[1];
 	if (!dp->no_pin) {
 		snprintf(path, sizeof(path), "%s/links", dp->pin_dir);
-		err = mkdir_p(path, 0700);
+		err = moat_dp_mkdir_p(path, 0700);
 		if (err)
 			goto out;
 	}
@@ -431,6 +480,33 @@ out:
 	close_templates(tmpl_fd, 4);
 	moat_dp_close(dp);
 	return err < 0 ? err : -EINVAL;
+}
+
+int moat_dp_repin_maps(struct moat_dp *dp)
+{
+	struct bpf_map *m, *meta = dp->skel->maps.moat_meta;
+	int n = 0, err;
+
+	if (dp->no_pin)
+		return 0;
+	err = moat_dp_mkdir_p(dp->pin_dir, 0700);
+	if (err)
+		return err;
+	/* meta last: its presence marks a complete set */
+	bpf_object__for_each_map(m, dp->skel->obj) {
+		const char *p = bpf_map__pin_path(m);
+		if (!p || m == meta || !access(p, F_OK))
+			continue;
+		if (bpf_obj_pin(bpf_map__fd(m), p))
+			return -errno;
+		n++;
+	}
+	if (bpf_map__pin_path(meta) && access(bpf_map__pin_path(meta), F_OK)) {
+		if (bpf_obj_pin(bpf_map__fd(meta), bpf_map__pin_path(meta)))
+			return -errno;
+		n++;
+	}
+	return n;
 }
 
 /* ---- counters -------------------------------------------------------------- */

@@ -31,12 +31,15 @@ struct moat_dp_opts {
 
 /* Opens the datapath: reuses the pinned maps under pin_dir when their ABI
  * version matches (-EPROTO otherwise, unless opts->reset), else creates and
- * pins them.  *ret_adopted says whether existing state was found. */
+ * pins them.  *ret_adopted says whether existing state was found.  bpffs is
+ * mounted at /sys/fs/bpf if it is not; a pin_dir elsewhere that is not on
+ * bpffs: -EMEDIUMTYPE, nothing created. */
 int moat_dp_open(const struct moat_dp_opts *opts, struct moat_dp **ret_dp,
 		 bool *ret_adopted);
 void moat_dp_close(struct moat_dp *dp);
 /* Removes every pin (maps, programs, links) under the pin directory: the
- * explicit uninstall.  Attached links are detached by unpinning them. */
+ * explicit uninstall.  Pinned links are detached first (another process,
+ * a running moatd, may hold them too). */
 int moat_dp_uninstall(const char *pin_dir);
 
 const char *moat_dp_pin_dir(const struct moat_dp *dp);
@@ -81,6 +84,12 @@ int moat_dp_detach(struct moat_dp *dp, const char *name);
  * exists (a link whose device vanished is defunct). */
 int moat_dp_links(struct moat_dp *dp,
 		  int (*fn)(const char *name, bool alive, void *arg), void *arg);
+/* Pins removed from under a running process (its pin directory deleted, a
+ * file unlinked) are pinned again from its own references: the maps (meta
+ * last) and the links it holds that are still attached (a link's pin
+ * removed does not detach it while this process holds it).  Returns how
+ * many pins were restored (0: nothing was missing), or -errno. */
+int moat_dp_repin(struct moat_dp *dp);
 
 /* ---- generation-switched tables ------------------------------------------ */
 enum moat_tbl {

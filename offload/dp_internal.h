@@ -4,6 +4,7 @@
 #define MOAT_DP_INTERNAL_H
 
 #include <pthread.h>
+#include <sys/types.h>
 #include "dp.h"
 
 struct moat_bpf;
@@ -29,7 +30,20 @@ struct moat_dp {
 	bool settle_pending;
 	int settle_err;
 	struct moat_tx *pending;
+
+	/* the links this process attached or adopted: held open, so that
+	 * they stay attached if their pins are removed (moat_dp_repin) */
+	struct moat_held_link {
+		char *name;
+		int fd;
+	} *held;
+	size_t nheld, held_cap;
 };
+
+void moat_dp_held_free(struct moat_dp *dp);
+/* moat_dp_repin's first half: missing map pins; how many restored or -errno */
+int moat_dp_repin_maps(struct moat_dp *dp);
+int moat_dp_mkdir_p(const char *path, mode_t mode);
 
 int moat_bpffs_ensure(void);
 

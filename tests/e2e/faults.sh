@@ -246,6 +246,77 @@ EOF
 	expect "the ghost gone: its links unpinned" "$(links_pinned)" "$want_links"
 fi
 
+# ---- bpffs missing, pin directory removed ------------------------------------------
+if want bpffs; then
+	section "bpffs: a --pin-dir that is not on bpffs; bpffs not mounted at /sys/fs/bpf"
+	XNS=$LAB-x
+	ip netns add "$XNS"
+	at_exit "ip netns del $XNS"
+	mkdir -p "$E2E_TMP/xman"
+	rc=0
+	nsenter --net="/run/netns/$XNS" timeout 20 "$MOATD" --node "$LAB-x" --manifests "$E2E_TMP/xman" \
+		--pin-dir "$E2E_TMP/notbpf/pins" --socket "$E2E_TMP/x.sock" >"$E2E_TMP/x.log" 2>&1 || rc=$?
+	expect "pin directory on tmpfs: moatd exits 1" "$rc" 1
+	grep -q "pin directory $E2E_TMP/notbpf/pins is not on a bpf filesystem" "$E2E_TMP/x.log" &&
+		pass "the error names the directory and says it is not on bpffs" || fail "unclear error: $(cat "$E2E_TMP/x.log")"
+	[ ! -e "$E2E_TMP/notbpf" ] && pass "nothing created" || fail "$E2E_TMP/notbpf created"
+	# a private mount namespace without bpffs at /sys/fs/bpf: moatd mounts it
+	rc=0
+	unshare -m --propagation private sh -c '
+		umount -l /sys/fs/bpf 2>/dev/null; mountpoint -q /sys/fs/bpf && exit 3
+		nsenter --net="/run/netns/$1" "$2" --node "$1" --manifests "$3" --socket "$4" >"$5" 2>&1 &
+		p=$!
+		for i in $(seq 100); do
+			curl -sf --max-time 2 --unix-socket "$4" http://moatd/v1/status >/dev/null 2>&1 && break
+			sleep 0.1
+		done
+		mountpoint -q /sys/fs/bpf && [ -e "/sys/fs/bpf/moat/$1/moat_meta" ] && ok=0 || ok=4
+		curl -sf --max-time 2 --unix-socket "$4" http://moatd/v1/status >/dev/null || ok=5
+		kill $p; wait $p || ok=6
+		exit $ok' sh "$XNS" "$MOATD" "$E2E_TMP/xman" "$E2E_TMP/x.sock" "$E2E_TMP/x.log" || rc=$?
+	expect "bpffs not mounted: moatd mounted it, pinned there, answered, stopped cleanly" "$rc" 0
+	grep -q "no bpf filesystem at /sys/fs/bpf: mounting one" "$E2E_TMP/x.log" &&
+		pass "logged: mounting bpffs" || fail "not logged: mounting bpffs: $(head -3 "$E2E_TMP/x.log")"
+	[ ! -e "/sys/fs/bpf/moat/$LAB-x" ] && pass "its pins were in its own bpffs, not the host's" ||
+		{ fail "pins leaked into the host's bpffs"; "$MOATCTL" uninstall "/sys/fs/bpf/moat/$LAB-x"; }
+fi
+
+if want pindir; then
+	section "pin directory removed under a running moatd"
+	p0=$(metric 1 moat_pins_restored_total)
+	logmark
+	rm -rf "$PIN"
+	base_enforced "enforcement right after rm -rf (moatd holds its links)"
+	for i in $(seq 30); do [ -e "$PIN/moat_meta" ] && break; sleep 0.1; done
+	want_links=$(pod_links app/web app/db app/other)
+	for i in $(seq 20); do [ "$(links_pinned)" = "$want_links" ] && break; sleep 0.1; done
+	expect "links pinned again" "$(links_pinned)" "$want_links"
+	[ -e "$PIN/moat_meta" ] && pass "maps pinned again (meta last)" || fail "no $PIN/moat_meta"
+	p1=$(metric 1 moat_pins_restored_total)
+	[ "$p1" -gt "$p0" ] && pass "moat_pins_restored_total counts them ($p0 -> $p1)" || fail "pins restored $p0 -> $p1"
+	logged "the pins removed and restored" "error +pin directory $PIN: [0-9]+ pins were removed from outside; pinned again"
+	np_db db-ingress 81 | man_put base.yaml
+	sync_or_die
+	probe_matrix "a change after the restore applies (db admits web on 81 now)" <<EOF
+app/web app/db tcp 81 ok
+app/web app/db tcp 80 timeout
+EOF
+	np_db db-ingress 80 | man_put base.yaml
+	sync_or_die
+	pid0=${DPID[1]}
+	kill -9 "$pid0"
+	wait "$pid0" 2>/dev/null || true
+	unset "DPID[1]"
+	base_enforced "after kill -9: the restored pins keep enforcing"
+	nsenter --net="/run/netns/$LAB-n1" "$MOATD" --node "$LAB-n1" --manifests "$MAN/n1" --pin-dir "$PIN" \
+		--socket "$SOCK" --log-level info --max-policy 16 --veth-prefix m >>"$LOG" 2>&1 &
+	DPID[1]=$!
+	for i in $(seq 100); do ctl 1 status >/dev/null 2>&1 && break; sleep 0.1; done
+	sync_or_die
+	logged "the restarted moatd adopted the restored pins" "info +datapath adopted under $PIN"
+	base_enforced "restarted on the restored pins"
+fi
+
 # ---- netlink buffer overrun ------------------------------------------------------
 if want netlink; then
 	section "netlink overrun: moatd stopped during 1000 link changes; a pod leaves, one arrives"

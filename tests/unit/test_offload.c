@@ -455,6 +455,63 @@ static void test_execute_fallback(void **state)
 	assert_int_equal(moat_dp_uninstall(pin), 0);
 }
 
+/* The pin directory removed under a running process (rm -rf): the links it
+ * holds stay attached, moat_dp_repin pins everything again; moat_dp_uninstall
+ * detaches links even while they are held, and repin then lets them go. */
+static void test_repin(void **state)
+{
+	char pin[128], path[256], cmd[300];
+	struct moat_dp_opts o = { .reset = true, .max_policy = 1024, .max_ips = 256, .max_ct = 1024,
+				  .max_identities = 256, .max_rules = 256 };
+	struct moat_attach_req req = { .hook = MOAT_HOOK_FROM_POD, .netns_fd = -1,
+				       .mode = MOAT_MODE_NATIVE, .name = "h_moff1" };
+	struct moat_attach_info info;
+	struct moat_dp *dp;
+	__u8 mode = 0;
+	int rc;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	snprintf(pin, sizeof(pin), "/sys/fs/bpf/moat-test-repin-%d", getpid());
+	o.pin_dir = pin;
+	rc = moat_dp_open(&o, &dp, NULL);
+	if (rc)
+		fail_msg("datapath: %s", strerror(-rc));
+	req.ifindex = ifx[1];
+	assert_int_equal(moat_dp_attach(dp, &req, &info), 0);
+	assert_int_equal(moat_dp_repin(dp), 0); /* nothing missing */
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", pin);
+	assert_int_equal(system(cmd), 0);
+	assert_true(xdp_attached(ifx[1], &mode)); /* held: still attached */
+	rc = moat_dp_repin(dp);
+	assert_true(rc > 2); /* the maps and the link */
+	snprintf(path, sizeof(path), "%s/links/h_moff1", pin);
+	assert_int_equal(access(path, F_OK), 0);
+	snprintf(path, sizeof(path), "%s/moat_meta", pin);
+	assert_int_equal(access(path, F_OK), 0);
+	assert_int_equal(moat_dp_repin(dp), 0);
+
+	/* the explicit uninstall detaches what we hold; repin lets it go */
+	assert_int_equal(moat_dp_uninstall(pin), 0);
+	assert_false(xdp_attached(ifx[1], &mode));
+	assert_true(moat_dp_repin(dp) > 0);
+	snprintf(path, sizeof(path), "%s/links/h_moff1", pin);
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(moat_dp_detach(dp, "h_moff1"), -ENOENT);
+
+	/* attached again; its pin removed; detach still detaches */
+	assert_int_equal(moat_dp_attach(dp, &req, &info), 0);
+	assert_int_equal(unlink(path), 0);
+	assert_true(xdp_attached(ifx[1], &mode));
+	assert_int_equal(moat_dp_detach(dp, "h_moff1"), 0);
+	assert_false(xdp_attached(ifx[1], &mode));
+
+	moat_dp_close(dp);
+	assert_int_equal(moat_dp_uninstall(pin), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -465,6 +522,7 @@ int main(void)
 		cmocka_unit_test(test_plan_decide),
 		cmocka_unit_test(test_probe),
 		cmocka_unit_test(test_execute_fallback),
+		cmocka_unit_test(test_repin),
 	};
 
 	return cmocka_run_group_tests(tests, netns_setup, NULL);
