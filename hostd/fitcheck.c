@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <linux/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "fitcheck.h"
@@ -173,6 +174,8 @@ struct fctx {
 	size_t nfuncs;
 	const char *btf_str;
 	size_t btf_strlen;
+	const void *btf_data;     /* the .BTF section */
+	size_t btf_size;
 	/* reporting */
 	bool reporting;
 	const char *prog;
@@ -312,7 +315,7 @@ static int read_elf(struct fctx *c, char *err, size_t errlen)
 		} else if (sh.sh_type == SHT_PROGBITS && (sh.sh_flags & SHF_EXECINSTR) && sh.sh_size) {
 			Elf_Data *d = elf_getdata(scn, NULL);
 			struct fsec *s = &c->secs[c->nsecs++];
-			if (!d || d->d_size % sizeof(struct bpf_insn))
+			if (!d || !d->d_buf || d->d_size % sizeof(struct bpf_insn))
 				return -EINVAL;
 			snprintf(s->name, sizeof(s->name), "%s", name);
 			s->shndx = elf_ndxscn(scn);
@@ -364,8 +367,12 @@ static int read_elf(struct fctx *c, char *err, size_t errlen)
 			if (c->secs[i].shndx == sh.sh_info)
 				s = &c->secs[i];
 		d = elf_getdata(scn, NULL);
-		if (!s || !d)
+		if (!s || !d || !d->d_buf)
 			continue;
+		if (s->rel) {
+			snprintf(err, errlen, "two relocation sections for %s", s->name);
+			return -EINVAL;
+		}
 		s->nrel = d->d_size / sizeof(Elf64_Rel);
 		s->rel = calloc(s->nrel ? s->nrel : 1, sizeof(*s->rel));
 		if (!s->rel)
@@ -378,8 +385,12 @@ static int read_elf(struct fctx *c, char *err, size_t errlen)
 			s->rel[i].sym = GELF_R_SYM(rel.r_info);
 		}
 	}
+	if (btf && btf->d_buf) {
+		c->btf_data = btf->d_buf;
+		c->btf_size = btf->d_size;
+	}
 	/* BTF strings and line info (absent without -g: locations without lines) */
-	if (btf && btf->d_size >= 24) {
+	if (btf && btf->d_buf && btf->d_size >= 24) {
 		const __u8 *b = btf->d_buf;
 		__u32 hdr_len, str_off, str_len;
 		memcpy(&hdr_len, b + 4, 4);
@@ -390,7 +401,7 @@ static int read_elf(struct fctx *c, char *err, size_t errlen)
 			c->btf_strlen = str_len;
 		}
 	}
-	if (btfext && btfext->d_size >= 32 && c->btf_str) {
+	if (btfext && btfext->d_buf && btfext->d_size >= 32 && c->btf_str) {
 		const __u8 *b = btfext->d_buf;
 		__u32 hdr_len, li_off, li_len, recsz;
 		size_t p, end;
@@ -1491,6 +1502,104 @@ static void check_maps(struct fctx *c)
 		     (unsigned long long)r->entries, (unsigned long long)o->max_entries);
 }
 
+/* ---- BTF sanity ------------------------------------------------------------------ */
+/* libbpf 1.1 (Debian 12's) follows BTF type ids and name offsets without
+ * checking them: a malformed object crashes bpf_object__open (libbpf 1.3
+ * checks the same as here, btf_sanity_check()).  Every type's name and
+ * every id it refers to must exist before libbpf sees the object. */
+static int btf_type_ok(const struct btf *b, __u32 id, char *err, size_t errlen)
+{
+	const struct btf_type *t = btf__type_by_id(b, id);
+	__u32 n = btf__type_cnt(b), ref[2] = { 0, 0 };
+	int nref = 0;
+
+#define BAD_STR(off) (!btf__str_by_offset(b, (off)))
+#define BAD_ID(x) ((x) >= n)
+	if (!t || BAD_STR(t->name_off))
+		goto bad;
+	switch (btf_kind(t)) {
+	case BTF_KIND_UNKN:
+	case BTF_KIND_INT:
+	case BTF_KIND_FWD:
+	case BTF_KIND_FLOAT:
+		break;
+	case BTF_KIND_PTR:
+	case BTF_KIND_TYPEDEF:
+	case BTF_KIND_VOLATILE:
+	case BTF_KIND_CONST:
+	case BTF_KIND_RESTRICT:
+	case BTF_KIND_VAR:
+	case BTF_KIND_DECL_TAG:
+	case BTF_KIND_TYPE_TAG:
+		ref[nref++] = t->type;
+		break;
+	case BTF_KIND_ARRAY:
+		ref[nref++] = btf_array(t)->type;
+		ref[nref++] = btf_array(t)->index_type;
+		break;
+	case BTF_KIND_STRUCT:
+	case BTF_KIND_UNION:
+		for (__u16 i = 0; i < btf_vlen(t); i++)
+			if (BAD_STR(btf_members(t)[i].name_off) || BAD_ID(btf_members(t)[i].type))
+				goto bad;
+		break;
+	case BTF_KIND_ENUM:
+		for (__u16 i = 0; i < btf_vlen(t); i++)
+			if (BAD_STR(btf_enum(t)[i].name_off))
+				goto bad;
+		break;
+	case BTF_KIND_ENUM64:
+		for (__u16 i = 0; i < btf_vlen(t); i++)
+			if (BAD_STR(btf_enum64(t)[i].name_off))
+				goto bad;
+		break;
+	case BTF_KIND_FUNC:
+		if (BAD_ID(t->type) || !btf_is_func_proto(btf__type_by_id(b, t->type)))
+			goto bad;
+		break;
+	case BTF_KIND_FUNC_PROTO:
+		ref[nref++] = t->type;
+		for (__u16 i = 0; i < btf_vlen(t); i++)
+			if (BAD_STR(btf_params(t)[i].name_off) || BAD_ID(btf_params(t)[i].type))
+				goto bad;
+		break;
+	case BTF_KIND_DATASEC:
+		for (__u16 i = 0; i < btf_vlen(t); i++)
+			if (BAD_ID(btf_var_secinfos(t)[i].type))
+				goto bad;
+		break;
+	default:
+		goto bad;
+	}
+	for (int i = 0; i < nref; i++)
+		if (BAD_ID(ref[i]))
+			goto bad;
+	return 0;
+#undef BAD_STR
+#undef BAD_ID
+bad:
+	snprintf(err, errlen, "BTF type [%u] has a name or a reference that does not exist", id);
+	return -EINVAL;
+}
+
+static int btf_check(struct fctx *c, char *err, size_t errlen)
+{
+	struct btf *b;
+	int rc = 0;
+
+	if (!c->btf_data)
+		return 0;
+	b = btf__new(c->btf_data, (__u32)c->btf_size);
+	if (!b) {
+		snprintf(err, errlen, "its BTF does not parse");
+		return -EINVAL;
+	}
+	for (__u32 id = 1; id < btf__type_cnt(b) && !rc; id++)
+		rc = btf_type_ok(b, id, err, errlen);
+	btf__free(b);
+	return rc;
+}
+
 /* ---- entry ----------------------------------------------------------------------- */
 static int silent(enum libbpf_print_level l, const char *fmt, va_list ap)
 {
@@ -1507,6 +1616,7 @@ int moat_fit_check(const char *path, const struct moat_nic_profile *prof,
 	struct bpf_program *bp;
 	libbpf_print_fn_t old;
 	size_t nprog = 0, base = 0;
+	char why[160];
 	int rc = 0;
 
 	memset(r, 0, sizeof(*r));
@@ -1528,10 +1638,23 @@ int moat_fit_check(const char *path, const struct moat_nic_profile *prof,
 		rc = -ENOMEM;
 		goto out;
 	}
-	old = libbpf_set_print(silent);
-	c->obj = bpf_object__open_file(path, NULL);
-	libbpf_set_print(old);
-	if (!c->obj) {
+	c->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (c->fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+		goto out;
+	}
+	/* our own reading first: libbpf 1.1 trusts what it is given */
+	why[0] = 0;
+	rc = read_elf(c, why, sizeof(why));
+	if (!rc)
+		rc = btf_check(c, why, sizeof(why));
+	if (!rc) {
+		old = libbpf_set_print(silent);
+		c->obj = bpf_object__open_file(path, NULL);
+		libbpf_set_print(old);
+	}
+	if (!rc && !c->obj) {
 		char lerr[128];
 		rc = -errno;
 		libbpf_strerror(rc, lerr, sizeof(lerr));
@@ -1540,23 +1663,16 @@ int moat_fit_check(const char *path, const struct moat_nic_profile *prof,
 			rc = -EINVAL;
 		goto out;
 	}
-	c->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (c->fd < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "%s: %s", path, strerror(-rc));
-		goto out;
-	}
-	rc = read_maps(c);
 	if (!rc)
-		rc = read_elf(c, err, errlen);
+		rc = read_maps(c);
 	if (!rc)
 		rc = find_funcs(c);
 	if (rc) {
-		if (err && errlen && !err[0])
-			snprintf(err, errlen, "%s: cannot read the object: %s", path,
-				 rc == -E2BIG ? "too large (a function of more than 65,536 or an object of "
-						"more than 1,000,000 instructions, or more than 256 functions)" :
-				 strerror(-rc));
+		snprintf(err, errlen, "%s: cannot read the object: %s", path,
+			 why[0] ? why :
+			 rc == -E2BIG ? "too large (a function of more than 65,536 or an object of "
+					"more than 1,000,000 instructions, or more than 256 functions)" :
+			 strerror(-rc));
 		goto out;
 	}
 	c->ptrkind = calloc(c->total_insns + 1, 1);
