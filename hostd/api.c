@@ -52,7 +52,6 @@ struct moat_api {
 
 /* Per connection: who is asking, and a request body being received. */
 struct conn_ctx {
-	bool authed;
 	int auth_rc;
 	struct moat_principal who;
 	char *body;
@@ -137,7 +136,6 @@ static const char *hook_name(int h)
 struct vis {
 	json_t *a;
 	const struct moat_principal *who;
-	struct moatd *d;
 };
 
 static int iface_cb(const struct moat_iface_status *s, void *arg)
@@ -195,7 +193,7 @@ static json_t *status_json(struct moatd *d, const struct moat_principal *who)
 	json_object_set_new(j, "enforce", json_boolean(cfg->flags & MOAT_CFG_ENFORCE));
 	json_object_set_new(j, "uptime_s", json_real((double)(moat_now_ns() - d->start_ns) / 1e9));
 	if (d->ifaces) {
-		struct vis v = { ifs, who, d };
+		struct vis v = { ifs, who };
 		moat_ifaces_status(d->ifaces, iface_cb, &v);
 	}
 	json_object_set_new(j, "interfaces", ifs);
@@ -1391,15 +1389,15 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 	} else if (!strcmp(url, "/v1/status")) {
 		ret = send_json(conn, 200, status_json(d, who));
 	} else if (!strcmp(url, "/v1/endpoints")) {
-		struct vis v = { json_array(), who, d };
+		struct vis v = { json_array(), who };
 		moat_compiler_endpoints(d->comp, ep_cb, &v);
 		ret = send_json(conn, 200, v.a);
 	} else if (!strcmp(url, "/v1/identities")) {
-		struct vis v = { json_array(), who, d };
+		struct vis v = { json_array(), who };
 		moat_compiler_identities(d->comp, id_cb, &v);
 		ret = send_json(conn, 200, v.a);
 	} else if (!strcmp(url, "/v1/policies")) {
-		struct vis v = { json_array(), who, d };
+		struct vis v = { json_array(), who };
 		moat_compiler_policies(d->comp, pol_cb, &v);
 		ret = send_json(conn, 200, v.a);
 	} else if (!strcmp(url, "/v1/blueprints")) {

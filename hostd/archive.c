@@ -270,7 +270,7 @@ int moat_archive_parse_ns_limits(const char *s, struct moat_archive_opts *o, cha
 			return -EINVAL;
 		}
 		json_object_foreach(j, k, v) {
-			char b1[32], b2[32];
+			char b1[32] = "", b2[32] = "";
 			const char *age = NULL, *size = NULL, *kk;
 			json_t *vv;
 			if (!json_is_object(v)) {

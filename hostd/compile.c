@@ -1455,7 +1455,7 @@ static void atoms_build(const struct moat_compiler *c, const struct clist *cls[2
 		if (!cl)
 			continue;
 		const struct crule *lists[3] = { cl->admin, cl->np, cl->base };
-		size_t counts[3] = { cl->nadmin, cl->nnp, cl->nbase };
+		const size_t counts[3] = { cl->nadmin, cl->nnp, cl->nbase };
 		for (int l = 0; l < 3; l++)
 			for (size_t i = 0; i < counts[l]; i++)
 				spans_of_rule(&lists[l][i], proto, subject, mentioned, c, &sp, &n, &ranged);
@@ -1628,7 +1628,7 @@ static void compile_dir(const struct moat_compiler *c, const struct ident *s, in
 	/* identities named by specific peers (any list, enforced or audit) */
 	{
 		const struct crule *lists[3] = { sh.admin, sh.np, sh.base };
-		size_t counts[3] = { sh.nadmin, sh.nnp, sh.nbase };
+		const size_t counts[3] = { sh.nadmin, sh.nnp, sh.nbase };
 		for (int l = 0; l < 3; l++)
 			for (size_t i = 0; i < counts[l]; i++) {
 				const struct crule *cr = &lists[l][i];
@@ -1701,7 +1701,7 @@ static void compile_dir(const struct moat_compiler *c, const struct ident *s, in
 		/* CIDR dimension */
 		{
 			const struct crule *lists[3] = { cl->admin, cl->np, cl->base };
-			size_t counts[3] = { cl->nadmin, cl->nnp, cl->nbase };
+			const size_t counts[3] = { cl->nadmin, cl->nnp, cl->nbase };
 			bool any_cidr = false;
 			for (int l = 0; l < 3 && !any_cidr; l++)
 				for (size_t i = 0; i < counts[l] && !any_cidr; i++)
@@ -2607,7 +2607,7 @@ static int key_split(const char *key, char *kind, size_t kl, const char **ns_sta
 
 static int dispatch(struct moat_compiler *c, const char *key, struct moat_object *obj)
 {
-	char kind[64], ns[MOAT_MAX_NAME + 1];
+	char kind[64];
 	const char *rest, *slash;
 	int err = key_split(key, kind, sizeof(kind), &rest);
 
@@ -2623,7 +2623,6 @@ static int dispatch(struct moat_compiler *c, const char *key, struct moat_object
 		slash = strchr(rest, '/');
 		if (!slash || (size_t)(slash - rest) > MOAT_MAX_NAME)
 			return -EINVAL;
-		(void)ns;
 		return apply_pod(c, obj, rest, key);
 	}
 	if (!strcmp(kind, "Service"))
@@ -3172,7 +3171,6 @@ static void x_decide(const struct out *o, __u32 subj, int dir, bool shadow, cons
 		act = v1->admin_action;
 	}
 	if (v2 && v2->admin_rank < rank) {
-		rank = v2->admin_rank;
 		rule = v2->admin_rule;
 		act = v2->admin_action;
 	}
@@ -3204,7 +3202,6 @@ static void x_decide(const struct out *o, __u32 subj, int dir, bool shadow, cons
 		act = v1->base_action;
 	}
 	if (v2 && v2->base_rank < rank) {
-		rank = v2->base_rank;
 		rule = v2->base_rule;
 		act = v2->base_action;
 	}

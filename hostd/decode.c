@@ -919,7 +919,7 @@ static int dec_cports(struct dctx *d, const json_t *spec, struct moat_pod *p)
 		return rc;
 	m = push_key(d, "containers");
 	for (size_t i = 0; !rc && i < json_array_size(cs); i++) {
-		json_t *c = json_array_get(cs, i), *ports;
+		json_t *c = json_array_get(cs, i), *ports = NULL;
 		size_t m2 = push_idx(d, i);
 
 		if (!json_is_object(c))

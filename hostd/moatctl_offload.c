@@ -279,10 +279,9 @@ static int cmd_probe(int argc, char **argv, bool json)
 		json_decref(j);
 		return 0;
 	}
-	printf("interface %s: driver %s%s%s%s\n", pr.ifname, pr.have_driver ? pr.driver : "?",
+	printf("interface %s: driver %s%s%s\n", pr.ifname, pr.have_driver ? pr.driver : "?",
 	       pr.have_driver && pr.fw_version[0] ? ", firmware " : "",
-	       pr.have_driver ? pr.fw_version : "",
-	       pr.have_driver && pr.bus_info[0] ? "" : "");
+	       pr.have_driver ? pr.fw_version : "");
 	printf("  XDP features (kernel): ");
 	if (pr.have_features) {
 		bool first = true;

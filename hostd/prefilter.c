@@ -378,6 +378,8 @@ static bool group_denied(const struct bctx *b, __u32 subject, int dir, int famil
 		*rule = s.rule;
 		return true;
 	}
+	if (!ps) /* only MOAT_PF_G_OTHER comes without a port set */
+		return false;
 	for (size_t i = 0; i < ps->n; i++) {
 		moat_compiler_decide(b->c, b->next, subject, dir, &peer, l4[group], ps->v[i], &s);
 		if (s.verdict != MOAT_VERDICT_DENY)

@@ -242,7 +242,7 @@ void ptrvec_free(struct ptrvec *v)
 	memset(v, 0, sizeof(*v));
 }
 
-bool ptrvec_remove(struct ptrvec *v, void *p)
+bool ptrvec_remove(struct ptrvec *v, const void *p)
 {
 	for (size_t i = 0; i < v->n; i++) {
 		if (v->v[i] == p) {

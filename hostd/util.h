@@ -60,7 +60,7 @@ struct ptrvec {
 
 int ptrvec_push(struct ptrvec *v, void *p);
 void ptrvec_free(struct ptrvec *v);
-bool ptrvec_remove(struct ptrvec *v, void *p);
+bool ptrvec_remove(struct ptrvec *v, const void *p);
 
 char *xstrdup(const char *s);          /* NULL-safe; aborts on OOM */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
