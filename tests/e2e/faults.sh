@@ -30,7 +30,7 @@
 #   removed           pins its maps and links again, logs it and counts it;
 #                     enforcement is back within a second and survives a
 #                     restart (adopted).
-#   kill -9           12 times: a policy change (A <-> B, plus 200 other
+#   kill -9           10 times: a policy change (A <-> B, plus 800 other
 #                     policies), kill -9 after 0-200 ms, probes on the
 #                     frozen datapath: exactly A or B, never a mix; restart
 #                     (adopting the pins): converges to the new state.
@@ -367,6 +367,104 @@ EOF
 	wait_served 81 app/other
 	sync_or_die
 	base_enforced "back to web, db, other"
+fi
+
+# ---- kill -9 at random points of an update -------------------------------------------
+# restart.sh kills moatd once, 20 ms into one update, under traffic; here the
+# moment is random, repeated, and the frozen datapath is checked to be exactly
+# the old or the new policy.
+if want kill; then
+	section "kill -9 at a random moment of an update, 10 times"
+	# A: db admits web on 80, web admits db on 80; B: both on 81, and 800 more
+	# policies (db admits web on 2001..2800: an update takes 100-200 ms, parse,
+	# compile and commit).  A mix is any other outcome.
+	state_a() { np_db db-ingress 80; echo "---"; np_web web-ingress 80; }
+	state_b() {
+		np_db db-ingress 81
+		echo "---"
+		np_web web-ingress 81
+		local i
+		for ((i = 1; i <= 800; i++)); do
+			printf -- '---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n'
+			printf 'metadata: {name: filler-%d, namespace: app}\n' "$i"
+			printf 'spec:\n  podSelector: {matchLabels: {app: db}}\n'
+			printf '  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: %d}]}]\n' $((2000 + i))
+		done
+	}
+	np_web() { # name port
+		cat <<EOF
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: $1, namespace: app}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: db}}}]
+    ports: [{protocol: TCP, port: $2}]
+EOF
+	}
+	observed() { # the frozen datapath: "A", "B" or "mix: ..."
+		local in=$E2E_TMP/kill.in out
+		printf '1 %s tcp %s 80\n2 %s tcp %s 81\n3 %s tcp %s 80\n4 %s tcp %s 81\n' \
+			"${NETNS[app/web]}" "${IP4[app/db]}" "${NETNS[app/web]}" "${IP4[app/db]}" \
+			"${NETNS[app/db]}" "${IP4[app/web]}" "${NETNS[app/db]}" "${IP4[app/web]}" >"$in"
+		out=$("$PROBE" batch --timeout 1 <"$in" | sort -n | awk '{ printf "%s ", $2 }')
+		case $out in
+		"ok timeout ok timeout ") echo A ;;
+		"timeout ok timeout ok ") echo B ;;
+		*) echo "mix: $out" ;;
+		esac
+	}
+	spawn() { # moatd adopting what is pinned (no uninstall before it)
+		nsenter --net="/run/netns/$LAB-n1" "$MOATD" --node "$LAB-n1" --manifests "$MAN/n1" \
+			--pin-dir "$PIN" --socket "$SOCK" --log-level info --veth-prefix m >>"$LOG" 2>&1 &
+		DPID[1]=$!
+		local i
+		for i in $(seq 150); do
+			curl -sf --max-time 2 --unix-socket "$SOCK" http://moatd/v1/status >/dev/null 2>&1 && return 0
+			kill -0 "${DPID[1]}" 2>/dev/null || break
+			sleep 0.1
+		done
+		fail "moatd did not come back"
+		return 1
+	}
+	moat_stop 1
+	man_rm base.yaml
+	state_a | man_put policy.yaml
+	moat_start 1 --veth-prefix m
+	sync_or_die
+	expect "state A enforced" "$(observed)" A
+	logmark
+	cur=A nold=0 nnew=0 nmix=0 nbad=0
+	for i in $(seq 10); do
+		if [ $cur = A ]; then next=B; state_b | man_put policy.yaml; else next=A; state_a | man_put policy.yaml; fi
+		sleep "$(printf '0.%03d' $((RANDOM % 200)))"
+		kill -9 "${DPID[1]}"
+		wait "${DPID[1]}" 2>/dev/null || true
+		unset "DPID[1]"
+		got=$(observed)
+		case $got in
+		"$cur") nold=$((nold + 1)) ;;
+		"$next") nnew=$((nnew + 1)) ;;
+		*) nmix=$((nmix + 1)); fail "kill $i ($cur -> $next): the frozen datapath is a $got" ;;
+		esac
+		spawn || break
+		sync_or_die
+		got2=$(observed)
+		[ "$got2" = "$next" ] || { nbad=$((nbad + 1)); fail "kill $i: after the restart $got2, want $next"; }
+		cur=$next
+	done
+	echo "        after the kill: $nold times the old policy, $nnew times the new one"
+	expect "frozen datapath a mix of old and new" "$nmix" 0
+	expect "restarts that did not converge to the new policy" "$nbad" 0
+	expect "restarts adopted the pinned datapath" "$(tail -c +"$((LOGMARK + 1))" "$LOG" | grep -c "datapath adopted under $PIN")" 10
+	moat_stop 1
+	man_rm policy.yaml
+	np_db db-ingress 80 | man_put base.yaml
+	moat_start 1 --max-policy 16 --veth-prefix m
+	sync_or_die
+	base_enforced "base policy again"
 fi
 
 e2e_end
