@@ -4,35 +4,48 @@
  * docs/datapath.md, sharing no code with the BPF parser.
  *
  * The cluster and its policies are fixed (objects below): NetworkPolicies
- * with ports, a port range, UDP/SCTP, ipBlocks with excepts and default
+ * with ports, port ranges, UDP/SCTP, ipBlocks with excepts and default
  * deny; an AdminNetworkPolicy with Allow/Deny/Pass on networks and a
- * denied ingress port; a BaselineAdminNetworkPolicy.  The objects are
- * compiled into a private datapath by the compiler, as moatd does; the
- * model takes the policy half of each verdict from tests/lib/refmodel.c
- * (the specification's semantics evaluated directly on the same objects),
- * and computes everything else itself: parsing (Ethernet, 0-2 VLAN tags,
- * IPv4 options and fragments, IPv6 extension header chains and fragment
- * headers, TCP/UDP/SCTP/ICMP/ICMPv6, ARP/ND), anti-spoofing, fragments,
- * ICMP errors, conntrack and the deny cache, the hooks' rules.
+ * denied ingress port; a BaselineAdminNetworkPolicy.  Two variants of two
+ * of them make policy sets A and B.  The objects are compiled into a
+ * private datapath by the compiler, as moatd does; the model takes the
+ * policy half of each verdict from tests/lib/refmodel.c (the
+ * specification's semantics evaluated directly on its own decoded copy of
+ * the same objects), and computes everything else itself: parsing
+ * (Ethernet, VLAN tags, IPv4 options and fragments, IPv6 extension header
+ * chains and fragment headers, TCP/UDP/SCTP/ICMP/ICMPv6, ARP/ND),
+ * anti-spoofing, fragments, ICMP errors, conntrack, revocation and the deny
+ * cache, the hooks' rules, observe-only mode, the own-node exemption.
  *
  * Packets come in short sequences (a flow's packets, replies, later
  * fragments, ICMP errors about it, FIN/RST/SYN, unrelated packets), each
- * at a random hook, many of them mutated (bit flips, truncation at every
- * length, corrupted length fields, extension header loops, junk after the
- * datagram).  State: the model tracks conntrack, the deny cache and the
- * fragment map within a sequence; all three are emptied in the datapath
- * (and the model) between sequences, so the maps never fill up and each
- * sequence can be replayed alone.
+ * at a random hook, many of them mutated (bit flips, truncation, lengths
+ * fixed or not, truncation at every length, corrupted length fields,
+ * extension header loops, junk after the datagram, fragment fields,
+ * EtherTypes).  Now and then the policy set switches in the middle of a
+ * flow (a new generation: revalidation, revocation, stale deny cache), or
+ * a sequence runs observe-only or without the own-node exemption.
+ *
+ * Conntrack is modelled, not cleared between packets: the model keeps its
+ * own conntrack, deny cache and fragment table within a sequence.  After
+ * each sequence they must equal the datapath's maps entry for entry (keys,
+ * initiator side, flags, packet counts; deny hook and direction; fragment
+ * ports, protocol and verdict; every 16th sequence also: nothing else in
+ * the maps), then both are emptied, so the maps never fill up and every
+ * sequence replays alone.  Timeouts are not exercised (a sequence takes
+ * microseconds; every timeout is seconds).
  *
  * For every packet the XDP action and the change of every global counter
  * (verdict, drop reason, conntrack event, not-ip, link-local, ...) must be
  * what the model says.  On a disagreement: the seed, the sequence, the
- * packet in hex and both outcomes, and the test fails.
+ * packet in hex and both outcomes, and the test fails.  The run ends with
+ * "N packets ..., D disagreements", the time taken and what it exercised.
  *
  * PKT_DIFF_N packets (default 200000), PKT_DIFF_SEED seed (default 1),
- * PKT_DIFF_SEQ: run only that sequence, printing every packet;
- * PKT_DIFF_MAXBAD: stop after that many disagreements (default 20).  Needs root
- * and BPF: exits 77 (skip) otherwise. */
+ * PKT_DIFF_SEQ: run only that sequence, printing every packet (with
+ * PKT_DIFF_POLICY, the policy set it started with, as printed);
+ * PKT_DIFF_MAXBAD: stop after that many disagreements (default 20).  Needs
+ * root and BPF: exits 77 (skip) otherwise. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -104,6 +117,31 @@ static const char *const objects_yaml =
 	"status: {podIPs: [{ip: 10.0.1.2}, {ip: 'fd00:1::2'}]}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\n"
 	"spec: {clusterIP: 10.96.0.10, clusterIPs: [10.96.0.10, 'fd96::10']}\n---\n"
+	/* api: egress only to web (ports, range), DNS outside the cluster,
+	 * anything to open */
+	"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+	"metadata: {name: api-eg, namespace: b}\n"
+	"spec:\n"
+	"  podSelector: {matchLabels: {app: api}}\n"
+	"  policyTypes: [Egress]\n"
+	"  egress:\n"
+	"  - to: [{namespaceSelector: {}, podSelector: {matchLabels: {app: web}}}]\n"
+	"    ports: [{protocol: TCP, port: 80}, {protocol: TCP, port: 8000, endPort: 8099}]\n"
+	"  - to: [{ipBlock: {cidr: 0.0.0.0/0, except: [10.0.0.0/8]}}, {ipBlock: {cidr: '::/0', except: ['fd00::/8']}}]\n"
+	"    ports: [{protocol: UDP, port: 53}]\n"
+	"  - to: [{podSelector: {matchLabels: {app: open}}}]\n"
+	"---\n"
+	"apiVersion: policy.networking.k8s.io/v1alpha1\nkind: BaselineAdminNetworkPolicy\n"
+	"metadata: {name: default}\n"
+	"spec:\n"
+	"  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: open}}}}\n"
+	"  ingress:\n"
+	"  - {action: Deny, from: [{namespaces: {}}], ports: [{portRange: {protocol: TCP, start: 1000, end: 2000}}]}\n"
+	"  egress:\n"
+	"  - {action: Deny, to: [{networks: [0.0.0.0/0, '::/0']}], ports: [{portNumber: {protocol: UDP, port: 53}}]}\n";
+
+/* The objects that change between the two policy sets: set A ... */
+static const char *const policy_a_yaml =
 	/* web: ingress only from api (ports, a range, UDP), from two ipBlocks
 	 * with excepts (SCTP, TCP 443), from its own namespace (anything);
 	 * everything else denied */
@@ -119,20 +157,6 @@ static const char *const objects_yaml =
 	"    ports: [{protocol: SCTP, port: 9000}, {protocol: TCP, port: 443}]\n"
 	"  - from: [{podSelector: {}}]\n"
 	"---\n"
-	/* api: egress only to web (ports, range), DNS outside the cluster,
-	 * anything to open */
-	"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
-	"metadata: {name: api-eg, namespace: b}\n"
-	"spec:\n"
-	"  podSelector: {matchLabels: {app: api}}\n"
-	"  policyTypes: [Egress]\n"
-	"  egress:\n"
-	"  - to: [{namespaceSelector: {}, podSelector: {matchLabels: {app: web}}}]\n"
-	"    ports: [{protocol: TCP, port: 80}, {protocol: TCP, port: 8000, endPort: 8099}]\n"
-	"  - to: [{ipBlock: {cidr: 0.0.0.0/0, except: [10.0.0.0/8]}}, {ipBlock: {cidr: '::/0', except: ['fd00::/8']}}]\n"
-	"    ports: [{protocol: UDP, port: 53}]\n"
-	"  - to: [{podSelector: {matchLabels: {app: open}}}]\n"
-	"---\n"
 	"apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n"
 	"metadata: {name: guard}\n"
 	"spec:\n"
@@ -143,16 +167,32 @@ static const char *const objects_yaml =
 	"  - {action: Deny, to: [{networks: [203.0.113.0/24, '2001:db8:bad::/48']}]}\n"
 	"  - {action: Pass, to: [{networks: [198.51.100.0/24]}], ports: [{portRange: {protocol: UDP, start: 5000, end: 5010}}]}\n"
 	"  ingress:\n"
-	"  - {action: Deny, from: [{namespaces: {matchLabels: {team: x}}}], ports: [{portNumber: {protocol: TCP, port: 6666}}]}\n"
-	"---\n"
-	"apiVersion: policy.networking.k8s.io/v1alpha1\nkind: BaselineAdminNetworkPolicy\n"
-	"metadata: {name: default}\n"
+	"  - {action: Deny, from: [{namespaces: {matchLabels: {team: x}}}], ports: [{portNumber: {protocol: TCP, port: 6666}}]}\n";
+
+/* ... and set B: web loses its namespace rule and the port range, gains UDP
+ * 5000-5010 and the nodes; the ANP now covers namespace a only, denies
+ * 198.51.100.0/24 and TCP 80 to namespace b, and allows TCP 6000-7000 in. */
+static const char *const policy_b_yaml =
+	"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+	"metadata: {name: web-in, namespace: a}\n"
 	"spec:\n"
-	"  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: open}}}}\n"
+	"  podSelector: {matchLabels: {app: web}}\n"
+	"  policyTypes: [Ingress]\n"
 	"  ingress:\n"
-	"  - {action: Deny, from: [{namespaces: {}}], ports: [{portRange: {protocol: TCP, start: 1000, end: 2000}}]}\n"
+	"  - from: [{namespaceSelector: {matchLabels: {team: y}}, podSelector: {matchLabels: {app: api}}}]\n"
+	"    ports: [{protocol: TCP, port: 80}, {protocol: UDP, port: 53}, {protocol: UDP, port: 5000, endPort: 5010}]\n"
+	"  - from: [{ipBlock: {cidr: 192.0.2.0/25}}, {ipBlock: {cidr: 10.99.0.0/16}}, {ipBlock: {cidr: 'fd99::/64'}}]\n"
+	"---\n"
+	"apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n"
+	"metadata: {name: guard}\n"
+	"spec:\n"
+	"  priority: 5\n"
+	"  subject: {namespaces: {matchLabels: {team: x}}}\n"
 	"  egress:\n"
-	"  - {action: Deny, to: [{networks: [0.0.0.0/0, '::/0']}], ports: [{portNumber: {protocol: UDP, port: 53}}]}\n";
+	"  - {action: Deny, to: [{networks: [203.0.113.0/24, 198.51.100.0/24]}]}\n"
+	"  - {action: Deny, to: [{namespaces: {matchLabels: {team: y}}}], ports: [{portNumber: {protocol: TCP, port: 80}}]}\n"
+	"  ingress:\n"
+	"  - {action: Allow, from: [{namespaces: {}}], ports: [{portRange: {protocol: TCP, start: 6000, end: 7000}}]}\n";
 
 /* What the datapath's hooks need to know of addresses, as plain data. */
 enum hclass { H_WORLD, H_POD_LOCAL, H_POD_REMOTE, H_NODE_LOCAL, H_NODE_REMOTE, H_VIP };
@@ -185,14 +225,16 @@ static const __u16 port_pool[] = { 80, 443, 53, 8000, 8050, 8099, 8100, 7999, 90
 
 static struct dpfix *F;
 static struct moat_compiler *C;
-static struct ref_world RW;
-static const struct moat_object **REF_OBJS;
+static struct ref_world RW[2];
+static const struct moat_object **REF_OBJS[2];
 static int IF_WEB, IF_API;
 #define IF_LO 1
 
 static unsigned long SEED = 1, NPKTS = 200000;
 static long ONLY_SEQ = -1;
 static unsigned long MAXBAD = 20;
+static double SWITCH_SECS; /* time spent switching policy sets */
+#define FULL_EVERY 16      /* sequences between walks of the state maps */
 static bool VERBOSE;
 
 /* ---- random numbers (splitmix64: deterministic, seeded per sequence) ---------- */
@@ -498,6 +540,8 @@ struct mct {
 	__u8 proto;
 	struct mend init, resp;
 	bool deferred, seen_reply, fin_init, fin_resp, rst;
+	unsigned gen;        /* policy generation it was judged under */
+	__u64 packets;
 };
 
 struct mdeny {
@@ -506,6 +550,7 @@ struct mdeny {
 	struct mend x, y;    /* the flow's endpoints, unordered */
 	struct mend src;     /* source of the packet judged */
 	int hook;
+	unsigned gen;
 };
 
 struct mfrag {
@@ -527,6 +572,12 @@ static struct {
 	struct mfrag frag[MSTATE_MAX];
 	int nfrag;
 } MS;
+
+/* Policy generation (counts switches), which of the two policy sets is
+ * live, and the configuration flags of the current sequence. */
+static unsigned MGEN;
+static int CURPOL;
+static bool M_ENFORCE = true, M_LOCAL_NODE = true;
 
 static bool end_eq(const struct mend *e, const __u8 *a, __u16 port)
 {
@@ -563,6 +614,8 @@ static void ct_new(int fam, __u8 proto, const __u8 *s, __u16 sp, const __u8 *d, 
 	memcpy(c->resp.a, d, 16);
 	c->resp.port = dp;
 	c->deferred = deferred;
+	c->gen = MGEN;
+	c->packets = 1;
 }
 
 static struct mdeny *deny_find(int fam, __u8 proto, const __u8 *s, __u16 sp, const __u8 *d, __u16 dp)
@@ -594,6 +647,7 @@ static void deny_put(int fam, __u8 proto, const __u8 *s, __u16 sp, const __u8 *d
 	x->y.port = dp;
 	x->src = x->x;
 	x->hook = hook;
+	x->gen = MGEN;
 }
 
 static struct mfrag *frag_find(const struct mparsed *m)
@@ -669,21 +723,33 @@ static bool has_endpoint(int ifindex)
 
 static unsigned long REF_CALLS;
 
+/* A new flow s -> d: the source's egress and the destination's ingress
+ * under the live policy set.  This node's own traffic to a pod skips the
+ * ingress side while the exemption is on (docs/datapath.md). */
 static bool policy_denies(int fam, const __u8 *s, const __u8 *d, __u8 proto, __u16 port)
 {
 	struct moat_addr sa = { .family = fam }, da = { .family = fam };
+	struct ref_world w = RW[CURPOL];
 	struct ref_result r;
 
+	if (M_LOCAL_NODE && classify(fam, s) == H_NODE_LOCAL && is_pod(classify(fam, d)))
+		return false;
+	w.allow_local_node = M_LOCAL_NODE;
 	memcpy(sa.a, s, 16);
 	memcpy(da.a, d, 16);
-	ref_judge(&RW, &sa, &da, proto, port, &r);
+	ref_judge(&w, &sa, &da, proto, port, &r);
 	REF_CALLS++;
 	return r.verdict == MOAT_VERDICT_DENY;
 }
 
+static bool port_proto(__u8 proto)
+{
+	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP;
+}
+
 #define OUT_DROP(o, r, w)                                                           \
 	do {                                                                        \
-		(o)->action = XDP_DROP;                                             \
+		(o)->action = M_ENFORCE ? XDP_DROP : XDP_PASS;                      \
 		(o)->reason = (r);                                                  \
 		(o)->stat[MOAT_STAT_VERDICT(MOAT_VERDICT_DENY)]++;                  \
 		(o)->stat[MOAT_STAT_DROP(r)]++;                                     \
@@ -705,7 +771,7 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 	struct mct *ct;
 	struct mdeny *dn;
 	__u16 sp, dp;
-	enum hclass sc, dc;
+	enum hclass dc;
 	bool deny;
 	int rc;
 
@@ -757,6 +823,19 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 		ct = NULL;
 	if (ct) {
 		bool reply = !(end_eq(&ct->init, m.src, sp) && end_eq(&ct->resp, m.dst, dp));
+		if (ct->gen != MGEN && !ct->deferred) {
+			/* revocation: judged again as its initiator opened it */
+			o->stat[MOAT_STAT_CT_REVALIDATED]++;
+			if (policy_denies(m.fam, ct->init.a, ct->resp.a, m.proto,
+					  m.ports && port_proto(m.proto) ? ct->resp.port : 0)) {
+				o->stat[MOAT_STAT_CT_REVOKED]++;
+				*ct = MS.ct[--MS.nct];
+				OUT_DROP(o, MOAT_DROP_CT_REVOKED, "revoked");
+			}
+			ct->gen = MGEN;
+			o->why = "revalidated";
+		}
+		ct->packets++;
 		if (m.frag == M_FRAG_FIRST)
 			frag_put(&m, sp, dp, false);
 		if (reply)
@@ -769,18 +848,17 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 		}
 		o->stat[MOAT_STAT_VERDICT(MOAT_VERDICT_ALLOW)]++;
 		OUT_PASS(o, reply ? MOAT_STAT_CT_REPLY : MOAT_STAT_CT_ESTABLISHED,
-			 reply ? "conntrack reply" : "conntrack established");
+			 o->why ? o->why : reply ? "conntrack reply" : "conntrack established");
 	}
 
 	dn = deny_find(m.fam, m.proto, m.src, sp, m.dst, dp);
-	if (dn && dn->hook == hook && end_eq(&dn->src, m.src, sp)) {
+	if (dn && dn->gen == MGEN && dn->hook == hook && end_eq(&dn->src, m.src, sp)) {
 		o->stat[MOAT_STAT_DENY_CACHED]++;
 		if (m.frag == M_FRAG_FIRST)
 			frag_put(&m, sp, dp, true);
 		OUT_DROP(o, MOAT_DROP_POLICY, "deny cache");
 	}
 
-	sc = classify(m.fam, m.src);
 	dc = classify(m.fam, m.dst);
 	if (hook == MOAT_HOOK_FROM_POD) {
 		if (dc == H_VIP) {
@@ -799,14 +877,7 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 		OUT_DROP(o, MOAT_DROP_NO_ENDPOINT, "to_pod, destination not a pod");
 	}
 
-	/* the source's egress and the destination's ingress; this node's own
-	 * traffic to pods skips the ingress side (the source is no pod) */
-	if (sc == H_NODE_LOCAL && is_pod(dc))
-		deny = false;
-	else
-		deny = policy_denies(m.fam, m.src, m.dst, m.proto,
-				     m.ports && (m.proto == IPPROTO_TCP || m.proto == IPPROTO_UDP ||
-						 m.proto == IPPROTO_SCTP) ? dp : 0);
+	deny = policy_denies(m.fam, m.src, m.dst, m.proto, m.ports && port_proto(m.proto) ? dp : 0);
 	if (m.frag == M_FRAG_FIRST)
 		frag_put(&m, sp, dp, deny);
 	if (deny) {
@@ -843,12 +914,40 @@ static void read_stats(__u64 out[NSTAT])
 	}
 }
 
-static void dp_clear_state(void)
+static size_t canon_key(int fam, __u8 proto, const struct mend *x, const struct mend *y,
+			__u8 key[40], bool *swapped);
+static size_t frag_key(const struct mfrag *fr, __u8 key[40]);
+
+/* Empties conntrack, the deny cache and the fragment maps: all of them
+ * (full: walking the maps costs a scan of every bucket, 80k of them), or
+ * the entries the model holds, which compare_state() found the datapath to
+ * hold too. */
+static void dp_clear_state(bool full)
 {
 	static const char *const maps[] = { MOAT_MAP_CT4, MOAT_MAP_CT6, MOAT_MAP_DENY4,
 					    MOAT_MAP_DENY6, MOAT_MAP_FRAG4, MOAT_MAP_FRAG6 };
 	__u8 key[64];
+	bool sw;
 
+	if (!full) {
+		for (int i = 0; i < MS.nct; i++) {
+			canon_key(MS.ct[i].fam, MS.ct[i].proto, &MS.ct[i].init, &MS.ct[i].resp, key, &sw);
+			bpf_map_delete_elem(moat_dp_map_fd(F->dp, MS.ct[i].fam == 4 ? MOAT_MAP_CT4
+										     : MOAT_MAP_CT6), key);
+		}
+		for (int i = 0; i < MS.ndeny; i++) {
+			canon_key(MS.deny[i].fam, MS.deny[i].proto, &MS.deny[i].x, &MS.deny[i].y, key, &sw);
+			bpf_map_delete_elem(moat_dp_map_fd(F->dp, MS.deny[i].fam == 4 ? MOAT_MAP_DENY4
+										       : MOAT_MAP_DENY6), key);
+		}
+		for (int i = 0; i < MS.nfrag; i++) {
+			frag_key(&MS.frag[i], key);
+			bpf_map_delete_elem(moat_dp_map_fd(F->dp, MS.frag[i].fam == 4 ? MOAT_MAP_FRAG4
+										       : MOAT_MAP_FRAG6), key);
+		}
+		memset(&MS, 0, sizeof(MS));
+		return;
+	}
 	for (size_t i = 0; i < NELEM(maps); i++) {
 		int fd = moat_dp_map_fd(F->dp, maps[i]);
 		assert_true(fd >= 0);
@@ -937,13 +1036,34 @@ static void print_hex(const __u8 *d, size_t len)
 }
 
 static struct {
-	unsigned long packets, seqs, disagreements, ref_calls;
+	unsigned long packets, seqs, disagreements, ref_calls, state_checks, full_state_checks,
+		switches, revoked;
+	unsigned long seq_observe, seq_no_local;
 	unsigned long action[3];   /* drop, pass */
 	unsigned long stat[NSTAT]; /* how often each counter moved: coverage */
 } N;
 
 static unsigned long CUR_SEQ;
-static int CUR_PKT;
+static int CUR_PKT, START_POL;
+
+/* How often each path of the model was taken: coverage. */
+#define NPATHS 32
+static struct {
+	const char *why;
+	unsigned long n;
+} PATHS[NPATHS];
+
+static void path_count(const char *why)
+{
+	for (int i = 0; i < NPATHS && why; i++) {
+		if (!PATHS[i].why)
+			PATHS[i].why = why;
+		if (PATHS[i].why == why || !strcmp(PATHS[i].why, why)) {
+			PATHS[i].n++;
+			return;
+		}
+	}
+}
 
 /* One packet through both; false on a disagreement (reported). */
 static bool compare(const __u8 *d, size_t len, int hook, int ifindex, const char *what)
@@ -953,6 +1073,7 @@ static bool compare(const __u8 *d, size_t len, int hook, int ifindex, const char
 	model(d, len, hook, ifindex, &want);
 	dp_run(d, len, hook, ifindex, &got);
 	N.packets++;
+	path_count(want.why);
 	if (got.action >= 0 && got.action < 3)
 		N.action[got.action]++;
 	for (int i = 0; i < NSTAT; i++)
@@ -967,12 +1088,172 @@ static bool compare(const __u8 *d, size_t len, int hook, int ifindex, const char
 		print_outcome("model", &want);
 		print_outcome("datapath", &got);
 		if (bad) {
-			fprintf(stderr, "  replay: PKT_DIFF_SEED=%lu PKT_DIFF_SEQ=%lu %s\n", SEED, CUR_SEQ,
-				"build/tests/bpf/test_pkt_diff");
+			fprintf(stderr, "  replay: PKT_DIFF_SEED=%lu PKT_DIFF_SEQ=%lu PKT_DIFF_POLICY=%d %s\n",
+				SEED, CUR_SEQ, START_POL, "build/tests/bpf/test_pkt_diff");
 			N.disagreements++;
 			return false;
 		}
 	}
+	return true;
+}
+
+/* ---- the tables after a sequence: conntrack, deny cache, fragments -------------
+ * The model's state must be the datapath's, entry for entry: canonical key
+ * (endpoint a = the lower address, then port), the initiator's side, the
+ * flags, the packet count; deny entries' hook and direction; fragments'
+ * ports, protocol and verdict. */
+static int end_cmp(int fam, const struct mend *x, const struct mend *y)
+{
+	int c = memcmp(x->a, y->a, fam == 4 ? 4 : 16);
+	return c ? c : (int)x->port - (int)y->port;
+}
+
+/* Canonical key bytes as the ABI lays them out (struct moat_ct4/6_key). */
+static size_t canon_key(int fam, __u8 proto, const struct mend *x, const struct mend *y,
+			__u8 key[40], bool *swapped)
+{
+	const struct mend *a = x, *b = y;
+	size_t alen = fam == 4 ? 4 : 16;
+	__u16 pa, pb;
+
+	*swapped = end_cmp(fam, x, y) > 0;
+	if (*swapped) {
+		a = y;
+		b = x;
+	}
+	memset(key, 0, 40);
+	memcpy(key, a->a, alen);
+	memcpy(key + alen, b->a, alen);
+	pa = htons(a->port);
+	pb = htons(b->port);
+	memcpy(key + 2 * alen, &pa, 2);
+	memcpy(key + 2 * alen + 2, &pb, 2);
+	key[2 * alen + 4] = proto;
+	return fam == 4 ? sizeof(struct moat_ct4_key) : sizeof(struct moat_ct6_key);
+}
+
+static size_t frag_key(const struct mfrag *fr, __u8 key[40])
+{
+	union {
+		struct moat_frag4_key k4;
+		struct moat_frag6_key k6;
+	} k;
+
+	memset(&k, 0, sizeof(k));
+	if (fr->fam == 4) {
+		memcpy(&k.k4.saddr, fr->src, 4);
+		memcpy(&k.k4.daddr, fr->dst, 4);
+		k.k4.id = htons((__u16)fr->id);
+		k.k4.proto = fr->nh;
+	} else {
+		memcpy(k.k6.saddr, fr->src, 16);
+		memcpy(k.k6.daddr, fr->dst, 16);
+		k.k6.id = htonl(fr->id);
+		k.k6.proto = fr->nh;
+	}
+	memcpy(key, &k, sizeof(k));
+	return fr->fam == 4 ? sizeof(k.k4) : sizeof(k.k6);
+}
+
+static int map_count(const char *name)
+{
+	int fd = moat_dp_map_fd(F->dp, name), n = 0;
+	__u8 k[64], nk[64];
+	void *prev = NULL;
+
+	while (bpf_map_get_next_key(fd, prev, nk) == 0) {
+		memcpy(k, nk, sizeof(k));
+		prev = k;
+		n++;
+	}
+	return n;
+}
+
+static bool state_bad(const char *what)
+{
+	fprintf(stderr, "DISAGREEMENT: seed %lu, sequence %lu: tables after the sequence: %s\n"
+		"  replay: PKT_DIFF_SEED=%lu PKT_DIFF_SEQ=%lu PKT_DIFF_POLICY=%d build/tests/bpf/test_pkt_diff"
+		" (extra entries: any of the %d sequences before it)\n",
+		SEED, CUR_SEQ, what, SEED, CUR_SEQ, START_POL, FULL_EVERY);
+	N.disagreements++;
+	return false;
+}
+
+/* full: also no entry the model does not know (a walk of every map). */
+static bool compare_state(bool full)
+{
+	char msg[160];
+	int n4 = 0, n6 = 0, d4 = 0, d6 = 0, f4 = 0, f6 = 0;
+
+	N.state_checks++;
+	for (int i = 0; i < MS.nct; i++) {
+		const struct mct *c = &MS.ct[i];
+		struct moat_ct_entry e;
+		__u8 key[40];
+		bool sw;
+		__u32 want;
+		canon_key(c->fam, c->proto, &c->init, &c->resp, key, &sw);
+		if (bpf_map_lookup_elem(moat_dp_map_fd(F->dp, c->fam == 4 ? MOAT_MAP_CT4 : MOAT_MAP_CT6),
+					key, &e)) {
+			snprintf(msg, sizeof(msg), "conntrack entry %d of the model (proto %u, ports %u -> %u) missing",
+				 i, c->proto, c->init.port, c->resp.port);
+			return state_bad(msg);
+		}
+		want = (sw ? MOAT_CT_INIT_B : 0) | (c->deferred ? MOAT_CT_DEFERRED : 0) |
+		       (c->seen_reply ? MOAT_CT_SEEN_REPLY : 0) | (c->fin_init ? MOAT_CT_FIN_INIT : 0) |
+		       (c->fin_resp ? MOAT_CT_FIN_RESP : 0) | (c->rst ? MOAT_CT_RST : 0);
+		if (e.flags != want || e.packets != c->packets) {
+			snprintf(msg, sizeof(msg), "conntrack entry %d (proto %u, ports %u -> %u): flags %#x "
+				 "packets %llu, model %#x %llu", i, c->proto, c->init.port, c->resp.port,
+				 e.flags, (unsigned long long)e.packets, want, (unsigned long long)c->packets);
+			return state_bad(msg);
+		}
+		*(c->fam == 4 ? &n4 : &n6) += 1;
+	}
+	for (int i = 0; i < MS.ndeny; i++) {
+		const struct mdeny *x = &MS.deny[i];
+		struct moat_deny_entry e;
+		__u8 key[40];
+		bool sw;
+		canon_key(x->fam, x->proto, &x->x, &x->y, key, &sw);
+		/* the judged packet's source is x: swapped when x is endpoint b */
+		if (bpf_map_lookup_elem(moat_dp_map_fd(F->dp, x->fam == 4 ? MOAT_MAP_DENY4 : MOAT_MAP_DENY6),
+					key, &e))
+			return state_bad("a deny cache entry of the model missing");
+		if (e.hook != x->hook || e.swapped != sw || e.reason != MOAT_DROP_POLICY) {
+			snprintf(msg, sizeof(msg), "deny cache entry %d: hook %u swapped %u reason %u, model %d %d",
+				 i, e.hook, e.swapped, e.reason, x->hook, sw);
+			return state_bad(msg);
+		}
+		*(x->fam == 4 ? &d4 : &d6) += 1;
+	}
+	for (int i = 0; i < MS.nfrag; i++) {
+		const struct mfrag *fr = &MS.frag[i];
+		struct moat_frag_val v;
+		__u8 k[40];
+		frag_key(fr, k);
+		if (bpf_map_lookup_elem(moat_dp_map_fd(F->dp, fr->fam == 4 ? MOAT_MAP_FRAG4 : MOAT_MAP_FRAG6),
+					k, &v))
+			return state_bad("a fragment entry of the model missing");
+		if (ntohs(v.sport) != fr->sport || ntohs(v.dport) != fr->dport || v.l4proto != fr->l4proto ||
+		    v.verdict != (fr->deny ? MOAT_VERDICT_DENY : MOAT_VERDICT_ALLOW)) {
+			snprintf(msg, sizeof(msg), "fragment entry %d: ports %u -> %u proto %u verdict %u, model "
+				 "%u -> %u %u %s", i, ntohs(v.sport), ntohs(v.dport), v.l4proto, v.verdict,
+				 fr->sport, fr->dport, fr->l4proto, fr->deny ? "deny" : "allow");
+			return state_bad(msg);
+		}
+		*(fr->fam == 4 ? &f4 : &f6) += 1;
+	}
+	/* and nothing else */
+	if (!full)
+		return true;
+	N.full_state_checks++;
+	if (map_count(MOAT_MAP_CT4) != n4 || map_count(MOAT_MAP_CT6) != n6)
+		return state_bad("conntrack holds entries the model does not");
+	if (map_count(MOAT_MAP_DENY4) != d4 || map_count(MOAT_MAP_DENY6) != d6)
+		return state_bad("the deny cache holds entries the model does not");
+	if (map_count(MOAT_MAP_FRAG4) != f4 || map_count(MOAT_MAP_FRAG6) != f6)
+		return state_bad("the fragment map holds entries the model does not");
 	return true;
 }
 
@@ -1419,21 +1700,42 @@ static bool send_pkt(struct pkt *p, int hook, int ifindex, unsigned pct, const c
 	return compare(buf, len, hook, ifindex, what);
 }
 
-static bool sequence(unsigned long idx)
+static void switch_policy(int to);
+
+static bool packets(void)
 {
 	struct flow fl, other;
 	struct built b = { 0 };
 	struct pkt p;
-	int n, hook, ifx;
+	int n, hook, ifx, sw_at = -1;
 	bool have_first = false, ok = true;
 
-	RS = SEED * 0x100000001b3ull + idx;
-	CUR_SEQ = idx;
-	CUR_PKT = 0;
-	dp_clear_state();
 	rand_flow(&fl);
-	b.fl = fl;
 	n = 1 + (int)rnd(6);
+	/* now and then the policy changes in the middle of a flow between
+	 * cluster addresses (a switch costs a grace period: kept rare) */
+	if (rnd(200) == 0) {
+		static const char *const c4[] = { WEB4, API4, DB4, OPEN4, N1_4, N2_4, "192.0.2.5",
+						  "192.0.2.100", "198.51.100.1", "203.0.113.9" };
+		static const char *const c6[] = { WEB6, API6, DB6, OPEN6, N1_6, N2_6, "2001:db8::5",
+						  "2001:db8:bad::1" };
+		static const __u16 cp[] = { 80, 53, 443, 8050, 5005, 6500, 6666, 9000 };
+		static const __u8 pr[] = { IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP, 0 };
+		const char *const *c = fl.fam == 4 ? c4 : c6;
+		unsigned nc = fl.fam == 4 ? NELEM(c4) : NELEM(c6);
+		addr_of(c[rnd(nc)], fl.fam, fl.src);
+		addr_of(c[rnd(nc)], fl.fam, fl.dst);
+		fl.proto = pr[rnd(NELEM(pr))];
+		if (!fl.proto) {
+			fl.proto = fl.fam == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6;
+			fl.icmp_type = fl.fam == 4 ? 8 : 128;
+		} else {
+			fl.dport = cp[rnd(NELEM(cp))];
+		}
+		n = 4 + (int)rnd(6);
+		sw_at = 1 + (int)rnd((unsigned)n - 1);
+	}
+	b.fl = fl;
 
 	/* a truncation sweep now and then: the packet cut at every length */
 	if (rnd(150) == 0) {
@@ -1456,6 +1758,8 @@ static bool sequence(unsigned long idx)
 
 	for (int i = 0; i < n && ok && PKT_BUDGET; i++) {
 		unsigned k = i == 0 ? 0 : rnd(100);
+		if (i == sw_at)
+			switch_policy(!CURPOL);
 		if (k < 25) { /* the flow's packet, maybe a first fragment */
 			int frag = chance(20) ? 1 : 0;
 			__u8 fl_flags = i == 0 ? PKT_TCP_SYN : chance(50) ? PKT_TCP_ACK :
@@ -1514,6 +1818,36 @@ static bool sequence(unsigned long idx)
 			ok = send_pkt(&p, hook, ifx, 40, "unrelated");
 		}
 	}
+	return ok;
+}
+
+/* Sequence idx: its own random stream, empty conntrack/deny/fragment maps,
+ * the policy set the previous one left (PKT_DIFF_POLICY to replay it
+ * alone), now and then observe-only mode or the own-node exemption off.
+ * The tables must match the model's after it. */
+static bool sequence(unsigned long idx)
+{
+	struct moat_config *cfg = moat_dp_config(F->dp);
+	__u32 flags = cfg->flags;
+	bool ok, full;
+
+	RS = SEED * 0x100000001b3ull + idx;
+	CUR_SEQ = idx;
+	CUR_PKT = 0;
+	START_POL = CURPOL;
+	M_ENFORCE = !chance(8);
+	M_LOCAL_NODE = !chance(8);
+	N.seq_observe += !M_ENFORCE;
+	N.seq_no_local += !M_LOCAL_NODE;
+	cfg->flags = (flags & ~(MOAT_CFG_ENFORCE | MOAT_CFG_ALLOW_LOCAL_NODE)) |
+		     (M_ENFORCE ? MOAT_CFG_ENFORCE : 0) | (M_LOCAL_NODE ? MOAT_CFG_ALLOW_LOCAL_NODE : 0);
+	ok = packets();
+	full = ONLY_SEQ >= 0 || idx % FULL_EVERY == FULL_EVERY - 1;
+	if (ok)
+		ok = compare_state(full);
+	dp_clear_state(full || !ok);
+	cfg->flags = flags;
+	M_ENFORCE = M_LOCAL_NODE = true;
 	return ok;
 }
 
@@ -1597,7 +1931,7 @@ static void test_fixed_cases(void **state)
 		int len;
 
 		/* the model agrees, packet after packet */
-		dp_clear_state();
+		dp_clear_state(true);
 		CUR_SEQ = 0;
 		for (int i = 0; i < 4 && fc->hex[i]; i++) {
 			len = from_hex(fc->hex[i], buf, sizeof(buf));
@@ -1606,7 +1940,7 @@ static void test_fixed_cases(void **state)
 			compare(buf, (size_t)len, fc->hook, ifx, fc->name);
 		}
 		/* and the outcome is pinned, whatever the model says */
-		dp_clear_state();
+		dp_clear_state(true);
 		for (int i = 0; i < 4 && fc->hex[i]; i++) {
 			len = from_hex(fc->hex[i], buf, sizeof(buf));
 			dp_run(buf, (size_t)len, fc->hook, ifx, &got);
@@ -1631,9 +1965,15 @@ static void test_random(void **state)
 
 	(void)state;
 	memset(&N, 0, sizeof(N));
+	memset(PATHS, 0, sizeof(PATHS));
+	SWITCH_SECS = 0;
 	REF_CALLS = 0;
+	dp_clear_state(true);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (ONLY_SEQ >= 0) {
+		const char *e = getenv("PKT_DIFF_POLICY");
+		if (e && atoi(e) != CURPOL)
+			switch_policy(atoi(e) != 0);
 		VERBOSE = true;
 		PKT_BUDGET = ~0ul;
 		sequence((unsigned long)ONLY_SEQ);
@@ -1656,10 +1996,17 @@ static void test_random(void **state)
 		"%.1f s (%lu passed, %lu dropped; %lu policy judgements)\n",
 		SEED, N.packets, N.seqs, N.disagreements, secs, N.action[XDP_PASS],
 		N.action[XDP_DROP], REF_CALLS);
+	fprintf(stderr, "pkt-diff: %lu table comparisons after sequences (%lu with a walk of every "
+		"map), %lu policy switches (%.1f s), %lu sequences observe-only, %lu without the "
+		"own-node exemption\n", N.state_checks, N.full_state_checks, N.switches, SWITCH_SECS,
+		N.seq_observe, N.seq_no_local);
 	fprintf(stderr, "pkt-diff: counters exercised:");
 	for (int i = 0; i < NSTAT; i++)
 		if (N.stat[i])
 			fprintf(stderr, " %s=%lu", stat_name(i), N.stat[i]);
+	fprintf(stderr, "\npkt-diff: model paths:");
+	for (int i = 0; i < NPATHS && PATHS[i].why; i++)
+		fprintf(stderr, " [%s]=%lu", PATHS[i].why, PATHS[i].n);
 	fprintf(stderr, "\n");
 	if (N.disagreements)
 		fail_msg("%lu disagreements (first in sequence %lu); seed %lu", N.disagreements,
@@ -1670,11 +2017,12 @@ static void test_random(void **state)
 			MOAT_STAT_NOT_IP, MOAT_STAT_LINK_LOCAL, MOAT_STAT_CT_NEW, MOAT_STAT_CT_REPLY,
 			MOAT_STAT_CT_ESTABLISHED, MOAT_STAT_FRAG_LATER, MOAT_STAT_RELATED,
 			MOAT_STAT_DEFERRED, MOAT_STAT_NOT_OURS, MOAT_STAT_DENY_CACHED,
+			MOAT_STAT_CT_REVALIDATED, MOAT_STAT_CT_REVOKED,
 		};
 		for (size_t i = 0; i < NELEM(must); i++)
 			if (!N.stat[must[i]])
 				fail_msg("counter %s never moved", stat_name(must[i]));
-		for (int r = MOAT_DROP_POLICY; r <= MOAT_DROP_NO_ENDPOINT; r++)
+		for (int r = MOAT_DROP_POLICY; r <= MOAT_DROP_CT_REVOKED; r++)
 			if (!N.stat[MOAT_STAT_DROP(r)])
 				fail_msg("drop reason %s never seen", moat_drop_reason_name(r));
 	}
@@ -1704,14 +2052,76 @@ static struct moat_object **decode_all(const char *yaml, size_t *n)
 	return v;
 }
 
-static int group_setup(void **state)
+/* Applies the objects of yaml to the compiler and publishes the result as
+ * a new generation. */
+static int compile_and_commit(const char *yaml)
 {
-	struct moat_compiler_opts o = { .node = "n1" };
 	struct moat_flush_stats st;
 	struct moat_object **objs;
 	struct moat_tx *tx;
 	char err[256];
 	size_t n;
+	int rc = 0;
+
+	objs = decode_all(yaml, &n);
+	for (size_t i = 0; i < n; i++)
+		if ((rc = moat_compiler_apply(C, objs[i])))
+			fprintf(stderr, "apply object %zu: %s\n", i, strerror(-rc));
+	free(objs);
+	if (rc)
+		return rc;
+	if ((rc = moat_tx_begin(F->dp, false, &tx)))
+		return rc;
+	if (moat_compiler_flush(C, tx, &st, err, sizeof(err))) {
+		fprintf(stderr, "flush: %s\n", err);
+		moat_tx_abort(tx);
+		moat_compiler_abort(C);
+		return -1;
+	}
+	if ((rc = moat_tx_commit(tx, NULL))) {
+		fprintf(stderr, "commit: %s\n", strerror(-rc));
+		return rc;
+	}
+	moat_compiler_commit(C);
+	return moat_dp_settle(F->dp);
+}
+
+/* The live policy set becomes to (0: A, 1: B): a new generation. */
+static void switch_policy(int to)
+{
+	struct timespec t0, t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (compile_and_commit(to ? policy_b_yaml : policy_a_yaml))
+		fail_msg("policy switch failed");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	SWITCH_SECS += (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	CURPOL = to;
+	MGEN++;
+	N.switches++;
+}
+
+static struct ref_world ref_world_of(const char *variant, const struct moat_object ***keep)
+{
+	size_t n1, n2;
+	struct moat_object **base = decode_all(objects_yaml, &n1);
+	struct moat_object **var = decode_all(variant, &n2);
+	const struct moat_object **all = calloc(n1 + n2 + 1, sizeof(*all));
+
+	assert_non_null(all);
+	for (size_t i = 0; i < n1; i++)
+		all[i] = base[i];
+	for (size_t i = 0; i < n2; i++)
+		all[n1 + i] = var[i];
+	free(base);
+	free(var);
+	*keep = all;
+	return (struct ref_world){ .n = n1 + n2, .objs = all, .node = "n1", .allow_local_node = true };
+}
+
+static int group_setup(void **state)
+{
+	struct moat_compiler_opts o = { .node = "n1" };
 
 	(void)state;
 	for (int t = 0; t < MOAT_T_MAX; t++)
@@ -1720,29 +2130,18 @@ static int group_setup(void **state)
 	o.max_rules = FIX_MAX_RULES;
 	if (fix_reset(F) || moat_compiler_new(&o, &C))
 		return -1;
-	objs = decode_all(objects_yaml, &n);
-	for (size_t i = 0; i < n; i++)
-		if (moat_compiler_apply(C, objs[i]))
-			return -1;
-	free(objs);
+	if (compile_and_commit(objects_yaml))
+		return -1;
 	if (moat_compiler_set_endpoint(C, "a", "web", IF_WEB) ||
 	    moat_compiler_set_endpoint(C, "b", "api", IF_API))
 		return -1;
-	if (moat_tx_begin(F->dp, false, &tx))
+	if (compile_and_commit(policy_a_yaml))
 		return -1;
-	if (moat_compiler_flush(C, tx, &st, err, sizeof(err))) {
-		fprintf(stderr, "flush: %s\n", err);
-		return -1;
-	}
-	if (moat_tx_commit(tx, NULL))
-		return -1;
-	moat_compiler_commit(C);
-	if (moat_dp_settle(F->dp))
-		return -1;
+	CURPOL = 0;
 
-	/* the reference model reads its own copy of the same objects */
-	REF_OBJS = (const struct moat_object **)decode_all(objects_yaml, &n);
-	RW = (struct ref_world){ .n = n, .objs = REF_OBJS, .node = "n1", .allow_local_node = true };
+	/* the reference model reads its own copies of the same objects */
+	RW[0] = ref_world_of(policy_a_yaml, &REF_OBJS[0]);
+	RW[1] = ref_world_of(policy_b_yaml, &REF_OBJS[1]);
 
 	STATS_FD = moat_dp_map_fd(F->dp, MOAT_MAP_STATS);
 	NCPU = F->ncpu;
@@ -1755,9 +2154,11 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	(void)state;
-	for (size_t i = 0; i < RW.n; i++)
-		moat_object_free((struct moat_object *)REF_OBJS[i]);
-	free(REF_OBJS);
+	for (int w = 0; w < 2; w++) {
+		for (size_t i = 0; i < RW[w].n; i++)
+			moat_object_free((struct moat_object *)REF_OBJS[w][i]);
+		free(REF_OBJS[w]);
+	}
 	moat_compiler_free(C);
 	return 0;
 }
