@@ -49,6 +49,7 @@ struct moat_ifaces {
 	struct hmap pod_if;           /* ns/name -> host ifindex (int*) */
 	struct moat_hwplan *hwplan;   /* issue 6: attach plans, or NULL */
 	const struct moat_compiler *comp; /* during moat_ifaces_attach */
+	struct moat_ifaces_nlstats nl;    /* moat_ifaces_input */
 };
 
 static int nl_err(int e)
@@ -74,10 +75,9 @@ static void mngr_change(struct nl_cache *cache, struct nl_object *obj, int actio
 	fi->changed = true;
 }
 
-int moat_ifaces_new(struct moat_dp *dp, const struct moat_ifaces_opts *o, struct moat_ifaces **ret)
+static struct moat_ifaces *ifaces_alloc(struct moat_dp *dp, const struct moat_ifaces_opts *o)
 {
 	struct moat_ifaces *fi = xcalloc(1, sizeof(*fi));
-	int err;
 
 	fi->dp = dp;
 	fi->mode = o ? o->mode : MOAT_MODE_AUTO;
@@ -87,6 +87,14 @@ int moat_ifaces_new(struct moat_dp *dp, const struct moat_ifaces_opts *o, struct
 	fi->hwplan = o ? o->hwplan : NULL;
 	hmap_init(&fi->atts);
 	hmap_init(&fi->pod_if);
+	return fi;
+}
+
+int moat_ifaces_new(struct moat_dp *dp, const struct moat_ifaces_opts *o, struct moat_ifaces **ret)
+{
+	struct moat_ifaces *fi = ifaces_alloc(dp, o);
+	int err;
+
 	fi->sock = nl_socket_alloc();
 	fi->msock = nl_socket_alloc();
 	if (!fi->sock || !fi->msock) {
@@ -138,8 +146,15 @@ void moat_ifaces_free(struct moat_ifaces *fi)
 	}
 	hmap_free(&fi->atts);
 	hmap_free(&fi->pod_if);
-	if (fi->mngr)
+	if (fi->mngr) {
 		nl_cache_mngr_free(fi->mngr);
+	} else {
+		/* offline: the caches are ours */
+		if (fi->links)
+			nl_cache_free(fi->links);
+		if (fi->routes)
+			nl_cache_free(fi->routes);
+	}
 	if (fi->sock)
 		nl_socket_free(fi->sock);
 	if (fi->msock && !fi->mngr)
@@ -176,6 +191,91 @@ uint64_t moat_ifaces_resyncs(const struct moat_ifaces *fi)
 	return fi ? fi->resyncs : 0;
 }
 
+int moat_ifaces_new_offline(const struct moat_ifaces_opts *o, struct moat_ifaces **ret)
+{
+	struct moat_ifaces *fi = ifaces_alloc(NULL, o);
+	int err = nl_cache_alloc_name("route/link", &fi->links);
+
+	if (!err)
+		err = nl_cache_alloc_name("route/route", &fi->routes);
+	if (err) {
+		moat_ifaces_free(fi);
+		return nl_err(err);
+	}
+	*ret = fi;
+	return 0;
+}
+
+struct input_ctx {
+	struct moat_ifaces *fi;
+	int rc;
+};
+
+/* What the cache manager does with a parsed notification (libnl's
+ * include_cb): into the cache that follows its kind. */
+static void input_obj(struct nl_object *obj, void *arg)
+{
+	struct input_ctx *x = arg;
+	struct moat_ifaces *fi = x->fi;
+	const char *type = nl_object_get_type(obj);
+	struct nl_cache *cache = NULL;
+
+	if (type && !strcmp(type, "route/link"))
+		cache = fi->links;
+	else if (type && !strcmp(type, "route/route"))
+		cache = fi->routes;
+	if (!cache) {
+		x->rc = 1;
+		return;
+	}
+	x->rc = nl_cache_include(cache, obj, mngr_change, fi) < 0 ? -1 : 0;
+}
+
+int moat_ifaces_input(struct moat_ifaces *fi, const void *buf, size_t len)
+{
+	const struct nlmsghdr *h = buf;
+	int rem = len > (size_t)INT_MAX ? INT_MAX : (int)len;
+
+	for (; nlmsg_ok(h, rem); h = nlmsg_next((struct nlmsghdr *)h, &rem)) {
+		struct nl_msg *m = nlmsg_convert((struct nlmsghdr *)h);
+		struct input_ctx x = { .fi = fi, .rc = 1 };
+		int err;
+
+		fi->nl.msgs++;
+		if (!m)
+			return -ENOMEM;
+		nlmsg_set_proto(m, NETLINK_ROUTE);
+		err = nl_msg_parse(m, input_obj, &x);
+		nlmsg_free(m);
+		if (err == -NLE_MSGTYPE_NOSUPPORT)
+			fi->nl.unknown++;
+		else if (err < 0 || x.rc < 0)
+			fi->nl.bad++;
+		else if (x.rc > 0)
+			fi->nl.other++; /* parsed, not followed (or nothing in it) */
+		else
+			fi->nl.applied++;
+	}
+	if (rem > 0)
+		fi->nl.truncated++;
+	return 0;
+}
+
+void moat_ifaces_nlstats(const struct moat_ifaces *fi, struct moat_ifaces_nlstats *st)
+{
+	*st = fi->nl;
+}
+
+struct nl_cache *moat_ifaces_link_cache(struct moat_ifaces *fi)
+{
+	return fi->links;
+}
+
+struct nl_cache *moat_ifaces_route_cache(struct moat_ifaces *fi)
+{
+	return fi->routes;
+}
+
 /* The host route to a pod address names its host-side interface. */
 static int route_oif(struct moat_ifaces *fi, const struct moat_addr *a)
 {
@@ -201,6 +301,11 @@ static int route_oif(struct moat_ifaces *fi, const struct moat_addr *a)
 			return rtnl_route_nh_get_ifindex(nh);
 	}
 	return 0;
+}
+
+int moat_ifaces_route_oif(struct moat_ifaces *fi, const struct moat_addr *a)
+{
+	return route_oif(fi, a);
 }
 
 struct nsid_req {
@@ -479,6 +584,33 @@ static int unpin_stale(const char *name, bool alive, void *arg)
 	return 0;
 }
 
+void moat_ifaces_prefix_veths(struct moat_ifaces *fi, void (*fn)(int ifindex, const char *name, void *arg),
+			      void *arg)
+{
+	if (!fi->veth_prefixes)
+		return;
+	for (struct nl_object *o = nl_cache_get_first(fi->links); o; o = nl_cache_get_next(o)) {
+		struct rtnl_link *l = (struct rtnl_link *)o;
+		const char *type = rtnl_link_get_type(l), *name = rtnl_link_get_name(l);
+		if (!type || strcmp(type, "veth") || !prefix_match(fi->veth_prefixes, name))
+			continue;
+		fn(rtnl_link_get_ifindex(l), name, arg);
+	}
+}
+
+static void attach_prefixed(int ifindex, const char *name, void *arg)
+{
+	struct attach_ctx *ac = arg;
+	char hname[300];
+	struct att *a;
+
+	snprintf(hname, sizeof(hname), "h_%s", name);
+	a = hmap_gets(&ac->fi->atts, hname);
+	if (a && a->seen)
+		return; /* already done for its pod */
+	attach_pair(ac, ifindex, "");
+}
+
 int moat_ifaces_attach(struct moat_ifaces *fi, struct moat_compiler *c)
 {
 	struct attach_ctx ac = { .fi = fi };
@@ -491,21 +623,7 @@ int moat_ifaces_attach(struct moat_ifaces *fi, struct moat_compiler *c)
 	moat_compiler_endpoints(c, attach_one, &ac);
 	/* pod veths not matched to a pod yet: enforce before the first packet
 	 * (fail closed: the datapath drops what it cannot attribute) */
-	if (fi->veth_prefixes) {
-		for (struct nl_object *o = nl_cache_get_first(fi->links); o; o = nl_cache_get_next(o)) {
-			struct rtnl_link *l = (struct rtnl_link *)o;
-			const char *type = rtnl_link_get_type(l);
-			char hname[300];
-			struct att *a;
-			if (!type || strcmp(type, "veth") || !prefix_match(fi->veth_prefixes, rtnl_link_get_name(l)))
-				continue;
-			snprintf(hname, sizeof(hname), "h_%s", rtnl_link_get_name(l));
-			a = hmap_gets(&fi->atts, hname);
-			if (a && a->seen)
-				continue; /* already done for its pod */
-			attach_pair(&ac, rtnl_link_get_ifindex(l), "");
-		}
-	}
+	moat_ifaces_prefix_veths(fi, attach_prefixed, &ac);
 	if (fi->uplink) {
 		struct rtnl_link *l = rtnl_link_get_by_name(fi->links, fi->uplink);
 		struct att *a = att_get(fi, "uplink");

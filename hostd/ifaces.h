@@ -7,6 +7,8 @@
 #define MOAT_IFACES_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include "dp.h"
 #include "compile.h"
 #include "hwplan.h"
@@ -57,5 +59,34 @@ int moat_ifaces_attach(struct moat_ifaces *fi, struct moat_compiler *c);
 void moat_ifaces_reattach(struct moat_ifaces *fi);
 int moat_ifaces_status(struct moat_ifaces *fi,
 		       int (*fn)(const struct moat_iface_status *s, void *arg), void *arg);
+
+/* ---- netlink input without sockets (tests, fuzzing) --------------------------
+ * The daemon's link and route caches are kept by libnl's cache manager: each
+ * notification is parsed by libnl into an object and included in its cache
+ * (RTM_NEW*: added or replacing the object with the same key; RTM_DEL*:
+ * removed).  moat_ifaces_input() does the same with the messages of a buffer,
+ * for an interface set made by moat_ifaces_new_offline() (empty caches, no
+ * sockets: nothing is asked of the kernel, nothing attached). */
+struct moat_ifaces_nlstats {
+	uint64_t msgs;                /* whole messages seen */
+	uint64_t applied;             /* a link or route included in its cache */
+	uint64_t other;               /* parsed, of a kind not followed (addresses, neighbours) */
+	uint64_t unknown;             /* a type libnl-route does not know */
+	uint64_t bad;                 /* libnl refused to parse it */
+	uint64_t truncated;           /* a buffer ended inside a message (the rest ignored) */
+};
+int moat_ifaces_new_offline(const struct moat_ifaces_opts *o, struct moat_ifaces **ret);
+int moat_ifaces_input(struct moat_ifaces *fi, const void *buf, size_t len);
+void moat_ifaces_nlstats(const struct moat_ifaces *fi, struct moat_ifaces_nlstats *st);
+/* The interface the host route to a goes out of (0: none): a pod's host veth. */
+int moat_ifaces_route_oif(struct moat_ifaces *fi, const struct moat_addr *a);
+/* fn for every veth link whose name veth_prefixes matches, in cache order,
+ * as moat_ifaces_attach() finds pods' veths before their pods are known. */
+/* The caches themselves (libnl's), for tests to look into. */
+struct nl_cache;
+struct nl_cache *moat_ifaces_link_cache(struct moat_ifaces *fi);
+struct nl_cache *moat_ifaces_route_cache(struct moat_ifaces *fi);
+void moat_ifaces_prefix_veths(struct moat_ifaces *fi, void (*fn)(int ifindex, const char *name, void *arg),
+			      void *arg);
 
 #endif
