@@ -287,8 +287,11 @@ static int route_oif(struct moat_ifaces *fi, const struct moat_addr *a)
 		struct nl_addr *dst = rtnl_route_get_dst(r);
 		struct rtnl_nexthop *nh;
 
+		/* the prefix length comes from the header, the address from
+		 * RTA_DST: a short attribute is not a whole address */
 		if (!dst || (int)nl_addr_get_prefixlen(dst) != plen ||
-		    nl_addr_get_family(dst) != (a->family == 4 ? AF_INET : AF_INET6))
+		    nl_addr_get_family(dst) != (a->family == 4 ? AF_INET : AF_INET6) ||
+		    nl_addr_get_len(dst) != (unsigned)(a->family == 4 ? 4 : 16))
 			continue;
 		if (memcmp(nl_addr_get_binary_addr(dst), a->a, a->family == 4 ? 4 : 16))
 			continue;
