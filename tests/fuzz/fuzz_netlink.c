@@ -61,47 +61,52 @@ static void on_veth(int ifindex, const char *name, void *arg)
 	s->n++;
 }
 
-/* The link messages of the buffer that are beyond doubt: header, a
- * positive index, a NUL-terminated name shorter than IFNAMSIZ. */
+/* The link messages of the buffer that are beyond doubt: header, family
+ * AF_UNSPEC, a positive index, a NUL-terminated name shorter than
+ * IFNAMSIZ, whole attributes.  (Links of other families are other objects
+ * in the cache with the same index; rtnl_link_get() finds either.) */
 struct lmsg {
 	int type, ifindex;
+	bool doubt;
 	char name[IFNAMSIZ];
 };
 
-static bool plain_link(const struct nlmsghdr *h, struct lmsg *m)
+/* 1: plain; 0: not about a link; -1: about m->ifindex, in doubt */
+static int plain_link(const struct nlmsghdr *h, struct lmsg *m)
 {
 	const struct ifinfomsg *ifi;
 	const struct rtattr *a;
 	int len;
 
-	if (h->nlmsg_type != RTM_NEWLINK && h->nlmsg_type != RTM_DELLINK)
-		return false;
+	if (h->nlmsg_type < RTM_NEWLINK || h->nlmsg_type > RTM_SETLINK)
+		return 0;
 	if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*ifi)))
-		return false;
+		return 0;
 	ifi = NLMSG_DATA(h);
-	if (ifi->ifi_index <= 0 || ifi->ifi_family != AF_UNSPEC)
-		return false;
 	m->type = h->nlmsg_type;
 	m->ifindex = ifi->ifi_index;
+	m->doubt = false;
 	m->name[0] = 0;
+	if (ifi->ifi_family != AF_UNSPEC || (m->type != RTM_NEWLINK && m->type != RTM_DELLINK))
+		return -1;
 	len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*ifi)));
 	for (a = IFLA_RTA(ifi); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
 		size_t l = RTA_PAYLOAD(a);
 		if ((a->rta_type & NLA_TYPE_MASK) != IFLA_IFNAME)
 			continue;
 		if (!l || l > IFNAMSIZ || ((const char *)RTA_DATA(a))[l - 1] || strlen(RTA_DATA(a)) != l - 1)
-			return false;
+			return -1;
 		memcpy(m->name, RTA_DATA(a), l);
 	}
 	/* the rest of the message must hold whole attributes too */
-	return len == 0 && (m->type == RTM_DELLINK || m->name[0]);
+	return len == 0 && (m->type == RTM_DELLINK || m->name[0]) ? 1 : -1;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct moat_ifaces_opts o = { .veth_prefixes = PREFIXES };
-	struct moat_ifaces *fi;
-	struct moat_ifaces_nlstats st;
+	struct moat_ifaces *fi, *one;
+	struct moat_ifaces_nlstats st, st1, prev;
 	struct nl_cache *links, *routes;
 	struct seen seen = { 0 };
 	struct lmsg *last = NULL;
@@ -117,26 +122,45 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	assert(!moat_ifaces_new_offline(&o, &fi));
 	assert(!moat_ifaces_input(fi, buf, size));
 	moat_ifaces_nlstats(fi, &st);
+	/* the same messages one at a time: what became of each */
+	assert(!moat_ifaces_new_offline(&o, &one));
 
 	/* every whole message counted once, by what became of it */
 	rem = (int)size;
 	for (const struct nlmsghdr *h = (const void *)buf; nlmsg_ok(h, rem);
 	     h = nlmsg_next((struct nlmsghdr *)h, &rem)) {
 		struct lmsg m;
-		whole++;
-		if (!plain_link(h, &m))
-			continue;
-		/* the last word on each interface */
 		size_t i;
+		int k;
+		whole++;
+		moat_ifaces_nlstats(one, &prev);
+		assert(!moat_ifaces_input(one, h, h->nlmsg_len));
+		moat_ifaces_nlstats(one, &st1);
+		assert(st1.msgs == prev.msgs + 1 && st1.truncated == prev.truncated);
+		if (!(k = plain_link(h, &m)))
+			continue;
+		if (st1.applied != prev.applied + 1)
+			k = -1; /* refused by libnl (its checks go deeper than ours) */
+		/* the last word on each interface, unless any was in doubt */
 		for (i = 0; i < nlast && last[i].ifindex != m.ifindex; i++)
 			;
-		if (i == nlast)
+		if (i == nlast) {
 			last = realloc(last, ++nlast * sizeof(*last));
+			last[i].doubt = false;
+		}
+		m.doubt = last[i].doubt || k < 0;
 		last[i] = m;
 	}
 	assert(st.msgs == (uint64_t)whole);
 	assert(st.applied + st.other + st.unknown + st.bad == st.msgs);
 	assert(st.truncated == (rem > 0 ? 1u : 0u));
+	/* one buffer or one message at a time: the same outcome */
+	moat_ifaces_nlstats(one, &st1);
+	assert(st.applied == st1.applied && st.other == st1.other && st.unknown == st1.unknown &&
+	       st.bad == st1.bad);
+	assert(nl_cache_nitems(moat_ifaces_link_cache(fi)) == nl_cache_nitems(moat_ifaces_link_cache(one)));
+	assert(nl_cache_nitems(moat_ifaces_route_cache(fi)) == nl_cache_nitems(moat_ifaces_route_cache(one)));
+	moat_ifaces_free(one);
 
 	/* links: bounded names; the prefix matcher reports exactly the veths
 	 * whose names match */
@@ -154,7 +178,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	assert(seen.n == veths);
 	/* the last valid word on an interface holds */
 	for (size_t i = 0; i < nlast; i++) {
-		struct rtnl_link *l = rtnl_link_get(links, last[i].ifindex);
+		struct rtnl_link *l;
+		if (last[i].doubt)
+			continue;
+		l = rtnl_link_get(links, last[i].ifindex);
 		if (last[i].type == RTM_NEWLINK)
 			assert(l && rtnl_link_get_name(l) && !strcmp(rtnl_link_get_name(l), last[i].name));
 		else
