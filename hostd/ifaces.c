@@ -157,7 +157,8 @@ void moat_ifaces_free(struct moat_ifaces *fi)
 	}
 	if (fi->sock)
 		nl_socket_free(fi->sock);
-	if (fi->msock && !fi->mngr)
+	/* the cache manager closes a socket it was given, but does not free it */
+	if (fi->msock)
 		nl_socket_free(fi->msock);
 	free(fi->netns_dirs);
 	free(fi->uplink);
