@@ -663,7 +663,12 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 			frag_remember(pkp, sport, dport, MOAT_VERDICT_ALLOW, now);
 		stat_add(is_reply ? MOAT_STAT_CT_REPLY : MOAT_STAT_CT_ESTABLISHED, pk.len);
 		stat_add(MOAT_STAT_VERDICT(MOAT_VERDICT_ALLOW), pk.len);
-		rule = e->ingress_rule ? e->ingress_rule : e->egress_rule;
+		/* the rule the flow's first packet was counted against: the
+		 * ingress side's if a policy decided there or there was no
+		 * egress decision, else the egress side's (as moat_judge) */
+		rule = e->ingress_rule && (e->ingress_tier != MOAT_TIER_DEFAULT || !e->egress_rule ||
+					   e->egress_tier == MOAT_TIER_DEFAULT)
+			       ? e->ingress_rule : e->egress_rule;
 		rule_add(rule, pk.len);
 		rc = ct_account(e, &pk, is_reply, now);
 		if (cfg_events && (rc || sample_due(cfg, e))) {
