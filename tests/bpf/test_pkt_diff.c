@@ -283,6 +283,7 @@ struct mparsed {
 	__u16 sport, dport;  /* host order */
 	__u8 tcp_flags;
 	bool nd;             /* neighbour discovery / link-local only */
+	bool ll;             /* the latter */
 	bool err;            /* ICMP error */
 	int in_fam;
 	__u8 in_src[16], in_dst[16];
@@ -290,10 +291,19 @@ struct mparsed {
 	__u16 in_sport, in_dport;
 };
 
+/* Rule references: the per-rule counters moat_rulestats[0..NRULES) are
+ * read; the compiler's references for this small policy are far below. */
+#define NRULES 128
+#define RULE_NONE_COUNTED (-1) /* no rule counter moves */
+#define RULE_ANY          (-2) /* model: exactly one, which one is learnt */
+#define RULE_SEVERAL      (-3) /* datapath: more than one moved */
+
 struct outcome {
 	int action;          /* XDP_PASS / XDP_DROP */
 	int reason;          /* MOAT_DROP_* of a drop */
-	__u64 stat[NSTAT];   /* counter increments */
+	__u64 stat[NSTAT];   /* counter increments (packets) */
+	__u64 bytes[NSTAT];  /* and bytes */
+	int rule;            /* the rule counter that moved (RULE_* above) */
 	const char *why;     /* model only: the path taken */
 };
 
@@ -524,8 +534,8 @@ static int m_parse(const __u8 *d, size_t len, struct mparsed *m)
 	if (et != 0x86dd)
 		return PARSE_NOT_IP;
 	rc = m_ip6(d, len, off, m);
-	if (!rc && is_ll(m->src) && (is_ll(m->dst) || m->dst[0] == 0xff))
-		m->nd = true;
+	if (!rc && !m->nd && is_ll(m->src) && (is_ll(m->dst) || m->dst[0] == 0xff))
+		m->nd = m->ll = true;
 	return rc;
 }
 
@@ -542,6 +552,7 @@ struct mct {
 	bool deferred, seen_reply, fin_init, fin_resp, rst;
 	unsigned gen;        /* policy generation it was judged under */
 	__u64 packets;
+	int rule;            /* rule its packets are counted against */
 };
 
 struct mdeny {
@@ -551,6 +562,7 @@ struct mdeny {
 	struct mend src;     /* source of the packet judged */
 	int hook;
 	unsigned gen;
+	int rule;            /* rule the judged packet was counted against */
 };
 
 struct mfrag {
@@ -577,6 +589,11 @@ static struct {
  * live, and the configuration flags of the current sequence. */
 static unsigned MGEN;
 static int CURPOL;
+/* A rule the model learns from the datapath: the one the packet that
+ * created (or revalidated) a conntrack entry or judged a deny was counted
+ * against.  Every later packet of the flow must count the same rule
+ * (docs: "Every verdict names the rule reference that decided it"). */
+static int *LEARN_RULE;
 static bool M_ENFORCE = true, M_LOCAL_NODE = true;
 
 static bool end_eq(const struct mend *e, const __u8 *a, __u16 port)
@@ -723,6 +740,12 @@ static bool has_endpoint(int ifindex)
 
 static unsigned long REF_CALLS;
 
+/* This node's own traffic to a pod: no ingress side (while on). */
+static bool local_node_exempt(int fam, const __u8 *s, const __u8 *d)
+{
+	return M_LOCAL_NODE && classify(fam, s) == H_NODE_LOCAL && is_pod(classify(fam, d));
+}
+
 /* A new flow s -> d: the source's egress and the destination's ingress
  * under the live policy set.  This node's own traffic to a pod skips the
  * ingress side while the exemption is on (docs/datapath.md). */
@@ -732,7 +755,7 @@ static bool policy_denies(int fam, const __u8 *s, const __u8 *d, __u8 proto, __u
 	struct ref_world w = RW[CURPOL];
 	struct ref_result r;
 
-	if (M_LOCAL_NODE && classify(fam, s) == H_NODE_LOCAL && is_pod(classify(fam, d)))
+	if (local_node_exempt(fam, s, d))
 		return false;
 	w.allow_local_node = M_LOCAL_NODE;
 	memcpy(sa.a, s, 16);
@@ -749,6 +772,10 @@ static bool port_proto(__u8 proto)
 
 #define OUT_DROP(o, r, w)                                                           \
 	do {                                                                        \
+		if ((r) != MOAT_DROP_POLICY && (r) != MOAT_DROP_CT_REVOKED)          \
+			(o)->rule = (r) == MOAT_DROP_NO_ENDPOINT ? MOAT_RULE_NO_ENDPOINT : \
+				    (r) == MOAT_DROP_SPOOFED ? MOAT_RULE_SPOOF :      \
+								MOAT_RULE_MALFORMED;  \
 		(o)->action = M_ENFORCE ? XDP_DROP : XDP_PASS;                      \
 		(o)->reason = (r);                                                  \
 		(o)->stat[MOAT_STAT_VERDICT(MOAT_VERDICT_DENY)]++;                  \
@@ -765,6 +792,8 @@ static bool port_proto(__u8 proto)
 		return;                                                             \
 	} while (0)
 
+static void path_count(const char *why);
+
 static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outcome *o)
 {
 	struct mparsed m;
@@ -776,13 +805,15 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 	int rc;
 
 	memset(o, 0, sizeof(*o));
+	o->rule = RULE_NONE_COUNTED;
+	LEARN_RULE = NULL;
 	rc = m_parse(d, len, &m);
 	if (rc == PARSE_NOT_IP)
 		OUT_PASS(o, MOAT_STAT_NOT_IP, "not IP");
 	if (rc > 0)
 		OUT_DROP(o, rc, "malformed");
 	if (m.nd)
-		OUT_PASS(o, MOAT_STAT_LINK_LOCAL, "neighbour discovery / link-local");
+		OUT_PASS(o, MOAT_STAT_LINK_LOCAL, m.ll ? "link-local only" : "neighbour discovery");
 
 	/* anti-spoofing, before anything else */
 	if (hook == MOAT_HOOK_FROM_POD) {
@@ -798,8 +829,10 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 		o->stat[MOAT_STAT_FRAG_LATER]++;
 		if (!f)
 			OUT_DROP(o, MOAT_DROP_FRAG_NO_FIRST, "later fragment, no first");
-		if (f->deny)
+		if (f->deny) {
+			o->rule = MOAT_RULE_NONE;
 			OUT_DROP(o, MOAT_DROP_POLICY, "later fragment of a denied first");
+		}
 		m.sport = f->sport;
 		m.dport = f->dport;
 		m.proto = f->l4proto;
@@ -819,13 +852,16 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 	ct = ct_find(m.fam, m.proto, m.src, sp, m.dst, dp);
 	/* a new TCP connection on a closing entry is a new flow */
 	if (ct && m.proto == IPPROTO_TCP && (ct->rst || (ct->fin_init && ct->fin_resp)) &&
-	    (m.tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == PKT_TCP_SYN)
+	    (m.tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == PKT_TCP_SYN) {
+		path_count("SYN on a closing entry: a new flow");
 		ct = NULL;
+	}
 	if (ct) {
 		bool reply = !(end_eq(&ct->init, m.src, sp) && end_eq(&ct->resp, m.dst, dp));
 		if (ct->gen != MGEN && !ct->deferred) {
 			/* revocation: judged again as its initiator opened it */
 			o->stat[MOAT_STAT_CT_REVALIDATED]++;
+			o->rule = RULE_ANY;
 			if (policy_denies(m.fam, ct->init.a, ct->resp.a, m.proto,
 					  m.ports && port_proto(m.proto) ? ct->resp.port : 0)) {
 				o->stat[MOAT_STAT_CT_REVOKED]++;
@@ -834,6 +870,12 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 			}
 			ct->gen = MGEN;
 			o->why = "revalidated";
+			if (local_node_exempt(m.fam, ct->init.a, ct->resp.a))
+				o->rule = ct->rule = MOAT_RULE_LOCAL_NODE;
+			else
+				LEARN_RULE = &ct->rule;
+		} else {
+			o->rule = ct->rule;
 		}
 		ct->packets++;
 		if (m.frag == M_FRAG_FIRST)
@@ -854,6 +896,7 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 	dn = deny_find(m.fam, m.proto, m.src, sp, m.dst, dp);
 	if (dn && dn->gen == MGEN && dn->hook == hook && end_eq(&dn->src, m.src, sp)) {
 		o->stat[MOAT_STAT_DENY_CACHED]++;
+		o->rule = dn->rule;
 		if (m.frag == M_FRAG_FIRST)
 			frag_put(&m, sp, dp, true);
 		OUT_DROP(o, MOAT_DROP_POLICY, "deny cache");
@@ -862,7 +905,9 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 	dc = classify(m.fam, m.dst);
 	if (hook == MOAT_HOOK_FROM_POD) {
 		if (dc == H_VIP) {
+			/* no verdict yet: its packets count rule 0 (none) */
 			ct_new(m.fam, m.proto, m.src, sp, m.dst, dp, true);
+			ct_find(m.fam, m.proto, m.src, sp, m.dst, dp)->rule = MOAT_RULE_NONE;
 			if (m.frag == M_FRAG_FIRST)
 				frag_put(&m, sp, dp, false);
 			o->stat[MOAT_STAT_VERDICT(MOAT_VERDICT_ALLOW)]++;
@@ -882,9 +927,18 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 		frag_put(&m, sp, dp, deny);
 	if (deny) {
 		deny_put(m.fam, m.proto, m.src, sp, m.dst, dp, hook);
+		o->rule = RULE_ANY;
+		LEARN_RULE = &deny_find(m.fam, m.proto, m.src, sp, m.dst, dp)->rule;
 		OUT_DROP(o, MOAT_DROP_POLICY, "policy denies");
 	}
 	ct_new(m.fam, m.proto, m.src, sp, m.dst, dp, false);
+	ct = ct_find(m.fam, m.proto, m.src, sp, m.dst, dp);
+	if (local_node_exempt(m.fam, m.src, m.dst)) {
+		o->rule = ct->rule = MOAT_RULE_LOCAL_NODE;
+	} else {
+		o->rule = RULE_ANY;
+		LEARN_RULE = &ct->rule;
+	}
 	o->stat[MOAT_STAT_VERDICT(MOAT_VERDICT_ALLOW)]++;
 	OUT_PASS(o, MOAT_STAT_CT_NEW, "policy allows: new flow");
 }
@@ -892,27 +946,35 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 /* ==============================================================================
  * The datapath side.
  * ============================================================================ */
-static __u64 LAST[NSTAT];
-static int STATS_FD, NCPU;
+static __u64 LAST[NSTAT], LAST_BYTES[NSTAT], LAST_RULES[NRULES], LAST_RULE_BYTES[NRULES];
+static int STATS_FD, RULES_FD, NCPU;
 
-static void read_stats(__u64 out[NSTAT])
+/* Packets and bytes of the first n entries of a per-CPU array of
+ * struct moat_stat / moat_rule_stat (same layout), summed over CPUs. */
+static void read_counters(int fd, int n, __u64 *packets, __u64 *bytes)
 {
 	static struct moat_stat *vals;
-	__u32 keys[NSTAT], count = NSTAT, out_batch;
+	static __u32 *keys;
+	__u32 count = (__u32)n, out_batch;
 
-	if (!vals)
-		vals = calloc((size_t)NSTAT * NCPU, sizeof(*vals));
+	if (!vals) {
+		vals = calloc((size_t)NRULES * NCPU, sizeof(*vals));
+		keys = calloc(NRULES, sizeof(*keys));
+	}
 	assert_non_null(vals);
-	if (bpf_map_lookup_batch(STATS_FD, NULL, &out_batch, keys, vals, &count, NULL) &&
-	    errno != ENOENT)
-		fail_msg("stats: %s", strerror(errno));
-	assert_int_equal(count, NSTAT);
-	for (int k = 0; k < NSTAT; k++) {
-		out[keys[k]] = 0;
-		for (int c = 0; c < NCPU; c++)
-			out[keys[k]] += vals[k * NCPU + c].packets;
+	assert_true(n <= NRULES);
+	if (bpf_map_lookup_batch(fd, NULL, &out_batch, keys, vals, &count, NULL) && errno != ENOENT)
+		fail_msg("counters: %s", strerror(errno));
+	assert_int_equal(count, n);
+	for (int k = 0; k < n; k++) {
+		packets[keys[k]] = bytes[keys[k]] = 0;
+		for (int c = 0; c < NCPU; c++) {
+			packets[keys[k]] += vals[k * NCPU + c].packets;
+			bytes[keys[k]] += vals[k * NCPU + c].bytes;
+		}
 	}
 }
+
 
 static size_t canon_key(int fam, __u8 proto, const struct mend *x, const struct mend *y,
 			__u8 key[40], bool *swapped);
@@ -960,7 +1022,7 @@ static void dp_clear_state(bool full)
 
 static void dp_run(const __u8 *d, size_t len, int hook, int ifindex, struct outcome *o)
 {
-	__u64 now[NSTAT];
+	__u64 now[NSTAT], nowb[NSTAT], rules[NRULES], rulesb[NRULES];
 	int rc;
 
 	memset(o, 0, sizeof(*o));
@@ -968,13 +1030,28 @@ static void dp_run(const __u8 *d, size_t len, int hook, int ifindex, struct outc
 	if (rc < 0)
 		fail_msg("test run: %s", strerror(-rc));
 	o->action = rc;
-	read_stats(now);
-	for (int i = 0; i < NSTAT; i++)
+	read_counters(STATS_FD, NSTAT, now, nowb);
+	for (int i = 0; i < NSTAT; i++) {
 		o->stat[i] = now[i] - LAST[i];
+		o->bytes[i] = nowb[i] - LAST_BYTES[i];
+	}
 	memcpy(LAST, now, sizeof(LAST));
+	memcpy(LAST_BYTES, nowb, sizeof(LAST_BYTES));
 	for (int r = 1; r < MOAT_DROP_MAX; r++)
 		if (o->stat[MOAT_STAT_DROP(r)])
 			o->reason = r;
+	read_counters(RULES_FD, NRULES, rules, rulesb);
+	o->rule = RULE_NONE_COUNTED;
+	for (int r = 0; r < NRULES; r++) {
+		__u64 dp = rules[r] - LAST_RULES[r];
+		/* a rule's bytes move with its packets: the frame's length */
+		if (dp == 1 && rulesb[r] - LAST_RULE_BYTES[r] == len && o->rule == RULE_NONE_COUNTED)
+			o->rule = r;
+		else if (dp || rulesb[r] != LAST_RULE_BYTES[r])
+			o->rule = RULE_SEVERAL;
+	}
+	memcpy(LAST_RULES, rules, sizeof(LAST_RULES));
+	memcpy(LAST_RULE_BYTES, rulesb, sizeof(LAST_RULE_BYTES));
 }
 
 /* ==============================================================================
@@ -1018,9 +1095,14 @@ static void print_outcome(const char *who, const struct outcome *o)
 	fprintf(stderr, "  %-9s %s", who, o->action == XDP_PASS ? "XDP_PASS" :
 					 o->action == XDP_DROP ? "XDP_DROP" : "XDP_?");
 	for (int i = 0; i < NSTAT; i++)
-		if (o->stat[i])
-			fprintf(stderr, " %s%s", stat_name(i),
-				o->stat[i] > 1 ? "(x2+)" : "");
+		if (o->stat[i] || o->bytes[i])
+			fprintf(stderr, " %s%s[%llu B]", stat_name(i), o->stat[i] > 1 ? "(x2+)" : "",
+				(unsigned long long)o->bytes[i]);
+	if (o->rule >= 0)
+		fprintf(stderr, " rule %d", o->rule);
+	else
+		fprintf(stderr, " %s", o->rule == RULE_NONE_COUNTED ? "no rule" :
+					o->rule == RULE_ANY ? "some rule" : "several rules");
 	if (o->why)
 		fprintf(stderr, "  [%s]", o->why);
 	fprintf(stderr, "\n");
@@ -1071,16 +1153,27 @@ static bool compare(const __u8 *d, size_t len, int hook, int ifindex, const char
 	struct outcome want, got;
 
 	model(d, len, hook, ifindex, &want);
+	for (int i = 0; i < NSTAT; i++)
+		want.bytes[i] = want.stat[i] * len;
 	dp_run(d, len, hook, ifindex, &got);
 	N.packets++;
 	path_count(want.why);
+	if (want.rule == RULE_ANY && got.rule >= 0) {
+		if (LEARN_RULE)
+			*LEARN_RULE = got.rule;
+		want.rule = got.rule;
+	}
+	LEARN_RULE = NULL;
 	if (got.action >= 0 && got.action < 3)
 		N.action[got.action]++;
 	for (int i = 0; i < NSTAT; i++)
 		if (got.stat[i])
 			N.stat[i]++;
-	if (VERBOSE || want.action != got.action || memcmp(want.stat, got.stat, sizeof(want.stat))) {
-		bool bad = want.action != got.action || memcmp(want.stat, got.stat, sizeof(want.stat));
+	if (VERBOSE || want.action != got.action || want.rule != got.rule ||
+	    memcmp(want.stat, got.stat, sizeof(want.stat)) || memcmp(want.bytes, got.bytes, sizeof(want.bytes))) {
+		bool bad = want.action != got.action || want.rule != got.rule ||
+			   memcmp(want.stat, got.stat, sizeof(want.stat)) ||
+			   memcmp(want.bytes, got.bytes, sizeof(want.bytes));
 		fprintf(stderr, "%s: seed %lu, sequence %lu, packet %d (%s) at %s, ifindex %d\n",
 			bad ? "DISAGREEMENT" : "packet", SEED, CUR_SEQ, CUR_PKT, what, hook_name(hook),
 			ifindex);
@@ -1861,6 +1954,7 @@ struct fixed {
 	const char *hex[4];  /* a sequence of packets */
 	int action[4];
 	int reason[4];       /* MOAT_DROP_* of a drop */
+	bool same_rule;      /* every packet counts the first one's rule, a policy's */
 };
 
 #define PASS XDP_PASS
@@ -1880,13 +1974,13 @@ static const struct fixed fixed_cases[] = {
 	    "000000000000000000013303011c000000000000000000000000000000000000000000000000000000002c02"
 	    "00000000010000000001000000003c000291fdca5cef00000000000000000000000000000000000000000000"
 	    "0000000000000000000000000000000000000000000000000000000000000000000000" },
-	  { PASS, PASS }, { 0, 0 } },
+	  { PASS, PASS }, { 0, 0 }, false },
 	{ "uplink: later fragment of a first fragment not ours (IPv4)", MOAT_HOOK_UPLINK, 0,
 	  { "02000000000202000000000108004500002c4242200040110000080808080a6300019c40003500180000000000"
 	    "00000000000000000000000000",
 	    "0200000000020200000000010800450000244242000340110000080808080a6300010000000000000000000000"
 	    "0000000000000000" },
-	  { PASS, PASS }, { 0, 0 } },
+	  { PASS, PASS }, { 0, 0 }, false },
 	/* Protocol 1 in IPv6 was parsed as ICMP (and 58 in IPv4 as ICMPv6):
 	 * this 4-byte payload from db to web (web allows anything from its
 	 * namespace) dropped as truncated-l4; an "ICMP error" of the other
@@ -1894,13 +1988,26 @@ static const struct fixed fixed_cases[] = {
 	{ "protocol 1 in IPv6 is not ICMP", MOAT_HOOK_TO_POD, 0,
 	  { "02000000000202000000000186dd6000000000040140fd000001000000000000000000000002fd000001000000"
 	    "00000000000000000100000000" },
-	  { PASS }, { 0 } },
+	  { PASS }, { 0 }, false },
 	{ "protocol 1 in IPv6 is not ICMP: judged as protocol 1", MOAT_HOOK_FROM_POD, -2,
 	  { "02000000000202000000000186dd6000000000300040fd000002000000000000000000000001fd990000000000"
 	    "0000000000000000013301ffff000000013c000001c010ffff2b0000007b0192610000814a01019ba101011d01"
 	    "010181220101ce01010101af" },
-	  { DROP }, { MOAT_DROP_POLICY } },
-	{ NULL, 0, 0, { NULL }, { 0 }, { 0 } },
+	  { DROP }, { MOAT_DROP_POLICY }, false },
+	/* Packets of an established flow were counted against the ingress
+	 * side's rule even when that side decided nothing (default-allow) and
+	 * an egress rule had allowed the flow, which its first packet was
+	 * counted against: api -> open TCP 2001 (api-eg allows anything to
+	 * open), then open's reply.  Seed 1, sequence 350. */
+	{ "established packets count the rule that allowed the flow", MOAT_HOOK_TO_POD, 0,
+	  { "02000000000202000000000186dd60000000002f0640fd000002000000000000000000000001fd0000030000"
+	    "0000000000000000000107d17c8900000001000000008002ffff0fd90000520101a50101f7e0a40101010000"
+	    "00000000000000000000000000",
+	    "02000000000202000000000188a8060f86dd60000000002b2c40fd000003000000000000000000000001fd00"
+	    "00020000000000000000000000013c000001cc5e0e6106000104000000007c8907d100000001000000015012"
+	    "ffff3167000000000000000000" },
+	  { PASS, PASS }, { 0, 0 }, true },
+	{ NULL, 0, 0, { NULL }, { 0 }, { 0 }, false },
 };
 
 static int from_hex(const char *s, __u8 *out, size_t cap)
@@ -1941,9 +2048,14 @@ static void test_fixed_cases(void **state)
 		}
 		/* and the outcome is pinned, whatever the model says */
 		dp_clear_state(true);
-		for (int i = 0; i < 4 && fc->hex[i]; i++) {
+		for (int i = 0, first_rule = -1; i < 4 && fc->hex[i]; i++) {
 			len = from_hex(fc->hex[i], buf, sizeof(buf));
 			dp_run(buf, (size_t)len, fc->hook, ifx, &got);
+			if (!i)
+				first_rule = got.rule;
+			if (fc->same_rule && (got.rule != first_rule || got.rule < (int)MOAT_RULE_FIRST_DYN))
+				fail_msg("%s, packet %d: counted rule %d, the first packet %d", fc->name,
+					 i + 1, got.rule, first_rule);
 			if (got.action != fc->action[i] || got.reason != fc->reason[i])
 				fail_msg("%s, packet %d: action %d reason %s, want %d %s", fc->name, i + 1,
 					 got.action, moat_drop_reason_name(got.reason), fc->action[i],
@@ -2144,10 +2256,12 @@ static int group_setup(void **state)
 	RW[1] = ref_world_of(policy_b_yaml, &REF_OBJS[1]);
 
 	STATS_FD = moat_dp_map_fd(F->dp, MOAT_MAP_STATS);
+	RULES_FD = moat_dp_map_fd(F->dp, MOAT_MAP_RULESTATS);
 	NCPU = F->ncpu;
-	if (STATS_FD < 0)
+	if (STATS_FD < 0 || RULES_FD < 0)
 		return -1;
-	read_stats(LAST);
+	read_counters(STATS_FD, NSTAT, LAST, LAST_BYTES);
+	read_counters(RULES_FD, NRULES, LAST_RULES, LAST_RULE_BYTES);
 	return 0;
 }
 
