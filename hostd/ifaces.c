@@ -65,6 +65,49 @@ static int nl_err(int e)
 	}
 }
 
+/* libnl-route trusts the lengths of RTA_MULTIPATH next hops (3.7, and
+ * upstream still): one of length 0 makes rtnl_route_parse() loop forever,
+ * allocating a next hop each time; one whose padded length overruns the
+ * attribute makes it read past the message.  The kernel never sends such
+ * a thing; a message that holds one is skipped (and counted) before libnl
+ * parses it, on the daemon's sockets and in moat_ifaces_input(). */
+static bool msg_sane(const struct nlmsghdr *h)
+{
+	const struct rtattr *a;
+	int len;
+
+	if (h->nlmsg_type != RTM_NEWROUTE && h->nlmsg_type != RTM_DELROUTE && h->nlmsg_type != RTM_GETROUTE)
+		return true;
+	if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct rtmsg)))
+		return true; /* libnl refuses it on its own */
+	len = (int)RTM_PAYLOAD(h);
+	for (a = RTM_RTA(NLMSG_DATA(h)); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+		const struct rtnexthop *nh = RTA_DATA(a);
+		size_t tlen = RTA_PAYLOAD(a);
+
+		if ((a->rta_type & NLA_TYPE_MASK) != RTA_MULTIPATH)
+			continue;
+		/* libnl's walk (parse_multipath), with the lengths checked */
+		while (tlen >= sizeof(*nh) && tlen >= nh->rtnh_len) {
+			if (nh->rtnh_len < sizeof(*nh) || (size_t)RTNH_ALIGN(nh->rtnh_len) > tlen)
+				return false;
+			tlen -= (size_t)RTNH_ALIGN(nh->rtnh_len);
+			nh = RTNH_NEXT(nh);
+		}
+	}
+	return true;
+}
+
+static int msg_in(struct nl_msg *m, void *arg)
+{
+	struct moat_ifaces *fi = arg;
+
+	if (msg_sane(nlmsg_hdr(m)))
+		return NL_OK;
+	fi->nl.refused++;
+	return NL_SKIP;
+}
+
 static void mngr_change(struct nl_cache *cache, struct nl_object *obj, int action, void *arg)
 {
 	struct moat_ifaces *fi = arg;
@@ -111,6 +154,9 @@ int moat_ifaces_new(struct moat_dp *dp, const struct moat_ifaces_opts *o, struct
 		err = nl_err(err);
 		goto fail;
 	}
+	/* notifications, and the re-reads after an overrun */
+	nl_socket_modify_cb(fi->msock, NL_CB_MSG_IN, NL_CB_CUSTOM, msg_in, fi);
+	nl_socket_modify_cb(fi->sock, NL_CB_MSG_IN, NL_CB_CUSTOM, msg_in, fi);
 	err = nl_cache_mngr_add(fi->mngr, "route/link", mngr_change, fi, &fi->links);
 	if (!err)
 		err = nl_cache_mngr_add(fi->mngr, "route/route", mngr_change, fi, &fi->routes);
@@ -245,6 +291,11 @@ int moat_ifaces_input(struct moat_ifaces *fi, const void *buf, size_t len)
 		fi->nl.msgs++;
 		if (!m)
 			return -ENOMEM;
+		if (!msg_sane(h)) {
+			fi->nl.refused++;
+			nlmsg_free(m);
+			continue;
+		}
 		nlmsg_set_proto(m, NETLINK_ROUTE);
 		err = nl_msg_parse(m, input_obj, &x);
 		nlmsg_free(m);

@@ -73,6 +73,8 @@ struct moat_ifaces_nlstats {
 	uint64_t other;               /* parsed, of a kind not followed (addresses, neighbours) */
 	uint64_t unknown;             /* a type libnl-route does not know */
 	uint64_t bad;                 /* libnl refused to parse it */
+	uint64_t refused;             /* skipped before libnl: lengths it would follow out of the
+				       * message or forever (RTA_MULTIPATH next hops) */
 	uint64_t truncated;           /* a buffer ended inside a message (the rest ignored) */
 };
 int moat_ifaces_new_offline(const struct moat_ifaces_opts *o, struct moat_ifaces **ret);

@@ -11,7 +11,7 @@
  *
  * Properties: no crash, leak or undefined behaviour; every whole message is
  * counted once, by what became of it (applied, other kind, unknown type,
- * refused by libnl), a buffer ending inside a message is counted
+ * refused by libnl, skipped before libnl), a buffer ending inside a message is counted
  * truncated; every cached link name is a string shorter than IFNAMSIZ; the
  * prefix matcher reports exactly the veths whose names start with one of
  * the (non-empty) prefixes; the route lookup finds an interface for every
@@ -152,12 +152,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		last[i] = m;
 	}
 	assert(st.msgs == (uint64_t)whole);
-	assert(st.applied + st.other + st.unknown + st.bad == st.msgs);
+	assert(st.applied + st.other + st.unknown + st.bad + st.refused == st.msgs);
 	assert(st.truncated == (rem > 0 ? 1u : 0u));
 	/* one buffer or one message at a time: the same outcome */
 	moat_ifaces_nlstats(one, &st1);
 	assert(st.applied == st1.applied && st.other == st1.other && st.unknown == st1.unknown &&
-	       st.bad == st1.bad);
+	       st.bad == st1.bad && st.refused == st1.refused);
 	assert(nl_cache_nitems(moat_ifaces_link_cache(fi)) == nl_cache_nitems(moat_ifaces_link_cache(one)));
 	assert(nl_cache_nitems(moat_ifaces_route_cache(fi)) == nl_cache_nitems(moat_ifaces_route_cache(one)));
 	moat_ifaces_free(one);
