@@ -212,7 +212,7 @@ static const struct {
 static const char *const pool4[] = {
 	WEB4, API4, DB4, OPEN4, N1_4, N2_4, VIP4, WEB4, API4,
 	"192.0.2.5", "192.0.2.127", "192.0.2.128", "192.0.2.200", "203.0.113.7", "203.0.113.9",
-	"198.51.100.1", "8.8.8.8", "10.5.5.5", "0.0.0.0", "255.255.255.255",
+	"198.51.100.1", "8.8.8.8", "10.5.5.5", "0.0.0.0", "255.255.255.255", "192.0.2.100",
 };
 static const char *const pool6[] = {
 	WEB6, API6, DB6, OPEN6, N1_6, N2_6, VIP6, WEB6, API6,
@@ -221,7 +221,7 @@ static const char *const pool6[] = {
 };
 static const __u16 port_pool[] = { 80, 443, 53, 8000, 8050, 8099, 8100, 7999, 9000, 22,
 				   6666, 1000, 1500, 2000, 2001, 5000, 5005, 5010, 5011, 0,
-				   65535, 40000 };
+				   65535, 40000, 6500, 6000, 7000 };
 
 static struct dpfix *F;
 static struct moat_compiler *C;
@@ -1419,7 +1419,13 @@ static void rand_flow(struct flow *fl)
 			fl->fam, fl->src);
 	else
 		rand_addr(fl->fam, fl->src);
-	rand_addr(fl->fam, fl->dst);
+	if (chance(45)) {
+		static const char *const p4[] = { WEB4, API4, OPEN4, DB4 };
+		static const char *const p6[] = { WEB6, API6, OPEN6, DB6 };
+		addr_of(fl->fam == 4 ? p4[rnd(4)] : p6[rnd(4)], fl->fam, fl->dst);
+	} else {
+		rand_addr(fl->fam, fl->dst);
+	}
 	fl->sport = rand_port();
 	fl->dport = rand_port();
 	if (k < 35) {
@@ -1431,6 +1437,8 @@ static void rand_flow(struct flow *fl)
 	} else if (k < 88) {
 		fl->proto = fl->fam == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6;
 		fl->icmp_type = chance(80) ? (fl->fam == 4 ? 8 : 128) : (__u8)rnd(256);
+		if (fl->fam == 6 && chance(10))
+			fl->icmp_type = (__u8)(133 + rnd(5)); /* neighbour discovery */
 		fl->sport = fl->dport = (__u16)rnd64();
 	} else {
 		fl->proto = chance(80) ? other[rnd(NELEM(other))] : (__u8)rnd(256);
@@ -1551,7 +1559,8 @@ static int build(struct pkt *p, const struct flow *fl, bool reply, int frag, __u
 	} else {
 		unsigned next = chance(70) ? 0 : chance(90) ? 1 + rnd(3) : 6 + rnd(5);
 		pkt_ip6(p, a6(s), a6(d));
-		if (chance(10))
+		if (chance(10) || (fl->proto == IPPROTO_ICMPV6 && fl->icmp_type >= 133 &&
+				   fl->icmp_type <= 137 && chance(70)))
 			pkt_ip6_hdr(p)->hop_limit = 255;
 		/* extension headers before the fragment header */
 		for (unsigned i = 0; i < next; i++) {
@@ -1748,18 +1757,26 @@ static const char *mutate(__u8 *d, size_t *len, size_t cap)
 }
 
 /* ---- sequences ----------------------------------------------------------------- */
+/* A hook for a packet of fl: mostly one where it can get past the hook's
+ * own checks (from a pod's interface with its address, to a pod), the rest
+ * anywhere (spoofed, unknown interface, to nobody). */
 static int rand_hook(const struct flow *fl, bool reply, int *ifindex)
 {
-	const __u8 *s = reply ? fl->dst : fl->src;
+	const __u8 *s = reply ? fl->dst : fl->src, *d = reply ? fl->src : fl->dst;
 	unsigned k = rnd(100);
-	__u8 a[16];
+	__u8 w[16], a[16];
+	bool own;
 
 	*ifindex = 0;
+	endpoint_addr(IF_WEB, fl->fam, w);
+	endpoint_addr(IF_API, fl->fam, a);
+	own = !memcmp(s, w, 16) || !memcmp(s, a, 16);
+	if (k < 45 && !own && chance(70))
+		k = 45 + rnd(55);
+	if (k >= 45 && k < 75 && !is_pod(classify(fl->fam, d)) && chance(60))
+		k = 75 + rnd(25);
 	if (k < 45) {
-		*ifindex = IF_WEB;
-		endpoint_addr(IF_API, fl->fam, a);
-		if (!memcmp(s, a, 16))
-			*ifindex = IF_API;
+		*ifindex = !memcmp(s, a, 16) ? IF_API : IF_WEB;
 		if (chance(5))
 			*ifindex = chance(50) ? IF_LO : (chance(50) ? IF_WEB : IF_API);
 		return MOAT_HOOK_FROM_POD;
@@ -1824,6 +1841,26 @@ static bool packets(void)
 			fl.icmp_type = fl.fam == 4 ? 8 : 128;
 		} else {
 			fl.dport = cp[rnd(NELEM(cp))];
+		}
+		if (chance(60)) {
+			/* flows one policy set allows and the other denies */
+			static const struct {
+				const char *s, *d;
+				__u8 proto;
+				__u16 port;
+			} flip[] = {
+				{ DB4, WEB4, IPPROTO_TCP, 22 }, { API4, WEB4, IPPROTO_TCP, 8050 },
+				{ WEB4, "198.51.100.1", IPPROTO_UDP, 5005 }, { N2_4, WEB4, IPPROTO_TCP, 80 },
+				{ WEB4, API4, IPPROTO_TCP, 80 }, { API4, WEB4, IPPROTO_UDP, 5005 },
+				{ DB6, WEB6, IPPROTO_TCP, 22 }, { API6, WEB6, IPPROTO_TCP, 8050 },
+				{ N2_6, WEB6, IPPROTO_TCP, 80 }, { WEB6, API6, IPPROTO_TCP, 80 },
+			};
+			unsigned x = rnd(NELEM(flip));
+			fl.fam = strchr(flip[x].s, ':') ? 6 : 4;
+			addr_of(flip[x].s, fl.fam, fl.src);
+			addr_of(flip[x].d, fl.fam, fl.dst);
+			fl.proto = flip[x].proto;
+			fl.dport = flip[x].port;
 		}
 		n = 4 + (int)rnd(6);
 		sw_at = 1 + (int)rnd((unsigned)n - 1);
