@@ -189,9 +189,14 @@ struct dctx {
 	size_t peers;          /* model peers of the policy so far */
 };
 
-static int fail(struct dctx *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* fail(d, fmt, ...): records the error, is -EINVAL.  A macro so that the
+ * value is visible to clang's static analyzer, which does not follow calls
+ * into variadic functions (and would otherwise take every error path as
+ * possibly returning 0). */
+#define fail(d, ...) (fail_msg((d), __VA_ARGS__), -EINVAL)
+static void fail_msg(struct dctx *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static int fail(struct dctx *d, const char *fmt, ...)
+static void fail_msg(struct dctx *d, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -200,7 +205,7 @@ static int fail(struct dctx *d, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (!d->err || !d->errlen)
-		return -EINVAL;
+		return;
 	snprintf(d->err, d->errlen, "%s%s%s%s%s%s%s%s%s%s", d->source ? d->source : "",
 		 d->source ? ": " : "", d->kind ? d->kind : "", d->kind && d->name ? " " : "",
 		 d->kind && d->name && d->ns ? d->ns : "", d->kind && d->name && d->ns ? "/" : "",
@@ -209,7 +214,6 @@ static int fail(struct dctx *d, const char *fmt, ...)
 	size_t l = strlen(d->err);
 	if (l < d->errlen)
 		snprintf(d->err + l, d->errlen - l, "%s", msg);
-	return -EINVAL;
 }
 
 static int oom(struct dctx *d)
@@ -320,6 +324,8 @@ static int get_str(struct dctx *d, const json_t *obj, const char *key, bool requ
 	int rc = get(d, obj, key, JSON_STRING, required, &v);
 
 	*out = v ? json_string_value(v) : NULL;
+	if (!rc && required && !*out)
+		rc = -EINVAL; /* get() has failed already; said again for the static analyzer */
 	if (!rc && v && strlen(*out) != json_string_length(v)) {
 		size_t m = push_key(d, key);
 		rc = fail(d, "contains a NUL character");
@@ -1236,7 +1242,7 @@ static int dec_np_peer(struct dctx *d, const json_t *pj, struct moat_peer *pe)
 static int dec_np_port(struct dctx *d, const json_t *pj, struct moat_port_spec *ps)
 {
 	json_t *pv, *ev;
-	json_int_t end;
+	json_int_t end = 0;
 	size_t m;
 	int rc;
 
@@ -1554,7 +1560,7 @@ static int dec_cluster_peer(struct dctx *d, const json_t *pj, int dir, enum moat
 static int dec_anp_port(struct dctx *d, const json_t *pj, struct moat_port_spec *ps)
 {
 	json_t *num, *range, *named;
-	json_int_t a, b;
+	json_int_t a = 0, b = 0;
 	size_t m;
 	int rc;
 
@@ -1607,7 +1613,7 @@ static int dec_cnp_protocol(struct dctx *d, const json_t *pj, struct moat_port_s
 	static const uint8_t protos[] = { IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP };
 	json_t *l4[3], *named, *dp, *range;
 	int rc, which = -1, n = 0;
-	json_int_t a, b;
+	json_int_t a = 0, b = 0;
 	bool has_num;
 	size_t m;
 

@@ -216,7 +216,7 @@ static void on_event(void *arg, const struct moat_k8s_event *ev)
 		objerr_set(s, ev->key, ev->kind, NULL);
 		if (!o)
 			return;
-		if (!strcmp(ev->kind, "Namespace"))
+		if (ev->kind && !strcmp(ev->kind, "Namespace"))
 			ns_update(s, ev->key, true);
 		if (!moat_compiler_apply(c->c, o))
 			c->changed++;
@@ -227,7 +227,7 @@ static void on_event(void *arg, const struct moat_k8s_event *ev)
 			snprintf(ks->last_type, sizeof(ks->last_type), "delete");
 		}
 		objerr_set(s, ev->key, ev->kind, NULL);
-		if (!strcmp(ev->kind, "Namespace"))
+		if (ev->kind && !strcmp(ev->kind, "Namespace"))
 			ns_update(s, ev->key, false);
 		if (!moat_compiler_delete(c->c, ev->key))
 			c->changed++;

@@ -633,7 +633,7 @@ static int cmd_policy_check(const struct gopts *g, int argc, char **argv)
 	struct moat_compiler_opts co = { 0 };
 	struct moat_compiler *c;
 	struct moat_dp_opts dpo = { .no_pin = true };
-	struct moat_flush_stats st;
+	struct moat_flush_stats st = { 0 };
 	struct check_ctx cc = { 0 };
 	struct moat_tx *tx = NULL;
 	struct moat_dp *dp = NULL;

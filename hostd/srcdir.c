@@ -539,7 +539,8 @@ int moat_srcdir_scan(struct moat_srcdir *s, struct moat_compiler *c, moat_src_er
 			file_unload(s, f->name, c);
 	}
 	/* a stable order: the first file defining an object owns it */
-	qsort(names.v, names.n, sizeof(void *), cmp_name);
+	if (names.n) /* names.v is NULL when empty: not for qsort */
+		qsort(names.v, names.n, sizeof(void *), cmp_name);
 	for (size_t i = 0; i < names.n; i++) {
 		file_load(s, names.v[i], c, err, arg);
 		free(names.v[i]);

@@ -112,7 +112,11 @@ struct pctx {
 	size_t errlen;
 };
 
-__attribute__((format(printf, 2, 3))) static int bad(struct pctx *c, const char *fmt, ...)
+/* bad(c, fmt, ...): records the error, is -EINVAL.  A macro so that the value
+ * is visible to clang's static analyzer, which does not follow calls into
+ * variadic functions (and would take every error path as returning 0). */
+#define bad(c, ...) (bad_msg((c), __VA_ARGS__), -EINVAL)
+__attribute__((format(printf, 2, 3))) static void bad_msg(struct pctx *c, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -121,7 +125,6 @@ __attribute__((format(printf, 2, 3))) static int bad(struct pctx *c, const char 
 		vsnprintf(c->err, c->errlen, fmt, ap);
 		va_end(ap);
 	}
-	return -EINVAL;
 }
 
 /* Only the listed keys may appear. */
