@@ -518,7 +518,7 @@ static double micro(const char *name, enum micro_kind kind, int fd, const void *
 {
 	int f0 = micro_prog(kind, fd, key, ksz, slot, 0);
 	int fn = micro_prog(kind, fd, key, ksz, slot, MICRO_N);
-	double d[MAX_ROUNDS], t0, tn;
+	double d[MAX_ROUNDS], t0 = 0, tn = 0;
 
 	for (unsigned r = 0; r < opt_rounds; r++) {
 		if (trun(f0, ifindex, pk->data, pk->len, opt_repeat, &t0) < 0 ||

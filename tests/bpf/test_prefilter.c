@@ -62,7 +62,7 @@ static unsigned SEED = 1, NSETS = 40, NPACKETS = 250;
 
 /* counters over the whole run: the tests must actually exercise drops */
 static struct {
-	unsigned long packets, pf_drops, full_drops, pair_checks, write_checks, phases;
+	unsigned long packets, pf_drops, full_drops, write_checks, phases;
 } N;
 
 /* ---- the cluster ------------------------------------------------------------
@@ -541,7 +541,7 @@ static void new_policy_set(void)
 	}
 	nkeys = 0;
 	for (int i = 0; i < n; i++) {
-		size_t start = b.n;
+		size_t start;
 		if (i)
 			yadd(&b, "---\n");
 		start = b.n;
@@ -620,11 +620,6 @@ static void endpoints(void)
 
 /* Both compilers must agree on every identity and region, or A and B would
  * not hold the same tables. */
-struct tbl_cmp {
-	struct moat_compiler *other;
-	enum moat_tbl t;
-	int diffs;
-};
 
 static int cell_cmp_cb(const void *key, const void *val, void *arg)
 {

@@ -28,12 +28,14 @@ static int run_file(const char *path, unsigned *n)
 	}
 	for (;;) {
 		if (len == cap) {
+			uint8_t *nb;
 			cap = cap ? cap * 2 : 4096;
-			buf = realloc(buf, cap);
-			if (!buf) {
+			nb = realloc(buf, cap);
+			if (!nb) {
 				rc = -ENOMEM;
 				goto out;
 			}
+			buf = nb;
 		}
 		size_t r = fread(buf + len, 1, cap - len, f);
 		if (!r)

@@ -164,7 +164,7 @@ static json_t *load_corpus(const char *file)
 	buf[len] = 0;
 	fclose(f);
 	cap = len + 1;
-	out = o = malloc(cap);
+	out = o = calloc(1, cap);
 	assert_non_null(out);
 	for (const char *p = buf; *p;) {
 		if (!strncmp(p, "{{podIP:", 8) && strstr(p, "}}")) {

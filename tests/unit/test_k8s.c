@@ -1054,7 +1054,7 @@ static void test_bounds(void **state)
 	wait_events(x.k, &x.r, 1);
 	/* 4 known; a fifth fits, a sixth does not */
 	put(&x.f, pod_obj("x", "p5", "10.0.0.5"));
-	rv6 = put(&x.f, pod_obj("x", "p6", "10.0.0.6"));
+	put(&x.f, pod_obj("x", "p6", "10.0.0.6"));
 	wait_err(x.k, &x.r, "more than 5 objects: Pod/x/p6 ignored");
 	settle(x.k, &x.r, 200);
 	assert_int_equal(x.r.ev.n, 2);

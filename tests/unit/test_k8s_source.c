@@ -27,6 +27,7 @@
 
 static char dir[] = "/tmp/moat-k8s-src-XXXXXX";
 static pid_t server = -1;
+static FILE *server_out;
 static int api_port, ctl_port;
 static char kubeconfig[300];
 static char errors[64][640];
@@ -97,10 +98,16 @@ static int start_server(void **state)
 	close(pfd[1]);
 	close(keep[0]);
 	f = fdopen(pfd[0], "r");
-	if (!f || !fgets(line, sizeof(line), f) || sscanf(line, "READY %d %d", &api_port, &ctl_port) != 2)
+	if (!f || !fgets(line, sizeof(line), f) || sscanf(line, "READY %d %d", &api_port, &ctl_port) != 2) {
+		if (f)
+			fclose(f);
 		return -1;
+	}
+	server_out = f; /* the server's stdout stays open until stop_server */
 	snprintf(kubeconfig, sizeof(kubeconfig), "%s/kubeconfig", dir);
 	f = fopen(kubeconfig, "w");
+	if (!f)
+		return -1;
 	fprintf(f, "apiVersion: v1\nkind: Config\ncurrent-context: t\n"
 		   "clusters: [{name: t, cluster: {server: \"https://127.0.0.1:%d\", "
 		   "certificate-authority: certs/ca.crt}}]\n"
@@ -119,6 +126,9 @@ static int stop_server(void **state)
 		kill(server, SIGTERM);
 		waitpid(server, NULL, 0);
 	}
+	if (server_out)
+		fclose(server_out);
+	server_out = NULL;
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	return system(cmd) ? -1 : 0;
 }

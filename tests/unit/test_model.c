@@ -90,7 +90,7 @@ static struct moat_selector *sel(int n, ...)
 	va_list ap;
 
 	s->n = (size_t)n;
-	s->reqs = n ? calloc((size_t)n, sizeof(*s->reqs)) : NULL;
+	s->reqs = calloc(n ? (size_t)n : 1, sizeof(*s->reqs));
 	va_start(ap, n);
 	for (int i = 0; i < n; i++)
 		s->reqs[i] = va_arg(ap, struct moat_sel_req);
@@ -124,7 +124,7 @@ static bool matches(const struct moat_selector *s, const char *kv)
 
 static void t_selector_match(void **state)
 {
-	struct moat_selector *in = sel(1, req("app", MOAT_SEL_IN, 2, "db", "web"));
+	struct moat_selector *sel_in = sel(1, req("app", MOAT_SEL_IN, 2, "db", "web"));
 	struct moat_selector *notin = sel(1, req("app", MOAT_SEL_NOT_IN, 1, "db"));
 	struct moat_selector *ex = sel(1, req("app", MOAT_SEL_EXISTS, 0));
 	struct moat_selector *dne = sel(1, req("app", MOAT_SEL_DOES_NOT_EXIST, 0));
@@ -132,11 +132,11 @@ static void t_selector_match(void **state)
 	struct moat_selector *empty = sel(0);
 
 	(void)state;
-	assert_true(matches(in, "app=db"));
-	assert_true(matches(in, "app=web,other=1"));
-	assert_false(matches(in, "app=cache"));
-	assert_false(matches(in, "other=db"));
-	assert_false(matches(in, ""));
+	assert_true(matches(sel_in, "app=db"));
+	assert_true(matches(sel_in, "app=web,other=1"));
+	assert_false(matches(sel_in, "app=cache"));
+	assert_false(matches(sel_in, "other=db"));
+	assert_false(matches(sel_in, ""));
 
 	assert_false(matches(notin, "app=db"));
 	assert_true(matches(notin, "app=web"));
@@ -163,10 +163,10 @@ static void t_selector_match(void **state)
 	assert_true(matches(empty, "a=b"));
 	assert_true(moat_selector_is_empty(empty));
 	assert_true(moat_selector_is_empty(NULL));
-	assert_false(moat_selector_is_empty(in));
+	assert_false(moat_selector_is_empty(sel_in));
 	assert_true(matches(NULL, "a=b"));
 
-	moat_selector_free(in);
+	moat_selector_free(sel_in);
 	moat_selector_free(notin);
 	moat_selector_free(ex);
 	moat_selector_free(dne);
