@@ -144,8 +144,16 @@ int moatd_apply(struct moatd *d, bool full)
 			 "datapath update failed (%s), generation %u stays enforced",
 			 strerror(-rc), moat_dp_generation(d->dp));
 		moatd_error(d, "%s", d->last.message);
-		if (d->src)
+		if (d->src) {
 			moat_srcdir_applied(d->src, false, d->last.message);
+			/* not the input's fault: tried again from the files */
+			if (full || !d->retry)
+				d->retry = full ? 2 : 1;
+			d->retry_backoff_ms = d->retry_backoff_ms ? d->retry_backoff_ms * 2 : 1000;
+			if (d->retry_backoff_ms > 30000)
+				d->retry_backoff_ms = 30000;
+			d->retry_at_ns = moat_now_ns() + d->retry_backoff_ms * 1000000ull;
+		}
 		return rc;
 	}
 	moat_compiler_commit(d->comp);
@@ -829,6 +837,18 @@ int main(int argc, char **argv)
 		}
 		if ((changed || links || tick) && !d.k8s_hold)
 			sync_interfaces(&d);
+		if (tick && d.retry && d.src && moat_now_ns() >= d.retry_at_ns) {
+			bool full = d.retry == 2;
+			pr_info("retrying the change whose datapath update failed (%sfrom the files)",
+				full ? "a full generation, " : "");
+			moat_srcdir_scan(d.src, d.comp, src_err, &d);
+			moat_ifaces_resolve(d.ifaces, d.comp);
+			d.retry = 0;
+			if (!moatd_apply(&d, full)) {
+				d.retry_backoff_ms = 0;
+				sync_interfaces(&d);
+			}
+		}
 		if (tick) {
 			char *pe = moat_pfmgr_take_error(d.pfmgr);
 			check_pins(&d);

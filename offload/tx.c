@@ -126,18 +126,55 @@ static bool tbl_is_array(enum moat_tbl t)
 	return t == MOAT_T_SUBJ;
 }
 
+/* Elements of the tables that are not preallocated come from the kernel's
+ * BPF memory allocator, whose per-CPU caches are refilled asynchronously
+ * (irq_work): a burst of updates, the first generation into fresh maps
+ * above all, can find a cache empty and get ENOMEM with plenty of memory
+ * free (seen on a loaded 2-CPU VM).  Such an update is retried after a short
+ * pause, for up to about 200 ms, before the transaction fails. */
+static const char *fault_path;
+
+static void fault_init(void)
+{
+	fault_path = getenv("MOAT_FAULT_ENOMEM");
+}
+
+/* Fault injection for tests (tests/e2e/faults.sh): while the file named by
+ * $MOAT_FAULT_ENOMEM exists, table updates fail with ENOMEM, as when the
+ * kernel's allocator is dry.  Unset: one getenv per process. */
+static bool fault_enomem(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, fault_init);
+	return fault_path && !access(fault_path, F_OK);
+}
+
+static int map_update(int fd, const void *key, const void *val)
+{
+	for (int i = 0;; i++) {
+		if (fault_enomem())
+			errno = ENOMEM;
+		else if (!bpf_map_update_elem(fd, key, val, BPF_ANY))
+			return 0;
+		if (errno != ENOMEM || i == 100)
+			return -errno;
+		usleep(i < 10 ? 100 : 2000);
+	}
+}
+
 static int op_apply(int fd, enum moat_tbl t, bool del, const void *key, const void *val)
 {
 	static const __u8 zero[OP_VAL_MAX];
 
 	if (del) {
 		if (tbl_is_array(t))
-			return bpf_map_update_elem(fd, key, zero, BPF_ANY) ? -errno : 0;
+			return map_update(fd, key, zero);
 		if (bpf_map_delete_elem(fd, key) && errno != ENOENT)
 			return -errno;
 		return 0;
 	}
-	return bpf_map_update_elem(fd, key, val, BPF_ANY) ? -errno : 0;
+	return map_update(fd, key, val);
 }
 
 /* Empties every table of a slot. */

@@ -13,6 +13,13 @@
 #                     (moat_policy_apply_errors_total), the file says
 #                     "refused"; removing the file settles it; a version
 #                     that fits applies.
+#   ENOMEM            map updates failing (failpoint MOAT_FAULT_ENOMEM, a file
+#                     whose presence makes every table update fail): the
+#                     change refused as a whole, the generation stays,
+#                     logged, counted; when the file goes, the change is
+#                     applied by moatd's retry (back-off 1, 2, 4 .. 30 s);
+#                     a fresh daemon whose first generation fails (nothing
+#                     enforced) gets it built by the retry too.
 #   vanishing veths   a pod's veth (and stray veths with the CNI prefix)
 #                     created and deleted 40 times at random moments while
 #                     moatd attaches: no crash, no stale attachment or
@@ -37,11 +44,14 @@
 # Kubernetes API server faults (errors, hangs, garbage mid-stream, 410,
 # token rotation) are in k8s_source.sh; a full disk under the flight
 # recorder in archives.sh; bad manifests in bad_input.sh; restarts under
-# continuous traffic in restart.sh.  ENOMEM from map updates cannot be
-# provoked here: the decision tables are preallocated (their size is fixed
-# when they are created, which the full-map case covers) and BPF memory is
-# charged to the memory cgroup only at map creation.
-# FAULTS_ONLY=a,b runs some of: map vanish netlink bpffs pindir kill.
+# continuous traffic in restart.sh.  ENOMEM from map updates is not
+# provoked: RLIMIT_MEMLOCK no longer limits BPF maps (kernel 5.11+), and on
+# the test VM (cgroup v1) the elements of non-preallocated maps are not
+# charged to the memory cgroup that created them (200 LPM inserts with that
+# cgroup at its limit: no failure, no charge).  moatd handles it like any
+# failed commit ("datapath update failed (...), generation N stays
+# enforced", moat_policy_apply_errors_total).
+# FAULTS_ONLY=a,b runs some of: map enomem vanish bpffs pindir netlink kill.
 # Exit 0 pass, 77 skip (not root), anything else fail.
 . "$(dirname "$0")/lib.bash"
 NODES=1
@@ -168,6 +178,77 @@ EOF
 	man_rm bulk.yaml
 	sync_or_die
 	base_enforced "back to the base policy"
+fi
+
+# ---- map updates failing with ENOMEM -----------------------------------------------
+# The kernel's side cannot be starved on demand here (see the top); moatd's
+# failpoint MOAT_FAULT_ENOMEM=FILE makes every table update fail with ENOMEM
+# while FILE exists (offload/tx.c), after the same retries a real one gets.
+if want enomem; then
+	section "ENOMEM on map updates: a change, then a fresh daemon's first generation"
+	FAULT=$E2E_TMP/enomem
+	retried() { # what: every file applied without errors within 40 s (retries back off 1, 2, 4 .. s)
+		local i rc
+		for i in $(seq 400); do
+			[ "$(curl -s --max-time 5 --unix-socket "$SOCK" http://moatd/v1/sources |
+				jq '[.[] | select(.status != "ok" or .applied_digest != .digest)] | length')" = 0 ] && break
+			sleep 0.1
+		done
+		rc=0
+		moat_sync --timeout 5 >"$E2E_TMP/sync.out" || rc=$?
+		expect "$1 (sync exit 0)" "$rc" 0
+	}
+	moat_stop 1
+	export MOAT_FAULT_ENOMEM=$FAULT
+	moat_start 1 --max-policy 16 --veth-prefix m
+	unset MOAT_FAULT_ENOMEM
+	sync_or_die
+	base_enforced "base policy (failpoint armed, file absent)"
+	e0=$(metric 1 moat_policy_apply_errors_total)
+	g0=$(st | jq -r .generation)
+	logmark
+	touch "$FAULT"
+	np_db db-ingress 81 | man_put base.yaml
+	rc=0
+	moat_sync >"$E2E_TMP/sync.out" || rc=$?
+	expect "the change refused (sync exit 2)" "$rc" 2
+	case $(src_field base.yaml '.errors | join(" / ")') in
+	*"datapath update failed (Cannot allocate memory), generation $g0 stays enforced"*)
+		pass "base.yaml error: the update failed, generation $g0 stays" ;;
+	*) fail "base.yaml error: $(src_field base.yaml '.errors | join(" / ")')" ;;
+	esac
+	expect "counted" "$(metric 1 moat_policy_apply_errors_total)" $((e0 + 1))
+	logged "datapath update failed" "error +datapath update failed \(Cannot allocate memory\), generation $g0 stays enforced"
+	expect "generation" "$(st | jq -r .generation)" "$g0"
+	base_enforced "the previous generation stays enforced (80, not 81)"
+	rm -f "$FAULT"
+	retried "memory back: the change applied by a retry"
+	logged "the retry" "info +retrying the change whose datapath update failed"
+	probe_matrix "the change enforced (db admits web on 81)" <<EOF
+app/web app/db tcp 81 ok
+app/web app/db tcp 80 timeout
+app/other app/db tcp 81 timeout
+EOF
+	np_db db-ingress 80 | man_put base.yaml
+	sync_or_die
+
+	# a fresh datapath whose first generation fails: nothing would be
+	# enforced until the retry
+	moat_stop 1
+	touch "$FAULT"
+	logmark
+	export MOAT_FAULT_ENOMEM=$FAULT
+	moat_start 1 --max-policy 16 --veth-prefix m
+	unset MOAT_FAULT_ENOMEM
+	logged "the first generation failed" "warn +the first generation was refused"
+	expect "generation" "$(st | jq -r .generation)" 0
+	rm -f "$FAULT"
+	retried "memory back: the first generation built by a retry"
+	logged "a full generation retried" "info +retrying the change whose datapath update failed \(a full generation"
+	base_enforced "the base policy enforced"
+	moat_stop 1
+	moat_start 1 --max-policy 16 --veth-prefix m
+	sync_or_die
 fi
 
 # ---- interfaces vanishing while moatd attaches -------------------------------------
