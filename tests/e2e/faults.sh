@@ -44,13 +44,11 @@
 # Kubernetes API server faults (errors, hangs, garbage mid-stream, 410,
 # token rotation) are in k8s_source.sh; a full disk under the flight
 # recorder in archives.sh; bad manifests in bad_input.sh; restarts under
-# continuous traffic in restart.sh.  ENOMEM from map updates is not
-# provoked: RLIMIT_MEMLOCK no longer limits BPF maps (kernel 5.11+), and on
-# the test VM (cgroup v1) the elements of non-preallocated maps are not
-# charged to the memory cgroup that created them (200 LPM inserts with that
-# cgroup at its limit: no failure, no charge).  moatd handles it like any
-# failed commit ("datapath update failed (...), generation N stays
-# enforced", moat_policy_apply_errors_total).
+# continuous traffic in restart.sh.  ENOMEM is injected with moatd's
+# failpoint: the kernel cannot be starved on demand here (RLIMIT_MEMLOCK no
+# longer limits BPF maps since 5.11, and on this VM's cgroup v1 the elements
+# of non-preallocated maps are not charged to the creating memory cgroup:
+# 200 LPM inserts with that cgroup at its limit, no failure, no charge).
 # FAULTS_ONLY=a,b runs some of: map enomem vanish bpffs pindir netlink kill.
 # Exit 0 pass, 77 skip (not root), anything else fail.
 . "$(dirname "$0")/lib.bash"
@@ -181,9 +179,9 @@ EOF
 fi
 
 # ---- map updates failing with ENOMEM -----------------------------------------------
-# The kernel's side cannot be starved on demand here (see the top); moatd's
-# failpoint MOAT_FAULT_ENOMEM=FILE makes every table update fail with ENOMEM
-# while FILE exists (offload/tx.c), after the same retries a real one gets.
+# moatd's failpoint MOAT_FAULT_ENOMEM=FILE makes every table update fail
+# with ENOMEM while FILE exists (offload/tx.c), after the same retries a
+# real one gets.
 if want enomem; then
 	section "ENOMEM on map updates: a change, then a fresh daemon's first generation"
 	FAULT=$E2E_TMP/enomem
