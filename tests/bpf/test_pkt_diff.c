@@ -131,6 +131,16 @@ static const char *const objects_yaml =
 	"    ports: [{protocol: UDP, port: 53}]\n"
 	"  - to: [{podSelector: {matchLabels: {app: open}}}]\n"
 	"---\n"
+	/* open: in audit mode, egress only to namespace a on TCP 80 */
+	"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+	"metadata: {name: open-eg, namespace: b, annotations: {moat.io/audit: 'true'}}\n"
+	"spec:\n"
+	"  podSelector: {matchLabels: {app: open}}\n"
+	"  policyTypes: [Egress]\n"
+	"  egress:\n"
+	"  - to: [{namespaceSelector: {matchLabels: {team: x}}}]\n"
+	"    ports: [{protocol: TCP, port: 80}]\n"
+	"---\n"
 	"apiVersion: policy.networking.k8s.io/v1alpha1\nkind: BaselineAdminNetworkPolicy\n"
 	"metadata: {name: default}\n"
 	"spec:\n"
@@ -550,6 +560,7 @@ struct mct {
 	__u8 proto;
 	struct mend init, resp;
 	bool deferred, seen_reply, fin_init, fin_resp, rst;
+	bool audit;          /* its first packet: allowed, an audit policy would deny */
 	unsigned gen;        /* policy generation it was judged under */
 	__u64 packets;
 	int rule;            /* rule its packets are counted against */
@@ -749,20 +760,25 @@ static bool local_node_exempt(int fam, const __u8 *s, const __u8 *d)
 /* A new flow s -> d: the source's egress and the destination's ingress
  * under the live policy set.  This node's own traffic to a pod skips the
  * ingress side while the exemption is on (docs/datapath.md). */
-static bool policy_denies(int fam, const __u8 *s, const __u8 *d, __u8 proto, __u16 port)
+static int policy_verdict(int fam, const __u8 *s, const __u8 *d, __u8 proto, __u16 port)
 {
 	struct moat_addr sa = { .family = fam }, da = { .family = fam };
 	struct ref_world w = RW[CURPOL];
 	struct ref_result r;
 
 	if (local_node_exempt(fam, s, d))
-		return false;
+		return MOAT_VERDICT_ALLOW;
 	w.allow_local_node = M_LOCAL_NODE;
 	memcpy(sa.a, s, 16);
 	memcpy(da.a, d, 16);
 	ref_judge(&w, &sa, &da, proto, port, &r);
 	REF_CALLS++;
-	return r.verdict == MOAT_VERDICT_DENY;
+	return r.verdict;
+}
+
+static bool policy_denies(int fam, const __u8 *s, const __u8 *d, __u8 proto, __u16 port)
+{
+	return policy_verdict(fam, s, d, proto, port) == MOAT_VERDICT_DENY;
 }
 
 static bool port_proto(__u8 proto)
@@ -802,6 +818,7 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 	__u16 sp, dp;
 	enum hclass dc;
 	bool deny;
+	int verdict;
 	int rc;
 
 	memset(o, 0, sizeof(*o));
@@ -874,6 +891,11 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 				o->rule = ct->rule = MOAT_RULE_LOCAL_NODE;
 			else
 				LEARN_RULE = &ct->rule;
+		} else if (ct->rule == RULE_ANY) {
+			/* audited: the first packet named the audit rule, the
+			 * rest of the flow the rule that allowed it */
+			o->rule = RULE_ANY;
+			LEARN_RULE = &ct->rule;
 		} else {
 			o->rule = ct->rule;
 		}
@@ -922,7 +944,8 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 		OUT_DROP(o, MOAT_DROP_NO_ENDPOINT, "to_pod, destination not a pod");
 	}
 
-	deny = policy_denies(m.fam, m.src, m.dst, m.proto, m.ports && port_proto(m.proto) ? dp : 0);
+	verdict = policy_verdict(m.fam, m.src, m.dst, m.proto, m.ports && port_proto(m.proto) ? dp : 0);
+	deny = verdict == MOAT_VERDICT_DENY;
 	if (m.frag == M_FRAG_FIRST)
 		frag_put(&m, sp, dp, deny);
 	if (deny) {
@@ -935,12 +958,16 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 	ct = ct_find(m.fam, m.proto, m.src, sp, m.dst, dp);
 	if (local_node_exempt(m.fam, m.src, m.dst)) {
 		o->rule = ct->rule = MOAT_RULE_LOCAL_NODE;
+	} else if (verdict == MOAT_VERDICT_AUDIT) {
+		o->rule = ct->rule = RULE_ANY;
+		ct->audit = true;
 	} else {
 		o->rule = RULE_ANY;
 		LEARN_RULE = &ct->rule;
 	}
-	o->stat[MOAT_STAT_VERDICT(MOAT_VERDICT_ALLOW)]++;
-	OUT_PASS(o, MOAT_STAT_CT_NEW, "policy allows: new flow");
+	o->stat[MOAT_STAT_VERDICT(verdict)]++;
+	OUT_PASS(o, MOAT_STAT_CT_NEW, verdict == MOAT_VERDICT_AUDIT ? "audit: allowed, an audit policy denies"
+								    : "policy allows: new flow");
 }
 
 /* ==============================================================================
@@ -1294,7 +1321,8 @@ static bool compare_state(bool full)
 		}
 		want = (sw ? MOAT_CT_INIT_B : 0) | (c->deferred ? MOAT_CT_DEFERRED : 0) |
 		       (c->seen_reply ? MOAT_CT_SEEN_REPLY : 0) | (c->fin_init ? MOAT_CT_FIN_INIT : 0) |
-		       (c->fin_resp ? MOAT_CT_FIN_RESP : 0) | (c->rst ? MOAT_CT_RST : 0);
+		       (c->fin_resp ? MOAT_CT_FIN_RESP : 0) | (c->rst ? MOAT_CT_RST : 0) |
+		       (c->audit ? MOAT_CT_AUDIT : 0);
 		if (e.flags != want || e.packets != c->packets) {
 			snprintf(msg, sizeof(msg), "conntrack entry %d (proto %u, ports %u -> %u): flags %#x "
 				 "packets %llu, model %#x %llu", i, c->proto, c->init.port, c->resp.port,
