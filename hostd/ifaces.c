@@ -65,12 +65,22 @@ static int nl_err(int e)
 	}
 }
 
-/* libnl-route trusts the lengths of RTA_MULTIPATH next hops (3.7, and
- * upstream still): one of length 0 makes rtnl_route_parse() loop forever,
- * allocating a next hop each time; one whose padded length overruns the
- * attribute makes it read past the message.  The kernel never sends such
- * a thing; a message that holds one is skipped (and counted) before libnl
- * parses it, on the daemon's sockets and in moat_ifaces_input(). */
+/* libnl-route trusts some lengths of route messages (3.7, and upstream
+ * still): an RTA_MULTIPATH next hop of length 0 makes rtnl_route_parse()
+ * loop forever, allocating a next hop each time; one whose padded length
+ * overruns the attribute makes it read past the message; an RTA_VIA (at
+ * the top or in a next hop) shorter than its family field makes it copy a
+ * negative length.  The kernel never sends such a thing; a message that
+ * holds one is skipped (and counted) before libnl parses it, on the
+ * daemon's sockets and in moat_ifaces_input(). */
+static bool via_sane(const struct rtattr *a, int len)
+{
+	for (; RTA_OK(a, len); a = RTA_NEXT(a, len))
+		if ((a->rta_type & NLA_TYPE_MASK) == RTA_VIA && RTA_PAYLOAD(a) < offsetof(struct rtvia, rtvia_addr))
+			return false;
+	return true;
+}
+
 static bool msg_sane(const struct nlmsghdr *h)
 {
 	const struct rtattr *a;
@@ -81,6 +91,8 @@ static bool msg_sane(const struct nlmsghdr *h)
 	if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct rtmsg)))
 		return true; /* libnl refuses it on its own */
 	len = (int)RTM_PAYLOAD(h);
+	if (!via_sane(RTM_RTA(NLMSG_DATA(h)), len))
+		return false;
 	for (a = RTM_RTA(NLMSG_DATA(h)); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
 		const struct rtnexthop *nh = RTA_DATA(a);
 		size_t tlen = RTA_PAYLOAD(a);
@@ -89,7 +101,8 @@ static bool msg_sane(const struct nlmsghdr *h)
 			continue;
 		/* libnl's walk (parse_multipath), with the lengths checked */
 		while (tlen >= sizeof(*nh) && tlen >= nh->rtnh_len) {
-			if (nh->rtnh_len < sizeof(*nh) || (size_t)RTNH_ALIGN(nh->rtnh_len) > tlen)
+			if (nh->rtnh_len < sizeof(*nh) || (size_t)RTNH_ALIGN(nh->rtnh_len) > tlen ||
+			    !via_sane(RTNH_DATA(nh), (int)(nh->rtnh_len - sizeof(*nh))))
 				return false;
 			tlen -= (size_t)RTNH_ALIGN(nh->rtnh_len);
 			nh = RTNH_NEXT(nh);
