@@ -605,7 +605,7 @@ static int CURPOL;
  * against.  Every later packet of the flow must count the same rule
  * (docs: "Every verdict names the rule reference that decided it"). */
 static int *LEARN_RULE;
-static bool M_ENFORCE = true, M_LOCAL_NODE = true;
+static bool M_ENFORCE = true, M_LOCAL_NODE = true, M_REVOKE = true;
 
 static bool end_eq(const struct mend *e, const __u8 *a, __u16 port)
 {
@@ -875,7 +875,7 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 	}
 	if (ct) {
 		bool reply = !(end_eq(&ct->init, m.src, sp) && end_eq(&ct->resp, m.dst, dp));
-		if (ct->gen != MGEN && !ct->deferred) {
+		if (ct->gen != MGEN && M_REVOKE && !ct->deferred) {
 			/* revocation: judged again as its initiator opened it */
 			o->stat[MOAT_STAT_CT_REVALIDATED]++;
 			o->rule = RULE_ANY;
@@ -1147,7 +1147,7 @@ static void print_hex(const __u8 *d, size_t len)
 static struct {
 	unsigned long packets, seqs, disagreements, ref_calls, state_checks, full_state_checks,
 		switches, revoked;
-	unsigned long seq_observe, seq_no_local;
+	unsigned long seq_observe, seq_no_local, seq_no_revoke;
 	unsigned long action[3];   /* drop, pass */
 	unsigned long stat[NSTAT]; /* how often each counter moved: coverage */
 } N;
@@ -1995,17 +1995,21 @@ static bool sequence(unsigned long idx)
 	START_POL = CURPOL;
 	M_ENFORCE = !chance(8);
 	M_LOCAL_NODE = !chance(8);
+	M_REVOKE = !chance(15);
 	N.seq_observe += !M_ENFORCE;
 	N.seq_no_local += !M_LOCAL_NODE;
-	cfg->flags = (flags & ~(MOAT_CFG_ENFORCE | MOAT_CFG_ALLOW_LOCAL_NODE)) |
-		     (M_ENFORCE ? MOAT_CFG_ENFORCE : 0) | (M_LOCAL_NODE ? MOAT_CFG_ALLOW_LOCAL_NODE : 0);
+	N.seq_no_revoke += !M_REVOKE;
+	cfg->flags = (flags & ~(MOAT_CFG_ENFORCE | MOAT_CFG_ALLOW_LOCAL_NODE |
+				MOAT_CFG_REVOKE_ESTABLISHED)) |
+		     (M_ENFORCE ? MOAT_CFG_ENFORCE : 0) | (M_LOCAL_NODE ? MOAT_CFG_ALLOW_LOCAL_NODE : 0) |
+		     (M_REVOKE ? MOAT_CFG_REVOKE_ESTABLISHED : 0);
 	ok = packets();
 	full = ONLY_SEQ >= 0 || idx % FULL_EVERY == FULL_EVERY - 1;
 	if (ok)
 		ok = compare_state(full);
 	dp_clear_state(full || !ok);
 	cfg->flags = flags;
-	M_ENFORCE = M_LOCAL_NODE = true;
+	M_ENFORCE = M_LOCAL_NODE = M_REVOKE = true;
 	return ok;
 }
 
@@ -2175,8 +2179,8 @@ static void test_random(void **state)
 		N.action[XDP_DROP], REF_CALLS);
 	fprintf(stderr, "pkt-diff: %lu table comparisons after sequences (%lu with a walk of every "
 		"map), %lu policy switches (%.1f s), %lu sequences observe-only, %lu without the "
-		"own-node exemption\n", N.state_checks, N.full_state_checks, N.switches, SWITCH_SECS,
-		N.seq_observe, N.seq_no_local);
+		"own-node exemption, %lu without revocation\n", N.state_checks, N.full_state_checks,
+		N.switches, SWITCH_SECS, N.seq_observe, N.seq_no_local, N.seq_no_revoke);
 	fprintf(stderr, "pkt-diff: counters exercised:");
 	for (int i = 0; i < NSTAT; i++)
 		if (N.stat[i])
