@@ -69,6 +69,22 @@ struct moat_aq {
 	struct moat_aq_stats st;
 };
 
+/* A record id "RUN.N" (two decimal numbers); false if it is not one. */
+static bool parse_id(const char *id, unsigned long long *run, unsigned long long *n)
+{
+	char *end;
+
+	if (!id)
+		return false;
+	errno = 0;
+	*run = strtoull(id, &end, 10);
+	if (end == id || *end != '.' || errno)
+		return false;
+	id = end + 1;
+	*n = strtoull(id, &end, 10);
+	return end != id && !errno;
+}
+
 static bool sees(const struct moat_aq *q, const char *ns)
 {
 	if (q->q.all)
@@ -300,7 +316,7 @@ static bool epb_accept(struct moat_aq *q, struct src *s)
 	if (!s->epb.comment || moat_rec_parse(s->epb.comment, s->epb.comment_len, &r))
 		return false; /* not ours: no tenancy can be shown for it */
 	id = moat_rec_get(&r, "id");
-	if (!id || sscanf(id, "%llu.%llu", &run, &n) != 2)
+	if (!parse_id(id, &run, &n))
 		goto no;
 	if (q->q.since_ns && s->ts < q->q.since_ns)
 		goto no;
@@ -425,7 +441,7 @@ static bool json_accept(struct moat_aq *q, struct src *s, const uint8_t *data, s
 	if (strcmp(kind, "flow") || !q->q.flows || q->q.format != MOAT_AQ_PCAPNG)
 		goto out;
 	id = jstr(j, "id");
-	if (!id || sscanf(id, "%llu.%llu", &run, &n) != 2)
+	if (!parse_id(id, &run, &n))
 		goto out;
 	{
 		uint64_t first = (uint64_t)json_integer_value(json_object_get(j, "first_ns"));
@@ -526,10 +542,9 @@ static bool src_next(struct moat_aq *q, struct src *s)
 			if (!epb_accept(q, s)) {
 				/* filtered out, but its position orders later loss records */
 				struct moat_rec r;
-				const char *id;
 				unsigned long long run, n;
 				if (s->epb.comment && !moat_rec_parse(s->epb.comment, s->epb.comment_len, &r)) {
-					if ((id = moat_rec_get(&r, "id")) && sscanf(id, "%llu.%llu", &run, &n) == 2) {
+					if (parse_id(moat_rec_get(&r, "id"), &run, &n)) {
 						s->last_run = run;
 						s->last_n = n;
 					}
@@ -737,7 +752,7 @@ static int records_file(const char *path, int (*fn)(json_t *, void *), void *arg
 		while (l && !d[l - 1])
 			l--;
 		j = json_loadb((const char *)d, l, 0, &je);
-		if (j && json_is_object(j) && jstr(j, "moat")) {
+		if (json_is_object(j) && jstr(j, "moat")) {
 			int frc = fn(j, arg);
 			if (frc) {
 				json_decref(j);

@@ -807,7 +807,7 @@ static bool subject_matches(const struct moat_compiler *c, const struct pol_ent 
 	const struct moat_policy *p = pe->p;
 
 	(void)c;
-	if (id->cls != MOAT_CLASS_POD)
+	if (id->cls != MOAT_CLASS_POD || !id->ns) /* (ident_reselect allows for no ns) */
 		return false;
 	if (p->kind == MOAT_K_NETPOL) {
 		if (strcmp(p->ns, id->ns->name))
@@ -2328,6 +2328,7 @@ static void bp_error(struct moat_compiler *c, const char *bp, const char *ns, co
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	e->blueprint = xstrdup(bp);
+	/* cppcheck-suppress ctunullpointer ; xstrdup(NULL) is NULL (hostd/util.c) */
 	e->ns = xstrdup(ns);
 	e->msg = xstrdup(msg);
 	ptrvec_push(&c->bp_errors, e);

@@ -302,7 +302,7 @@ static int get(struct dctx *d, const json_t *obj, const char *key, json_type t, 
 	int rc = 0;
 
 	*out = NULL;
-	if (v && json_is_null(v))
+	if (json_is_null(v))
 		v = NULL;
 	if (!v && !required)
 		return 0;
@@ -1005,7 +1005,7 @@ static int dec_pod(struct dctx *d, const json_t *doc, struct moat_object *o)
 	if (!rc && node && dup_str(d, node, &p->node))
 		rc = -ENOMEM;
 	if (!rc && !(rc = get(d, spec, "hostNetwork", JSON_TRUE, false, &hn)))
-		p->host_network = hn && json_is_true(hn);
+		p->host_network = json_is_true(hn);
 	if (!rc)
 		rc = dec_cports(d, spec, p);
 	pop(d, m);

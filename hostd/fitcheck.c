@@ -670,7 +670,6 @@ static bool nfp_opcode(__u8 code)
 		       ((BPF_MODE(code) == BPF_ABS || BPF_MODE(code) == BPF_IND) &&
 			BPF_SIZE(code) != BPF_DW);
 	case BPF_LDX:
-		return BPF_MODE(code) == BPF_MEM;
 	case BPF_ST:
 		return BPF_MODE(code) == BPF_MEM;
 	case BPF_STX:
@@ -758,7 +757,7 @@ static void map_word(struct fctx *c, struct func *f, size_t i, const struct aval
 			m->word[w] |= 4;
 			viol(c, MOAT_FIT_MAP_WORD, f, (long)i, base->map, false,
 			     "word at offset %lld of %s is both read and an atomic counter "
-			     "(the device keeps counters big-endian)", (long long)(w * 4), m->name);
+			     "(the device keeps counters big-endian)", (long long)w * 4, m->name);
 		}
 	}
 }
@@ -827,7 +826,7 @@ static void check_mem(struct fctx *c, struct func *f, size_t i, const struct bpf
 			viol(c, MOAT_FIT_MAP_STORE, f, (long)i, -1, true,
 			     "store through a pointer of unknown origin: it may be a map value");
 		else if (atomic && (k & ~MK_MAP))
-			viol(c, MOAT_FIT_ATOMIC_TARGET, f, (long)i, -1, !(k & ~MK_MAP & 0x0f),
+			viol(c, MOAT_FIT_ATOMIC_TARGET, f, (long)i, -1, (k & ~MK_MAP & 0x0f) == 0,
 			     "atomic operation through a pointer that may not be a map value");
 		break;
 	}

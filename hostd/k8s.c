@@ -170,6 +170,9 @@ static void clean_copy(char *dst, size_t dstlen, const char *src, size_t n)
 {
 	size_t o = 0;
 
+	/* n bounds src, which may end (NUL) sooner: callers pass a literal with
+	 * n = 300 */
+	/* cppcheck-suppress arrayIndexOutOfBoundsCond ; src[i] ends the loop first */
 	for (size_t i = 0; i < n && src[i] && o + 1 < dstlen; i++) {
 		unsigned char c = (unsigned char)src[i];
 		dst[o++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;

@@ -376,7 +376,7 @@ char *moat_k8s_source_metrics(struct moat_k8s_source *s)
 		json_t *le = json_object_get(kd, "last_event");
 		sb(&b, "moat_k8s_last_event_age_seconds{resource=\"%s\"} %lld\n",
 		   json_string_value(json_object_get(kd, "resource")),
-		   le && json_is_object(le) ? (long long)json_integer_value(json_object_get(le, "age_s")) : -1ll);
+		   json_is_object(le) ? (long long)json_integer_value(json_object_get(le, "age_s")) : -1LL);
 	}
 	json_decref(st);
 	return b.p;

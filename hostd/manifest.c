@@ -509,7 +509,7 @@ static int y_scalar(struct mp *m, const yaml_event_t *ev, json_t **out)
 	if (tag && !strncmp(tag, TAG_PREFIX, strlen(TAG_PREFIX))) {
 		const char *t = tag + strlen(TAG_PREFIX);
 
-		if (!strcmp(t, "str")) {
+		if (!strcmp(t, "str")) { /* NOLINT(bugprone-branch-clone): one branch per tag, as in YAML 1.2 */
 			*out = json_stringn(v, len);
 		} else if (!strcmp(t, "null")) {
 			*out = json_null();
@@ -528,7 +528,7 @@ static int y_scalar(struct mp *m, const yaml_event_t *ev, json_t **out)
 		} else {
 			*out = json_stringn(v, len); /* !!binary, !!timestamp...: their text */
 		}
-	} else if (!plain || (tag && !strcmp(tag, "!"))) {
+	} else if (!plain || (tag && !strcmp(tag, "!"))) { /* NOLINT(bugprone-branch-clone): as above */
 		*out = json_stringn(v, len);
 	} else if (is_null_word(v)) {
 		*out = json_null();
@@ -933,6 +933,7 @@ int moat_manifest_load_file(const char *path, struct moat_docs *out, struct moat
 			}
 			buf = nb;
 		}
+		/* cppcheck-suppress nullPointerArithmeticRedundantCheck ; buf was allocated just above */
 		r = read(fd, buf + len, cap - len);
 		if (r < 0) {
 			if (errno == EINTR)

@@ -469,6 +469,7 @@ static void obs_print(struct obs_out *o, const char *line, size_t len)
 	json_decref(j);
 }
 
+/* cppcheck-suppress constParameter ; libcurl's CURLOPT_WRITEFUNCTION type */
 static size_t obs_write(char *ptr, size_t sz, size_t nm, void *ud)
 {
 	struct obs_out *o = ud;
