@@ -324,7 +324,7 @@ int moat_dp_open(const struct moat_dp_opts *opts, struct moat_dp **ret_dp,
 	struct moat_dp_opts def = { .events = true };
 	LIBBPF_OPTS(bpf_object_open_opts, oopts);
 	struct moat_dp *dp = NULL;
-	struct moat_meta meta;
+	struct moat_meta meta = { 0 };
 	struct bpf_map *m;
 	bool adopted = false;
 	char path[PATH_MAX];

@@ -588,6 +588,7 @@ static int probe_drvinfo(struct moat_nic_probe *o)
 struct genl_req {
 	struct nlmsghdr nh;
 	struct genlmsghdr gh;
+	/* cppcheck-suppress unusedStructMember ; room that put_attr() fills after gh */
 	char attrs[64];
 };
 
