@@ -36,7 +36,7 @@
 #define OFF_MASK 0x1fff  /* headers are looked for in the first 8 KiB */
 
 #define PARSE_OK       0
-#define PARSE_NOT_IP  -1 /* not IPv4/IPv6: pass */
+#define PARSE_NOT_IP  (-1) /* not IPv4/IPv6: pass */
 
 #define FRAG_NONE      0
 #define FRAG_FIRST     1
@@ -85,7 +85,7 @@ struct pkt {
 	__u8 pad[5];
 };
 
-static __always_inline int parse_inner_ports(void *data, void *end, __u32 off,
+static __always_inline int parse_inner_ports(void *data, const void *end, __u32 off,
 					     struct pkt *pk)
 {
 	__u8 *p = data + (off & OFF_MASK);

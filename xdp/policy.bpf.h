@@ -189,7 +189,6 @@ __attribute__((noinline)) int decide(struct decide_args *a)
 		act = v1->admin_action;
 	}
 	if (v2 && v2->admin_rank < rank) {
-		rank = v2->admin_rank;
 		rule = v2->admin_rule;
 		act = v2->admin_action;
 	}
@@ -218,7 +217,6 @@ __attribute__((noinline)) int decide(struct decide_args *a)
 		act = v1->base_action;
 	}
 	if (v2 && v2->base_rank < rank) {
-		rank = v2->base_rank;
 		rule = v2->base_rule;
 		act = v2->base_action;
 	}
