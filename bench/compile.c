@@ -127,7 +127,7 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static double pct(uint64_t *v, int n, double p)
+static double pct(const uint64_t *v, int n, double p)
 {
 	int i = (int)(p * (n - 1) + 0.5);
 	return v[i] / 1e6;

@@ -1157,7 +1157,7 @@ fail:
 static void serve_tcp(struct server *sv, struct lsock *l)
 {
 	for (;;) {
-		struct sockaddr_storage peer;
+		struct sockaddr_storage peer = { 0 };
 		socklen_t pl = sizeof(peer);
 		int fd = accept4(l->fd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		char b[80];

@@ -1073,11 +1073,11 @@ static void test_config(void **state)
 	assert_non_null(strstr(err, "archive.maxAge"));
 	{
 		/* the configuration's strings (the daemon keeps them for its life) */
-		char **strs[] = { &c.node, &c.archive_dir, &c.archive_segment_size, &c.archive_segment_age,
+		char **owned[] = { &c.node, &c.archive_dir, &c.archive_segment_size, &c.archive_segment_age,
 				  &c.archive_max_age, &c.archive_max_size, &c.archive_total_size,
 				  &c.archive_queue_size, &c.archive_namespaces };
-		for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
-			free(*strs[i]);
+		for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
+			free(owned[i][0]);
 	}
 	free(o);
 }
