@@ -145,7 +145,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (i = 0; i < nlast && last[i].ifindex != m.ifindex; i++)
 			;
 		if (i == nlast) {
-			last = realloc(last, ++nlast * sizeof(*last));
+			void *nl = realloc(last, ++nlast * sizeof(*last));
+			if (!nl)
+				abort();
+			last = nl;
 			last[i].doubt = false;
 		}
 		m.doubt = last[i].doubt || k < 0;

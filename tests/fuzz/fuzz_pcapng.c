@@ -102,7 +102,8 @@ static void check_opts(const uint8_t *area, size_t len)
 		assert(o.val >= area + 4 && o.val + o.len <= area + len);
 		assert(pos > prev && pos <= len); /* progress, bounded */
 		prev = pos;
-		assert(++n <= 65536);
+		n++;
+		assert(n <= 65536);
 	}
 	assert(rc == 0 || rc == -EBADMSG);
 }
