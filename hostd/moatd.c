@@ -569,8 +569,10 @@ int main(int argc, char **argv)
 	memset(&d, 0, sizeof(d));
 	pthread_mutex_init(&d.lock, NULL);
 	d.start_ns = moat_now_ns();
-	if (parse_args(argc, argv, &d.cfg))
+	if (parse_args(argc, argv, &d.cfg)) {
+		moatd_config_free(&d.cfg);
 		return 2;
+	}
 	moat_log_hook_libbpf();
 
 	/* the datapath first: an adopted one keeps enforcing meanwhile */
@@ -583,19 +585,17 @@ int main(int argc, char **argv)
 	dpo.reset = d.cfg.reset;
 	dpo.max_policy = d.cfg.max_policy;
 	err = moat_dp_open(&dpo, &d.dp, &d.adopted);
-	if (err == -EPROTO) {
+	if (err == -EPROTO)
 		pr_err("pinned state under %s has another ABI version (or is incomplete); "
 		       "restart with --reset to replace it", d.cfg.pin_dir);
-		return 1;
-	}
-	if (err == -EMEDIUMTYPE) {
+	else if (err == -EMEDIUMTYPE)
 		pr_err("pin directory %s is not on a bpf filesystem: mount one there "
 		       "(mount -t bpf bpf DIR) or choose a --pin-dir under /sys/fs/bpf", d.cfg.pin_dir);
-		return 1;
-	}
-	if (err) {
+	else if (err)
 		pr_err("could not load the datapath: %s", strerror(-err));
-		return 1;
+	if (err) {
+		err = 0; /* said above */
+		goto out;
 	}
 	pr_info("datapath %s under %s (ABI %d, generation %u)", d.adopted ? "adopted" : "created",
 		d.cfg.pin_dir, MOAT_ABI_VERSION, moat_dp_generation(d.dp));

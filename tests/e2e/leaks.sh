@@ -16,7 +16,9 @@
 #           refused one, a token user's calls; moatctl is the ASan build too
 #   end     SIGTERM: moatd exits 0 (ASAN_OPTIONS exitcode=23 on a leak), its
 #           log has no AddressSanitizer, LeakSanitizer or UBSan report; then
-#           a second ASan moatd adopts the pinned state and stops cleanly too
+#           a second ASan moatd adopts the pinned state and stops cleanly too;
+#           moatd refusing to start (a bad flag, a pin directory not on
+#           bpffs) exits 2 / 1 without a leak
 # Exit 0 pass, 77 skip (not root, or no ASan build possible), else fail.
 cd "$(dirname "$0")/../.." || exit 1
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
@@ -189,4 +191,15 @@ app/late app/web tcp 81 ok
 EOF
 ctl 1 observe --last 10 >/dev/null && pass "second run: observe" || fail "second run: observe"
 stop_checked "second run"
+
+section "moatd refusing to start: no leak on its error paths either"
+rc=0
+"$MOATD" --node x --manifests "$MAN/n1" --no-such-flag >"$E2E_TMP/e1.log" 2>&1 || rc=$?
+expect "an unknown flag: exit 2 (23 = leaks)" "$rc" 2
+rc=0
+"$MOATD" --node x --manifests "$MAN/n1" --pin-dir "$E2E_TMP/notbpf/p" --socket "$E2E_TMP/x.sock" \
+	>"$E2E_TMP/e2.log" 2>&1 || rc=$?
+expect "a pin directory not on bpffs: exit 1 (23 = leaks)" "$rc" 1
+r=$(sanitized "$E2E_TMP/e1.log"; sanitized "$E2E_TMP/e2.log")
+[ -z "$r" ] && pass "no sanitizer report" || { fail "sanitizer report:"; cat "$E2E_TMP/e1.log" "$E2E_TMP/e2.log"; }
 e2e_end
