@@ -512,6 +512,15 @@ static char *metrics_text(struct moatd *d)
 			       "(netlink receive buffer overrun), answered by re-reading them all.\n"
 			       "# TYPE moat_netlink_resyncs_total counter\nmoat_netlink_resyncs_total %llu\n",
 	       (unsigned long long)moat_ifaces_resyncs(d->ifaces));
+	{
+		struct moat_ifaces_nlstats nl;
+		moat_ifaces_nlstats(d->ifaces, &nl);
+		metric(&b, &len, &cap, "# HELP moat_netlink_refused_total Route notifications skipped before "
+				       "libnl parsed them (next hop or via lengths it would follow out of the "
+				       "message or forever).\n"
+				       "# TYPE moat_netlink_refused_total counter\nmoat_netlink_refused_total %llu\n",
+		       (unsigned long long)nl.refused);
+	}
 	metric(&b, &len, &cap, "# HELP moat_pins_restored_total Pins (maps, links) removed from outside "
 			       "and pinned again by moatd.\n"
 			       "# TYPE moat_pins_restored_total counter\nmoat_pins_restored_total %llu\n",

@@ -328,7 +328,10 @@ int moat_ifaces_input(struct moat_ifaces *fi, const void *buf, size_t len)
 
 void moat_ifaces_nlstats(const struct moat_ifaces *fi, struct moat_ifaces_nlstats *st)
 {
-	*st = fi->nl;
+	if (fi)
+		*st = fi->nl;
+	else
+		memset(st, 0, sizeof(*st));
 }
 
 struct nl_cache *moat_ifaces_link_cache(struct moat_ifaces *fi)
