@@ -315,6 +315,7 @@ struct outcome {
 	__u64 stat[NSTAT];   /* counter increments (packets) */
 	__u64 bytes[NSTAT];  /* and bytes */
 	int rule;            /* the rule counter that moved (RULE_* above) */
+	int events;          /* perf events the program tried to send */
 	const char *why;     /* model only: the path taken */
 };
 
@@ -797,6 +798,7 @@ static bool port_proto(__u8 proto)
 		(o)->reason = (r);                                                  \
 		(o)->stat[MOAT_STAT_VERDICT(MOAT_VERDICT_DENY)]++;                  \
 		(o)->stat[MOAT_STAT_DROP(r)]++;                                     \
+		(o)->events++; /* a deny event */                                   \
 		(o)->why = (w);                                                     \
 		return;                                                             \
 	} while (0)
@@ -883,6 +885,7 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 			if (policy_denies(m.fam, ct->init.a, ct->resp.a, m.proto,
 					  m.ports && port_proto(m.proto) ? ct->resp.port : 0)) {
 				o->stat[MOAT_STAT_CT_REVOKED]++;
+				o->events++; /* the flow's end */
 				*ct = MS.ct[--MS.nct];
 				OUT_DROP(o, MOAT_DROP_CT_REVOKED, "revoked");
 			}
@@ -906,10 +909,14 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 		if (reply)
 			ct->seen_reply = true;
 		if (m.proto == IPPROTO_TCP) {
+			bool was = ct->rst || (ct->fin_init && ct->fin_resp);
 			if (m.tcp_flags & PKT_TCP_RST)
 				ct->rst = true;
 			if (m.tcp_flags & PKT_TCP_FIN)
 				*(reply ? &ct->fin_resp : &ct->fin_init) = true;
+			/* the packet that closes the flow reports its end */
+			if (!was && (ct->rst || (ct->fin_init && ct->fin_resp)))
+				o->events++;
 		}
 		o->stat[MOAT_STAT_VERDICT(MOAT_VERDICT_ALLOW)]++;
 		OUT_PASS(o, reply ? MOAT_STAT_CT_REPLY : MOAT_STAT_CT_ESTABLISHED,
@@ -967,6 +974,7 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 		LEARN_RULE = &ct->rule;
 	}
 	o->stat[MOAT_STAT_VERDICT(verdict)]++;
+	o->events++; /* new flow, or audit */
 	OUT_PASS(o, MOAT_STAT_CT_NEW, verdict == MOAT_VERDICT_AUDIT ? "audit: allowed, an audit policy denies"
 								    : "policy allows: new flow");
 }
@@ -975,6 +983,7 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
  * The datapath side.
  * ============================================================================ */
 static __u64 LAST[NSTAT], LAST_BYTES[NSTAT], LAST_RULES[NRULES], LAST_RULE_BYTES[NRULES];
+static __u64 LAST_EVENTS;
 static int STATS_FD, RULES_FD, NCPU;
 
 /* Packets and bytes of the first n entries of a per-CPU array of
@@ -1050,7 +1059,7 @@ static void dp_clear_state(bool full)
 
 static void dp_run(const __u8 *d, size_t len, int hook, int ifindex, struct outcome *o)
 {
-	__u64 now[NSTAT], nowb[NSTAT], rules[NRULES], rulesb[NRULES];
+	__u64 now[NSTAT], nowb[NSTAT], rules[NRULES], rulesb[NRULES], ev;
 	int rc;
 
 	memset(o, 0, sizeof(*o));
@@ -1080,6 +1089,9 @@ static void dp_run(const __u8 *d, size_t len, int hook, int ifindex, struct outc
 	}
 	memcpy(LAST_RULES, rules, sizeof(LAST_RULES));
 	memcpy(LAST_RULE_BYTES, rulesb, sizeof(LAST_RULE_BYTES));
+	ev = fix_events_tried(F);
+	o->events = (int)(ev - LAST_EVENTS);
+	LAST_EVENTS = ev;
 }
 
 /* ==============================================================================
@@ -1131,6 +1143,7 @@ static void print_outcome(const char *who, const struct outcome *o)
 	else
 		fprintf(stderr, " %s", o->rule == RULE_NONE_COUNTED ? "no rule" :
 					o->rule == RULE_ANY ? "some rule" : "several rules");
+	fprintf(stderr, ", %d event%s", o->events, o->events == 1 ? "" : "s");
 	if (o->why)
 		fprintf(stderr, "  [%s]", o->why);
 	fprintf(stderr, "\n");
@@ -1147,7 +1160,7 @@ static void print_hex(const __u8 *d, size_t len)
 
 static struct {
 	unsigned long packets, seqs, disagreements, ref_calls, state_checks, full_state_checks,
-		switches, revoked;
+		switches, revoked, events;
 	unsigned long seq_observe, seq_no_local, seq_no_revoke;
 	unsigned long action[3];   /* drop, pass */
 	unsigned long stat[NSTAT]; /* how often each counter moved: coverage */
@@ -1198,12 +1211,13 @@ static bool compare(const __u8 *d, size_t len, int hook, int ifindex, const char
 	LEARN_RULE = NULL;
 	if (got.action >= 0 && got.action < 3)
 		N.action[got.action]++;
+	N.events += (unsigned long)got.events;
 	for (int i = 0; i < NSTAT; i++)
 		if (got.stat[i])
 			N.stat[i]++;
-	if (VERBOSE || want.action != got.action || want.rule != got.rule ||
+	if (VERBOSE || want.action != got.action || want.rule != got.rule || want.events != got.events ||
 	    memcmp(want.stat, got.stat, sizeof(want.stat)) || memcmp(want.bytes, got.bytes, sizeof(want.bytes))) {
-		bool bad = want.action != got.action || want.rule != got.rule ||
+		bool bad = want.action != got.action || want.rule != got.rule || want.events != got.events ||
 			   memcmp(want.stat, got.stat, sizeof(want.stat)) ||
 			   memcmp(want.bytes, got.bytes, sizeof(want.bytes));
 		fprintf(stderr, "%s: seed %lu, sequence %lu, packet %d (%s) at %s, ifindex %d\n",
@@ -2190,8 +2204,9 @@ static void test_random(void **state)
 		N.action[XDP_DROP], REF_CALLS);
 	fprintf(stderr, "pkt-diff: %lu table comparisons after sequences (%lu with a walk of every "
 		"map), %lu policy switches (%.1f s), %lu sequences observe-only, %lu without the "
-		"own-node exemption, %lu without revocation\n", N.state_checks, N.full_state_checks,
-		N.switches, SWITCH_SECS, N.seq_observe, N.seq_no_local, N.seq_no_revoke);
+		"own-node exemption, %lu without revocation; %lu events\n", N.state_checks,
+		N.full_state_checks, N.switches, SWITCH_SECS, N.seq_observe, N.seq_no_local,
+		N.seq_no_revoke, N.events);
 	fprintf(stderr, "pkt-diff: counters exercised:");
 	for (int i = 0; i < NSTAT; i++)
 		if (N.stat[i])
@@ -2342,6 +2357,9 @@ static int group_setup(void **state)
 		return -1;
 	read_counters(STATS_FD, NSTAT, LAST, LAST_BYTES);
 	read_counters(RULES_FD, NRULES, LAST_RULES, LAST_RULE_BYTES);
+	/* every deny raises an event: no rate limit, so the count is exact */
+	moat_dp_config(F->dp)->deny_events_per_s = 0;
+	LAST_EVENTS = fix_events_tried(F);
 	return 0;
 }
 
