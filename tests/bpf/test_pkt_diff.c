@@ -35,9 +35,13 @@
  * sequence replays alone.  Timeouts are not exercised (a sequence takes
  * microseconds; every timeout is seconds).
  *
- * For every packet the XDP action and the change of every global counter
- * (verdict, drop reason, conntrack event, not-ip, link-local, ...) must be
- * what the model says.  On a disagreement: the seed, the sequence, the
+ * For every packet the XDP action, the change of every global counter
+ * (verdict, drop reason, conntrack event, not-ip, link-local, ...: packets
+ * and bytes), the rule counter that moves and the number of perf events
+ * must be what the model says.  Rules: the datapath's own (malformed,
+ * no-endpoint, spoofed-source, local-node, none) are known; a policy's
+ * reference is learnt from the packet that judged the flow, and every
+ * later packet of the flow (or cached deny) must count the same one.  On a disagreement: the seed, the sequence, the
  * packet in hex and both outcomes, and the test fails.  The run ends with
  * "N packets ..., D disagreements", the time taken and what it exercised.
  *
