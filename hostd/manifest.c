@@ -608,8 +608,10 @@ static int y_mapping(struct mp *m, int depth, bool root, json_t *obj, int *heigh
 		size_t line;
 		int h = 0;
 
-		if (y_next(m, &kev))
-			return m->rc;
+		if (y_next(m, &kev)) {
+			rc = m->rc;
+			break;
+		}
 		if (kev.type == YAML_MAPPING_END_EVENT) {
 			yaml_event_delete(&kev);
 			break;
