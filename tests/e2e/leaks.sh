@@ -19,6 +19,8 @@
 #           a second ASan moatd adopts the pinned state and stops cleanly too;
 #           moatd refusing to start (a bad flag, a pin directory not on
 #           bpffs) exits 2 / 1 without a leak
+#   more    LEAKS_WITH="faults k8s_source" also runs those scripts with the
+#           ASan build: no sanitizer report may appear (faults.sh: ~150 s)
 # Exit 0 pass, 77 skip (not root, or no ASan build possible), else fail.
 cd "$(dirname "$0")/../.." || exit 1
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
@@ -202,4 +204,20 @@ rc=0
 expect "a pin directory not on bpffs: exit 1 (23 = leaks)" "$rc" 1
 r=$(sanitized "$E2E_TMP/e1.log"; sanitized "$E2E_TMP/e2.log")
 [ -z "$r" ] && pass "no sanitizer report" || { fail "sanitizer report:"; cat "$E2E_TMP/e1.log" "$E2E_TMP/e2.log"; }
+
+# LEAKS_WITH="faults k8s_source ...": other e2e scripts with the ASan build,
+# every sanitizer report written to a file (log_path): none may appear
+for t in ${LEAKS_WITH:-}; do
+	section "tests/e2e/$t.sh with the ASan build"
+	mkdir -p "$E2E_TMP/san-$t"
+	rc=0
+	ASAN_OPTIONS=detect_leaks=1:exitcode=23:log_path=$E2E_TMP/san-$t/asan \
+		UBSAN_OPTIONS=print_stacktrace=1:log_path=$E2E_TMP/san-$t/ubsan \
+		bash "tests/e2e/$t.sh" >"$E2E_TMP/$t.out" 2>&1 || rc=$?
+	expect "$t.sh: $(tail -1 "$E2E_TMP/$t.out")" "$rc" 0
+	[ "$rc" = 0 ] || grep -E "FAIL|ERROR" "$E2E_TMP/$t.out" | head -10
+	n=$(find "$E2E_TMP/san-$t" -type f | wc -l)
+	[ "$n" = 0 ] && pass "$t.sh: no sanitizer report" ||
+		{ fail "$t.sh: $n sanitizer reports"; cat "$E2E_TMP/san-$t"/* | grep -vE "libsanitizer|libc_start" | head -60; }
+done
 e2e_end
