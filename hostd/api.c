@@ -1474,7 +1474,7 @@ int moat_api_start(struct moatd *d, const struct moat_api_opts *o, struct moat_a
 		goto fail;
 	}
 	/* a thread per connection: observers block waiting for events */
-	api->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+	api->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
 					    MHD_USE_ERROR_LOG, 0, NULL, NULL,
 				    handler, api, MHD_OPTION_LISTEN_SOCKET, api->fd,
 				    MHD_OPTION_NOTIFY_COMPLETED, completed, api,
@@ -1490,7 +1490,7 @@ int moat_api_start(struct moatd *d, const struct moat_api_opts *o, struct moat_a
 			err = -EINVAL;
 			goto fail;
 		}
-		api->mhd_tcp = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+		api->mhd_tcp = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
 							MHD_USE_ERROR_LOG | MHD_USE_TLS | MHD_USE_DUAL_STACK,
 						o->tcp_port, NULL, NULL, handler, api,
 						MHD_OPTION_HTTPS_MEM_CERT, o->tls_cert,

@@ -37,6 +37,8 @@
 #   removed           pins its maps and links again, logs it and counts it;
 #                     enforcement is back within a second and survives a
 #                     restart (adopted).
+#   descriptors       moatd started with 1100 descriptors taken (it holds
+#                     two per pod): its API answers above FD_SETSIZE.
 #   kill -9           10 times: a policy change (A <-> B, plus 800 other
 #                     policies), kill -9 after 0-200 ms, probes on the
 #                     frozen datapath: exactly A or B, never a mix; restart
@@ -49,7 +51,7 @@
 # longer limits BPF maps since 5.11, and on this VM's cgroup v1 the elements
 # of non-preallocated maps are not charged to the creating memory cgroup:
 # 200 LPM inserts with that cgroup at its limit, no failure, no charge).
-# FAULTS_ONLY=a,b runs some of: map enomem vanish bpffs pindir netlink kill.
+# FAULTS_ONLY=a,b runs some of: map enomem vanish bpffs pindir netlink fds kill.
 # Exit 0 pass, 77 skip (not root), anything else fail.
 . "$(dirname "$0")/lib.bash"
 NODES=1
@@ -446,6 +448,33 @@ EOF
 	wait_served 81 app/other
 	sync_or_die
 	base_enforced "back to web, db, other"
+fi
+
+# ---- many descriptors ---------------------------------------------------------------
+# moatd holds a descriptor per attached link (two per pod): with ~500 pods
+# its descriptors pass FD_SETSIZE, where select() cannot go.  Started with
+# 1100 descriptors already taken, its API must still answer.
+if want fds; then
+	section "descriptors above FD_SETSIZE (1100 taken before moatd starts)"
+	moat_stop 1
+	"$MOATCTL" uninstall "$PIN" >/dev/null 2>&1 || true
+	(
+		for i in $(seq 1100); do exec {x}</dev/null; done
+		exec nsenter --net="/run/netns/$LAB-n1" "$MOATD" --node "$LAB-n1" --manifests "$MAN/n1" \
+			--pin-dir "$PIN" --socket "$SOCK" --log-level info --max-policy 16 --veth-prefix m
+	) >>"$LOG" 2>&1 &
+	DPID[1]=$!
+	for i in $(seq 150); do ctl 1 status >/dev/null 2>&1 && break; sleep 0.1; done
+	kill -0 "${DPID[1]}" 2>/dev/null && pass "moatd runs" || fail "moatd exited: $(tail -2 "$LOG")"
+	nfd=$(ls "/proc/${DPID[1]}/fd" | wc -l)
+	[ "$nfd" -gt 1100 ] && pass "it has $nfd descriptors" || fail "only $nfd descriptors"
+	sync_or_die
+	for i in $(seq 20); do ctl 1 status >/dev/null || break; done
+	expect "20 API calls in a row answered (connections above FD_SETSIZE)" "$i" 20
+	base_enforced "pods attached and enforced"
+	moat_stop 1
+	moat_start 1 --max-policy 16 --veth-prefix m
+	sync_or_die
 fi
 
 # ---- kill -9 at random points of an update -------------------------------------------
