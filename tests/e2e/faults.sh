@@ -33,10 +33,11 @@
 #   bpffs             a --pin-dir that is not on bpffs: a clear error, exit
 #                     1, nothing created; bpffs not mounted at /sys/fs/bpf
 #                     (a private mount namespace): moatd mounts it.
-#   pin directory     removed under a running moatd (rm -rf): the daemon
-#   removed           pins its maps and links again, logs it and counts it;
-#                     enforcement is back within a second and survives a
-#                     restart (adopted).
+#   pin directory     removed under a running moatd (rm -rf): enforcement
+#   removed           never stops (moatd holds its maps and links); within a
+#                     second it pins them again, logs it and counts it
+#                     (moat_pins_restored_total); a change applies; after a
+#                     kill -9 the restored pins enforce and are adopted.
 #   descriptors       moatd started with 1100 descriptors taken (it holds
 #                     two per pod): its API answers above FD_SETSIZE.
 #   kill -9           10 times: a policy change (A <-> B, plus 800 other
