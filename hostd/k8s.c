@@ -864,6 +864,113 @@ static char *escaped(struct kind_rt *t, const char *s)
 	return r;
 }
 
+/* One LIST page, the body in t->x.buf: queues what changed, gives the
+ * page's resourceVersion and continue token (NULL: the last page).  O_OK,
+ * O_RETRY (reported) or O_STOP. */
+static enum outcome list_page(struct kind_rt *t, char **rv, char **cont)
+{
+	struct moat_k8s *k = t->k;
+	json_error_t je;
+	json_t *body, *md, *items, *it;
+	const char *c, *r;
+	char msg[300];
+	enum outcome out = O_RETRY;
+	size_t i;
+	int rc;
+
+	body = json_loadb(t->x.buf, t->x.len, 0, &je);
+	md = json_object_get(body, "metadata");
+	items = json_object_get(body, "items");
+	r = json_string_value(json_object_get(md, "resourceVersion"));
+	if (!body || !json_is_object(md) || !(json_is_array(items) || json_is_null(items)) || !r ||
+	    !*r || strlen(r) > MAX_RV) {
+		clean_copy(msg, sizeof(msg), body ? "no items or metadata.resourceVersion" : je.text,
+			   200);
+		kind_error(t, "list: not a %sList: %s", t->kind.kind, msg);
+		goto out;
+	}
+	json_array_foreach(items, i, it)
+	{
+		size_t bytes = json_dumpb(it, NULL, 0, JSON_COMPACT);
+		const char *orv;
+		char *key = NULL;
+
+		if (object_identity(t, it, &key, &orv, msg, sizeof(msg))) {
+			if (kind_error(t, "list: item %zu: %s; ignored", i, msg))
+				goto stop;
+			continue;
+		}
+		if (bytes > k->o.max_object_bytes) {
+			struct known *e = hmap_gets(&t->known, key);
+			if (e)
+				e->mark = t->mark; /* keep its last good version */
+			rc = kind_error(t, "%s: %zu bytes, more than %zu; %s", key, bytes,
+					k->o.max_object_bytes,
+					e ? "the last good version stays" : "ignored");
+			free(key);
+			if (rc)
+				goto stop;
+			continue;
+		}
+		rc = upsert(t, key, orv, it, bytes);
+		if (rc == 1) {
+			kind_error(t, "list: more than %zu objects; the list is not applied in full",
+				   k->o.max_objects);
+			free(key);
+			goto out;
+		}
+		free(key);
+		if (rc)
+			goto stop;
+	}
+	free(*rv);
+	*rv = xstrdup(r);
+	c = json_string_value(json_object_get(md, "continue"));
+	free(*cont);
+	*cont = c && *c ? xstrdup(c) : NULL;
+	if (*cont && strlen(*cont) > MAX_ERRBODY) {
+		kind_error(t, "list: continue token of more than %u bytes", MAX_ERRBODY);
+		goto out;
+	}
+	out = O_OK;
+	goto out;
+stop:
+	out = O_STOP;
+out:
+	json_decref(body);
+	return out;
+}
+
+/* Every page of a LIST came in: what the server no longer has is gone, rv
+ * is where the watch starts.  O_OK or O_STOP. */
+static enum outcome list_complete(struct kind_rt *t, const char *rv)
+{
+	struct moat_k8s *k = t->k;
+	struct ptrvec gone = { 0 };
+	size_t it = 0;
+	void *v;
+	int rc = 0;
+
+	while (hmap_next(&t->known, &it, NULL, NULL, &v))
+		if (((struct known *)v)->mark != t->mark)
+			ptrvec_push(&gone, ((struct known *)v)->key);
+	for (size_t i = 0; i < gone.n && !rc; i++) {
+		char *key = xstrdup(gone.v[i]);
+		rc = forget(t, key, NULL);
+		free(key);
+	}
+	ptrvec_free(&gone);
+	if (rc)
+		return O_STOP;
+	set_rv(t, rv);
+	pthread_mutex_lock(&k->lock);
+	t->n_lists++;
+	if (t->relist)
+		t->n_relists++;
+	pthread_mutex_unlock(&k->lock);
+	return O_OK;
+}
+
 /* LISTs the whole resource page by page, queues what changed, then deletes
  * what the list no longer has.  Nothing is deleted unless every page came
  * in. */
@@ -871,21 +978,14 @@ static enum outcome do_list(struct kind_rt *t)
 {
 	struct moat_k8s *k = t->k;
 	char *cont = NULL, *rv = NULL, msg[300];
-	struct ptrvec gone = { 0 };
 	size_t pages = 0, max_pages;
 	enum outcome out = O_RETRY;
-	json_t *body = NULL;
-	int rc;
 
 	t->mark++;
 	t->limit = k->o.page_size;
 	max_pages = k->o.max_objects / (k->o.page_size ? k->o.page_size : 1) + 64;
 	for (;;) {
 		char *url, *ec = cont ? escaped(t, cont) : NULL;
-		json_error_t je;
-		json_t *md, *items, *it;
-		const char *c, *r;
-		size_t i;
 		CURLcode res;
 
 		url = xasprintf("%s%s?limit=%u%s%s", k->conf.server, t->path, t->limit,
@@ -917,98 +1017,20 @@ static enum outcome do_list(struct kind_rt *t)
 				out = O_RETRY;
 			goto out;
 		}
-		body = json_loadb(t->x.buf, t->x.len, 0, &je);
-		md = json_object_get(body, "metadata");
-		items = json_object_get(body, "items");
-		r = json_string_value(json_object_get(md, "resourceVersion"));
-		if (!body || !json_is_object(md) || !(json_is_array(items) || json_is_null(items)) ||
-		    !r || !*r || strlen(r) > MAX_RV) {
-			clean_copy(msg, sizeof(msg), body ? "no items or metadata.resourceVersion" : je.text,
-				   200);
-			kind_error(t, "list: not a %sList: %s", t->kind.kind, msg);
+		out = list_page(t, &rv, &cont);
+		if (out != O_OK)
 			goto out;
-		}
-		json_array_foreach(items, i, it)
-		{
-			size_t bytes = json_dumpb(it, NULL, 0, JSON_COMPACT);
-			const char *orv;
-			char *key = NULL;
-
-			if (object_identity(t, it, &key, &orv, msg, sizeof(msg))) {
-				if (kind_error(t, "list: item %zu: %s; ignored", i, msg))
-					goto stop;
-				continue;
-			}
-			if (bytes > k->o.max_object_bytes) {
-				struct known *e = hmap_gets(&t->known, key);
-				if (e)
-					e->mark = t->mark; /* keep its last good version */
-				rc = kind_error(t, "%s: %zu bytes, more than %zu; %s", key, bytes,
-						k->o.max_object_bytes,
-						e ? "the last good version stays" : "ignored");
-				free(key);
-				if (rc)
-					goto stop;
-				continue;
-			}
-			rc = upsert(t, key, orv, it, bytes);
-			if (rc == 1) {
-				kind_error(t, "list: more than %zu objects; the list is not applied in full",
-					   k->o.max_objects);
-				free(key);
-				goto out;
-			}
-			free(key);
-			if (rc)
-				goto stop;
-		}
-		free(rv);
-		rv = xstrdup(r);
-		c = json_string_value(json_object_get(md, "continue"));
-		free(cont);
-		cont = c && *c ? xstrdup(c) : NULL;
-		if (cont && strlen(cont) > MAX_ERRBODY) {
-			kind_error(t, "list: continue token of more than %u bytes", MAX_ERRBODY);
-			goto out;
-		}
-		json_decref(body);
-		body = NULL;
+		out = O_RETRY;
 		if (!cont)
 			break;
 		if (++pages > max_pages)
 			goto toomany;
 	}
-	/* complete: what the server no longer has is gone */
-	{
-		size_t it = 0;
-		void *v;
-		while (hmap_next(&t->known, &it, NULL, NULL, &v))
-			if (((struct known *)v)->mark != t->mark)
-				ptrvec_push(&gone, ((struct known *)v)->key);
-	}
-	for (size_t i = 0; i < gone.n; i++) {
-		char *key = xstrdup(gone.v[i]);
-		rc = forget(t, key, NULL);
-		free(key);
-		if (rc)
-			goto stop;
-	}
-	set_rv(t, rv);
-	pthread_mutex_lock(&k->lock);
-	t->n_lists++;
-	if (t->relist)
-		t->n_relists++;
-	pthread_mutex_unlock(&k->lock);
-	out = O_OK;
+	out = list_complete(t, rv);
 	goto out;
 toomany:
 	kind_error(t, "list: more than %zu pages", max_pages);
-	goto out;
-stop:
-	out = O_STOP;
 out:
-	json_decref(body);
-	ptrvec_free(&gone);
 	free(cont);
 	free(rv);
 	if (t->x.cap > (1u << 20)) { /* do not sit on a page's worth of memory */
@@ -1223,6 +1245,32 @@ static void kind_free(struct kind_rt *t)
 	free(t->label);
 }
 
+static int kind_init(struct moat_k8s *k, size_t i, const struct moat_k8s_kind *s, uint64_t seed,
+		     char *err, size_t errlen)
+{
+	struct kind_rt *t = &k->kinds[i];
+
+	t->k = k;
+	hmap_init(&t->known);
+	if (!s->kind || !s->version || !s->resource) {
+		snprintf(err, errlen, "kind %zu: kind, version and resource are needed", i);
+		return -EINVAL;
+	}
+	t->kind.kind = xstrdup(s->kind);
+	t->kind.group = xstrdup(s->group ? s->group : "");
+	t->kind.version = xstrdup(s->version);
+	t->kind.resource = xstrdup(s->resource);
+	t->kind.namespaced = s->namespaced;
+	t->api_version = *t->kind.group ? xasprintf("%s/%s", t->kind.group, t->kind.version)
+					: xstrdup(t->kind.version);
+	t->path = *t->kind.group ? xasprintf("/apis/%s/%s", t->api_version, t->kind.resource)
+				 : xasprintf("/api/%s/%s", t->kind.version, t->kind.resource);
+	t->label = xasprintf("%s (%s %s)", t->kind.kind, t->api_version, t->kind.resource);
+	t->state = "starting";
+	t->rng = (seed ^ (0x9e3779b97f4a7c15ull * (i + 1))) | 1;
+	return 0;
+}
+
 int moat_k8s_start(const struct moat_k8s_opts *opts, struct moat_k8s **ret, char *err,
 		   size_t errlen)
 {
@@ -1300,31 +1348,12 @@ int moat_k8s_start(const struct moat_k8s_opts *opts, struct moat_k8s **ret, char
 	k->nkinds = nkinds;
 	k->kinds = xcalloc(nkinds, sizeof(*k->kinds));
 	for (size_t i = 0; i < nkinds; i++) {
-		struct kind_rt *t = &k->kinds[i];
-		const struct moat_k8s_kind *s = &kinds[i];
-
-		t->k = k;
-		if (!s->kind || !s->version || !s->resource) {
-			snprintf(err, errlen, "kind %zu: kind, version and resource are needed", i);
-			rc = -EINVAL;
+		rc = kind_init(k, i, &kinds[i], seed, err, errlen);
+		if (rc)
 			goto fail;
-		}
-		t->kind.kind = xstrdup(s->kind);
-		t->kind.group = xstrdup(s->group ? s->group : "");
-		t->kind.version = xstrdup(s->version);
-		t->kind.resource = xstrdup(s->resource);
-		t->kind.namespaced = s->namespaced;
-		t->api_version = *t->kind.group ? xasprintf("%s/%s", t->kind.group, t->kind.version)
-						: xstrdup(t->kind.version);
-		t->path = *t->kind.group ? xasprintf("/apis/%s/%s", t->api_version, t->kind.resource)
-					 : xasprintf("/api/%s/%s", t->kind.version, t->kind.resource);
-		t->label = xasprintf("%s (%s %s)", t->kind.kind, t->api_version, t->kind.resource);
-		t->state = "starting";
-		t->rng = (seed ^ (0x9e3779b97f4a7c15ull * (i + 1))) | 1;
-		hmap_init(&t->known);
-		t->easy = curl_easy_init();
-		t->multi = curl_multi_init();
-		if (!t->easy || !t->multi) {
+		k->kinds[i].easy = curl_easy_init();
+		k->kinds[i].multi = curl_multi_init();
+		if (!k->kinds[i].easy || !k->kinds[i].multi) {
 			snprintf(err, errlen, "libcurl: cannot create a handle");
 			rc = -ENOMEM;
 			goto fail;
@@ -1462,4 +1491,124 @@ json_t *moat_k8s_status(const struct moat_k8s *kc)
 		       (json_int_t)k->delivered, "kinds", kinds);
 	pthread_mutex_unlock(&k->lock);
 	return st;
+}
+
+/* ---- test entry points (k8s.h) ---------------------------------------------------------------- */
+
+int moat_k8s_test_new(const struct moat_k8s_opts *opts, struct moat_k8s **ret)
+{
+	const struct moat_k8s_kind *kinds = opts->kinds ? opts->kinds : moat_k8s_kinds;
+	size_t nkinds = opts->kinds ? opts->nkinds : moat_k8s_nkinds;
+	struct moat_k8s *k;
+	char err[MAX_MSG];
+	int rc;
+
+	*ret = NULL;
+	if (!nkinds || nkinds > MAX_KINDS)
+		return -EINVAL;
+	k = xcalloc(1, sizeof(*k));
+	k->o = *opts;
+	defaults(&k->o);
+	k->o.conf = NULL;
+	k->o.kubeconfig = k->o.context = k->o.sa_dir = k->o.user_agent = NULL;
+	k->o.kinds = NULL;
+	k->conf.server = xstrdup("http://test.invalid");
+	k->user_agent = xstrdup("moatd");
+	pthread_mutex_init(&k->lock, NULL);
+	pthread_cond_init(&k->cond, NULL);
+	pthread_cond_init(&k->qcond, NULL);
+	k->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (k->efd < 0) {
+		rc = -errno;
+		pthread_mutex_destroy(&k->lock);
+		pthread_cond_destroy(&k->cond);
+		pthread_cond_destroy(&k->qcond);
+		moat_k8s_stop(k);
+		return rc;
+	}
+	k->nkinds = nkinds;
+	k->kinds = xcalloc(nkinds, sizeof(*k->kinds));
+	for (size_t i = 0; i < nkinds; i++) {
+		rc = kind_init(k, i, &kinds[i], 1, err, sizeof(err));
+		if (rc) {
+			moat_k8s_stop(k);
+			return rc;
+		}
+	}
+	*ret = k;
+	return 0;
+}
+
+int moat_k8s_test_feed(struct moat_k8s *k, size_t kind, bool list, const void *data, size_t len,
+		       size_t chunk)
+{
+	struct kind_rt *t;
+	const char *p = data;
+	char *rv = NULL, *cont = NULL;
+	enum outcome o = O_OK;
+	bool more;
+	int rc = 0;
+
+	if (kind >= k->nkinds)
+		return -EINVAL;
+	t = &k->kinds[kind];
+	if (!chunk)
+		chunk = len ? len : 1;
+	t->x.watch = !list;
+	t->x.max = list ? k->o.max_page_bytes : k->o.max_object_bytes;
+	t->x.len = 0;
+	t->x.status = 200;
+	t->x.end = XE_OK;
+	t->x.msg[0] = 0;
+	t->x.events = 0;
+	if (list)
+		t->mark++;
+	do {
+		/* a list: pages end at NUL bytes */
+		const char *nul = list ? memchr(p, 0, len) : NULL;
+		size_t seg = nul ? (size_t)(nul - p) : len;
+
+		more = nul != NULL;
+		t->x.len = 0;
+		if (t->x.buf)
+			t->x.buf[0] = 0;
+		for (size_t off = 0; off < seg && t->x.end == XE_OK;) {
+			size_t n = seg - off < chunk ? seg - off : chunk;
+			if (on_write((char *)p + off, 1, n, t) != n)
+				break;
+			off += n;
+		}
+		if (t->x.end != XE_OK) {
+			o = failed(t, list ? "list" : "watch", CURLE_OK);
+			rc = t->x.end == XE_GONE ? -ESTALE : -EPROTO;
+			goto out;
+		}
+		if (!list)
+			break;
+		if (!t->x.buf)
+			xbuf_append(t, "", 0);
+		o = list_page(t, &rv, &cont);
+		if (o != O_OK) {
+			rc = -EPROTO;
+			goto out;
+		}
+		p += seg + (more ? 1 : 0);
+		len -= seg + (more ? 1 : 0);
+	} while (more && cont);
+	if (list) {
+		if (cont) {
+			rc = -EPIPE; /* the next page never came */
+			goto out;
+		}
+		o = list_complete(t, rv);
+	} else if (t->x.len) {
+		kind_error(t, "watch: connection lost inside an event");
+		rc = -EPIPE;
+	}
+out:
+	free(rv);
+	free(cont);
+	if (o == O_STOP && !rc)
+		rc = -ECANCELED;
+	return rc;
 }

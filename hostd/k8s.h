@@ -178,4 +178,22 @@ json_t *moat_k8s_status(const struct moat_k8s *k);
  * undelivered events included.  NULL is fine. */
 void moat_k8s_stop(struct moat_k8s *k);
 
+/* ---- test entry points (tests/fuzz/fuzz_watch.c) ----
+ * A moat_k8s without threads, libcurl or a server (opts: kinds and bounds;
+ * credentials ignored), and bytes fed to one kind's decoder as they would
+ * come from the server with HTTP 200, through the same code the thread
+ * runs.  list = false: a watch stream, in write callbacks of `chunk` bytes
+ * (0: one), lines split and decoded as they complete.  list = true: the
+ * pages of one LIST, separated by NUL bytes, while each has a continue
+ * token; the LIST completes (deletions of what it lacks, its
+ * resourceVersion) after the page without one.  Events and errors are
+ * queued as usual (moat_k8s_drain, moat_k8s_status); free with
+ * moat_k8s_stop.  Returns 0; -EPROTO when a line, a page or a bound stopped
+ * the decoder (-ESTALE: an ERROR event with code 410), -EPIPE when the
+ * bytes ended inside a watch event or before the LIST's last page,
+ * -ECANCELED when stopping. */
+int moat_k8s_test_new(const struct moat_k8s_opts *opts, struct moat_k8s **ret);
+int moat_k8s_test_feed(struct moat_k8s *k, size_t kind, bool list, const void *data, size_t len,
+		       size_t chunk);
+
 #endif
