@@ -891,15 +891,17 @@ static enum outcome list_page(struct kind_rt *t, char **rv, char **cont)
 	}
 	json_array_foreach(items, i, it)
 	{
-		size_t bytes = json_dumpb(it, NULL, 0, JSON_COMPACT);
 		const char *orv;
 		char *key = NULL;
+		size_t bytes;
 
 		if (object_identity(t, it, &key, &orv, msg, sizeof(msg))) {
 			if (kind_error(t, "list: item %zu: %s; ignored", i, msg))
 				goto stop;
 			continue;
 		}
+		/* measured as delivered: with the kind and apiVersion just set */
+		bytes = json_dumpb(it, NULL, 0, JSON_COMPACT);
 		if (bytes > k->o.max_object_bytes) {
 			struct known *e = hmap_gets(&t->known, key);
 			if (e)
