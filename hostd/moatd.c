@@ -117,13 +117,19 @@ int moatd_apply(struct moatd *d, bool full)
 		if (d->src)
 			moat_srcdir_applied(d->src, false, d->last.message);
 		/* the compiler is back at the enforced state: settle it */
-		if (moat_compiler_dirty(d->comp)) {
-			rc = moat_tx_begin(d->dp, false, &tx);
-			if (!rc && !moat_compiler_flush(d->comp, tx, &st, err, sizeof(err)) &&
-			    !moat_tx_commit(tx, &gen))
-				moat_compiler_commit(d->comp);
-			else if (!rc)
+		if (moat_compiler_dirty(d->comp) && !moat_tx_begin(d->dp, false, &tx)) {
+			if (moat_compiler_flush(d->comp, tx, &st, err, sizeof(err))) {
+				moat_tx_abort(tx);
 				moat_compiler_abort(d->comp);
+			} else if (!st.ops) {
+				/* nothing to write: the generation named above stays */
+				moat_tx_abort(tx);
+				moat_compiler_commit(d->comp);
+			} else if (moat_tx_commit(tx, &gen)) {
+				moat_compiler_abort(d->comp);
+			} else {
+				moat_compiler_commit(d->comp);
+			}
 		}
 		return -ENOSPC;
 	}

@@ -146,6 +146,7 @@ if want map; then
 	*) fail "bulk.yaml error: $(src_field bulk.yaml '.errors | join(" / ")')" ;;
 	esac
 	expect "no policy of the refused file is live" "$(policies)" db-ingress
+	expect "the generation named in the error is the live one" "$(st | jq -r .generation)" "$g0"
 	expect "applied objects of bulk.yaml" "$(src_field bulk.yaml .objects)" 0
 	expect "moat_policy_apply_errors_total counts it" "$(metric 1 moat_policy_apply_errors_total)" $((e0 + 1))
 	logged "change refused, the previous generation stays" "error +change refused, generation [0-9]+ stays enforced: table moat_pol"
