@@ -127,6 +127,7 @@ int moat_time_parse(const char *s, uint64_t now, uint64_t *out)
 		*out = (uint64_t)(v * 1e9L);
 		return 0;
 	}
+	/* NOLINTNEXTLINE(cert-err34-c): at most 4 or 2 digits each, range-checked below */
 	if (sscanf(s, "%4d-%2d-%2d%*[Tt ]%2d:%2d:%2d%n", &Y, &M, &D, &h, &m, &sec, &n) != 6 || !n)
 		return -EINVAL;
 	if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60 || Y < 1970)

@@ -234,7 +234,7 @@ static int subst_tree(struct sub *s, json_t *parent, const char *key, size_t idx
 			goto out;
 		rc = subst(s, json_string_value(v), &r, &whole);
 		if (!rc) {
-			json_t *nv = whole && all_digits(r) ? json_integer(atoll(r)) : json_string(r);
+			json_t *nv = whole && all_digits(r) ? json_integer(strtoll(r, NULL, 10)) : json_string(r);
 			if (key)
 				json_object_set_new(parent, key, nv);
 			else

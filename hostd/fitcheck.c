@@ -990,7 +990,7 @@ static int step(struct fctx *c, struct func *f, size_t i, struct state *s)
 			else
 				p.known = 0, p.v = 0;
 			*d = p;
-		} else if (is64 && op == BPF_SUB && is_ptr(d) && is_ptr(&srcv)) {
+		} else if (is64 && op == BPF_SUB && is_ptr(d) && is_ptr(&srcv)) { /* NOLINT(bugprone-branch-clone): before the pointer-arithmetic branch */
 			*d = A_SCALAR;
 		} else if (d->t == V_SCALAR && srcv.t == V_SCALAR && d->known && srcv.known) {
 			bool ok;
