@@ -117,7 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > 1 << 16)
 		return 0;
 	/* an aligned copy, as a receive buffer is */
-	buf = malloc(size ? size : 1);
+	buf = calloc(1, size ? size : 1);
 	memcpy(buf, data, size);
 	assert(!moat_ifaces_new_offline(&o, &fi));
 	assert(!moat_ifaces_input(fi, buf, size));

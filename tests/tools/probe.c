@@ -197,6 +197,7 @@ static const char *addr_str(const struct sockaddr *sa, char *buf, size_t len)
 	} else {
 		const struct sockaddr_in6 *s = (const void *)sa;
 		inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof(host));
+		/* NOLINTNEXTLINE(clang-analyzer-core.CallAndMessage): accept4 filled it (peer is zeroed before) */
 		port = ntohs(s->sin6_port);
 		snprintf(buf, len, "[%s]:%u", host, port);
 	}
