@@ -618,12 +618,10 @@ static void region_unref(struct moat_compiler *c, const struct moat_cidr *cd)
 	k[1] = cd->plen;
 	memcpy(k + 2, cd->a, 16);
 	r = hmap_get(&c->regions, k, sizeof(k));
-	if (!r || --r->refs)
+	if (!r || !r->refs || --r->refs)
 		return;
-	hmap_del(&c->regions, k, sizeof(k));
-	c->region_by_id[r->id - 1] = NULL;
-	u32vec_push(&c->free_regions, r->id);
-	free(r);
+	/* freed at the next flush unless referenced again before: a policy
+	 * replaced by itself, or deleted and added back, keeps its ids */
 	c->regions_dirty = true;
 }
 
@@ -649,6 +647,15 @@ static void regions_refresh(struct moat_compiler *c)
 	void *v;
 	struct hmap_ent *e;
 
+	for (__u32 i = 0; i < c->nregion_ids; i++) {
+		struct region *r = c->region_by_id[i];
+		if (!r || r->refs)
+			continue;
+		hmap_del(&c->regions, (__u8 *)(r + 1), 18);
+		c->region_by_id[i] = NULL;
+		u32vec_push(&c->free_regions, r->id);
+		free(r);
+	}
 	/* LPM cells: drop all, re-add current */
 	for (size_t i = 0; i < c->cells.cap; i++) {
 		e = &c->cells.e[i];
