@@ -281,11 +281,6 @@ static bool chance(unsigned pct)
 
 enum { M_FRAG_NONE, M_FRAG_FIRST, M_FRAG_LATER };
 
-struct maddr {
-	int fam;
-	__u8 a[16];
-};
-
 struct mparsed {
 	int fam;
 	__u8 src[16], dst[16];
@@ -1163,8 +1158,8 @@ static void print_hex(const __u8 *d, size_t len)
 }
 
 static struct {
-	unsigned long packets, seqs, disagreements, ref_calls, state_checks, full_state_checks,
-		switches, revoked, events;
+	unsigned long packets, seqs, disagreements, state_checks, full_state_checks,
+		switches, events;
 	unsigned long seq_observe, seq_no_local, seq_no_revoke;
 	unsigned long action[3];   /* drop, pass */
 	unsigned long stat[NSTAT]; /* how often each counter moved: coverage */
@@ -1514,7 +1509,6 @@ static struct in6_addr a6(const __u8 *a)
 /* What a built packet is, for later fragments and errors about it. */
 struct built {
 	struct flow fl;      /* as sent (src -> dst) */
-	bool first_frag;
 	__u32 frag_id;
 	__u8 frag_nh;
 };
