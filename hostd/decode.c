@@ -511,7 +511,7 @@ static int dec_expr(struct dctx *d, const json_t *ej, struct moat_sel_req *r)
 {
 	const char *key, *op;
 	json_t *vals;
-	size_t m;
+	size_t m, nv;
 	int rc, o;
 
 	if (!json_is_object(ej))
@@ -541,16 +541,17 @@ static int dec_expr(struct dctx *d, const json_t *ej, struct moat_sel_req *r)
 		return oom(d);
 	r->op = (enum moat_sel_op)o;
 	m = push_key(d, "values");
-	if (o <= MOAT_SEL_NOT_IN && !json_array_size(vals))
+	nv = json_array_size(vals);
+	if (o <= MOAT_SEL_NOT_IN && !nv)
 		rc = fail(d, "must have at least one item for operator %s", op);
-	else if (o > MOAT_SEL_NOT_IN && json_array_size(vals))
+	else if (o > MOAT_SEL_NOT_IN && nv)
 		rc = fail(d, "must be empty for operator %s", op);
-	if (!rc && json_array_size(vals)) {
-		r->values = calloc(json_array_size(vals), sizeof(*r->values));
+	if (!rc && nv) {
+		r->values = calloc(nv, sizeof(*r->values));
 		if (!r->values)
 			rc = oom(d);
 	}
-	for (size_t i = 0; !rc && i < json_array_size(vals); i++) {
+	for (size_t i = 0; !rc && i < nv; i++) {
 		json_t *v = json_array_get(vals, i);
 		size_t m2 = push_idx(d, i);
 
@@ -585,7 +586,7 @@ static int dec_selector(struct dctx *d, const json_t *sj, struct moat_selector *
 	if (n > MOAT_MAX_SEL_REQS)
 		return fail(d, "more than %d requirements", MOAT_MAX_SEL_REQS);
 	s = calloc(1, sizeof(*s));
-	if (!s || (n && !(s->reqs = calloc(n, sizeof(*s->reqs))))) {
+	if (!s || !(s->reqs = calloc(n ? n : 1, sizeof(*s->reqs)))) {
 		free(s);
 		return oom(d);
 	}
@@ -1317,16 +1318,16 @@ static int dec_np_rules(struct dctx *d, const json_t *spec, int dir, struct moat
 			rc = get_list(d, rj, pkey, false, false, MOAT_MAX_PEERS, &peers);
 		if (!rc)
 			rc = get_list(d, rj, "ports", false, false, MOAT_MAX_PORTS, &ports);
+		size_t np = rc ? 0 : json_array_size(peers);
 		if (!rc) {
 			/* no from/to, or an empty one: every source/destination */
-			r->all_peers = !json_array_size(peers);
-			if (json_array_size(peers) &&
-			    !(r->peers = calloc(json_array_size(peers), sizeof(*r->peers))))
+			r->all_peers = !np;
+			if (np && !(r->peers = calloc(np, sizeof(*r->peers))))
 				rc = oom(d);
 		}
-		if (!rc && json_array_size(peers)) {
+		if (!rc && np) {
 			size_t m3 = push_key(d, pkey);
-			for (size_t j = 0; !rc && j < json_array_size(peers); j++) {
+			for (size_t j = 0; !rc && j < np; j++) {
 				size_t m4 = push_idx(d, j);
 				r->npeers++;
 				d->peers++;
@@ -1798,7 +1799,7 @@ static int dec_cluster_policy(struct dctx *d, const json_t *doc, struct moat_pol
 		p->kind = MOAT_K_BANP;
 		p->tier = MOAT_TIER_BASELINE;
 		/* a singleton (CEL rule on the CRD) */
-		if (strcmp(p->name, "default")) {
+		if (!p->name || strcmp(p->name, "default")) {
 			m = push_key(d, "metadata");
 			push_key(d, "name");
 			rc = fail(d, "must be \"default\" (the only BaselineAdminNetworkPolicy)");
