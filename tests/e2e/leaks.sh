@@ -3,7 +3,8 @@
 # End to end: moatd built with AddressSanitizer (LeakSanitizer included) and
 # UBSan through a realistic run, then SIGTERM: zero leaks, zero errors.
 #
-#   build   make O=build-asan SANITIZE=1 all (skip, 77, only if that fails)
+#   build   make O=${O:-build}/asan SANITIZE=1 all (the tree make check's sanitize
+#           suite uses; skip, 77, only if that fails)
 #   run     one node, app/web, app/db, app/other served on TCP/UDP 80-81;
 #           moatd --veth-prefix m --archive-dir (flight recorder, small
 #           segments rotating) --tokens --audit-log --config; traffic
@@ -24,7 +25,7 @@
 # Exit 0 pass, 77 skip (not root, or no ASan build possible), else fail.
 cd "$(dirname "$0")/../.." || exit 1
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
-export O=${LEAKS_O:-build-asan}
+export O=${LEAKS_O:-${O:-build}/asan}
 if ! make -s O="$O" SANITIZE=1 all >/tmp/moat-leaks-build.$$ 2>&1; then
 	echo "SKIP: cannot build the ASan tree ($O):"
 	tail -5 /tmp/moat-leaks-build.$$
