@@ -392,8 +392,10 @@ static void build(struct world *w, struct in *in)
 
 	for (int i = 0; i < 3; i++) {
 		json_t *l = labels(in), *md;
-		if (i == 2 && (nsb & 1))
+		if (i == 2 && (nsb & 1)) {
+			json_decref(l);
 			continue; /* namespace c exists only through its pods */
+		}
 		json_object_set_new(l, "kubernetes.io/metadata.name", json_string(NS[i]));
 		md = json_pack("{s:s,s:o}", "name", NS[i], "labels", l);
 		if (nsb & (2 << i))
