@@ -1433,7 +1433,8 @@ static void spans_of_rule(const struct crule *cr, __u8 proto, const struct ident
 		if (ps->proto != proto)
 			continue;
 		if (!ps->port) {
-			span_add(v, n, 1, 65535);
+			/* every port: 0 too, which a packet may carry */
+			span_add(v, n, 0, 65535);
 			*ranged = true;
 		} else if (ps->end_port) {
 			span_add(v, n, ps->port, ps->end_port);
@@ -1506,7 +1507,7 @@ static void atoms_build(const struct moat_compiler *c, const struct clist *cls[2
 		bool covered = false;
 		for (size_t k = 0; k < n && !covered; k++)
 			covered = sp[k].lo <= lo && sp[k].hi >= hi;
-		if (!covered || lo == 0 || lo > 65535)
+		if (!covered || lo > 65535)
 			continue;
 		a->lo[a->nint] = (__u16)lo;
 		a->hi[a->nint] = (__u16)(hi > 65535 ? 65535 : hi);

@@ -195,6 +195,23 @@ static void test_same_port_other_protocol(void **state)
 	expect(f, "b/client", "a/web", IPPROTO_TCP, 81, D);
 }
 
+/* "every port of a protocol" covers port 0 too: a packet may carry it, and
+ * a Deny of all TCP must not let it reach a later Accept */
+static void test_every_port_includes_zero(void **state)
+{
+	struct fx *f = *state;
+	char err[256];
+
+	load(f, "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\n"
+		"metadata: {name: no-tcp}\nspec:\n  tier: Admin\n  priority: 1\n  subject: {namespaces: {}}\n"
+		"  ingress: [{action: Deny, from: [{namespaces: {}}], protocols: [{tcp: {}}]},\n"
+		"            {action: Accept, from: [{namespaces: {}}]}]\n");
+	assert_int_equal(flush(f, err, sizeof(err)), 0);
+	expect(f, "b/client", "a/web", IPPROTO_TCP, 0, D);
+	expect(f, "b/client", "a/web", IPPROTO_TCP, 80, D);
+	expect(f, "b/client", "a/web", IPPROTO_UDP, 0, A);
+}
+
 static void test_named_port_protocol(void **state)
 {
 	struct fx *f = *state;
@@ -422,6 +439,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_same_port_other_protocol, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_every_port_includes_zero, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_named_port_protocol, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_isolation_beats_baseline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pass_in_baseline, setup, teardown),
