@@ -831,16 +831,16 @@ static enum MHD_Result h_flows(struct MHD_Connection *conn, struct moatd *d,
 	char *strs[8] = { 0 }, err[128];
 	struct moat_flow *fl;
 	size_t n, max = 100000;
-	json_t *a = json_array();
+	json_t *a;
 
 	if (!d->events)
 		return send_error(conn, 503, "verdict events are not available on this node");
 	if (filter_parse(conn, &f, strs, err, sizeof(err))) {
 		for (int i = 0; i < 8; i++)
 			free(strs[i]);
-		json_decref(a);
 		return send_error(conn, 400, err);
 	}
+	a = json_array();
 	scope_filter(&f, who);
 	filter_resolve(d, &f);
 	fl = xcalloc(max, sizeof(*fl));
