@@ -603,8 +603,8 @@ static void filter_resolve(struct moatd *d, struct moat_ev_filter *f)
 	f->by_ids = true;
 }
 
-static int filter_parse(struct MHD_Connection *conn, struct moat_ev_filter *f, char **strs,
-			char *err, size_t errlen)
+static int filter_parse_args(struct MHD_Connection *conn, struct moat_ev_filter *f, char **strs,
+			     char *err, size_t errlen)
 {
 	const char *v;
 	size_t ns = 0;
@@ -670,6 +670,18 @@ static int filter_parse(struct MHD_Connection *conn, struct moat_ev_filter *f, c
 	if ((v = arg(conn, "rule")))
 		f->rule = (uint32_t)strtoul(v, NULL, 10);
 	return 0;
+}
+
+/* An observe/flows/report filter from the query; on an error nothing stays
+ * allocated in f (the caller frees strs either way). */
+static int filter_parse(struct MHD_Connection *conn, struct moat_ev_filter *f, char **strs,
+			char *err, size_t errlen)
+{
+	int rc = filter_parse_args(conn, f, strs, err, errlen);
+
+	if (rc)
+		filter_free(f);
+	return rc;
 }
 
 static void obs_free(void *cls)
