@@ -143,7 +143,7 @@ json_t *moat_report_build(const struct moat_compiler *c, const struct moat_flow 
 	for (size_t a = 0; a < r->n; a++) {
 		for (size_t b = 0; b < r->n; b++) {
 			struct rns *A = &r->ns[a], *B = &r->ns[b];
-			json_t *ports = json_array(), *cf = json_array();
+			json_t *ports, *cf;
 			bool allowed = false, any_port = false;
 			uint64_t used = 0, denied = 0;
 			const char *cat;
@@ -151,6 +151,8 @@ json_t *moat_report_build(const struct moat_compiler *c, const struct moat_flow 
 
 			if (!ns_visible(f, A->name) && !ns_visible(f, B->name))
 				continue;
+			ports = json_array();
+			cf = json_array();
 			for (size_t i = 0; i < A->nids; i++)
 				for (size_t k = 0; k < B->nids; k++) {
 					struct rid *s = &A->ids[i], *d = &B->ids[k];
