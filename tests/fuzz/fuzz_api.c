@@ -281,7 +281,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 		}
 		for (size_t i = 0; rb && i < sizeof(HIDDEN) / sizeof(HIDDEN[0]); i++) {
-			bool asked = memmem(dec, dlen, HIDDEN[i], strlen(HIDDEN[i])) != NULL;
+			/* as sent or as decoded (an echo may show either) */
+			bool asked = memmem(dec, dlen, HIDDEN[i], strlen(HIDDEN[i])) ||
+				     memmem(data, size, HIDDEN[i], strlen(HIDDEN[i]));
 			if (!asked && strstr(rb, HIDDEN[i])) {
 				fprintf(stderr, "viewer of ns-a got \"%s\":\n%s\n", HIDDEN[i], resp);
 				abort();
