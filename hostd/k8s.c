@@ -376,7 +376,7 @@ static int process_line(struct kind_rt *t, char *line, size_t len);
 
 static void xbuf_append(struct kind_rt *t, const char *p, size_t n)
 {
-	if (t->x.len + n + 1 > t->x.cap) {
+	if (!t->x.buf || t->x.len + n + 1 > t->x.cap) {
 		size_t cap = t->x.cap ? t->x.cap : 16384;
 		while (cap < t->x.len + n + 1)
 			cap *= 2;
