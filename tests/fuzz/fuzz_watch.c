@@ -6,8 +6,9 @@
  * Input: byte 0 chooses the kind (Pod, namespaced / Namespace), the size of
  * the write callbacks (all at once, 1, 7, 64 bytes), max_objects (default,
  * 1, 3, 8), a small max_object_bytes (200) and whether a LIST comes first.
- * With a LIST, the bytes up to the first "\0\0" are its pages (separated by
- * one NUL), the rest is a watch stream; otherwise all of it is the stream.
+ * The rest is up to 8 segments separated by "\0\0", LISTs and watch
+ * streams taking turns (a relist after a watch, as after a 410); a LIST's
+ * pages are separated by one NUL.
  *
  * Checked on every input (besides ASan/UBSan/LeakSanitizer):
  *   - UPSERT events carry an object of the kind, with kind and apiVersion
@@ -175,8 +176,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct moat_k8s *k = NULL;
 	struct st s = { 0 };
 	struct kstat a, b;
-	const char *p, *watch;
-	size_t wlen, chunk;
+	const char *p;
+	size_t chunk;
 	uint8_t f;
 	int rc;
 
@@ -198,60 +199,60 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	hmap_init(&s.live);
 	rc = moat_k8s_test_new(&o, &k);
 	assert(rc == 0);
-	watch = p;
-	wlen = size;
 	kstat(k, &a);
 	assert(a.rv[0] == 0);
-	if (f & 0x40) {
+	/* segments separated by "\0\0", lists and watches taking turns (a
+	 * relist after a watch, as after a 410 or an overflow) */
+	for (int seg = 0; seg < 8 && size; seg++) {
 		const char *end = memmem(p, size, "\0\0", 2);
-		size_t llen = end ? (size_t)(end - p) : size;
-		char *want = list_rv(p, llen);
+		size_t len = end ? (size_t)(end - p) : size;
+		bool list = (seg & 1) == !(f & 0x40);
 
-		s.list_phase = true;
-		rc = moat_k8s_test_feed(k, 0, true, p, llen, chunk);
-		assert(rc == 0 || rc == -EPROTO || rc == -EPIPE);
-		moat_k8s_drain(k, on_event, &s);
-		kstat(k, &b);
-		assert((size_t)b.errors >= s.nerr);
-		if (rc == 0) {
-			assert(want && !strcmp(b.rv, want));
-			assert((size_t)b.objects == s.live.n);
+		s.list_phase = list;
+		if (list) {
+			char *want = list_rv(p, len);
+			rc = moat_k8s_test_feed(k, 0, true, p, len, chunk);
+			assert(rc == 0 || rc == -EPROTO || rc == -EPIPE);
+			moat_k8s_drain(k, on_event, &s);
+			kstat(k, &b);
+			assert((size_t)b.errors >= s.nerr);
+			if (rc == 0) {
+				assert(want && !strcmp(b.rv, want));
+				assert((size_t)b.objects == s.live.n);
+			} else {
+				assert(!strcmp(b.rv, a.rv));
+				if (rc == -EPROTO)
+					assert(b.errors > a.errors);
+			}
+			free(want);
 		} else {
-			assert(!strcmp(b.rv, a.rv));
-			if (rc == -EPROTO)
+			rc = moat_k8s_test_feed(k, 0, false, p, len, chunk);
+			assert(rc == 0 || rc == -EPROTO || rc == -EPIPE || rc == -ESTALE);
+			moat_k8s_drain(k, on_event, &s);
+			kstat(k, &b);
+			assert((size_t)b.errors >= s.nerr);
+			assert(b.events >= a.events);
+			if (rc == -EPROTO || rc == -EPIPE)
 				assert(b.errors > a.errors);
+			if (b.events > a.events) {
+				size_t ll = 0;
+				char *want = nth_line_rv(p, len, b.events - a.events, &ll);
+				assert(want && !strcmp(b.rv, want));
+				assert(ll <= s.max_object_bytes);
+				assert((size_t)b.objects == s.live.n);
+				free(want);
+			} else {
+				assert(!strcmp(b.rv, a.rv));
+			}
 		}
-		free(want);
-		s.list_phase = false;
-		if (rc || !end) {
-			moat_k8s_stop(k);
-			goto out;
-		}
-		watch = end + 2;
-		wlen = size - llen - 2;
+		assert(s.live.n <= s.max_objects);
 		a = b;
+		if (!end)
+			break;
+		size -= len + 2;
+		p = end + 2;
 	}
-	rc = moat_k8s_test_feed(k, 0, false, watch, wlen, chunk);
-	assert(rc == 0 || rc == -EPROTO || rc == -EPIPE || rc == -ESTALE);
-	moat_k8s_drain(k, on_event, &s);
-	kstat(k, &b);
-	assert((size_t)b.errors >= s.nerr);
-	assert(b.events >= a.events);
-	if (rc == -EPROTO || rc == -EPIPE)
-		assert(b.errors > a.errors);
-	if (b.events > a.events) {
-		size_t ll = 0;
-		char *want = nth_line_rv(watch, wlen, b.events - a.events, &ll);
-		assert(want && !strcmp(b.rv, want));
-		assert(ll <= s.max_object_bytes);
-		assert((size_t)b.objects == s.live.n);
-		free(want);
-	} else {
-		assert(!strcmp(b.rv, a.rv));
-	}
-	assert(s.live.n <= s.max_objects);
 	moat_k8s_stop(k);
-out:
 	{
 		size_t it = 0;
 		void *v;
