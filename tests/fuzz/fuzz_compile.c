@@ -34,7 +34,10 @@
  *   4. idempotent recompiles: re-applying every object unchanged, or
  *      deleting a policy and adding it back before the flush, emits no table
  *      operation at all; deleting one and adding it back in a later flush
- *      restores every explained probe exactly.
+ *      restores every explained probe exactly;
+ *   5. labels changing under the policies: a pod's or a namespace's labels
+ *      replaced (chosen by the input's last bytes), one more flush: checks 1
+ *      and 3 again on the changed world.
  * Nothing crashes, leaks or reads out of bounds (ASan, LeakSanitizer).
  * FUZZ_VERBOSE=1 prints every generated object and its decoding. */
 #include <assert.h>
@@ -630,6 +633,47 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		same(&w, pi, pr, "deleted and added back");
 		probes_free(&w, pr);
 		free(key);
+	}
+
+	/* labels change under the policies: a pod's or a namespace's */
+	if (in.n) {
+		unsigned b = rd(&in);
+		size_t cands[MAXOBJ], nc = 0, t;
+		json_t *obj, *l;
+		const char *kind;
+		struct moat_compiler *full2;
+		struct probe *p2, *f2;
+
+		for (size_t i = 0; i < base; i++) {
+			kind = json_string_value(json_object_get(w.objs[i], "kind"));
+			if (!strcmp(kind, "Pod") || !strcmp(kind, "Namespace"))
+				cands[nc++] = i;
+		}
+		t = cands[b % nc];
+		obj = json_deep_copy(w.objs[t]);
+		l = labels(&in);
+		kind = json_string_value(json_object_get(obj, "kind"));
+		if (!strcmp(kind, "Namespace"))
+			json_object_set_new(l, "kubernetes.io/metadata.name",
+					    json_incref(json_object_get(json_object_get(obj, "metadata"), "name")));
+		json_object_set_new(json_object_get(obj, "metadata"), "labels", l);
+		json_decref(w.objs[t]);
+		w.objs[t] = obj;
+		moat_object_free((struct moat_object *)refobjs[t]);
+		refobjs[t] = decode(obj);
+		assert(moat_compiler_apply(inc, decode(obj)) == 0);
+		flush(inc);
+		p2 = explain_all(inc, &w, &rw);
+		rc = moat_compiler_new(&o, &full2);
+		assert(rc == 0);
+		for (size_t i = 0; i < w.n; i++)
+			assert(moat_compiler_apply(full2, decode(w.objs[i])) == 0);
+		flush(full2);
+		f2 = explain_all(full2, &w, NULL);
+		same(&w, p2, f2, "relabelled: incremental vs full");
+		probes_free(&w, p2);
+		probes_free(&w, f2);
+		moat_compiler_free(full2);
 	}
 
 	probes_free(&w, pi);
