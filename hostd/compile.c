@@ -2051,12 +2051,18 @@ static void undo_push(struct moat_compiler *c, const char *key, struct moat_obje
 static bool policy_cross_ns(const struct moat_policy *p)
 {
 	for (int d = 0; d < 2; d++)
-		for (size_t r = 0; r < p->nrules[d]; r++)
+		for (size_t r = 0; r < p->nrules[d]; r++) {
+			/* a named port to any peer: every pod of every namespace
+			 * gets its own row (any_named_egress) */
+			if (d == MOAT_DIR_EGRESS && p->rules[d][r].all_peers &&
+			    rule_has_named(&p->rules[d][r]))
+				return true;
 			for (size_t k = 0; k < p->rules[d][r].npeers; k++) {
 				const struct moat_peer *pr = &p->rules[d][r].peers[k];
 				if ((pr->kind == MOAT_PEER_PODS && pr->ns_sel) || pr->kind == MOAT_PEER_NODES)
 					return true;
 			}
+		}
 	return false;
 }
 

@@ -212,6 +212,24 @@ static void test_every_port_includes_zero(void **state)
 	expect(f, "b/client", "a/web", IPPROTO_UDP, 0, A);
 }
 
+/* an egress named port to any peer resolves on every pod: one that appears
+ * later, in another namespace, is reachable on its port of that name */
+static void test_named_port_any_peer_new_pod(void **state)
+{
+	struct fx *f = *state;
+	char err[256];
+
+	load(f, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: http-out, namespace: a}\n"
+		"spec:\n  podSelector: {matchLabels: {app: db}}\n  policyTypes: [Egress]\n  egress: [{ports: [{port: http}]}]\n");
+	assert_int_equal(flush(f, err, sizeof(err)), 0);
+	load(f, "apiVersion: v1\nkind: Pod\nmetadata: {name: srv, namespace: b, labels: {app: srv}}\n"
+		"spec: {nodeName: n2, containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}\n"
+		"status: {podIP: 10.0.2.2}\n");
+	assert_int_equal(flush(f, err, sizeof(err)), 0);
+	expect(f, "a/db", "10.0.2.2", IPPROTO_TCP, 8080, A);
+	expect(f, "a/db", "10.0.2.2", IPPROTO_TCP, 80, D);
+}
+
 static void test_named_port_protocol(void **state)
 {
 	struct fx *f = *state;
@@ -440,6 +458,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_same_port_other_protocol, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_every_port_includes_zero, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_named_port_any_peer_new_pod, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_named_port_protocol, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_isolation_beats_baseline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pass_in_baseline, setup, teardown),
