@@ -649,6 +649,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (!strcmp(kind, "Pod") || !strcmp(kind, "Namespace"))
 				cands[nc++] = i;
 		}
+		assert(nc > 0); /* namespaces a and b are always there */
 		t = cands[b % nc];
 		obj = json_deep_copy(w.objs[t]);
 		l = labels(&in);
