@@ -95,14 +95,26 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, unsigned code, jso
 	char *s = json_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS);
 
 	json_decref(j);
-	if (!s)
-		return MHD_NO;
+	if (!s) /* an answer jansson could not build: still an answer */
+		return send_text(conn, 500, "application/json",
+				 xstrdup("{\"error\": \"the reply could not be encoded\"}"));
 	return send_text(conn, code, "application/json", s);
 }
 
 static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned code, const char *msg)
 {
-	return send_json(conn, code, json_pack("{s:s}", "error", msg));
+	json_t *j = json_pack("{s:s}", "error", msg);
+
+	if (!j) {
+		/* the message quotes request bytes that are not UTF-8 */
+		char *m = xstrdup(msg);
+		for (char *p = m; *p; p++)
+			if ((unsigned char)*p >= 0x80)
+				*p = '?';
+		j = json_pack("{s:s}", "error", m);
+		free(m);
+	}
+	return send_json(conn, code, j);
 }
 
 static json_t *labels_json(const struct moat_labels *l)

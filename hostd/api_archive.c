@@ -18,8 +18,10 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned code, json_t 
 	enum MHD_Result ret;
 
 	json_decref(j);
-	if (!s)
-		return MHD_NO;
+	if (!s) { /* an answer jansson could not build: still an answer */
+		s = xstrdup("{\"error\": \"the reply could not be encoded\"}");
+		code = 500;
+	}
 	r = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
 	MHD_add_response_header(r, "Content-Type", "application/json");
 	ret = MHD_queue_response(conn, code, r);
@@ -29,7 +31,18 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned code, json_t 
 
 static enum MHD_Result error(struct MHD_Connection *conn, unsigned code, const char *msg)
 {
-	return reply(conn, code, json_pack("{s:s}", "error", msg));
+	json_t *j = json_pack("{s:s}", "error", msg);
+
+	if (!j) {
+		/* the message quotes request bytes that are not UTF-8 */
+		char *m = xstrdup(msg);
+		for (char *p = m; *p; p++)
+			if ((unsigned char)*p >= 0x80)
+				*p = '?';
+		j = json_pack("{s:s}", "error", m);
+		free(m);
+	}
+	return reply(conn, code, j);
 }
 
 static const char *arg(struct MHD_Connection *conn, const char *k)

@@ -4,7 +4,7 @@
  * temporary directory (LLVMFuzzerInitialize), libmicrohttpd parsing the
  * request, the real router and handlers answering from a compiler loaded
  * with three namespaces (ns-a, ns-b, ns-c), pods, NetworkPolicies, an
- * AdminNetworkPolicy and a Blueprint, an (empty) flight-recorder archive
+ * AdminNetworkPolicy and a Blueprint (ns-a and ns-b), an (empty) flight-recorder archive
  * and a token file.  No datapath: /v1/status and /metrics (which read it)
  * are asked as /v1/whoami instead; observe and flows answer 503 (no events).
  *
@@ -15,7 +15,7 @@
  * the body.  Dictionary: tests/fuzz/api.dict.
  *
  * Checked on every request:
- *   - an HTTP/1.1 response with a status code the API uses comes back;
+ *   - a response always comes back (HTTP/1.x, a status code 200..599);
  *     JSON responses parse, and errors are {"error": text};
  *   - with a token the file does not know: 401 and nothing else;
  *   - tenancy: the answer to the ns-a viewer never holds a string only
@@ -69,7 +69,13 @@ static const char *world =
 	"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: hiddenc-pol, namespace: ns-c}\n"
 	"spec: {podSelector: {matchLabels: {app: hiddenc-app}}, ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8}}]}]}\n---\n"
 	"apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {name: no-telnet}\n"
-	"spec: {priority: 5, subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {}}], ports: [{portNumber: {protocol: TCP, port: 23}}]}]}\n";
+	"spec: {priority: 5, subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {}}], ports: [{portNumber: {protocol: TCP, port: 23}}]}]}\n---\n"
+	"apiVersion: moat.io/v1alpha1\nkind: Blueprint\nmetadata: {name: base}\n"
+	"spec:\n  version: \"2\"\n  namespaceSelector: {matchExpressions: [{key: team, operator: Exists}]}\n"
+	"  parameters: [{name: port, default: \"8080\"}]\n"
+	"  versions:\n  - version: \"1\"\n    networkPolicies:\n    - name: bp-deny\n      spec: {podSelector: {}}\n"
+	"  - version: \"2\"\n    networkPolicies:\n    - name: bp-port\n"
+	"      spec:\n        podSelector: {}\n        ingress: [{ports: [{port: \"${port}\"}]}]\n";
 
 static const char *tokens =
 	"tokens:\n"
@@ -256,9 +262,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (getenv("FUZZ_VERBOSE"))
 		fprintf(stderr, "%s %s\n%.1500s\n\n", method, path, resp);
+	/* a well-formed request always gets an answer (the connection closed
+	 * without one when a handler gave up) */
 	if (rlen == 0) {
-		free(resp);
-		return 0; /* libmicrohttpd refused the request line outright */
+		fprintf(stderr, "no response to %s %s\n", method, path);
+		abort();
 	}
 	assert(!strncmp(resp, "HTTP/1.1 ", 9) || !strncmp(resp, "HTTP/1.0 ", 9));
 	code = atoi(resp + 9);
