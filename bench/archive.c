@@ -163,10 +163,11 @@ static int writer_phase(const char *base, double seconds, double *eps, double *m
 	moat_archive_stats(a, &st);
 	*eps = (double)st.written / ((double)(t1 - t0) / 1e9);
 	*mbps = (double)st.bytes_written / 1e6 / ((double)(t1 - t0) / 1e9);
-	fprintf(stderr, "archive writer: %llu events offered, %llu written, %llu lost, %.1f MB in %.2f s: "
-			"%.0f events/s, %.1f MB/s (%.0f bytes per event, both partitions)\n",
-		(unsigned long long)st.offered, (unsigned long long)st.written, (unsigned long long)st.queue_lost,
-		st.bytes_written / 1e6, (t1 - t0) / 1e9, *eps, *mbps,
+	fprintf(stderr,
+		"archive writer: %llu events offered, %llu written, %llu lost, %.1f MB in %.2f s: "
+		"%.0f events/s, %.1f MB/s (%.0f bytes per event, both partitions)\n",
+		(unsigned long long)st.offered, (unsigned long long)st.written,
+		(unsigned long long)st.queue_lost, st.bytes_written / 1e6, (t1 - t0) / 1e9, *eps, *mbps,
 		st.written ? (double)st.bytes_written / (double)st.written : 0.0);
 	moat_archive_close(a);
 	rm_rf(dir);
@@ -207,7 +208,9 @@ static int pipeline_phase(const char *base, double rate, double seconds, bool ar
 	{
 		struct moat_tx *tx;
 		struct moat_ip4_key k = { .addr = htonl(0x0a000002) };
-		struct moat_ip_info ii = { .identity = 100, .class = MOAT_CLASS_POD, .flags = MOAT_IP_F_LOCAL };
+		struct moat_ip_info ii = { .identity = 100,
+					   .class = MOAT_CLASS_POD,
+					   .flags = MOAT_IP_F_LOCAL };
 		moat_tx_begin(dp, false, &tx);
 		moat_tx_put(tx, MOAT_T_IP4, &k, &ii);
 		moat_tx_commit(tx, NULL);
@@ -266,10 +269,11 @@ static int pipeline_phase(const char *base, double rate, double seconds, bool ar
 	moat_events_stats(ev, &es);
 	if (!archive) {
 		double secs = (double)(t1 - t0) / 1e9;
-		fprintf(stderr, "consumer alone: %llu runs in %.2f s (%.0f/s offered); emitted %llu, failed %llu, "
-				"delivered %llu\n", (unsigned long long)runs, secs, runs / secs,
-			(unsigned long long)es.emitted, (unsigned long long)es.failed,
-			(unsigned long long)es.delivered);
+		fprintf(stderr,
+			"consumer alone: %llu runs in %.2f s (%.0f/s offered); emitted %llu, failed %llu, "
+			"delivered %llu\n",
+			(unsigned long long)runs, secs, runs / secs, (unsigned long long)es.emitted,
+			(unsigned long long)es.failed, (unsigned long long)es.delivered);
 		printf(", \"archive_pipeline_baseline_delivered_per_s\": %.0f", es.delivered / secs);
 		moat_events_stop(ev);
 		moat_dp_close(dp);
@@ -280,12 +284,15 @@ static int pipeline_phase(const char *base, double rate, double seconds, bool ar
 	moat_archive_stats(a, &as);
 	{
 		double secs = (double)(t1 - t0) / 1e9;
-		long long unaccounted = (long long)es.delivered - (long long)as.written - (long long)as.queue_lost;
-		fprintf(stderr, "archive pipeline: %llu runs in %.2f s (%.0f/s offered); emitted %llu, failed %llu, "
-				"delivered %llu; archive: written %llu, lost (queue full) %llu, %.1f MB\n",
+		long long unaccounted =
+			(long long)es.delivered - (long long)as.written - (long long)as.queue_lost;
+		fprintf(stderr,
+			"archive pipeline: %llu runs in %.2f s (%.0f/s offered); emitted %llu, failed %llu, "
+			"delivered %llu; archive: written %llu, lost (queue full) %llu, %.1f MB\n",
 			(unsigned long long)runs, secs, runs / secs, (unsigned long long)es.emitted,
-			(unsigned long long)es.failed, (unsigned long long)es.delivered, (unsigned long long)as.written,
-			(unsigned long long)as.queue_lost, as.bytes_written / 1e6);
+			(unsigned long long)es.failed, (unsigned long long)es.delivered,
+			(unsigned long long)as.written, (unsigned long long)as.queue_lost,
+			as.bytes_written / 1e6);
 		printf(", \"archive_pipeline_delivered_per_s\": %.0f, \"archive_pipeline_written_per_s\": %.0f, "
 		       "\"archive_pipeline_loss_ratio\": %.6f, \"archive_unaccounted\": %lld",
 		       es.delivered / secs, as.written / secs,
@@ -301,13 +308,11 @@ static int pipeline_phase(const char *base, double rate, double seconds, bool ar
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "seconds", required_argument, NULL, 's' },
-		{ "rate", required_argument, NULL, 'r' },
-		{ "dir", required_argument, NULL, 'd' },
-		{ "no-pipeline", no_argument, NULL, 'n' },
-		{ 0 }
-	};
+	static const struct option opts[] = { { "seconds", required_argument, NULL, 's' },
+					      { "rate", required_argument, NULL, 'r' },
+					      { "dir", required_argument, NULL, 'd' },
+					      { "no-pipeline", no_argument, NULL, 'n' },
+					      { 0 } };
 	const char *base = "/var/tmp";
 	double seconds = 3, rate = 1e6, eps = 0, mbps = 0;
 	bool pipeline = true;
@@ -316,11 +321,20 @@ int main(int argc, char **argv)
 
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
-		case 's': seconds = atof(optarg); break;
-		case 'r': rate = atof(optarg); break;
-		case 'd': base = optarg; break;
-		case 'n': pipeline = false; break;
-		default: return 2;
+		case 's':
+			seconds = atof(optarg);
+			break;
+		case 'r':
+			rate = atof(optarg);
+			break;
+		case 'd':
+			base = optarg;
+			break;
+		case 'n':
+			pipeline = false;
+			break;
+		default:
+			return 2;
 		}
 	}
 	snprintf(dir, sizeof(dir), "%s/moat-bench-archive.XXXXXX", base);

@@ -76,7 +76,10 @@ static json_t *pod_json(int ns, int j, int app)
 	snprintf(nsn, sizeof(nsn), "ns-%d", ns);
 	return json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s,s:s}},s:{s:s,s:[{s:s,s:[{s:s,s:i,s:s}]}]},s:{s:s}}",
 			 "apiVersion", "v1", "kind", "Pod", "metadata", "name", name, "namespace", nsn,
-			 "labels", "app", appv, "tier", app < 3 ? "web" : app < 7 ? "api" : "db",
+			 "labels", "app", appv, "tier",
+			 app < 3 ? "web" :
+			 app < 7 ? "api" :
+				   "db",
 			 "spec", "nodeName", ns % 2 ? "n2" : "n1", "containers", "name", "c", "ports", "name",
 			 "http", "containerPort", 8080, "protocol", "TCP", "status", "podIP", ip);
 }
@@ -95,28 +98,29 @@ static json_t *np_json(int ns, int k, int port_shift)
 	else if (k <= 7)
 		spec = json_pack("{s:{s:{s:s}},s:[s],s:[{s:[{s:{s:{s:s}}},{s:{s:{s:s}},s:{s:{s:s}}}],"
 				 "s:[{s:s,s:i},{s:s}]}]}",
-				 "podSelector", "matchLabels", "app", sel, "policyTypes", "Ingress", "ingress",
-				 "from", "podSelector", "matchLabels", "app", from, "namespaceSelector",
-				 "matchLabels", "team", "t0", "podSelector", "matchLabels", "app", "prometheus",
-				 "ports", "protocol", "TCP", "port", 8080 + k + port_shift, "port", "http");
+				 "podSelector", "matchLabels", "app", sel, "policyTypes", "Ingress",
+				 "ingress", "from", "podSelector", "matchLabels", "app", from,
+				 "namespaceSelector", "matchLabels", "team", "t0", "podSelector",
+				 "matchLabels", "app", "prometheus", "ports", "protocol", "TCP", "port",
+				 8080 + k + port_shift, "port", "http");
 	else if (k == 8)
 		spec = json_pack("{s:{},s:[s],s:[{s:[{s:{s:{s:s}},s:{s:{s:s}}}],s:[{s:s,s:i},{s:s,s:i}]},"
 				 "{s:[{s:{s:{s:s}}}],s:[{s:s,s:i,s:i}]},"
 				 "{s:[{s:{s:s,s:[s]}}],s:[{s:s,s:i}]}]}",
-				 "podSelector", "policyTypes", "Egress", "egress",
-				 "to", "namespaceSelector", "matchLabels", "kubernetes.io/metadata.name", "ns-0",
-				 "podSelector", "matchLabels", "app", "dns", "ports", "protocol", "UDP", "port", 53,
-				 "protocol", "TCP", "port", 53,
-				 "to", "podSelector", "matchLabels", "tier", "db", "ports", "protocol", "TCP",
-				 "port", 5432 + port_shift, "endPort", 5439 + port_shift,
-				 "to", "ipBlock", "cidr", "0.0.0.0/0", "except", "10.0.0.0/8", "ports", "protocol",
-				 "TCP", "port", 443);
+				 "podSelector", "policyTypes", "Egress", "egress", "to", "namespaceSelector",
+				 "matchLabels", "kubernetes.io/metadata.name", "ns-0", "podSelector",
+				 "matchLabels", "app", "dns", "ports", "protocol", "UDP", "port", 53,
+				 "protocol", "TCP", "port", 53, "to", "podSelector", "matchLabels", "tier",
+				 "db", "ports", "protocol", "TCP", "port", 5432 + port_shift, "endPort",
+				 5439 + port_shift, "to", "ipBlock", "cidr", "0.0.0.0/0", "except",
+				 "10.0.0.0/8", "ports", "protocol", "TCP", "port", 443);
 	else
-		spec = json_pack("{s:{s:{s:s}},s:[s],s:[{s:[{s:{s:{s:s}},s:{s:{s:s}}}],s:[{s:s,s:i},{s:s,s:i}]}]}",
-				 "podSelector", "matchLabels", "tier", "web", "policyTypes", "Ingress", "ingress",
-				 "from", "namespaceSelector", "matchLabels", "kubernetes.io/metadata.name", "ns-1",
-				 "podSelector", "matchLabels", "app", "ingress", "ports", "protocol", "TCP", "port",
-				 80 + port_shift, "protocol", "TCP", "port", 443);
+		spec = json_pack(
+			"{s:{s:{s:s}},s:[s],s:[{s:[{s:{s:{s:s}},s:{s:{s:s}}}],s:[{s:s,s:i},{s:s,s:i}]}]}",
+			"podSelector", "matchLabels", "tier", "web", "policyTypes", "Ingress", "ingress",
+			"from", "namespaceSelector", "matchLabels", "kubernetes.io/metadata.name", "ns-1",
+			"podSelector", "matchLabels", "app", "ingress", "ports", "protocol", "TCP", "port",
+			80 + port_shift, "protocol", "TCP", "port", 443);
 	return json_pack("{s:s,s:s,s:{s:s,s:s},s:o}", "apiVersion", "networking.k8s.io/v1", "kind",
 			 "NetworkPolicy", "metadata", "name", name, "namespace", nsn, "spec", spec);
 }
@@ -161,13 +165,11 @@ static uint64_t apply_live(struct moat_compiler *c, struct moat_dp *dp, struct m
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "namespaces", required_argument, NULL, 'n' },
-		{ "pods-per-ns", required_argument, NULL, 'p' },
-		{ "changes", required_argument, NULL, 'c' },
-		{ "no-datapath", no_argument, NULL, 'D' },
-		{ 0 }
-	};
+	static const struct option opts[] = { { "namespaces", required_argument, NULL, 'n' },
+					      { "pods-per-ns", required_argument, NULL, 'p' },
+					      { "changes", required_argument, NULL, 'c' },
+					      { "no-datapath", no_argument, NULL, 'D' },
+					      { 0 } };
 	struct moat_compiler_opts co = { .node = "n1" };
 	struct moat_dp_opts dpo = { .no_pin = true, .events = false };
 	struct moat_compiler *c;
@@ -182,18 +184,28 @@ int main(int argc, char **argv)
 
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
-		case 'n': nns = atoi(optarg); break;
-		case 'p': npods_per_ns = atoi(optarg); break;
-		case 'c': nchanges = atoi(optarg); break;
-		case 'D': use_dp = false; break;
-		default: return 2;
+		case 'n':
+			nns = atoi(optarg);
+			break;
+		case 'p':
+			npods_per_ns = atoi(optarg);
+			break;
+		case 'c':
+			nchanges = atoi(optarg);
+			break;
+		case 'D':
+			use_dp = false;
+			break;
+		default:
+			return 2;
 		}
 	}
 	if (use_dp) {
 		dpo.max_policy = 4u << 20;
 		dpo.max_ips = 1u << 18;
 		if (moat_dp_open(&dpo, &dp, NULL)) {
-			fprintf(stderr, "datapath unavailable (root? bpffs?): measuring the compiler alone\n");
+			fprintf(stderr,
+				"datapath unavailable (root? bpffs?): measuring the compiler alone\n");
 			dp = NULL;
 		}
 	}
@@ -237,8 +249,9 @@ int main(int argc, char **argv)
 		moat_tx_abort(tx);
 	}
 	moat_compiler_commit(c);
-	fprintf(stderr, "full compile: %d namespaces, %d pods, %d policies: %u identities, %u entries, "
-			"%zu ops; objects %.2f s, compile %.3f s, datapath write %.3f s\n",
+	fprintf(stderr,
+		"full compile: %d namespaces, %d pods, %d policies: %u identities, %u entries, "
+		"%zu ops; objects %.2f s, compile %.3f s, datapath write %.3f s\n",
 		nns, nns * npods_per_ns, nns * npol_per_ns, st.identities, st.entries[MOAT_T_POL], st.ops,
 		t_load / 1e9, t_compile / 1e9, t_commit / 1e9);
 
@@ -248,7 +261,8 @@ int main(int argc, char **argv)
 		int ns = (i * 37) % nns, k = (i * 7) % npol_per_ns;
 		lat[i] = apply_live(c, dp, dec(np_json(ns, k, 1 + i)));
 		if (getenv("MOAT_BENCH_VERBOSE") && lat[i] > 5000000)
-			fprintf(stderr, "slow policy change %d: ns-%d np-%d %.2f ms\n", i, ns, k, lat[i] / 1e6);
+			fprintf(stderr, "slow policy change %d: ns-%d np-%d %.2f ms\n", i, ns, k,
+				lat[i] / 1e6);
 		if (dp)
 			moat_dp_settle(dp); /* changes arrive one at a time */
 	}

@@ -67,10 +67,10 @@
 #include "util.h"
 #include "xdp/bench.skel.h"
 
-#define NNS        1000
+#define NNS         1000
 #define PODS_PER_NS 100
-#define NAPPS      10
-#define MAX_ROUNDS 64
+#define NAPPS       10
+#define MAX_ROUNDS  64
 
 static unsigned opt_repeat = 1000000, opt_rounds = 9, opt_veth_rounds = 5, opt_cpu = 1;
 static unsigned opt_veth_pkts = 2000000;
@@ -261,11 +261,9 @@ static json_t *pod_json(int ns, int j)
 	snprintf(nsn, sizeof(nsn), "ns-%d", ns);
 	snprintf(app, sizeof(app), "a%d", j % NAPPS);
 	snprintf(node, sizeof(node), "n%d", ns);
-	return json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s}},s:{s:s,s:[{s:s}]},s:{s:s}}",
-			 "apiVersion", "v1", "kind", "Pod",
-			 "metadata", "name", name, "namespace", nsn, "labels", "app", app,
-			 "spec", "nodeName", node, "containers", "name", "c",
-			 "status", "podIP", ip);
+	return json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s}},s:{s:s,s:[{s:s}]},s:{s:s}}", "apiVersion", "v1",
+			 "kind", "Pod", "metadata", "name", name, "namespace", nsn, "labels", "app", app,
+			 "spec", "nodeName", node, "containers", "name", "c", "status", "podIP", ip);
 }
 
 static json_t *policy_json(int i)
@@ -279,12 +277,10 @@ static json_t *policy_json(int i)
 	snprintf(from, sizeof(from), "a%d", (k + 1) % NAPPS);
 	return json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:{s:{s:s}},s:[s],"
 			 "s:[{s:[{s:{s:{s:s}}}],s:[{s:s,s:i}]}]}}",
-			 "apiVersion", "networking.k8s.io/v1", "kind", "NetworkPolicy",
-			 "metadata", "name", name, "namespace", nsn,
-			 "spec", "podSelector", "matchLabels", "app", sel,
-			 "policyTypes", "Ingress",
-			 "ingress", "from", "podSelector", "matchLabels", "app", from,
-			 "ports", "protocol", "TCP", "port", 8000 + k);
+			 "apiVersion", "networking.k8s.io/v1", "kind", "NetworkPolicy", "metadata", "name",
+			 name, "namespace", nsn, "spec", "podSelector", "matchLabels", "app", sel,
+			 "policyTypes", "Ingress", "ingress", "from", "podSelector", "matchLabels", "app",
+			 from, "ports", "protocol", "TCP", "port", 8000 + k);
 }
 
 /* Compiles what changed and makes it live in dp. */
@@ -349,8 +345,7 @@ static void clone_tables(struct moat_dp *from, struct moat_dp *to)
 		while (bpf_map_get_next_key(ofd, prev, next) == 0) {
 			memcpy(key, next, sizeof(key));
 			prev = key;
-			if (bpf_map_lookup_elem(fd, key, val) && errno == ENOENT &&
-			    moat_tx_del(tx, t, key))
+			if (bpf_map_lookup_elem(fd, key, val) && errno == ENOENT && moat_tx_del(tx, t, key))
 				die("tx_del (clone)");
 		}
 	}
@@ -394,7 +389,8 @@ static __u64 dstat(struct moat_dp *dp, __u32 idx)
 }
 
 /* ---- micro-programs: the cost of single operations ------------------------- */
-#define INS(c, d, s, o, i) ((struct bpf_insn){ .code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i) })
+#define INS(c, d, s, o, i) \
+	((struct bpf_insn){ .code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i) })
 #define R0 BPF_REG_0
 #define R1 BPF_REG_1
 #define R2 BPF_REG_2
@@ -459,16 +455,15 @@ static int prog_load(struct prog *p)
 }
 
 enum micro_kind {
-	M_LOOKUP,        /* bpf_map_lookup_elem(map, key) */
-	M_OUTER_INNER,   /* outer array-of-maps [slot], then inner lookup */
-	M_UPDATE,        /* bpf_map_update_elem(map, key, 64 zero bytes, BPF_ANY) */
-	M_HELPER,        /* a helper without arguments */
+	M_LOOKUP,      /* bpf_map_lookup_elem(map, key) */
+	M_OUTER_INNER, /* outer array-of-maps [slot], then inner lookup */
+	M_UPDATE,      /* bpf_map_update_elem(map, key, 64 zero bytes, BPF_ANY) */
+	M_HELPER,      /* a helper without arguments */
 };
 
 #define MICRO_N 16
 
-static int micro_prog(enum micro_kind kind, int fd, const void *key, size_t ksz, __u32 slot,
-		      int n)
+static int micro_prog(enum micro_kind kind, int fd, const void *key, size_t ksz, __u32 slot, int n)
 {
 	struct prog p = { .n = 0 };
 	const int KEY = -64, SLOT = -72, VAL = -160;
@@ -513,8 +508,8 @@ static int micro_prog(enum micro_kind kind, int fd, const void *key, size_t ksz,
 
 /* ns per operation: (t(16 ops) - t(0 ops)) / 16, median over rounds, both
  * programs run side by side in each round. */
-static double micro(const char *name, enum micro_kind kind, int fd, const void *key, size_t ksz,
-		    __u32 slot, const struct pkt *pk, int ifindex)
+static double micro(const char *name, enum micro_kind kind, int fd, const void *key, size_t ksz, __u32 slot,
+		    const struct pkt *pk, int ifindex)
 {
 	int f0 = micro_prog(kind, fd, key, ksz, slot, 0);
 	int fn = micro_prog(kind, fd, key, ksz, slot, MICRO_N);
@@ -558,8 +553,8 @@ static int percpu_put(int fd, const void *key, __u64 v)
  * holding an entry for every field of the measured packet -- each one for
  * the other direction, so every lookup hits and the packet still passes --
  * and the IPv4 table filled to its 10,000 entries. */
-static int xfilt_open(struct xfilt *x, const __u8 *dmac, const __u8 *smac, __be32 saddr,
-		      __be32 daddr, __u16 sport, __u16 dport)
+static int xfilt_open(struct xfilt *x, const __u8 *dmac, const __u8 *smac, __be32 saddr, __be32 daddr,
+		      __u16 sport, __u16 dport)
 {
 	struct bpf_program *prog;
 	struct bpf_map *m;
@@ -646,8 +641,8 @@ static void pin_cpu(unsigned cpu)
 }
 
 /* ---- packets -------------------------------------------------------------------- */
-static void tcp_pkt(struct pkt *p, const __u8 *dmac, const __u8 *smac, const char *s,
-		    const char *d, __u16 sp, __u16 dpt, __u8 flags)
+static void tcp_pkt(struct pkt *p, const __u8 *dmac, const __u8 *smac, const char *s, const char *d, __u16 sp,
+		    __u16 dpt, __u8 flags)
 {
 	pkt_init(p);
 	pkt_eth(p, dmac, smac);
@@ -796,8 +791,8 @@ static void perf_case(const char *name, int fd, int ifindex, const struct pkt *p
 		char secs[16], cpu[16];
 		snprintf(secs, sizeof(secs), "%u", opt_perf);
 		snprintf(cpu, sizeof(cpu), "%u", opt_cpu);
-		execlp("perf", "perf", "record", "-q", "-e", "cpu-clock", "-F", "20000", "-C", cpu,
-		       "-o", data, "--", "sleep", secs, (char *)NULL);
+		execlp("perf", "perf", "record", "-q", "-e", "cpu-clock", "-F", "20000", "-C", cpu, "-o",
+		       data, "--", "sleep", secs, (char *)NULL);
 		_exit(127);
 	}
 	usleep(300000);
@@ -808,8 +803,7 @@ static void perf_case(const char *name, int fd, int ifindex, const struct pkt *p
 	waitpid(pid, &st, 0);
 	fprintf(stderr, "profile: %s\n", name);
 	snprintf(cmd, sizeof(cmd),
-		 "perf report -q -i %s --stdio --sort sym 2>/dev/null | awk 'NF && n++ < 16' >&2",
-		 data);
+		 "perf report -q -i %s --stdio --sort sym 2>/dev/null | awk 'NF && n++ < 16' >&2", data);
 	if (system(cmd) != 0)
 		note("perf report failed");
 	perf_lines(fd, data);
@@ -819,17 +813,15 @@ static void perf_case(const char *name, int fd, int ifindex, const struct pkt *p
 /* ---- main ------------------------------------------------------------------------- */
 int main(int argc, char **argv)
 {
-	static const struct option lopts[] = {
-		{ "repeat", required_argument, NULL, 'r' },
-		{ "rounds", required_argument, NULL, 'R' },
-		{ "veth-rounds", required_argument, NULL, 'W' },
-		{ "veth-packets", required_argument, NULL, 'v' },
-		{ "cpu", required_argument, NULL, 'c' },
-		{ "no-veth", no_argument, NULL, 'V' },
-		{ "xdp-filter", required_argument, NULL, 'x' },
-		{ "perf", required_argument, NULL, 'p' },
-		{ 0 }
-	};
+	static const struct option lopts[] = { { "repeat", required_argument, NULL, 'r' },
+					       { "rounds", required_argument, NULL, 'R' },
+					       { "veth-rounds", required_argument, NULL, 'W' },
+					       { "veth-packets", required_argument, NULL, 'v' },
+					       { "cpu", required_argument, NULL, 'c' },
+					       { "no-veth", no_argument, NULL, 'V' },
+					       { "xdp-filter", required_argument, NULL, 'x' },
+					       { "perf", required_argument, NULL, 'p' },
+					       { 0 } };
 	static const int phases[] = { 10, 1000, 10000 };
 	struct moat_dp_opts dpo = { .no_pin = true, .events = true };
 	struct moat_dp *dp_ct, *dp_new;
@@ -849,19 +841,35 @@ int main(int argc, char **argv)
 
 	while ((o = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
 		switch (o) {
-		case 'r': opt_repeat = (unsigned)strtoul(optarg, NULL, 0); break;
-		case 'R': opt_rounds = (unsigned)strtoul(optarg, NULL, 0); break;
-		case 'W': opt_veth_rounds = (unsigned)strtoul(optarg, NULL, 0); break;
-		case 'v': opt_veth_pkts = (unsigned)strtoul(optarg, NULL, 0); break;
-		case 'c': opt_cpu = (unsigned)strtoul(optarg, NULL, 0); break;
-		case 'V': opt_veth = false; break;
-		case 'x': opt_filt = optarg; break;
-		case 'p': opt_perf = (unsigned)strtoul(optarg, NULL, 0); break;
-		default: return 2;
+		case 'r':
+			opt_repeat = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'R':
+			opt_rounds = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'W':
+			opt_veth_rounds = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'v':
+			opt_veth_pkts = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'c':
+			opt_cpu = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'V':
+			opt_veth = false;
+			break;
+		case 'x':
+			opt_filt = optarg;
+			break;
+		case 'p':
+			opt_perf = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		default:
+			return 2;
 		}
 	}
-	if (opt_rounds < 1 || opt_rounds > MAX_ROUNDS || opt_veth_rounds < 1 ||
-	    opt_veth_rounds > MAX_ROUNDS)
+	if (opt_rounds < 1 || opt_rounds > MAX_ROUNDS || opt_veth_rounds < 1 || opt_veth_rounds > MAX_ROUNDS)
 		die("--rounds and --veth-rounds must be 1..%d", MAX_ROUNDS);
 	if (geteuid() != 0)
 		die("needs root (BPF, network namespaces)");
@@ -880,8 +888,8 @@ int main(int argc, char **argv)
 			die("private netns with veth pair failed");
 		if_a = ifx[0];
 		if_b = ifx[1];
-		sh("ip link set dev lo up && ip link set dev %s up && ip link set dev %s up",
-		   VETH[0], VETH[1]);
+		sh("ip link set dev lo up && ip link set dev %s up && ip link set dev %s up", VETH[0],
+		   VETH[1]);
 		/* the receiver takes frames without an XDP program only with GRO */
 		sh("ethtool -K %s gro on >/dev/null 2>&1", VETH[1]);
 		get_mac(VETH[0], mac_a);
@@ -915,16 +923,15 @@ int main(int argc, char **argv)
 		char nsn[32], team[16];
 		snprintf(nsn, sizeof(nsn), "ns-%d", i);
 		snprintf(team, sizeof(team), "t%d", i % 20);
-		moat_compiler_apply(c, dec(json_pack("{s:s,s:s,s:{s:s,s:{s:s}}}", "apiVersion", "v1",
-						     "kind", "Namespace", "metadata", "name", nsn,
-						     "labels", "team", team)));
+		moat_compiler_apply(c, dec(json_pack("{s:s,s:s,s:{s:s,s:{s:s}}}", "apiVersion", "v1", "kind",
+						     "Namespace", "metadata", "name", nsn, "labels", "team",
+						     team)));
 		for (int j = 0; j < PODS_PER_NS; j++)
 			moat_compiler_apply(c, dec(pod_json(i, j)));
 	}
 	if (moat_compiler_set_endpoint(c, "ns-0", "p-1", if_b))
 		die("endpoint");
-	note("world: %d namespaces, %d pods (%.1f s)", NNS, NNS * PODS_PER_NS,
-	     (moat_now_ns() - t0) / 1e9);
+	note("world: %d namespaces, %d pods (%.1f s)", NNS, NNS * PODS_PER_NS, (moat_now_ns() - t0) / 1e9);
 
 	pod_ip(0, 1, s_ip, sizeof(s_ip));
 	pod_ip(0, 0, d_ip, sizeof(d_ip));
@@ -938,12 +945,11 @@ int main(int argc, char **argv)
 		die("xdp-filter %s did not load", opt_filt);
 
 	/* ---- 1. per-packet cost, BPF_PROG_TEST_RUN ---------------------------------- */
-	fprintf(stderr, "per-packet cost: repeat %u, %u rounds, CPU %u\n", opt_repeat, opt_rounds,
-		opt_cpu);
+	fprintf(stderr, "per-packet cost: repeat %u, %u rounds, CPU %u\n", opt_repeat, opt_rounds, opt_cpu);
 	for (size_t ph = 0; ph < sizeof(phases) / sizeof(phases[0]); ph++) {
 		int n = phases[ph];
-		double fl[MAX_ROUNDS], est[MAX_ROUNDS], nf[MAX_ROUNDS], xfv[MAX_ROUNDS],
-			est_to[MAX_ROUNDS], dn[MAX_ROUNDS];
+		double fl[MAX_ROUNDS], est[MAX_ROUNDS], nf[MAX_ROUNDS], xfv[MAX_ROUNDS], est_to[MAX_ROUNDS],
+			dn[MAX_ROUNDS];
 		__u64 ce0, ce1, cn0, cn1;
 		__u32 counts[MOAT_T_MAX];
 
@@ -954,8 +960,9 @@ int main(int argc, char **argv)
 		clone_tables(dp_ct, dp_new);
 		moat_compiler_counts(c, counts);
 		note("%d rules: %u identities, %u decision entries, %u ipcache entries, "
-		     "%u subjects (%.1f s)", n, st.identities, counts[MOAT_T_POL],
-		     counts[MOAT_T_IP4], counts[MOAT_T_SUBJ], (moat_now_ns() - t0) / 1e9);
+		     "%u subjects (%.1f s)",
+		     n, st.identities, counts[MOAT_T_POL], counts[MOAT_T_IP4], counts[MOAT_T_SUBJ],
+		     (moat_now_ns() - t0) / 1e9);
 		putf(counts[MOAT_T_POL], "xdp_decision_entries_%d", n);
 		putf(counts[MOAT_T_IP4], "xdp_ipcache_entries_%d", n);
 
@@ -979,8 +986,8 @@ int main(int argc, char **argv)
 			    trun(fd_new_from, if_b, deny.data, deny.len, opt_repeat, &dn[r]) != XDP_DROP)
 				die("test run failed or gave another verdict");
 			note("%5d rules round %u: floor %5.1f  established %5.1f (to_pod %5.1f)  "
-			     "new flow %5.1f  denied %5.1f  xdp-filter %5.1f ns", n, r, fl[r], est[r],
-			     est_to[r], nf[r], dn[r], xfv[r]);
+			     "new flow %5.1f  denied %5.1f  xdp-filter %5.1f ns",
+			     n, r, fl[r], est[r], est_to[r], nf[r], dn[r], xfv[r]);
 			floor_all[nfloor_all++] = fl[r];
 		}
 		ce1 = dstat(dp_ct, MOAT_STAT_CT_ESTABLISHED);
@@ -1041,34 +1048,33 @@ int main(int argc, char **argv)
 		polmiss.port = 9999;
 		ipk.addr = pkt_a4(d_ip);
 
-		put("op_hash_ipcache_ns", micro("ipcache lookup (hit)", M_OUTER_INNER,
-						moat_dp_map_fd(dp_ct, MOAT_TBL_IP4), &ipk,
-						sizeof(ipk), slot, &ack, if_b));
-		put("op_hash_endpoint_ns", micro("endpoint lookup (hit)", M_OUTER_INNER,
-						 moat_dp_map_fd(dp_ct, MOAT_TBL_EP), &ifk,
-						 sizeof(ifk), slot, &ack, if_b));
-		put("op_array_subject_ns", micro("subject lookup (inner array)", M_OUTER_INNER,
-						 moat_dp_map_fd(dp_ct, MOAT_TBL_SUBJ), &idk,
-						 sizeof(idk), slot, &ack, if_b));
-		put("op_hash_policy_hit_ns", micro("decision lookup (hit)", M_OUTER_INNER,
-						   moat_dp_map_fd(dp_ct, MOAT_TBL_POL), &polk,
-						   sizeof(polk), slot, &ack, if_b));
-		put("op_hash_policy_miss_ns", micro("decision lookup (miss)", M_OUTER_INNER,
-						    moat_dp_map_fd(dp_ct, MOAT_TBL_POL), &polmiss,
-						    sizeof(polmiss), slot, &ack, if_b));
-		put("op_lru_ct_lookup_ns", micro("conntrack lookup (hit)", M_LOOKUP, ctfd, &ctk,
-						 sizeof(ctk), 0, &ack, if_b));
-		put("op_lru_ct_update_ns", micro("conntrack update (replace)", M_UPDATE,
-						 moat_dp_map_fd(dp_new, MOAT_MAP_CT4), &ctk,
-						 sizeof(ctk), 0, &ack, if_b));
-		put("op_percpu_stat_ns", micro("per-CPU counter lookup", M_LOOKUP,
-					       moat_dp_map_fd(dp_ct, MOAT_MAP_STATS), &statk,
-					       sizeof(statk), 0, &ack, if_b));
+		put("op_hash_ipcache_ns",
+		    micro("ipcache lookup (hit)", M_OUTER_INNER, moat_dp_map_fd(dp_ct, MOAT_TBL_IP4), &ipk,
+			  sizeof(ipk), slot, &ack, if_b));
+		put("op_hash_endpoint_ns",
+		    micro("endpoint lookup (hit)", M_OUTER_INNER, moat_dp_map_fd(dp_ct, MOAT_TBL_EP), &ifk,
+			  sizeof(ifk), slot, &ack, if_b));
+		put("op_array_subject_ns",
+		    micro("subject lookup (inner array)", M_OUTER_INNER, moat_dp_map_fd(dp_ct, MOAT_TBL_SUBJ),
+			  &idk, sizeof(idk), slot, &ack, if_b));
+		put("op_hash_policy_hit_ns",
+		    micro("decision lookup (hit)", M_OUTER_INNER, moat_dp_map_fd(dp_ct, MOAT_TBL_POL), &polk,
+			  sizeof(polk), slot, &ack, if_b));
+		put("op_hash_policy_miss_ns",
+		    micro("decision lookup (miss)", M_OUTER_INNER, moat_dp_map_fd(dp_ct, MOAT_TBL_POL),
+			  &polmiss, sizeof(polmiss), slot, &ack, if_b));
+		put("op_lru_ct_lookup_ns",
+		    micro("conntrack lookup (hit)", M_LOOKUP, ctfd, &ctk, sizeof(ctk), 0, &ack, if_b));
+		put("op_lru_ct_update_ns",
+		    micro("conntrack update (replace)", M_UPDATE, moat_dp_map_fd(dp_new, MOAT_MAP_CT4), &ctk,
+			  sizeof(ctk), 0, &ack, if_b));
+		put("op_percpu_stat_ns",
+		    micro("per-CPU counter lookup", M_LOOKUP, moat_dp_map_fd(dp_ct, MOAT_MAP_STATS), &statk,
+			  sizeof(statk), 0, &ack, if_b));
 		put("op_ktime_coarse_ns", micro("bpf_ktime_get_coarse_ns", M_HELPER,
-						BPF_FUNC_ktime_get_coarse_ns, NULL, 0, 0, &ack,
-						if_b));
-		put("op_jiffies64_ns", micro("bpf_jiffies64 (inlined)", M_HELPER, BPF_FUNC_jiffies64,
-					     NULL, 0, 0, &ack, if_b));
+						BPF_FUNC_ktime_get_coarse_ns, NULL, 0, 0, &ack, if_b));
+		put("op_jiffies64_ns",
+		    micro("bpf_jiffies64 (inlined)", M_HELPER, BPF_FUNC_jiffies64, NULL, 0, 0, &ack, if_b));
 	}
 
 	if (opt_perf) {
@@ -1079,11 +1085,24 @@ int main(int argc, char **argv)
 
 	/* ---- 2. throughput into a veth, live frames ---------------------------------- */
 	if (opt_veth) {
-		enum { S_BARE, S_MOAT, S_NFT, S_IPT, S_IPTL, S_NONE, S_MOAT_PASS, S_MAX };
+		enum {
+			S_BARE,
+			S_MOAT,
+			S_NFT,
+			S_IPT,
+			S_IPTL,
+			S_NONE,
+			S_MOAT_PASS,
+			S_MAX
+		};
 		static const char *const sname[S_MAX] = {
-			"veth_drop_mpps_bare", "veth_drop_mpps_moat", "veth_drop_mpps_nft",
-			"veth_drop_mpps_iptables", "veth_drop_mpps_iptables_legacy",
-			"veth_pass_mpps_none", "veth_pass_mpps_moat",
+			"veth_drop_mpps_bare",
+			"veth_drop_mpps_moat",
+			"veth_drop_mpps_nft",
+			"veth_drop_mpps_iptables",
+			"veth_drop_mpps_iptables_legacy",
+			"veth_pass_mpps_none",
+			"veth_pass_mpps_moat",
 		};
 		double mpps[S_MAX][MAX_ROUNDS];
 		int fd_tx = bpf_program__fd(bb->progs.bench_tx);
@@ -1093,8 +1112,10 @@ int main(int argc, char **argv)
 		char rule[256];
 
 		snprintf(rule, sizeof(rule), "-s %s -d %s -p tcp --dport 9999 -j DROP", s_ip, d_ip);
-		fprintf(stderr, "veth throughput: %u live frames per run into %s, %u rounds, "
-			"generator on CPU %u\n", opt_veth_pkts, VETH[1], opt_veth_rounds, opt_cpu);
+		fprintf(stderr,
+			"veth throughput: %u live frames per run into %s, %u rounds, "
+			"generator on CPU %u\n",
+			opt_veth_pkts, VETH[1], opt_veth_rounds, opt_cpu);
 		for (unsigned r = 0; r < opt_veth_rounds; r++) {
 			/* each round starts with another set-up, so no set-up
 			 * always runs right after the same other one */
@@ -1134,7 +1155,8 @@ int main(int argc, char **argv)
 					   "table inet mbench {\n"
 					   "  chain pre { type filter hook prerouting priority raw; "
 					   "ip saddr %s ip daddr %s tcp dport 9999 counter drop; }\n"
-					   "}\nEOF", s_ip, d_ip);
+					   "}\nEOF",
+					   s_ip, d_ip);
 					break;
 				case S_IPT:
 					sh("iptables -t raw -A PREROUTING %s", rule);
@@ -1186,12 +1208,12 @@ int main(int argc, char **argv)
 					break;
 				case S_IPT:
 					cnt = sh_number("", "iptables -t raw -L PREROUTING -v -x -n | "
-							"awk 'NR==3{print $1}'");
+							    "awk 'NR==3{print $1}'");
 					sh("iptables -t raw -D PREROUTING %s", rule);
 					break;
 				case S_IPTL:
 					cnt = sh_number("", "iptables-legacy -t raw -L PREROUTING -v -x -n | "
-							"awk 'NR==3{print $1}'");
+							    "awk 'NR==3{print $1}'");
 					sh("iptables-legacy -t raw -D PREROUTING %s", rule);
 					break;
 				case S_NONE:
@@ -1203,8 +1225,9 @@ int main(int argc, char **argv)
 					die("%s: no receive count", sname[s]);
 				mpps[s][r] = (double)cnt / secs / 1e6;
 				note("round %u %-31s %6.3f Mpps  (received %lld, rx counter %llu, "
-				     "sent %u in %.3f s)", r, sname[s], mpps[s][r], cnt,
-				     (unsigned long long)(rx1 - rx0), opt_veth_pkts, secs);
+				     "sent %u in %.3f s)",
+				     r, sname[s], mpps[s][r], cnt, (unsigned long long)(rx1 - rx0),
+				     opt_veth_pkts, secs);
 				if ((double)cnt < 0.5 * (double)opt_veth_pkts)
 					note("  warning: fewer than half of the frames were counted");
 			}
@@ -1257,8 +1280,8 @@ int main(int argc, char **argv)
 				if (i1.run_cnt > i0.run_cnt) {
 					double v = (double)(i1.run_time_ns - i0.run_time_ns) /
 						   (double)(i1.run_cnt - i0.run_cnt);
-					note("in situ %-26s %6.1f ns per packet (%llu runs)", cases[k].name, v,
-					     (unsigned long long)(i1.run_cnt - i0.run_cnt));
+					note("in situ %-26s %6.1f ns per packet (%llu runs)", cases[k].name,
+					     v, (unsigned long long)(i1.run_cnt - i0.run_cnt));
 					put(cases[k].name, v);
 				}
 			}

@@ -43,11 +43,9 @@ static void pin_cpu(int cpu)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "rate", required_argument, NULL, 'r' },
-		{ "seconds", required_argument, NULL, 's' },
-		{ 0 }
-	};
+	static const struct option opts[] = { { "rate", required_argument, NULL, 'r' },
+					      { "seconds", required_argument, NULL, 's' },
+					      { 0 } };
 	struct moat_dp_opts dpo = { .no_pin = true, .events = true, .bench_no_ct = true };
 	struct moat_events_opts eo = { .ring = 4096, .max_flows = 1024 };
 	/* --small-ring: 8 pages per CPU, to check that overload losses are
@@ -96,7 +94,9 @@ int main(int argc, char **argv)
 	{
 		struct moat_tx *tx;
 		struct moat_ip4_key k = { .addr = htonl(0x0a000002) };
-		struct moat_ip_info ii = { .identity = 100, .class = MOAT_CLASS_POD, .flags = MOAT_IP_F_LOCAL };
+		struct moat_ip_info ii = { .identity = 100,
+					   .class = MOAT_CLASS_POD,
+					   .flags = MOAT_IP_F_LOCAL };
 		moat_tx_begin(dp, false, &tx);
 		moat_tx_put(tx, MOAT_T_IP4, &k, &ii);
 		moat_tx_commit(tx, NULL);
@@ -166,13 +166,14 @@ int main(int argc, char **argv)
 		long long unaccounted = (long long)emitted - (long long)st.delivered - (long long)lost;
 
 		fprintf(stderr, "sampler: %llu ns per run (last chunk)\n", (unsigned long long)ns_per_run);
-		fprintf(stderr, "sampler: %llu runs in %.2f s (%.0f/s offered); emitted %llu, delivered %llu, "
-				"lost %llu (failed outputs %llu, rate-limited %llu); cross-checks: perf-lost %llu, "
-				"missing by sequence %llu\n",
+		fprintf(stderr,
+			"sampler: %llu runs in %.2f s (%.0f/s offered); emitted %llu, delivered %llu, "
+			"lost %llu (failed outputs %llu, rate-limited %llu); cross-checks: perf-lost %llu, "
+			"missing by sequence %llu\n",
 			(unsigned long long)runs, secs, runs / secs, (unsigned long long)emitted,
-			(unsigned long long)st.delivered, (unsigned long long)lost, (unsigned long long)st.failed,
-			(unsigned long long)st.suppressed, (unsigned long long)st.perf_lost,
-			(unsigned long long)st.seq_gaps);
+			(unsigned long long)st.delivered, (unsigned long long)lost,
+			(unsigned long long)st.failed, (unsigned long long)st.suppressed,
+			(unsigned long long)st.perf_lost, (unsigned long long)st.seq_gaps);
 		printf("{\"sampler_events_per_s\": %.0f, \"sampler_loss_ratio\": %.6f, \"sampler_unaccounted\": %lld, "
 		       "\"sampler_emitted\": %llu, \"sampler_delivered\": %llu}\n",
 		       st.delivered / secs, emitted ? (double)lost / (double)emitted : 0.0, unaccounted,

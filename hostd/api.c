@@ -77,11 +77,9 @@ static char *describe_for(struct moatd *d, const struct moat_principal *w, __u32
 	return moat_rule_describe(d->comp, ref);
 }
 
-static enum MHD_Result send_text(struct MHD_Connection *conn, unsigned code, const char *ctype,
-				 char *body)
+static enum MHD_Result send_text(struct MHD_Connection *conn, unsigned code, const char *ctype, char *body)
 {
-	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body,
-								  MHD_RESPMEM_MUST_FREE);
+	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
 	enum MHD_Result ret;
 
 	MHD_add_response_header(r, "Content-Type", ctype);
@@ -129,19 +127,26 @@ static json_t *labels_json(const struct moat_labels *l)
 static const char *class_name(int c)
 {
 	switch (c) {
-	case MOAT_CLASS_POD: return "pod";
-	case MOAT_CLASS_NODE: return "node";
-	case MOAT_CLASS_VIP: return "service";
-	default: return "world";
+	case MOAT_CLASS_POD:
+		return "pod";
+	case MOAT_CLASS_NODE:
+		return "node";
+	case MOAT_CLASS_VIP:
+		return "service";
+	default:
+		return "world";
 	}
 }
 
 static const char *hook_name(int h)
 {
 	switch (h) {
-	case MOAT_HOOK_FROM_POD: return "from-pod";
-	case MOAT_HOOK_TO_POD: return "to-pod";
-	default: return "uplink";
+	case MOAT_HOOK_FROM_POD:
+		return "from-pod";
+	case MOAT_HOOK_TO_POD:
+		return "to-pod";
+	default:
+		return "uplink";
 	}
 }
 
@@ -169,22 +174,23 @@ static int iface_cb(const struct moat_iface_status *s, void *arg)
 	for (int m = MOAT_MODE_HW; m < MOAT_MODE_MAX; m++)
 		if (s->why[m][0])
 			json_object_set_new(why, moat_mode_name(m), json_string(s->why[m]));
-	json_array_append_new(v->a, json_pack("{s:s,s:s?,s:s,s:i,s:b,s:s,s:o,s:s?}", "name", s->name,
-					     "pod", s->pod, "hook", hook_name(s->hook), "ifindex",
-					     s->ifindex, "attached", s->attached, "mode",
-					     s->attached ? moat_mode_name(s->mode) : "none",
-					     "rejected", why, "error", s->error[0] ? s->error : NULL));
+	json_array_append_new(v->a,
+			      json_pack("{s:s,s:s?,s:s,s:i,s:b,s:s,s:o,s:s?}", "name", s->name, "pod", s->pod,
+					"hook", hook_name(s->hook), "ifindex", s->ifindex, "attached",
+					s->attached, "mode", s->attached ? moat_mode_name(s->mode) : "none",
+					"rejected", why, "error", s->error[0] ? s->error : NULL));
 	if (s->plan && s->plan->valid) { /* the attach plan and its reasons (issue 6) */
 		json_t *pw = json_object(), *o = json_array_get(v->a, json_array_size(v->a) - 1);
 		for (int k = 0; k < MOAT_PLAN_KIND_MAX; k++)
 			if (s->plan->why[k][0])
 				json_object_set_new(pw, moat_plan_kind_name(k), json_string(s->plan->why[k]));
-		json_object_set_new(o, "plan", json_pack("{s:s,s:s,s:s,s:o,s:o}", "kind",
-						       moat_iface_plan_kind(s->plan), "driver",
-						       s->plan->driver, "profile", s->plan->profile,
-						       "xdp_features", s->plan->have_features ?
-						       json_integer((json_int_t)s->plan->xdp_features) : json_null(),
-						       "rejected", pw));
+		json_object_set_new(
+			o, "plan",
+			json_pack("{s:s,s:s,s:s,s:o,s:o}", "kind", moat_iface_plan_kind(s->plan), "driver",
+				  s->plan->driver, "profile", s->plan->profile, "xdp_features",
+				  s->plan->have_features ? json_integer((json_int_t)s->plan->xdp_features) :
+							   json_null(),
+				  "rejected", pw));
 	}
 	return 0;
 }
@@ -218,8 +224,8 @@ static json_t *status_json(struct moatd *d, const struct moat_principal *who)
 		for (int t = 0; t < MOAT_T_MAX; t++)
 			json_object_set_new(tbl, moat_tbl_name(t),
 					    json_pack("{s:i,s:i}", "capacity",
-						      (json_int_t)moat_dp_tbl_capacity(d->dp, t),
-						      "entries", (json_int_t)used[t]));
+						      (json_int_t)moat_dp_tbl_capacity(d->dp, t), "entries",
+						      (json_int_t)used[t]));
 	}
 	json_object_set_new(j, "tables", tbl);
 	json_object_set_new(j, "last_apply",
@@ -250,10 +256,10 @@ static int ep_cb(const struct moat_endpoint_view *v, void *arg)
 	ips = json_array();
 	for (size_t i = 0; i < v->nips; i++)
 		json_array_append_new(ips, json_string(moat_addr_str(&v->ips[i], buf)));
-	json_array_append_new(vi->a, json_pack("{s:s,s:s,s:s?,s:i,s:b,s:i,s:o,s:b}", "namespace", v->ns,
-					     "name", v->name, "node", v->node, "identity",
-					     v->identity, "local", v->local, "ifindex", v->ifindex,
-					     "ips", ips, "hostNetwork", v->host_network));
+	json_array_append_new(vi->a,
+			      json_pack("{s:s,s:s,s:s?,s:i,s:b,s:i,s:o,s:b}", "namespace", v->ns, "name",
+					v->name, "node", v->node, "identity", v->identity, "local", v->local,
+					"ifindex", v->ifindex, "ips", ips, "hostNetwork", v->host_network));
 	return 0;
 }
 
@@ -263,20 +269,24 @@ static int id_cb(const struct moat_ident_view *v, void *arg)
 
 	if (!admin(vi->who) && (!v->ns || v->cls != MOAT_CLASS_POD || !moat_principal_sees(vi->who, v->ns)))
 		return 0;
-	json_array_append_new(vi->a, json_pack("{s:i,s:s,s:s?,s:s?,s:o,s:i}", "id", v->id, "class",
-					     class_name(v->cls), "namespace", v->ns, "node", v->node,
-					     "labels", labels_json(v->labels), "members",
-					     (json_int_t)v->npods));
+	json_array_append_new(vi->a,
+			      json_pack("{s:i,s:s,s:s?,s:s?,s:o,s:i}", "id", v->id, "class",
+					class_name(v->cls), "namespace", v->ns, "node", v->node, "labels",
+					labels_json(v->labels), "members", (json_int_t)v->npods));
 	return 0;
 }
 
 static const char *pkind(enum moat_policy_kind k)
 {
 	switch (k) {
-	case MOAT_K_NETPOL: return "NetworkPolicy";
-	case MOAT_K_ANP: return "AdminNetworkPolicy";
-	case MOAT_K_BANP: return "BaselineAdminNetworkPolicy";
-	default: return "ClusterNetworkPolicy";
+	case MOAT_K_NETPOL:
+		return "NetworkPolicy";
+	case MOAT_K_ANP:
+		return "AdminNetworkPolicy";
+	case MOAT_K_BANP:
+		return "BaselineAdminNetworkPolicy";
+	default:
+		return "ClusterNetworkPolicy";
 	}
 }
 
@@ -289,18 +299,17 @@ static int pol_cb(const struct moat_policy_view *v, void *arg)
 	 * platform's and listed for platform admins */
 	if (!admin(vi->who) && (p->kind != MOAT_K_NETPOL || !moat_principal_sees(vi->who, p->ns)))
 		return 0;
-	json_array_append_new(vi->a, json_pack("{s:s,s:s,s:s?,s:s,s:s,s:i,s:b,s:i,s:i,s:i,s:i}", "key",
-					     v->key, "kind", pkind(p->kind), "namespace", p->ns,
-					     "name", p->name, "tier", moat_tier_name(p->tier),
-					     "priority", p->priority, "audit", p->audit, "subjects",
-					     (json_int_t)v->nsubjects, "entries", (json_int_t)v->entries,
-					     "ingressRules", (json_int_t)p->nrules[0], "egressRules",
-					     (json_int_t)p->nrules[1]));
+	json_array_append_new(vi->a,
+			      json_pack("{s:s,s:s,s:s?,s:s,s:s,s:i,s:b,s:i,s:i,s:i,s:i}", "key", v->key,
+					"kind", pkind(p->kind), "namespace", p->ns, "name", p->name, "tier",
+					moat_tier_name(p->tier), "priority", p->priority, "audit", p->audit,
+					"subjects", (json_int_t)v->nsubjects, "entries",
+					(json_int_t)v->entries, "ingressRules", (json_int_t)p->nrules[0],
+					"egressRules", (json_int_t)p->nrules[1]));
 	return 0;
 }
 
-static json_t *side_json(struct moatd *d, const struct moat_principal *who,
-			 const struct moat_explain_side *s)
+static json_t *side_json(struct moatd *d, const struct moat_principal *who, const struct moat_explain_side *s)
 {
 	char *desc;
 	json_t *j;
@@ -370,14 +379,13 @@ static enum MHD_Result h_explain(struct MHD_Connection *conn, struct moatd *d,
 	if (moat_compiler_explain(d->comp, from, to, proto, (uint16_t)port, &x, err, sizeof(err)))
 		return send_error(conn, 404, err);
 	desc = describe_for(d, who, x.rule);
-	j = json_pack("{s:s,s:s,s:s,s:i,s:s,s:s,s:s,s:i,s:s,s:i,s:s,s:i,s:s,s:o,s:o}", "from", from,
-		      "to", to, "proto", moat_proto_name(proto), "port", (int)port, "verdict",
+	j = json_pack("{s:s,s:s,s:s,s:i,s:s,s:s,s:s,s:i,s:s,s:i,s:s,s:i,s:s,s:o,s:o}", "from", from, "to", to,
+		      "proto", moat_proto_name(proto), "port", (int)port, "verdict",
 		      moat_verdict_name(x.verdict), "tier", moat_tier_name(x.tier), "direction",
-		      x.dir == MOAT_DIR_EGRESS ? "egress" : "ingress", "rule", x.rule,
-		      "decided_by", desc, "src_identity", x.src_identity, "src_class",
-		      class_name(x.src_class), "dst_identity", x.dst_identity, "dst_class",
-		      class_name(x.dst_class), "egress", side_json(d, who, &x.egress), "ingress",
-		      side_json(d, who, &x.ingress));
+		      x.dir == MOAT_DIR_EGRESS ? "egress" : "ingress", "rule", x.rule, "decided_by", desc,
+		      "src_identity", x.src_identity, "src_class", class_name(x.src_class), "dst_identity",
+		      x.dst_identity, "dst_class", class_name(x.dst_class), "egress",
+		      side_json(d, who, &x.egress), "ingress", side_json(d, who, &x.ingress));
 	free(desc);
 	return send_json(conn, 200, j);
 }
@@ -408,28 +416,34 @@ static char *metrics_text(struct moatd *d)
 	size_t cap = 8192, len = 0;
 	char *b = xcalloc(1, cap);
 	__u64 pk, by;
-	static const double bounds[12] = { 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 5 };
+	static const double bounds[12] = {
+		0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 5
+	};
 
-	metric(&b, &len, &cap, "# HELP moat_packets_total Packets judged, by verdict.\n"
-			       "# TYPE moat_packets_total counter\n");
+	metric(&b, &len, &cap,
+	       "# HELP moat_packets_total Packets judged, by verdict.\n"
+	       "# TYPE moat_packets_total counter\n");
 	for (int v = MOAT_VERDICT_ALLOW; v <= MOAT_VERDICT_AUDIT; v++)
 		if (!moat_dp_stat(d->dp, MOAT_STAT_VERDICT(v), &pk, &by))
 			metric(&b, &len, &cap, "moat_packets_total{verdict=\"%s\"} %llu\n",
 			       moat_verdict_name(v), (unsigned long long)pk);
-	metric(&b, &len, &cap, "# HELP moat_bytes_total Bytes judged, by verdict.\n"
-			       "# TYPE moat_bytes_total counter\n");
+	metric(&b, &len, &cap,
+	       "# HELP moat_bytes_total Bytes judged, by verdict.\n"
+	       "# TYPE moat_bytes_total counter\n");
 	for (int v = MOAT_VERDICT_ALLOW; v <= MOAT_VERDICT_AUDIT; v++)
 		if (!moat_dp_stat(d->dp, MOAT_STAT_VERDICT(v), &pk, &by))
 			metric(&b, &len, &cap, "moat_bytes_total{verdict=\"%s\"} %llu\n",
 			       moat_verdict_name(v), (unsigned long long)by);
-	metric(&b, &len, &cap, "# HELP moat_drops_total Dropped packets, by reason.\n"
-			       "# TYPE moat_drops_total counter\n");
+	metric(&b, &len, &cap,
+	       "# HELP moat_drops_total Dropped packets, by reason.\n"
+	       "# TYPE moat_drops_total counter\n");
 	for (int r = 1; r < MOAT_DROP_MAX; r++)
 		if (!moat_dp_stat(d->dp, MOAT_STAT_DROP(r), &pk, &by))
 			metric(&b, &len, &cap, "moat_drops_total{reason=\"%s\"} %llu\n",
 			       moat_drop_reason_name(r), (unsigned long long)pk);
-	metric(&b, &len, &cap, "# HELP moat_rule_packets_total Packets decided by each rule.\n"
-			       "# TYPE moat_rule_packets_total counter\n");
+	metric(&b, &len, &cap,
+	       "# HELP moat_rule_packets_total Packets decided by each rule.\n"
+	       "# TYPE moat_rule_packets_total counter\n");
 	for (__u32 ref = MOAT_RULE_DEFAULT_ALLOW; ref < MOAT_MAX_RULES; ref++) {
 		const struct moat_rule_info *ri = moat_compiler_rule(d->comp, ref);
 		char *desc;
@@ -445,13 +459,20 @@ static char *metrics_text(struct moatd *d)
 		       ref, moat_tier_name(ri->tier), desc, (unsigned long long)pk);
 		free(desc);
 	}
-	metric(&b, &len, &cap, "# HELP moat_conntrack_events_total Connection tracking events.\n"
-			       "# TYPE moat_conntrack_events_total counter\n");
+	metric(&b, &len, &cap,
+	       "# HELP moat_conntrack_events_total Connection tracking events.\n"
+	       "# TYPE moat_conntrack_events_total counter\n");
 	{
-		static const struct { int idx; const char *n; } ct[] = {
-			{ MOAT_STAT_CT_NEW, "new" }, { MOAT_STAT_CT_ESTABLISHED, "established" },
-			{ MOAT_STAT_CT_REPLY, "reply" }, { MOAT_STAT_CT_REVALIDATED, "revalidated" },
-			{ MOAT_STAT_CT_REVOKED, "revoked" }, { MOAT_STAT_RELATED, "related" },
+		static const struct {
+			int idx;
+			const char *n;
+		} ct[] = {
+			{ MOAT_STAT_CT_NEW, "new" },
+			{ MOAT_STAT_CT_ESTABLISHED, "established" },
+			{ MOAT_STAT_CT_REPLY, "reply" },
+			{ MOAT_STAT_CT_REVALIDATED, "revalidated" },
+			{ MOAT_STAT_CT_REVOKED, "revoked" },
+			{ MOAT_STAT_RELATED, "related" },
 			{ MOAT_STAT_DEFERRED, "service-deferred" },
 			{ MOAT_STAT_DENY_CACHED, "deny-cached" },
 		};
@@ -460,8 +481,9 @@ static char *metrics_text(struct moatd *d)
 				metric(&b, &len, &cap, "moat_conntrack_events_total{event=\"%s\"} %llu\n",
 				       ct[i].n, (unsigned long long)pk);
 	}
-	metric(&b, &len, &cap, "# HELP moat_events_total Verdict events: emitted, failed (ring full), suppressed (rate limit).\n"
-			       "# TYPE moat_events_total counter\n");
+	metric(&b, &len, &cap,
+	       "# HELP moat_events_total Verdict events: emitted, failed (ring full), suppressed (rate limit).\n"
+	       "# TYPE moat_events_total counter\n");
 	{
 		static const char *const n[] = { "emitted", "failed", "suppressed" };
 		for (int i = 0; i < 3; i++) {
@@ -474,18 +496,19 @@ static char *metrics_text(struct moatd *d)
 	if (d->events) {
 		struct moat_events_stats es;
 		moat_events_stats(d->events, &es);
-		metric(&b, &len, &cap, "# HELP moat_events_delivered_total Verdict events received by moatd.\n"
-				       "# TYPE moat_events_delivered_total counter\nmoat_events_delivered_total %llu\n"
-				       "# HELP moat_events_lost_total Verdict events lost, by where.\n"
-				       "# TYPE moat_events_lost_total counter\n"
-				       "moat_events_lost_total{where=\"perf-ring\"} %llu\n"
-				       "moat_events_lost_total{where=\"output-failed\"} %llu\n"
-				       "moat_events_lost_total{where=\"rate-limit\"} %llu\n"
-				       "# HELP moat_events_seq_gaps_total Events missing by sequence number (cross-check).\n"
-				       "# TYPE moat_events_seq_gaps_total counter\nmoat_events_seq_gaps_total %llu\n"
-				       "# HELP moat_flows Flow records held.\n# TYPE moat_flows gauge\nmoat_flows %llu\n"
-				       "# HELP moat_flows_ended_total Flows that ended.\n# TYPE moat_flows_ended_total counter\n"
-				       "moat_flows_ended_total %llu\n",
+		metric(&b, &len, &cap,
+		       "# HELP moat_events_delivered_total Verdict events received by moatd.\n"
+		       "# TYPE moat_events_delivered_total counter\nmoat_events_delivered_total %llu\n"
+		       "# HELP moat_events_lost_total Verdict events lost, by where.\n"
+		       "# TYPE moat_events_lost_total counter\n"
+		       "moat_events_lost_total{where=\"perf-ring\"} %llu\n"
+		       "moat_events_lost_total{where=\"output-failed\"} %llu\n"
+		       "moat_events_lost_total{where=\"rate-limit\"} %llu\n"
+		       "# HELP moat_events_seq_gaps_total Events missing by sequence number (cross-check).\n"
+		       "# TYPE moat_events_seq_gaps_total counter\nmoat_events_seq_gaps_total %llu\n"
+		       "# HELP moat_flows Flow records held.\n# TYPE moat_flows gauge\nmoat_flows %llu\n"
+		       "# HELP moat_flows_ended_total Flows that ended.\n# TYPE moat_flows_ended_total counter\n"
+		       "moat_flows_ended_total %llu\n",
 		       (unsigned long long)es.delivered, (unsigned long long)es.perf_lost,
 		       (unsigned long long)es.failed, (unsigned long long)es.suppressed,
 		       (unsigned long long)es.seq_gaps, (unsigned long long)es.flows_active,
@@ -496,52 +519,61 @@ static char *metrics_text(struct moatd *d)
 		metric(&b, &len, &cap, "%s", as);
 		free(as);
 	}
-	metric(&b, &len, &cap, "# HELP moat_generation The policy generation live in the datapath.\n"
-			       "# TYPE moat_generation gauge\nmoat_generation %u\n",
+	metric(&b, &len, &cap,
+	       "# HELP moat_generation The policy generation live in the datapath.\n"
+	       "# TYPE moat_generation gauge\nmoat_generation %u\n",
 	       moat_dp_generation(d->dp));
-	metric(&b, &len, &cap, "# HELP moat_table_capacity Entries each datapath table can hold.\n"
-			       "# TYPE moat_table_capacity gauge\n");
+	metric(&b, &len, &cap,
+	       "# HELP moat_table_capacity Entries each datapath table can hold.\n"
+	       "# TYPE moat_table_capacity gauge\n");
 	for (int t = 0; t < MOAT_T_MAX; t++)
 		metric(&b, &len, &cap, "moat_table_capacity{table=\"%s\"} %u\n", moat_tbl_name(t),
 		       moat_dp_tbl_capacity(d->dp, t));
-	metric(&b, &len, &cap, "# HELP moat_policy_apply_seconds Time from a change to its generation being live.\n"
-			       "# TYPE moat_policy_apply_seconds histogram\n");
+	metric(&b, &len, &cap,
+	       "# HELP moat_policy_apply_seconds Time from a change to its generation being live.\n"
+	       "# TYPE moat_policy_apply_seconds histogram\n");
 	{
 		uint64_t cum = 0;
 		for (int i = 0; i < 12; i++) {
 			cum += d->lat_bucket[i];
-			metric(&b, &len, &cap, "moat_policy_apply_seconds_bucket{le=\"%g\"} %llu\n", bounds[i],
-			       (unsigned long long)cum);
+			metric(&b, &len, &cap, "moat_policy_apply_seconds_bucket{le=\"%g\"} %llu\n",
+			       bounds[i], (unsigned long long)cum);
 		}
-		metric(&b, &len, &cap, "moat_policy_apply_seconds_bucket{le=\"+Inf\"} %llu\n"
-				       "moat_policy_apply_seconds_sum %g\nmoat_policy_apply_seconds_count %llu\n",
+		metric(&b, &len, &cap,
+		       "moat_policy_apply_seconds_bucket{le=\"+Inf\"} %llu\n"
+		       "moat_policy_apply_seconds_sum %g\nmoat_policy_apply_seconds_count %llu\n",
 		       (unsigned long long)d->applies, d->lat_sum, (unsigned long long)d->applies);
 	}
-	metric(&b, &len, &cap, "# HELP moat_policy_apply_errors_total Changes refused (bad input, capacity).\n"
-			       "# TYPE moat_policy_apply_errors_total counter\nmoat_policy_apply_errors_total %llu\n",
+	metric(&b, &len, &cap,
+	       "# HELP moat_policy_apply_errors_total Changes refused (bad input, capacity).\n"
+	       "# TYPE moat_policy_apply_errors_total counter\nmoat_policy_apply_errors_total %llu\n",
 	       (unsigned long long)d->apply_errors);
-	metric(&b, &len, &cap, "# HELP moat_netlink_resyncs_total Link and route notifications lost "
-			       "(netlink receive buffer overrun), answered by re-reading them all.\n"
-			       "# TYPE moat_netlink_resyncs_total counter\nmoat_netlink_resyncs_total %llu\n",
+	metric(&b, &len, &cap,
+	       "# HELP moat_netlink_resyncs_total Link and route notifications lost "
+	       "(netlink receive buffer overrun), answered by re-reading them all.\n"
+	       "# TYPE moat_netlink_resyncs_total counter\nmoat_netlink_resyncs_total %llu\n",
 	       (unsigned long long)moat_ifaces_resyncs(d->ifaces));
 	{
 		struct moat_ifaces_nlstats nl;
 		moat_ifaces_nlstats(d->ifaces, &nl);
-		metric(&b, &len, &cap, "# HELP moat_netlink_refused_total Route notifications skipped before "
-				       "libnl parsed them (next hop or via lengths it would follow out of the "
-				       "message or forever).\n"
-				       "# TYPE moat_netlink_refused_total counter\nmoat_netlink_refused_total %llu\n",
+		metric(&b, &len, &cap,
+		       "# HELP moat_netlink_refused_total Route notifications skipped before "
+		       "libnl parsed them (next hop or via lengths it would follow out of the "
+		       "message or forever).\n"
+		       "# TYPE moat_netlink_refused_total counter\nmoat_netlink_refused_total %llu\n",
 		       (unsigned long long)nl.refused);
 	}
-	metric(&b, &len, &cap, "# HELP moat_pins_restored_total Pins (maps, links) removed from outside "
-			       "and pinned again by moatd.\n"
-			       "# TYPE moat_pins_restored_total counter\nmoat_pins_restored_total %llu\n",
+	metric(&b, &len, &cap,
+	       "# HELP moat_pins_restored_total Pins (maps, links) removed from outside "
+	       "and pinned again by moatd.\n"
+	       "# TYPE moat_pins_restored_total counter\nmoat_pins_restored_total %llu\n",
 	       (unsigned long long)d->pins_restored);
 	{
 		__u32 used[MOAT_T_MAX];
 		moat_compiler_counts(d->comp, used);
-		metric(&b, &len, &cap, "# HELP moat_table_entries Entries each datapath table holds.\n"
-				       "# TYPE moat_table_entries gauge\n");
+		metric(&b, &len, &cap,
+		       "# HELP moat_table_entries Entries each datapath table holds.\n"
+		       "# TYPE moat_table_entries gauge\n");
 		for (int t = 0; t < MOAT_T_MAX; t++)
 			metric(&b, &len, &cap, "moat_table_entries{table=\"%s\"} %u\n", moat_tbl_name(t),
 			       used[t]);
@@ -559,7 +591,7 @@ struct obs {
 	struct moatd *d;
 	struct moat_principal who;
 	struct moat_ev_filter f;
-	char *strs[8];            /* owned filter strings */
+	char *strs[8]; /* owned filter strings */
 	bool follow;
 	uint64_t cursor;
 	char *pending;
@@ -615,18 +647,18 @@ static void filter_resolve(struct moatd *d, struct moat_ev_filter *f)
 	f->by_ids = true;
 }
 
-static int filter_parse_args(struct MHD_Connection *conn, struct moat_ev_filter *f, char **strs,
-			     char *err, size_t errlen)
+static int filter_parse_args(struct MHD_Connection *conn, struct moat_ev_filter *f, char **strs, char *err,
+			     size_t errlen)
 {
 	const char *v;
 	size_t ns = 0;
 
 	memset(f, 0, sizeof(*f));
 	f->port = f->proto = f->verdict = f->type = -1;
-#define STR(field, name)                                           \
-	if ((v = arg(conn, name))) {                               \
-		strs[ns] = xstrdup(v);                             \
-		f->field = strs[ns++];                             \
+#define STR(field, name)               \
+	if ((v = arg(conn, name))) {   \
+		strs[ns] = xstrdup(v); \
+		f->field = strs[ns++]; \
 	}
 	STR(ns, "namespace");
 	STR(pod, "pod");
@@ -686,8 +718,8 @@ static int filter_parse_args(struct MHD_Connection *conn, struct moat_ev_filter 
 
 /* An observe/flows/report filter from the query; on an error nothing stays
  * allocated in f (the caller frees strs either way). */
-static int filter_parse(struct MHD_Connection *conn, struct moat_ev_filter *f, char **strs,
-			char *err, size_t errlen)
+static int filter_parse(struct MHD_Connection *conn, struct moat_ev_filter *f, char **strs, char *err,
+			size_t errlen)
 {
 	int rc = filter_parse_args(conn, f, strs, err, errlen);
 
@@ -736,7 +768,8 @@ static ssize_t obs_read(void *cls, uint64_t pos, char *buf, size_t max)
 	(void)pos;
 	while (o->poff >= o->plen) {
 		o->plen = o->poff = 0;
-		n = moat_events_read(o->d->events, o->cursor, o->batch, OBS_BATCH, o->follow ? 1000 : 0, &last);
+		n = moat_events_read(o->d->events, o->cursor, o->batch, OBS_BATCH, o->follow ? 1000 : 0,
+				     &last);
 		o->cursor = last;
 		if (!n) {
 			if (!o->follow)
@@ -848,8 +881,7 @@ static enum MHD_Result h_observe(struct MHD_Connection *conn, struct moatd *d,
 	return ret;
 }
 
-static enum MHD_Result h_flows(struct MHD_Connection *conn, struct moatd *d,
-			       const struct moat_principal *who)
+static enum MHD_Result h_flows(struct MHD_Connection *conn, struct moatd *d, const struct moat_principal *who)
 {
 	struct moat_ev_filter f;
 	char *strs[8] = { 0 }, err[128];
@@ -977,8 +1009,8 @@ static bool safe_name(const char *n)
  * be one the caller may change; then the file is written (atomically) into
  * the manifest directory, where moatd picks it up like any other. */
 static enum MHD_Result h_put_manifest(struct moat_api *api, struct MHD_Connection *conn,
-				      const struct moat_principal *who, const char *name,
-				      const char *body, size_t blen)
+				      const struct moat_principal *who, const char *name, const char *body,
+				      size_t blen)
 {
 	struct moatd *d = api->d;
 	struct moat_docs docs = { 0 };
@@ -1003,8 +1035,10 @@ static enum MHD_Result h_put_manifest(struct moat_api *api, struct MHD_Connectio
 		struct moat_object *o = NULL;
 		rc = moat_decode(docs.v[i].json, name, &o, err, sizeof(err));
 		if (!rc && !o)
-			snprintf(err, sizeof(err), "%s: document %zu: not a kind moat reads", name, i + 1), rc = -EINVAL;
-		if (!rc && !(o->kind == MOAT_O_POLICY && o->ns ? moat_principal_may_change(who, o->ns) : admin(who))) {
+			snprintf(err, sizeof(err), "%s: document %zu: not a kind moat reads", name, i + 1),
+				rc = -EINVAL;
+		if (!rc && !(o->kind == MOAT_O_POLICY && o->ns ? moat_principal_may_change(who, o->ns) :
+								 admin(who))) {
 			snprintf(err, sizeof(err), "%s: %s %s%s%s: %s may not change it", name, o->api_kind,
 				 o->ns ? o->ns : "", o->ns ? "/" : "", o->name, who->user);
 			rc = -EPERM;
@@ -1029,8 +1063,9 @@ static enum MHD_Result h_put_manifest(struct moat_api *api, struct MHD_Connectio
 		return send_error(conn, 500, err);
 	}
 	audit(api, who, "put", what, "written");
-	return send_json(conn, 200, json_pack("{s:s,s:s}", "written", path, "note",
-					      "applied by moatd within milliseconds; see GET /v1/sources"));
+	return send_json(conn, 200,
+			 json_pack("{s:s,s:s}", "written", path, "note",
+				   "applied by moatd within milliseconds; see GET /v1/sources"));
 }
 
 static enum MHD_Result h_delete_manifest(struct moat_api *api, struct MHD_Connection *conn,
@@ -1098,7 +1133,8 @@ static json_t *diff_for(json_t *diff, const struct moat_principal *who)
 		return diff;
 	keep_visible(json_object_get(diff, "namespaces"), "namespace", who);
 	keep_visible(json_object_get(diff, "errors"), "namespace", who);
-	json_array_foreach(ch, i, c) {
+	json_array_foreach(ch, i, c)
+	{
 		json_t *nss = json_object_get(c, "namespaces");
 		for (size_t k = json_array_size(nss); k-- > 0;)
 			if (!moat_principal_sees(who, json_string_value(json_array_get(nss, k))))
@@ -1116,14 +1152,16 @@ static enum MHD_Result h_blueprints(struct MHD_Connection *conn, struct moatd *d
 	json_t *st = moat_compiler_blueprints(d->comp), *b;
 	size_t i;
 
-	json_array_foreach(st, i, b) {
+	json_array_foreach(st, i, b)
+	{
 		keep_visible(json_object_get(b, "namespaces"), "namespace", who);
 		keep_visible(json_object_get(b, "errors"), "namespace", who);
 		json_object_set_new(b, "source", json_string("kubernetes"));
 		if (d->src) {
 			char key[300];
 			const char *f;
-			snprintf(key, sizeof(key), "Blueprint/%s", json_string_value(json_object_get(b, "name")));
+			snprintf(key, sizeof(key), "Blueprint/%s",
+				 json_string_value(json_object_get(b, "name")));
 			f = moat_srcdir_owner(d->src, key);
 			json_object_set_new(b, "source", f && admin(who) ? json_string(f) : json_null());
 		}
@@ -1132,8 +1170,8 @@ static enum MHD_Result h_blueprints(struct MHD_Connection *conn, struct moatd *d
 }
 
 /* The blueprint `name` as it is, with spec.version set to `to`. */
-static int bp_candidate(struct moatd *d, const char *name, const char *to,
-			struct moat_object **ret, char *err, size_t errlen)
+static int bp_candidate(struct moatd *d, const char *name, const char *to, struct moat_object **ret,
+			char *err, size_t errlen)
 {
 	const struct moat_blueprint *bp = moat_compiler_blueprint(d->comp, name);
 	json_t *doc;
@@ -1184,7 +1222,8 @@ static enum MHD_Result h_bp_diff_body(struct MHD_Connection *conn, struct moatd 
 			json_decref(out);
 			return send_error(conn, 400, err);
 		}
-		json_array_append_new(out, diff_for(moat_compiler_blueprint_diff(d->comp, o->u.blueprint), who));
+		json_array_append_new(out,
+				      diff_for(moat_compiler_blueprint_diff(d->comp, o->u.blueprint), who));
 		moat_object_free(o);
 	}
 	moat_docs_free(&docs);
@@ -1199,8 +1238,7 @@ static const char *qarg(struct MHD_Connection *conn, const char *k)
 
 /* POST /v1/blueprints/NAME/diff?to=V and /v1/blueprints/NAME/rollback[?to=V][&dryRun=true] */
 static enum MHD_Result h_bp_action(struct moat_api *api, struct MHD_Connection *conn,
-				   const struct moat_principal *who, const char *name,
-				   const char *action)
+				   const struct moat_principal *who, const char *name, const char *action)
 {
 	struct moatd *d = api->d;
 	const struct moat_blueprint *bp = moat_compiler_blueprint(d->comp, name);
@@ -1245,10 +1283,11 @@ static enum MHD_Result h_bp_action(struct moat_api *api, struct MHD_Connection *
 	}
 	if (!d->src) {
 		json_decref(diff);
-		snprintf(err, sizeof(err),
-			 "Blueprint %s comes from the Kubernetes API, which moatd only reads; run: "
-			 "kubectl patch blueprints.moat.io %s --type merge -p '{\"spec\":{\"version\":\"%s\"}}'",
-			 name, name, to);
+		snprintf(
+			err, sizeof(err),
+			"Blueprint %s comes from the Kubernetes API, which moatd only reads; run: "
+			"kubectl patch blueprints.moat.io %s --type merge -p '{\"spec\":{\"version\":\"%s\"}}'",
+			name, name, to);
 		audit(api, who, "rollback", what, "refused: not in the manifest directory");
 		return send_error(conn, 409, err);
 	}
@@ -1271,8 +1310,8 @@ static enum MHD_Result h_bp_action(struct moat_api *api, struct MHD_Connection *
 		}
 		rc = buf ? moat_yaml_set_scalar(buf, len, "Blueprint", name,
 						(const char *const[]){ "spec", "version" }, 2, to, &nb,
-						&nlen)
-			 : -errno;
+						&nlen) :
+			   -errno;
 		/* the edited file must still say what we mean */
 		if (!rc && moat_manifest_parse(nb, nlen, file, &docs, &errs))
 			rc = -EINVAL;
@@ -1296,8 +1335,7 @@ static enum MHD_Result h_bp_action(struct moat_api *api, struct MHD_Connection *
 	}
 	snprintf(err, sizeof(err), "spec.version %s -> %s in %s", bp->version, to, path);
 	audit(api, who, "rollback", what, err);
-	res = json_pack("{s:s,s:s,s:s,s:o}", "written", path, "from", bp->version, "to", to, "diff",
-			diff);
+	res = json_pack("{s:s,s:s,s:s,s:o}", "written", path, "from", bp->version, "to", to, "diff", diff);
 	return send_json(conn, 200, res);
 }
 
@@ -1328,9 +1366,9 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
-static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
-			       const char *method, const char *version, const char *upload_data,
-			       size_t *upload_size, void **con_cls)
+static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+			       const char *version, const char *upload_data, size_t *upload_size,
+			       void **con_cls)
 {
 	struct moat_api *api = cls;
 	struct moatd *d = api->d;
@@ -1344,10 +1382,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		/* first call of a request: authenticate once */
 		cc = xcalloc(1, sizeof(*cc));
 		*con_cls = cc;
-		cc->auth_rc = moat_auth_check(d->auth,
-					      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
-					      api->mhd_tcp && MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON)->daemon == api->mhd_tcp ? -1 : peer_uid(conn),
-					      &cc->who);
+		cc->auth_rc = moat_auth_check(
+			d->auth, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
+			api->mhd_tcp && MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON)->daemon ==
+						api->mhd_tcp ?
+				-1 :
+				peer_uid(conn),
+			&cc->who);
 		return MHD_YES;
 	}
 	if (*upload_size) {
@@ -1363,11 +1404,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		return MHD_YES;
 	}
 	if (cc->auth_rc == -EAGAIN) /* Kubernetes roles: TokenReview/SAR unanswered */
-		return send_error(conn, 503, "cannot check the token: the Kubernetes API server does not answer");
+		return send_error(conn, 503,
+				  "cannot check the token: the Kubernetes API server does not answer");
 	if (cc->auth_rc == -EPERM)
 		return send_error(conn, 403, "no moat permission in any namespace (RBAC: get flows.moat.io)");
 	if (cc->auth_rc)
-		return send_error(conn, 401, "authentication required: a bearer token (or uid 0 on the unix socket)");
+		return send_error(conn, 401,
+				  "authentication required: a bearer token (or uid 0 on the unix socket)");
 	who = &cc->who;
 
 	if (!strcmp(method, "PUT") || !strcmp(method, "DELETE")) {
@@ -1378,7 +1421,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 			return send_error(conn, 403, "viewers may not change anything");
 		}
 		if (!d->src) /* Kubernetes mode: the API server owns the objects */
-			return send_error(conn, 409, "moatd reads the Kubernetes API: change objects with kubectl");
+			return send_error(conn, 409,
+					  "moatd reads the Kubernetes API: change objects with kubectl");
 		if (cc->too_big)
 			return send_error(conn, 413, "manifests are limited to 1 MiB");
 		if (!strcmp(method, "PUT"))
@@ -1498,12 +1542,11 @@ int moat_api_start(struct moatd *d, const struct moat_api_opts *o, struct moat_a
 		goto fail;
 	}
 	/* a thread per connection: observers block waiting for events */
-	api->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-					    MHD_USE_ERROR_LOG, 0, NULL, NULL,
-				    handler, api, MHD_OPTION_LISTEN_SOCKET, api->fd,
-				    MHD_OPTION_NOTIFY_COMPLETED, completed, api,
-				    MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT,
-				    30u, MHD_OPTION_END);
+	api->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+					    MHD_USE_POLL | MHD_USE_ERROR_LOG,
+				    0, NULL, NULL, handler, api, MHD_OPTION_LISTEN_SOCKET, api->fd,
+				    MHD_OPTION_NOTIFY_COMPLETED, completed, api, MHD_OPTION_CONNECTION_LIMIT,
+				    64u, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
 	if (!api->mhd) {
 		err = -EIO;
 		goto fail;
@@ -1514,14 +1557,12 @@ int moat_api_start(struct moatd *d, const struct moat_api_opts *o, struct moat_a
 			err = -EINVAL;
 			goto fail;
 		}
-		api->mhd_tcp = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-							MHD_USE_ERROR_LOG | MHD_USE_TLS | MHD_USE_DUAL_STACK,
-						o->tcp_port, NULL, NULL, handler, api,
-						MHD_OPTION_HTTPS_MEM_CERT, o->tls_cert,
-						MHD_OPTION_HTTPS_MEM_KEY, o->tls_key,
-						MHD_OPTION_NOTIFY_COMPLETED, completed, api,
-						MHD_OPTION_CONNECTION_LIMIT, 64u,
-						MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+		api->mhd_tcp = MHD_start_daemon(
+			MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+				MHD_USE_ERROR_LOG | MHD_USE_TLS | MHD_USE_DUAL_STACK,
+			o->tcp_port, NULL, NULL, handler, api, MHD_OPTION_HTTPS_MEM_CERT, o->tls_cert,
+			MHD_OPTION_HTTPS_MEM_KEY, o->tls_key, MHD_OPTION_NOTIFY_COMPLETED, completed, api,
+			MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
 		if (!api->mhd_tcp) {
 			err = -EIO;
 			goto fail;

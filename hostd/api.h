@@ -6,11 +6,11 @@ struct moatd;
 struct moat_api;
 
 struct moat_api_opts {
-	const char *socket;        /* unix socket path */
-	unsigned mode;             /* its permissions (0660) */
-	const char *audit_log;     /* append-only JSON lines of changes; NULL: log only */
-	unsigned short tcp_port;   /* optional: HTTPS on this port (0: none) */
-	const char *tls_cert;      /* PEM, contents */
+	const char *socket;      /* unix socket path */
+	unsigned mode;           /* its permissions (0660) */
+	const char *audit_log;   /* append-only JSON lines of changes; NULL: log only */
+	unsigned short tcp_port; /* optional: HTTPS on this port (0: none) */
+	const char *tls_cert;    /* PEM, contents */
 	const char *tls_key;
 };
 

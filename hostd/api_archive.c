@@ -110,10 +110,11 @@ static enum MHD_Result h_list(struct MHD_Connection *conn, struct moatd *d, cons
 		json_object_set_new(j, "dir", json_string(moat_archive_dir(d->archive)));
 		json_object_set_new(j, "stats",
 				    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "events_offered",
-					      (json_int_t)st.offered, "events_written", (json_int_t)st.written,
-					      "events_lost_queue_full", (json_int_t)st.queue_lost,
-					      "event_copies_lost_disk", (json_int_t)st.disk_lost,
-					      "flows_written", (json_int_t)st.flows_written, "bytes_written",
+					      (json_int_t)st.offered, "events_written",
+					      (json_int_t)st.written, "events_lost_queue_full",
+					      (json_int_t)st.queue_lost, "event_copies_lost_disk",
+					      (json_int_t)st.disk_lost, "flows_written",
+					      (json_int_t)st.flows_written, "bytes_written",
 					      (json_int_t)st.bytes_written, "segments_recovered",
 					      (json_int_t)st.segments_recovered, "disk_full", st.disk_full));
 	}
@@ -153,8 +154,10 @@ static int time_arg(struct MHD_Connection *conn, const char *k, uint64_t now, ui
 	if (!v)
 		return 0;
 	if (moat_time_parse(v, now, out)) {
-		snprintf(err, errlen, "%s: \"%s\" is not a time (RFC 3339 like 2026-11-28T03:00:00Z, "
-			 "or relative like -2h)", k, v);
+		snprintf(err, errlen,
+			 "%s: \"%s\" is not a time (RFC 3339 like 2026-11-28T03:00:00Z, "
+			 "or relative like -2h)",
+			 k, v);
 		return -EINVAL;
 	}
 	return 0;
@@ -182,8 +185,10 @@ static enum MHD_Result h_query(struct MHD_Connection *conn, struct moatd *d, con
 		return error(conn, 400, "until is before since");
 	q.verdict = -1;
 	if ((v = arg(conn, "verdict"))) {
-		q.verdict = !strcmp(v, "allow") ? MOAT_VERDICT_ALLOW : !strcmp(v, "deny") ? MOAT_VERDICT_DENY :
-			    !strcmp(v, "audit") ? MOAT_VERDICT_AUDIT : -1;
+		q.verdict = !strcmp(v, "allow") ? MOAT_VERDICT_ALLOW :
+			    !strcmp(v, "deny")  ? MOAT_VERDICT_DENY :
+			    !strcmp(v, "audit") ? MOAT_VERDICT_AUDIT :
+						  -1;
 		if (q.verdict < 0)
 			return error(conn, 400, "verdict must be allow, deny or audit");
 	}
@@ -213,8 +218,9 @@ static enum MHD_Result h_query(struct MHD_Connection *conn, struct moatd *d, con
 		return error(conn, rc == -EACCES ? 403 : 400, err);
 	}
 	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, q_read, s, q_free);
-	MHD_add_response_header(r, "Content-Type", q.format == MOAT_AQ_PCAP ? "application/vnd.tcpdump.pcap" :
-				"application/x-pcapng");
+	MHD_add_response_header(r, "Content-Type",
+				q.format == MOAT_AQ_PCAP ? "application/vnd.tcpdump.pcap" :
+							   "application/x-pcapng");
 	ret = MHD_queue_response(conn, 200, r);
 	MHD_destroy_response(r);
 	return ret;

@@ -43,11 +43,29 @@ static int parse_num_suffix(const char *s, long double *v, const char **suffix)
 
 int moat_parse_size(const char *s, uint64_t *out)
 {
-	static const struct { const char *sfx; long double mul; } u[] = {
-		{ "", 1 }, { "B", 1 }, { "k", 1e3 }, { "K", 1e3 }, { "KB", 1e3 }, { "Ki", 1024.0 },
-		{ "KiB", 1024.0 }, { "M", 1e6 }, { "MB", 1e6 }, { "Mi", 1048576.0 }, { "MiB", 1048576.0 },
-		{ "G", 1e9 }, { "GB", 1e9 }, { "Gi", 1073741824.0 }, { "GiB", 1073741824.0 },
-		{ "T", 1e12 }, { "TB", 1e12 }, { "Ti", 1099511627776.0 }, { "TiB", 1099511627776.0 },
+	static const struct {
+		const char *sfx;
+		long double mul;
+	} u[] = {
+		{ "", 1 },
+		{ "B", 1 },
+		{ "k", 1e3 },
+		{ "K", 1e3 },
+		{ "KB", 1e3 },
+		{ "Ki", 1024.0 },
+		{ "KiB", 1024.0 },
+		{ "M", 1e6 },
+		{ "MB", 1e6 },
+		{ "Mi", 1048576.0 },
+		{ "MiB", 1048576.0 },
+		{ "G", 1e9 },
+		{ "GB", 1e9 },
+		{ "Gi", 1073741824.0 },
+		{ "GiB", 1073741824.0 },
+		{ "T", 1e12 },
+		{ "TB", 1e12 },
+		{ "Ti", 1099511627776.0 },
+		{ "TiB", 1099511627776.0 },
 	};
 	const char *sfx;
 	long double v;
@@ -67,9 +85,12 @@ int moat_parse_size(const char *s, uint64_t *out)
 
 int moat_parse_duration(const char *s, uint64_t *out)
 {
-	static const struct { const char *sfx; long double mul; } u[] = {
-		{ "", 1e9 }, { "ns", 1 }, { "us", 1e3 }, { "ms", 1e6 }, { "s", 1e9 }, { "m", 60e9 },
-		{ "h", 3600e9 }, { "d", 86400e9 }, { "w", 604800e9 },
+	static const struct {
+		const char *sfx;
+		long double mul;
+	} u[] = {
+		{ "", 1e9 },   { "ns", 1 },     { "us", 1e3 },    { "ms", 1e6 },     { "s", 1e9 },
+		{ "m", 60e9 }, { "h", 3600e9 }, { "d", 86400e9 }, { "w", 604800e9 },
 	};
 	const char *sfx;
 	long double v;
@@ -271,7 +292,8 @@ int moat_archive_parse_ns_limits(const char *s, struct moat_archive_opts *o, cha
 			snprintf(err, errlen, "not a JSON object: %s", je.text);
 			return -EINVAL;
 		}
-		json_object_foreach(j, k, v) {
+		json_object_foreach(j, k, v)
+		{
 			char b1[32] = "", b2[32] = "";
 			const char *age = NULL, *size = NULL, *kk;
 			json_t *vv;
@@ -280,16 +302,21 @@ int moat_archive_parse_ns_limits(const char *s, struct moat_archive_opts *o, cha
 				rc = -EINVAL;
 				break;
 			}
-			json_object_foreach(v, kk, vv) {
-				const char **dst = !strcmp(kk, "maxAge") ? &age : !strcmp(kk, "maxSize") ? &size : NULL;
+			json_object_foreach(v, kk, vv)
+			{
+				const char **dst = !strcmp(kk, "maxAge")  ? &age :
+						   !strcmp(kk, "maxSize") ? &size :
+									    NULL;
 				if (!dst) {
-					snprintf(err, errlen, "%s.%s: unknown setting (maxAge, maxSize)", k, kk);
+					snprintf(err, errlen, "%s.%s: unknown setting (maxAge, maxSize)", k,
+						 kk);
 					rc = -EINVAL;
 					break;
 				}
 				*dst = jtext(vv, dst == &age ? b1 : b2, sizeof(b1));
 				if (!*dst) {
-					snprintf(err, errlen, "%s.%s: must be a string or a non-negative integer", k, kk);
+					snprintf(err, errlen,
+						 "%s.%s: must be a string or a non-negative integer", k, kk);
 					rc = -EINVAL;
 					break;
 				}
@@ -322,7 +349,11 @@ int moat_archive_parse_ns_limits(const char *s, struct moat_archive_opts *o, cha
 	return rc;
 }
 
-enum setting_kind { S_SIZE, S_DURATION, S_NAMESPACES };
+enum setting_kind {
+	S_SIZE,
+	S_DURATION,
+	S_NAMESPACES
+};
 
 static const struct {
 	const char *path;
@@ -385,7 +416,8 @@ int moat_archive_setting(const char *path, json_t *v, char **text, char *err, si
 		s = jtext(v, buf, sizeof(buf));
 		if (!s) {
 			snprintf(err, errlen, "%s: must be a string%s", path,
-				 settings[i].kind == S_NAMESPACES ? " or an object" : " or a non-negative integer");
+				 settings[i].kind == S_NAMESPACES ? " or an object" :
+								    " or a non-negative integer");
 			return -EINVAL;
 		}
 		if (check_value(path, settings[i].kind, s, err, errlen))
@@ -413,15 +445,15 @@ int moat_archive_opts_from_config(const struct moatd_config *c, struct moat_arch
 		if (check_value(settings[i].path, settings[i].kind, s, err, errlen))
 			return -EINVAL;
 	}
-#define SZ(field, member)                                                     \
-	if (c->field) {                                                       \
-		moat_parse_size(c->field, &v);                                \
-		(member) = v;                                                 \
+#define SZ(field, member)                      \
+	if (c->field) {                        \
+		moat_parse_size(c->field, &v); \
+		(member) = v;                  \
 	}
-#define DUR(field, member)                                                    \
-	if (c->field) {                                                       \
-		moat_parse_duration(c->field, &v);                            \
-		(member) = v;                                                 \
+#define DUR(field, member)                         \
+	if (c->field) {                            \
+		moat_parse_duration(c->field, &v); \
+		(member) = v;                      \
 	}
 	SZ(archive_segment_size, o->segment_bytes);
 	DUR(archive_segment_age, o->segment_ns);
@@ -551,7 +583,8 @@ int moat_archive_list(const char *dir, struct moat_segment **out, size_t *n)
 			struct stat st;
 			char fp[PATH_MAX + 80];
 			memset(&s, 0, sizeof(s));
-			if (strlen(fe->d_name) >= sizeof(s.file) || parse_seg_name(fe->d_name, &s.start_ns, &s.end_ns))
+			if (strlen(fe->d_name) >= sizeof(s.file) ||
+			    parse_seg_name(fe->d_name, &s.start_ns, &s.end_ns))
 				continue;
 			snprintf(fp, sizeof(fp), "%s/%s", path, fe->d_name);
 			if (stat(fp, &st) || !S_ISREG(st.st_mode))
@@ -717,14 +750,23 @@ char *moat_rec_format(const struct moat_rec *r)
 }
 
 /* ---- the archive ---------------------------------------------------------------- */
-enum { QI_PAD = 0, QI_EVENT, QI_FLOW, QI_DROPS };
-enum { FLOW_START = 0, FLOW_END, FLOW_EVICTED };
+enum {
+	QI_PAD = 0,
+	QI_EVENT,
+	QI_FLOW,
+	QI_DROPS
+};
+enum {
+	FLOW_START = 0,
+	FLOW_END,
+	FLOW_EVICTED
+};
 
 struct qhdr {
-	uint32_t len;                 /* the whole item, 8-aligned */
+	uint32_t len; /* the whole item, 8-aligned */
 	uint16_t kind;
 	uint16_t sub;
-	uint64_t n;                   /* archive item number */
+	uint64_t n; /* archive item number */
 };
 
 struct qsides {
@@ -784,8 +826,8 @@ struct pod_ident {
 struct rulesnap {
 	int refs;
 	uint32_t generation;
-	struct hmap rules;            /* ref -> rule_ent */
-	struct hmap pod_ids;          /* identity -> pod_ident (pods only) */
+	struct hmap rules;   /* ref -> rule_ent */
+	struct hmap pod_ids; /* identity -> pod_ident (pods only) */
 };
 
 struct if_ent {
@@ -796,50 +838,50 @@ struct if_ent {
 
 struct ifsnap {
 	int refs;
-	struct hmap by_pod;           /* "ns/name" -> if_ent (host veth name) */
-	struct hmap by_index;         /* "hook:ifindex" -> if_ent (from-pod, uplink) */
+	struct hmap by_pod;   /* "ns/name" -> if_ent (host veth name) */
+	struct hmap by_index; /* "hook:ifindex" -> if_ent (from-pod, uplink) */
 };
 
 struct iface_st {
 	char key[200];
 	char name[64];
 	char desc[300];
-	int64_t id;                   /* IDB index in the open segment; -1: none yet */
+	int64_t id; /* IDB index in the open segment; -1: none yet */
 	uint64_t recv_seg, drop_seg;
-	uint64_t pending_drop;        /* for the next EPB's epb_dropcount */
-	uint64_t buffered;            /* EPBs not yet written to the file */
+	uint64_t pending_drop; /* for the next EPB's epb_dropcount */
+	uint64_t buffered;     /* EPBs not yet written to the file */
 };
 
 struct part {
-	char ns[64];                  /* "" = _node */
+	char ns[64]; /* "" = _node */
 	char dirname[80];
-	char path[PATH_MAX + 128];    /* open segment */
-	int fd;                       /* -1: no open segment */
+	char path[PATH_MAX + 128]; /* open segment */
+	int fd;                    /* -1: no open segment */
 	uint64_t start_ns, last_ns;
-	uint64_t file_bytes;          /* what the file holds (written) */
+	uint64_t file_bytes; /* what the file holds (written) */
 	uint64_t seg_bytes_limit;
-	uint64_t stalled_until;       /* after a failed write: wait, count */
+	uint64_t stalled_until; /* after a failed write: wait, count */
 	uint64_t last_use;
 	struct pcapng_buf buf;
-	struct hmap ifs;              /* key -> iface_st */
-	struct ptrvec ifv;            /* by IDB id in the open segment */
+	struct hmap ifs;   /* key -> iface_st */
+	struct ptrvec ifv; /* by IDB id in the open segment */
 	char last_loss[512];
 };
 
 struct moat_archive {
-	struct moat_archive_opts o;   /* settings; reconfigure under cfg_lock */
+	struct moat_archive_opts o; /* settings; reconfigure under cfg_lock */
 	pthread_mutex_t cfg_lock;
 	unsigned cfg_gen;
 	char *dir;
 	char *node;
 	int lock_fd;
-	uint64_t run;                 /* this writer's start (ns): record ids run.n */
+	uint64_t run; /* this writer's start (ns): record ids run.n */
 
 	/* queue: single producer (the consumer thread, under the events lock),
 	 * single consumer (the writer) */
 	uint8_t *q;
 	size_t qsize;
-	uint64_t qhead, qtail;        /* byte positions; atomics */
+	uint64_t qhead, qtail; /* byte positions; atomics */
 	uint64_t next_n;
 	struct ledger_ent ledger[LEDGER_SLOTS];
 	uint64_t ledger_unattributed;
@@ -849,31 +891,31 @@ struct moat_archive {
 	bool started;
 	pthread_mutex_t mu;
 	pthread_cond_t wake, done;
-	int sleeping;                 /* atomic */
+	int sleeping; /* atomic */
 	bool stop, flush_req;
 	uint64_t flushed_upto;
 
 	pthread_mutex_t snap_lock;
 	struct rulesnap *rules;
 	struct ifsnap *ifs;
-	pthread_mutex_t ev_lock;      /* events: set to NULL before they stop */
+	pthread_mutex_t ev_lock; /* events: set to NULL before they stop */
 	struct moat_events *events;
 
 	/* writer state */
-	struct hmap parts;            /* dirname -> part */
+	struct hmap parts; /* dirname -> part */
 	size_t open_parts;
 	unsigned seen_cfg_gen;
-	struct moat_archive_opts wo;  /* the writer's copy of the settings */
+	struct moat_archive_opts wo; /* the writer's copy of the settings */
 	uint64_t last_loss_check, last_retention, last_sync, last_busy;
 	bool retention_due;
 	bool disk_failing;
 	uint64_t disk_lost_at_fail;
-	char loss_json[512];          /* current node-wide loss record */
+	char loss_json[512]; /* current node-wide loss record */
 
 	struct moat_archive_stats st; /* counters updated with atomics */
 };
 
-#define MAX_OPEN_PARTS 256
+#define MAX_OPEN_PARTS   256
 #define PART_FLUSH_BYTES (64u << 10)
 
 static uint64_t now_of(struct moat_archive *a)
@@ -881,7 +923,8 @@ static uint64_t now_of(struct moat_archive *a)
 	return a->o.clock ? a->o.clock(a->o.clock_arg) : wall_ns();
 }
 
-static void alog(struct moat_archive *a, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void alog(struct moat_archive *a, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static void alog(struct moat_archive *a, int level, const char *fmt, ...)
 {
@@ -973,7 +1016,8 @@ static int iface_snap_cb(const struct moat_iface_status *s, void *arg)
 		if (s->hook == MOAT_HOOK_UPLINK && s->ifindex > 0 && if_indextoname((unsigned)s->ifindex, nm))
 			snprintf(e->name, sizeof(e->name), "%s", nm);
 		else
-			snprintf(e->name, sizeof(e->name), "%s", !strncmp(s->name, "h_", 2) ? s->name + 2 : s->name);
+			snprintf(e->name, sizeof(e->name), "%s",
+				 !strncmp(s->name, "h_", 2) ? s->name + 2 : s->name);
 		snprintf(e->pod, sizeof(e->pod), "%s", s->pod ? s->pod : "");
 		old = NULL;
 		hmap_put(&n->by_index, e->key, strlen(e->key), e, &old);
@@ -1161,8 +1205,8 @@ static void ledger_add(struct moat_archive *a, const struct moat_ev *ev)
 	for (size_t i = 0; i < 8; i++) {
 		struct ledger_ent *l = &a->ledger[(h + i) % LEDGER_SLOTS];
 		if (l->used && l->hook == ev->raw.hook && l->ifindex == ev->raw.ifindex &&
-		    !strcmp(l->sns, ev->src_ns) && !strcmp(l->spod, ev->src_pod) && !strcmp(l->dns, ev->dst_ns) &&
-		    !strcmp(l->dpod, ev->dst_pod)) {
+		    !strcmp(l->sns, ev->src_ns) && !strcmp(l->spod, ev->src_pod) &&
+		    !strcmp(l->dns, ev->dst_ns) && !strcmp(l->dpod, ev->dst_pod)) {
 			l->count++;
 			l->last_ns = ev->wall_ns;
 			return;
@@ -1260,8 +1304,9 @@ static void sink_flow_start(void *arg, const struct moat_flow *fl)
 
 struct moat_ev_sink moat_archive_sink(struct moat_archive *a)
 {
-	struct moat_ev_sink s = { .event = sink_event, .flow = sink_flow_end,
-				  .flow_start = sink_flow_start, .arg = a };
+	struct moat_ev_sink s = {
+		.event = sink_event, .flow = sink_flow_end, .flow_start = sink_flow_start, .arg = a
+	};
 	return s;
 }
 
@@ -1285,19 +1330,27 @@ static const char *hook_s(int h)
 static const char *type_s(int t)
 {
 	switch (t) {
-	case MOAT_EV_DENY: return "deny";
-	case MOAT_EV_NEW_FLOW: return "new-flow";
-	case MOAT_EV_FLOW_END: return "flow-end";
-	case MOAT_EV_SAMPLE: return "sample";
-	case MOAT_EV_AUDIT: return "audit";
-	default: return "unknown";
+	case MOAT_EV_DENY:
+		return "deny";
+	case MOAT_EV_NEW_FLOW:
+		return "new-flow";
+	case MOAT_EV_FLOW_END:
+		return "flow-end";
+	case MOAT_EV_SAMPLE:
+		return "sample";
+	case MOAT_EV_AUDIT:
+		return "audit";
+	default:
+		return "unknown";
 	}
 }
 
 static const char *verdict_s(int v)
 {
-	return v == MOAT_VERDICT_ALLOW ? "allow" : v == MOAT_VERDICT_DENY ? "deny" :
-	       v == MOAT_VERDICT_AUDIT ? "audit" : "none";
+	return v == MOAT_VERDICT_ALLOW ? "allow" :
+	       v == MOAT_VERDICT_DENY  ? "deny" :
+	       v == MOAT_VERDICT_AUDIT ? "audit" :
+					 "none";
 }
 
 /* The interface an event was judged on: one per pod (both ends of its veth
@@ -1313,8 +1366,9 @@ static void iface_ident(struct moat_archive *a, const struct ifsnap *fs, int hoo
 		e = fs ? hmap_gets(&fs->by_pod, pod) : NULL;
 		snprintf(key, kl, "pod:%s", pod);
 		snprintf(name, nl, "%s", e ? e->name : "pod");
-		snprintf(desc, dl, "pod %s on node %s (veth pair: outbound = from the pod, inbound = to the pod)",
-			 pod, a->node);
+		snprintf(desc, dl,
+			 "pod %s on node %s (veth pair: outbound = from the pod, inbound = to the pod)", pod,
+			 a->node);
 		return;
 	}
 	snprintf(k, sizeof(k), "%d:%u", hook, ifindex);
@@ -1325,8 +1379,8 @@ static void iface_ident(struct moat_archive *a, const struct ifsnap *fs, int hoo
 		snprintf(desc, dl, "uplink of node %s", a->node);
 	} else if (e) {
 		snprintf(name, nl, "%s", e->name);
-		snprintf(desc, dl, "host-side veth %s%s%s on node %s", e->name, *e->pod ? " of pod " : "", e->pod,
-			 a->node);
+		snprintf(desc, dl, "host-side veth %s%s%s on node %s", e->name, *e->pod ? " of pod " : "",
+			 e->pod, a->node);
 	} else {
 		snprintf(name, nl, "ifindex-%u", ifindex);
 		snprintf(desc, dl, "%s interface %u on node %s (not known by name)", hook_s(hook), ifindex,
@@ -1383,18 +1437,19 @@ static void update_loss(struct moat_archive *a, uint64_t now)
 		moat_events_stats(a->events, &es);
 	pthread_mutex_unlock(&a->ev_lock);
 	moat_time_format(now, ts, sizeof(ts));
-	snprintf(a->loss_json, sizeof(a->loss_json),
-		 "{\"moat\":\"loss\",\"v\":1,\"node\":\"%s\",\"run\":%llu,\"time\":\"%s\",\"time_ns\":%llu,"
-		 "\"counts\":{\"perf_ring\":%llu,\"output_failed\":%llu,\"rate_limit\":%llu,\"seq_gaps\":%llu,"
-		 "\"archive_queue\":%llu,\"archive_queue_flows\":%llu,\"archive_unattributed\":%llu,"
-		 "\"disk_full\":%llu}}",
-		 a->node, (unsigned long long)a->run, ts, (unsigned long long)now,
-		 (unsigned long long)es.perf_lost, (unsigned long long)es.failed,
-		 (unsigned long long)es.suppressed, (unsigned long long)es.seq_gaps,
-		 (unsigned long long)__atomic_load_n(&a->st.queue_lost, __ATOMIC_RELAXED),
-		 (unsigned long long)__atomic_load_n(&a->st.flows_queue_lost, __ATOMIC_RELAXED),
-		 (unsigned long long)__atomic_load_n(&a->ledger_unattributed, __ATOMIC_RELAXED),
-		 (unsigned long long)__atomic_load_n(&a->st.disk_lost, __ATOMIC_RELAXED));
+	snprintf(
+		a->loss_json, sizeof(a->loss_json),
+		"{\"moat\":\"loss\",\"v\":1,\"node\":\"%s\",\"run\":%llu,\"time\":\"%s\",\"time_ns\":%llu,"
+		"\"counts\":{\"perf_ring\":%llu,\"output_failed\":%llu,\"rate_limit\":%llu,\"seq_gaps\":%llu,"
+		"\"archive_queue\":%llu,\"archive_queue_flows\":%llu,\"archive_unattributed\":%llu,"
+		"\"disk_full\":%llu}}",
+		a->node, (unsigned long long)a->run, ts, (unsigned long long)now,
+		(unsigned long long)es.perf_lost, (unsigned long long)es.failed,
+		(unsigned long long)es.suppressed, (unsigned long long)es.seq_gaps,
+		(unsigned long long)__atomic_load_n(&a->st.queue_lost, __ATOMIC_RELAXED),
+		(unsigned long long)__atomic_load_n(&a->st.flows_queue_lost, __ATOMIC_RELAXED),
+		(unsigned long long)__atomic_load_n(&a->ledger_unattributed, __ATOMIC_RELAXED),
+		(unsigned long long)__atomic_load_n(&a->st.disk_lost, __ATOMIC_RELAXED));
 }
 
 /* The loss record of a partition's segment, when it changed since the
@@ -1445,9 +1500,10 @@ static int part_flush(struct moat_archive *a, struct part *p, uint64_t now)
 	if (a->disk_failing) {
 		a->disk_failing = false;
 		__atomic_store_n(&a->st.disk_full, false, __ATOMIC_RELAXED);
-		alog(a, MOAT_LOG_INFO, "archive: writing again under %s; %llu event copies were lost meanwhile",
-		     a->dir, (unsigned long long)(__atomic_load_n(&a->st.disk_lost, __ATOMIC_RELAXED) -
-						  a->disk_lost_at_fail));
+		alog(a, MOAT_LOG_INFO,
+		     "archive: writing again under %s; %llu event copies were lost meanwhile", a->dir,
+		     (unsigned long long)(__atomic_load_n(&a->st.disk_lost, __ATOMIC_RELAXED) -
+					  a->disk_lost_at_fail));
 	}
 	return 0;
 }
@@ -1484,10 +1540,14 @@ static void seg_close(struct moat_archive *a, struct part *p, uint64_t now, bool
 			struct iface_st *f = p->ifv.v[i];
 			/* drops not yet carried by a packet are counted here */
 			uint64_t drops = f->drop_seg + f->pending_drop;
-			struct pcapng_isb_info isb = { .ifid = (uint32_t)f->id, .ts_ns = end,
-						       .start_ns = p->start_ns, .end_ns = end,
-						       .has_counters = true, .ifrecv = f->recv_seg + drops,
-						       .ifdrop = drops, .usrdeliv = f->recv_seg };
+			struct pcapng_isb_info isb = { .ifid = (uint32_t)f->id,
+						       .ts_ns = end,
+						       .start_ns = p->start_ns,
+						       .end_ns = end,
+						       .has_counters = true,
+						       .ifrecv = f->recv_seg + drops,
+						       .ifdrop = drops,
+						       .usrdeliv = f->recv_seg };
 			if (!pcapng_put_isb(&p->buf, &isb))
 				f->pending_drop = 0;
 		}
@@ -1541,8 +1601,10 @@ static void part_fail(struct moat_archive *a, struct part *p, int err, uint64_t 
 		a->disk_failing = true;
 		a->disk_lost_at_fail = __atomic_load_n(&a->st.disk_lost, __ATOMIC_RELAXED) - lost;
 		__atomic_store_n(&a->st.disk_full, true, __ATOMIC_RELAXED);
-		alog(a, MOAT_LOG_ERROR, "archive: cannot write under %s (%s); events are counted as lost until "
-		     "writing works again (enforcement is not affected)", a->dir, strerror(err));
+		alog(a, MOAT_LOG_ERROR,
+		     "archive: cannot write under %s (%s); events are counted as lost until "
+		     "writing works again (enforcement is not affected)",
+		     a->dir, strerror(err));
 	}
 	p->buf.len = 0;
 	seg_close(a, p, now, false);
@@ -1597,38 +1659,42 @@ static int seg_open(struct moat_archive *a, struct part *p, uint64_t now, uint64
 	p->last_loss[0] = 0;
 	p->seg_bytes_limit = seg_limit(&a->wo, p->ns);
 	a->open_parts++;
-	snprintf(comment, sizeof(comment),
-		 "moat flight recorder: node %s, namespace %s, run %llu; packets carry \"moat: ...\" comments, "
-		 "flow and loss records are custom blocks (PEN %u, JSON); see docs/archives.md",
-		 a->node, *p->ns ? p->ns : "(none: node and world traffic)", (unsigned long long)a->run,
-		 MOAT_ARCHIVE_PEN);
-	shb = (struct pcapng_shb_info){ .userappl = "moatd", .os = "Linux", .hardware = a->node,
-					.comment = comment };
+	snprintf(
+		comment, sizeof(comment),
+		"moat flight recorder: node %s, namespace %s, run %llu; packets carry \"moat: ...\" comments, "
+		"flow and loss records are custom blocks (PEN %u, JSON); see docs/archives.md",
+		a->node, *p->ns ? p->ns : "(none: node and world traffic)", (unsigned long long)a->run,
+		MOAT_ARCHIVE_PEN);
+	shb = (struct pcapng_shb_info){
+		.userappl = "moatd", .os = "Linux", .hardware = a->node, .comment = comment
+	};
 	pcapng_put_shb(&p->buf, &shb);
 	put_loss(p, a->loss_json, true);
 	ST_ADD(a, segments_opened, 1);
 	return 0;
-fail:
-	{
-		int err = errno;
-		if (!a->disk_failing) {
-			a->disk_failing = true;
-			a->disk_lost_at_fail = __atomic_load_n(&a->st.disk_lost, __ATOMIC_RELAXED);
-			__atomic_store_n(&a->st.disk_full, true, __ATOMIC_RELAXED);
-			alog(a, MOAT_LOG_ERROR, "archive: cannot create a segment under %s (%s); events are counted "
-			     "as lost until it works again (enforcement is not affected)", dir, strerror(err));
-		}
-		ST_ADD(a, write_errors, 1);
-		p->stalled_until = now + 1000000000ull;
-		return -err;
+fail : {
+	int err = errno;
+	if (!a->disk_failing) {
+		a->disk_failing = true;
+		a->disk_lost_at_fail = __atomic_load_n(&a->st.disk_lost, __ATOMIC_RELAXED);
+		__atomic_store_n(&a->st.disk_full, true, __ATOMIC_RELAXED);
+		alog(a, MOAT_LOG_ERROR,
+		     "archive: cannot create a segment under %s (%s); events are counted "
+		     "as lost until it works again (enforcement is not affected)",
+		     dir, strerror(err));
 	}
+	ST_ADD(a, write_errors, 1);
+	p->stalled_until = now + 1000000000ull;
+	return -err;
+}
 }
 
 /* An open segment for p that can take `more` bytes, rotating if needed. */
 static int part_ready(struct moat_archive *a, struct part *p, uint64_t now, uint64_t ts, size_t more)
 {
-	if (p->fd >= 0 && (p->file_bytes + p->buf.len + more > p->seg_bytes_limit ||
-			   (now > p->start_ns && now - p->start_ns >= a->wo.segment_ns)) &&
+	if (p->fd >= 0 &&
+	    (p->file_bytes + p->buf.len + more > p->seg_bytes_limit ||
+	     (now > p->start_ns && now - p->start_ns >= a->wo.segment_ns)) &&
 	    p->file_bytes + p->buf.len > 0)
 		seg_close(a, p, now, true);
 	if (p->fd < 0)
@@ -1653,8 +1719,10 @@ static struct iface_st *iface_get(struct part *p, const char *key, const char *n
 
 static int iface_idb(struct part *p, struct iface_st *f)
 {
-	struct pcapng_idb_info idb = { .linktype = PCAPNG_LINKTYPE_ETHERNET, .snaplen = 65535,
-				       .name = f->name, .description = f->desc };
+	struct pcapng_idb_info idb = { .linktype = PCAPNG_LINKTYPE_ETHERNET,
+				       .snaplen = 65535,
+				       .name = f->name,
+				       .description = f->desc };
 	int rc;
 
 	if (f->id >= 0)
@@ -1696,8 +1764,8 @@ static const uint8_t *get_sides(const uint8_t *p, const struct qsides *s, struct
 }
 
 /* The partitions an item goes to: each side's pod namespace; none: _node. */
-static size_t parts_of(struct moat_archive *a, const struct rulesnap *r, const struct names *n,
-		       uint32_t sid, uint32_t did, struct part *out[2])
+static size_t parts_of(struct moat_archive *a, const struct rulesnap *r, const struct names *n, uint32_t sid,
+		       uint32_t did, struct part *out[2])
 {
 	const char *pa = side_part(r, n->sns, n->spod, sid);
 	const char *pb = side_part(r, n->dns, n->dpod, did);
@@ -1873,10 +1941,14 @@ static void do_event(struct moat_archive *a, const struct qhdr *h, const struct 
 		struct part *p = parts[i];
 		struct iface_st *f = hmap_gets(&p->ifs, key);
 		struct pcapng_epb_info e = {
-			.ts_ns = q->wall_ns, .data = pkt, .caplen = q->caplen,
+			.ts_ns = q->wall_ns,
+			.data = pkt,
+			.caplen = q->caplen,
 			.origlen = q->raw.pkt_len > q->caplen ? q->raw.pkt_len : q->caplen,
 			.flags = q->raw.hook == MOAT_HOOK_FROM_POD ? PCAPNG_DIR_OUTBOUND : PCAPNG_DIR_INBOUND,
-			.has_packetid = true, .packetid = h->n, .has_verdict = true,
+			.has_packetid = true,
+			.packetid = h->n,
+			.has_verdict = true,
 			.verdict_type = PCAPNG_VERDICT_XDP,
 			/* XDP_DROP (1) when denied and enforcing, else XDP_PASS (2) */
 			.verdict = q->raw.verdict == MOAT_VERDICT_DENY && a->wo.enforce ? 1 : 2,
@@ -1937,7 +2009,8 @@ static void do_drops(struct moat_archive *a, const struct qhdr *h, const struct 
 		ifpod = xasprintf("%s/%s", n.sns, n.spod);
 	else if (d->hook == MOAT_HOOK_TO_POD && *n.dpod)
 		ifpod = xasprintf("%s/%s", n.dns, n.dpod);
-	iface_ident(a, fs, d->hook, d->ifindex, ifpod, key, sizeof(key), name, sizeof(name), desc, sizeof(desc));
+	iface_ident(a, fs, d->hook, d->ifindex, ifpod, key, sizeof(key), name, sizeof(name), desc,
+		    sizeof(desc));
 	free(ifpod);
 	for (size_t i = 0; i < np; i++)
 		iface_get(parts[i], key, name, desc)->pending_drop += d->count;
@@ -1984,16 +2057,16 @@ static void do_flow(struct moat_archive *a, const struct qhdr *h, const struct r
 	moat_time_format(fl.last_ns ? fl.last_ns : fl.first_ns, t2, sizeof(t2));
 	snprintf(id, sizeof(id), "%llu.%llu", (unsigned long long)a->run, (unsigned long long)h->n);
 	j = json_pack("{s:s,s:i,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:s,s:i,s:o,s:o,s:s,s:s,s:s,s:I,s:I,s:I,s:i}",
-		      "moat", "flow", "v", 1, "id", id, "node", a->node, "state", states[h->sub > 2 ? 0 : h->sub],
-		      "first", t1, "last", t2, "first_ns", (json_int_t)fl.first_ns, "last_ns",
-		      (json_int_t)(fl.last_ns ? fl.last_ns : fl.first_ns), "proto", moat_proto_name(fl.proto),
-		      "family", fl.family,
-		      "src", flow_side(&fl.src, fl.sport, fl.src_ns, fl.src_pod, fl.src_identity),
-		      "dst", flow_side(&fl.dst, fl.dport, fl.dst_ns, fl.dst_pod, fl.dst_identity),
-		      "verdict", verdict_s(fl.verdict), "tier", moat_tier_name(fl.tier),
-		      "rule", re ? re->desc : "unknown rule",
-		      "packets", (json_int_t)fl.packets, "bytes", (json_int_t)fl.bytes,
-		      "denied_attempts", (json_int_t)fl.denied, "tcp_flags", fl.tcp_flags);
+		      "moat", "flow", "v", 1, "id", id, "node", a->node, "state",
+		      states[h->sub > 2 ? 0 : h->sub], "first", t1, "last", t2, "first_ns",
+		      (json_int_t)fl.first_ns, "last_ns", (json_int_t)(fl.last_ns ? fl.last_ns : fl.first_ns),
+		      "proto", moat_proto_name(fl.proto), "family", fl.family, "src",
+		      flow_side(&fl.src, fl.sport, fl.src_ns, fl.src_pod, fl.src_identity), "dst",
+		      flow_side(&fl.dst, fl.dport, fl.dst_ns, fl.dst_pod, fl.dst_identity), "verdict",
+		      verdict_s(fl.verdict), "tier", moat_tier_name(fl.tier), "rule",
+		      re ? re->desc : "unknown rule", "packets", (json_int_t)fl.packets, "bytes",
+		      (json_int_t)fl.bytes, "denied_attempts", (json_int_t)fl.denied, "tcp_flags",
+		      fl.tcp_flags);
 	if (!j)
 		return;
 	json_object_set_new(j, "proto_num", json_integer(fl.proto));
@@ -2001,7 +2074,8 @@ static void do_flow(struct moat_archive *a, const struct qhdr *h, const struct r
 		if (re->netpol && *re->ns)
 			json_object_set_new(j, "rule_ns", json_string(re->ns));
 		if (fl.rule >= MOAT_RULE_FIRST_DYN)
-			json_object_set_new(j, "rule_dir", json_string(re->dir == MOAT_DIR_EGRESS ? "egress" : "ingress"));
+			json_object_set_new(j, "rule_dir",
+					    json_string(re->dir == MOAT_DIR_EGRESS ? "egress" : "ingress"));
 	}
 	s = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
@@ -2359,7 +2433,8 @@ static void recover_one(struct moat_archive *a, const struct moat_segment *s)
 	{
 		struct stat st;
 		if (!fstat(fd, &st)) {
-			uint64_t m = (uint64_t)st.st_mtim.tv_sec * 1000000000ull + (uint64_t)st.st_mtim.tv_nsec;
+			uint64_t m =
+				(uint64_t)st.st_mtim.tv_sec * 1000000000ull + (uint64_t)st.st_mtim.tv_nsec;
 			if (m > last)
 				last = m;
 		}
@@ -2378,13 +2453,14 @@ static void recover_one(struct moat_archive *a, const struct moat_segment *s)
 		unlink(path);
 		ST_ADD(a, segments_recovered, 1);
 		ST_ADD(a, torn_bytes_cut, s->bytes);
-		alog(a, MOAT_LOG_WARN, "archive: %s/%s held no whole block (%llu bytes); removed", s->part, s->file,
-		     (unsigned long long)s->bytes);
+		alog(a, MOAT_LOG_WARN, "archive: %s/%s held no whole block (%llu bytes); removed", s->part,
+		     s->file, (unsigned long long)s->bytes);
 		return;
 	}
 	if (valid < s->bytes) {
 		if (ftruncate(fd, (off_t)valid)) {
-			alog(a, MOAT_LOG_WARN, "archive: cannot cut the torn tail of %s: %s", path, strerror(errno));
+			alog(a, MOAT_LOG_WARN, "archive: cannot cut the torn tail of %s: %s", path,
+			     strerror(errno));
 			close(fd);
 			return;
 		}
@@ -2393,15 +2469,18 @@ static void recover_one(struct moat_archive *a, const struct moat_segment *s)
 	}
 	close(fd);
 	snprintf(final, sizeof(final), "%s/%s/%llu-%llu.pcapng", a->dir, s->part,
-		 (unsigned long long)s->start_ns, (unsigned long long)(last > s->start_ns ? last : s->start_ns + 1));
+		 (unsigned long long)s->start_ns,
+		 (unsigned long long)(last > s->start_ns ? last : s->start_ns + 1));
 	if (rename(path, final)) {
 		alog(a, MOAT_LOG_WARN, "archive: cannot rename %s: %s", path, strerror(errno));
 		return;
 	}
 	ST_ADD(a, segments_recovered, 1);
-	alog(a, MOAT_LOG_WARN, "archive: recovered %s/%s left open by a crash: %llu whole blocks kept, "
-	     "%llu bytes of a torn last block cut%s", s->part, s->file, (unsigned long long)blocks,
-	     (unsigned long long)(s->bytes - valid), rc == -EBADMSG ? " (it did not parse)" : "");
+	alog(a, MOAT_LOG_WARN,
+	     "archive: recovered %s/%s left open by a crash: %llu whole blocks kept, "
+	     "%llu bytes of a torn last block cut%s",
+	     s->part, s->file, (unsigned long long)blocks, (unsigned long long)(s->bytes - valid),
+	     rc == -EBADMSG ? " (it did not parse)" : "");
 }
 
 static void recover(struct moat_archive *a)
@@ -2575,7 +2654,8 @@ void moat_archive_stats(struct moat_archive *a, struct moat_archive_stats *st)
 	for (size_t i = 0; i < offsetof(struct moat_archive_stats, disk_full) / sizeof(uint64_t); i++)
 		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
 	st->disk_full = __atomic_load_n(&a->st.disk_full, __ATOMIC_RELAXED);
-	st->queue_used = __atomic_load_n(&a->qhead, __ATOMIC_RELAXED) - __atomic_load_n(&a->qtail, __ATOMIC_RELAXED);
+	st->queue_used =
+		__atomic_load_n(&a->qhead, __ATOMIC_RELAXED) - __atomic_load_n(&a->qtail, __ATOMIC_RELAXED);
 	st->queue_size = a->qsize;
 }
 
@@ -2616,14 +2696,15 @@ char *moat_archive_metrics(struct moat_archive *a)
 		"moat_archive_queue_bytes{what=\"size\"} %llu\n"
 		"# HELP moat_archive_disk_bytes Bytes of segments on disk (last retention pass).\n"
 		"# TYPE moat_archive_disk_bytes gauge\nmoat_archive_disk_bytes %llu\n",
-		(unsigned long long)s.offered, (unsigned long long)s.written, (unsigned long long)s.queue_lost,
-		(unsigned long long)s.disk_lost, (unsigned long long)s.flows_offered,
-		(unsigned long long)s.flows_written, (unsigned long long)s.flows_queue_lost,
-		(unsigned long long)s.bytes_written, (unsigned long long)s.segments_opened,
-		(unsigned long long)s.segments_closed, (unsigned long long)s.segments_expired,
-		(unsigned long long)s.segments_recovered, (unsigned long long)s.torn_bytes_cut,
-		(unsigned long long)s.write_errors, s.disk_full ? 1 : 0, (unsigned long long)s.queue_used,
-		(unsigned long long)s.queue_size, (unsigned long long)s.disk_bytes);
+		(unsigned long long)s.offered, (unsigned long long)s.written,
+		(unsigned long long)s.queue_lost, (unsigned long long)s.disk_lost,
+		(unsigned long long)s.flows_offered, (unsigned long long)s.flows_written,
+		(unsigned long long)s.flows_queue_lost, (unsigned long long)s.bytes_written,
+		(unsigned long long)s.segments_opened, (unsigned long long)s.segments_closed,
+		(unsigned long long)s.segments_expired, (unsigned long long)s.segments_recovered,
+		(unsigned long long)s.torn_bytes_cut, (unsigned long long)s.write_errors, s.disk_full ? 1 : 0,
+		(unsigned long long)s.queue_used, (unsigned long long)s.queue_size,
+		(unsigned long long)s.disk_bytes);
 }
 
 /* ---- moatd glue ------------------------------------------------------------------------ */
@@ -2643,7 +2724,8 @@ int moat_archive_flag(struct moatd_config *c, int which, const char *val, char *
 	}
 	dst = (char **)((char *)c + settings[map[which]].off);
 	if (check_value(settings[map[which]].path, settings[map[which]].kind, val, e2, sizeof(e2))) {
-		snprintf(err, errlen, "--%s: %s", which == 6 ? "archive-namespace" : settings[map[which]].path, e2);
+		snprintf(err, errlen, "--%s: %s",
+			 which == 6 ? "archive-namespace" : settings[map[which]].path, e2);
 		return -EINVAL;
 	}
 	if (which == 6 && ns_from_flags && *dst) {
@@ -2660,7 +2742,8 @@ int moat_archive_flag(struct moatd_config *c, int which, const char *val, char *
 	return 0;
 }
 
-int moat_archive_daemon_open(struct moatd *d, void (*log)(void *, int, const char *), char *err, size_t errlen)
+int moat_archive_daemon_open(struct moatd *d, void (*log)(void *, int, const char *), char *err,
+			     size_t errlen)
 {
 	struct moat_archive_opts *o;
 	int rc;

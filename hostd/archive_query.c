@@ -25,7 +25,12 @@
 #define SLACK_NS (60ull * 1000000000ull) /* items may predate their segment's start */
 #define REDACTED "a NetworkPolicy of another namespace"
 
-enum { IT_NONE = 0, IT_EPB, IT_FLOW, IT_LOSS };
+enum {
+	IT_NONE = 0,
+	IT_EPB,
+	IT_FLOW,
+	IT_LOSS
+};
 
 struct src {
 	char part[80], ns[64];
@@ -35,9 +40,9 @@ struct src {
 	int fd;
 	struct pcapng_reader *r;
 	struct pcapng_idb_view *idbs;
-	int64_t *outid;               /* segment interface -> output interface */
+	int64_t *outid; /* segment interface -> output interface */
 	size_t nidb;
-	uint64_t last_run, last_n;    /* of the last item read (loss records sort after it) */
+	uint64_t last_run, last_n; /* of the last item read (loss records sort after it) */
 	/* the pending item */
 	int kind;
 	uint64_t run, n, sub;
@@ -45,12 +50,12 @@ struct src {
 	struct pcapng_block blk;
 	struct pcapng_epb_view epb;
 	uint32_t ifid;
-	char *text;                   /* EPB comment or JSON record, rewritten */
+	char *text; /* EPB comment or JSON record, rewritten */
 };
 
 struct moat_aq {
 	struct moat_archive_query q;
-	char *ns, *pod, *policy, *node;   /* owned copies */
+	char *ns, *pod, *policy, *node; /* owned copies */
 	char **allowed;
 	size_t nallowed;
 	struct src *srcs;
@@ -62,9 +67,9 @@ struct moat_aq {
 	size_t out_off;
 	bool header_done, done;
 	/* output interfaces */
-	struct ptrvec oifs;           /* "linktype|name|desc" strings */
-	struct hmap oif_map;          /* key -> index+1 */
-	uint64_t last_run, last_n;    /* dedup of cross-partition copies */
+	struct ptrvec oifs;        /* "linktype|name|desc" strings */
+	struct hmap oif_map;       /* key -> index+1 */
+	uint64_t last_run, last_n; /* dedup of cross-partition copies */
 	char last_loss[512];
 	struct moat_aq_stats st;
 };
@@ -322,7 +327,8 @@ static bool epb_accept(struct moat_aq *q, struct src *s)
 		goto no;
 	if (q->q.until_ns && s->ts > q->q.until_ns)
 		goto no;
-	if (q->q.verdict >= 0 && (!(v = moat_rec_get(&r, "verdict")) || strcmp(v, verdict_name(q->q.verdict))))
+	if (q->q.verdict >= 0 &&
+	    (!(v = moat_rec_get(&r, "verdict")) || strcmp(v, verdict_name(q->q.verdict))))
 		goto no;
 	if (q->q.pod && *q->q.pod && !side_is(moat_rec_get(&r, "src"), q->q.pod) &&
 	    !side_is(moat_rec_get(&r, "dst"), q->q.pod))
@@ -332,8 +338,7 @@ static bool epb_accept(struct moat_aq *q, struct src *s)
 		moat_rec_set(&r, "rule", REDACTED);
 		moat_rec_del(&r, "rule_ns");
 	}
-	if (q->q.policy && *q->q.policy &&
-	    (!(v = moat_rec_get(&r, "rule")) || !strstr(v, q->q.policy)))
+	if (q->q.policy && *q->q.policy && (!(v = moat_rec_get(&r, "rule")) || !strstr(v, q->q.policy)))
 		goto no;
 	if (!bpf_match(q, s->epb.data, s->epb.caplen, s->epb.origlen))
 		goto no;
@@ -543,7 +548,8 @@ static bool src_next(struct moat_aq *q, struct src *s)
 				/* filtered out, but its position orders later loss records */
 				struct moat_rec r;
 				unsigned long long run, n;
-				if (s->epb.comment && !moat_rec_parse(s->epb.comment, s->epb.comment_len, &r)) {
+				if (s->epb.comment &&
+				    !moat_rec_parse(s->epb.comment, s->epb.comment_len, &r)) {
 					if (parse_id(moat_rec_get(&r, "id"), &run, &n)) {
 						s->last_run = run;
 						s->last_n = n;
@@ -594,8 +600,10 @@ static int64_t out_iface(struct moat_aq *q, struct src *s)
 	if (idx) {
 		id = (int64_t)idx - 1;
 	} else {
-		struct pcapng_idb_info info = { .linktype = iv->linktype, .snaplen = iv->snaplen,
-						.name = iv->name, .description = iv->description };
+		struct pcapng_idb_info info = { .linktype = iv->linktype,
+						.snaplen = iv->snaplen,
+						.name = iv->name,
+						.description = iv->description };
 		char *k = xstrdup(key);
 		if (pcapng_put_idb(&q->out, &info)) {
 			free(k);
@@ -622,12 +630,19 @@ static void emit(struct moat_aq *q, struct src *s)
 		} else {
 			int64_t id = out_iface(q, s);
 			struct pcapng_epb_info e = {
-				.ts_ns = s->ts, .data = s->epb.data, .caplen = s->epb.caplen,
-				.origlen = s->epb.origlen, .flags = s->epb.flags,
-				.has_dropcount = s->epb.has_dropcount, .dropcount = s->epb.dropcount,
-				.has_packetid = s->epb.has_packetid, .packetid = s->epb.packetid,
-				.has_verdict = s->epb.has_verdict, .verdict_type = s->epb.verdict_type,
-				.verdict = s->epb.verdict, .comment = s->text,
+				.ts_ns = s->ts,
+				.data = s->epb.data,
+				.caplen = s->epb.caplen,
+				.origlen = s->epb.origlen,
+				.flags = s->epb.flags,
+				.has_dropcount = s->epb.has_dropcount,
+				.dropcount = s->epb.dropcount,
+				.has_packetid = s->epb.has_packetid,
+				.packetid = s->epb.packetid,
+				.has_verdict = s->epb.has_verdict,
+				.verdict_type = s->epb.verdict_type,
+				.verdict = s->epb.verdict,
+				.comment = s->text,
 			};
 			if (id < 0)
 				return;
@@ -656,8 +671,9 @@ static void emit(struct moat_aq *q, struct src *s)
 static void header(struct moat_aq *q)
 {
 	char c[1024], since[48] = "-", until[48] = "-";
-	struct pcapng_shb_info shb = { .userappl = "moatd archive query", .os = "Linux",
-				       .hardware = q->node, .comment = c };
+	struct pcapng_shb_info shb = {
+		.userappl = "moatd archive query", .os = "Linux", .hardware = q->node, .comment = c
+	};
 
 	if (q->q.format == MOAT_AQ_PCAP) {
 		pcap_put_header(&q->out, 65535, DLT_EN10MB);
@@ -667,7 +683,8 @@ static void header(struct moat_aq *q)
 		moat_time_format(q->q.since_ns, since, sizeof(since));
 	if (q->q.until_ns)
 		moat_time_format(q->q.until_ns, until, sizeof(until));
-	snprintf(c, sizeof(c), "moat archive query: node %s, since %s, until %s%s%s%s%s%s%s; "
+	snprintf(c, sizeof(c),
+		 "moat archive query: node %s, since %s, until %s%s%s%s%s%s%s; "
 		 "flow and loss records are custom blocks (PEN %u, JSON); see docs/archives.md",
 		 q->node ? q->node : "?", since, until, q->ns ? ", namespace " : "", q->ns ? q->ns : "",
 		 q->pod ? ", pod " : "", q->pod ? q->pod : "", q->policy ? ", policy " : "",

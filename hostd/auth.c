@@ -36,7 +36,7 @@ struct moat_auth {
 	pthread_mutex_t lock;
 	struct tok *toks;
 	size_t n;
-	struct moat_auth_k8s *k8s;    /* Kubernetes mode: TokenReview/SAR */
+	struct moat_auth_k8s *k8s; /* Kubernetes mode: TokenReview/SAR */
 };
 
 static const char *const role_names[] = {
@@ -106,8 +106,10 @@ void moat_auth_use_k8s(struct moat_auth *a, struct moat_k8s_source *src)
 
 static int hexval(char c)
 {
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
-	       c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+	return c >= '0' && c <= '9' ? c - '0' :
+	       c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+	       c >= 'A' && c <= 'F' ? c - 'A' + 10 :
+				      -1;
 }
 
 static void toks_free(struct tok *t, size_t n)
@@ -141,7 +143,8 @@ static int load(const char *file, struct tok **ret, size_t *retn, char *err, siz
 		goto out;
 	}
 	t = xcalloc(json_array_size(list) ? json_array_size(list) : 1, sizeof(*t));
-	json_array_foreach(list, i, e) {
+	json_array_foreach(list, i, e)
+	{
 		struct tok *k = &t[n];
 		const char *user = json_string_value(json_object_get(e, "user"));
 		const char *role = json_string_value(json_object_get(e, "role"));
@@ -155,16 +158,19 @@ static int load(const char *file, struct tok **ret, size_t *retn, char *err, siz
 			goto out;
 		}
 		if (!role || moat_role_parse(role, &k->p.role)) {
-			snprintf(err, errlen, "%s: tokens[%zu].role: platform-admin, namespace-admin or viewer", file, i);
+			snprintf(err, errlen,
+				 "%s: tokens[%zu].role: platform-admin, namespace-admin or viewer", file, i);
 			goto out;
 		}
 		if (!!plain == !!sha) {
-			snprintf(err, errlen, "%s: tokens[%zu]: exactly one of token and tokenSha256", file, i);
+			snprintf(err, errlen, "%s: tokens[%zu]: exactly one of token and tokenSha256", file,
+				 i);
 			goto out;
 		}
 		if (plain) {
 			if (strlen(plain) < 16) {
-				snprintf(err, errlen, "%s: tokens[%zu].token: at least 16 characters", file, i);
+				snprintf(err, errlen, "%s: tokens[%zu].token: at least 16 characters", file,
+					 i);
 				goto out;
 			}
 			SHA256((const unsigned char *)plain, strlen(plain), k->sha);
@@ -176,7 +182,8 @@ static int load(const char *file, struct tok **ret, size_t *retn, char *err, siz
 			for (int b = 0; b < 32; b++) {
 				int hi = hexval(sha[2 * b]), lo = hexval(sha[2 * b + 1]);
 				if (hi < 0 || lo < 0) {
-					snprintf(err, errlen, "%s: tokens[%zu].tokenSha256: 64 hex digits", file, i);
+					snprintf(err, errlen, "%s: tokens[%zu].tokenSha256: 64 hex digits",
+						 file, i);
 					goto out;
 				}
 				k->sha[b] = (unsigned char)(hi << 4 | lo);
@@ -185,16 +192,20 @@ static int load(const char *file, struct tok **ret, size_t *retn, char *err, siz
 		snprintf(k->p.user, sizeof(k->p.user), "%s", user);
 		if (k->p.role != MOAT_ROLE_PLATFORM_ADMIN) {
 			if (!json_is_array(nss) || !json_array_size(nss)) {
-				snprintf(err, errlen, "%s: tokens[%zu].namespaces: required for %s", file, i, role);
+				snprintf(err, errlen, "%s: tokens[%zu].namespaces: required for %s", file, i,
+					 role);
 				goto out;
 			}
 			if (json_array_size(nss) > MOAT_AUTH_MAX_NS) {
-				snprintf(err, errlen, "%s: tokens[%zu].namespaces: at most %d", file, i, MOAT_AUTH_MAX_NS);
+				snprintf(err, errlen, "%s: tokens[%zu].namespaces: at most %d", file, i,
+					 MOAT_AUTH_MAX_NS);
 				goto out;
 			}
-			json_array_foreach(nss, j, nsv) {
+			json_array_foreach(nss, j, nsv)
+			{
 				if (!json_is_string(nsv)) {
-					snprintf(err, errlen, "%s: tokens[%zu].namespaces[%zu]: a name", file, i, j);
+					snprintf(err, errlen, "%s: tokens[%zu].namespaces[%zu]: a name", file,
+						 i, j);
 					goto out;
 				}
 				k->p.ns[k->p.nns++] = xstrdup(json_string_value(nsv));
@@ -262,8 +273,7 @@ int moat_auth_reload(struct moat_auth *a, char *err, size_t errlen)
 	return 0;
 }
 
-int moat_auth_check(struct moat_auth *a, const char *authorization, long peer_uid,
-		    struct moat_principal *p)
+int moat_auth_check(struct moat_auth *a, const char *authorization, long peer_uid, struct moat_principal *p)
 {
 	unsigned char sha[SHA256_DIGEST_LENGTH];
 	const char *tok;

@@ -32,7 +32,7 @@ struct moat_principal {
 	char user[128];
 	enum moat_role role;
 	size_t nns;
-	char *ns[MOAT_AUTH_MAX_NS];   /* namespaces (ignored for platform-admin) */
+	char *ns[MOAT_AUTH_MAX_NS]; /* namespaces (ignored for platform-admin) */
 	/* bit i: ns[i] is view-only for a namespace-admin (Kubernetes roles) */
 	unsigned long long ns_read_only[MOAT_AUTH_MAX_NS / 64];
 };
@@ -46,8 +46,7 @@ void moat_auth_free(struct moat_auth *a);
 int moat_auth_reload(struct moat_auth *a, char *err, size_t errlen);
 /* 0 and *p filled, or -EACCES (unknown or missing token). peer_uid is the
  * unix-socket peer's uid, or -1 over TCP. */
-int moat_auth_check(struct moat_auth *a, const char *authorization, long peer_uid,
-		    struct moat_principal *p);
+int moat_auth_check(struct moat_auth *a, const char *authorization, long peer_uid, struct moat_principal *p);
 void moat_principal_clear(struct moat_principal *p);
 
 const char *moat_role_name(enum moat_role r);

@@ -34,11 +34,11 @@
 #include "k8s_source.h"
 #include "util.h"
 
-#define MAX_CACHE 512            /* default */
-#define TTL_OK_NS (10ull * 1000000000ull)
-#define TTL_DENIED_NS (5ull * 1000000000ull)
+#define MAX_CACHE      512 /* default */
+#define TTL_OK_NS      (10ull * 1000000000ull)
+#define TTL_DENIED_NS  (5ull * 1000000000ull)
 #define MAX_NS_CHECKED 1024
-#define MAX_ANSWER (1u << 20)
+#define MAX_ANSWER     (1u << 20)
 
 struct centry {
 	unsigned char sha[SHA256_DIGEST_LENGTH];
@@ -171,8 +171,8 @@ static json_t *post(const struct moat_k8s_conf *c, CURL *h, const char *path, js
 		curl_easy_setopt(h, CURLOPT_SSLKEY, c->key_file);
 	}
 	if (curl_easy_perform(h) == CURLE_OK &&
-	    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK &&
-	    (code == 200 || code == 201) && b.p)
+	    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK && (code == 200 || code == 201) &&
+	    b.p)
 		ret = json_loadb(b.p, b.len, 0, NULL);
 	curl_slist_free_all(hdrs);
 	OPENSSL_cleanse(data, strlen(data));
@@ -219,8 +219,8 @@ static int review(struct moat_auth_k8s *a, const char *token, struct moat_princi
 
 	if (!h)
 		return -ENOMEM;
-	body = json_pack("{s:s,s:s,s:{s:s}}", "apiVersion", "authentication.k8s.io/v1", "kind",
-			 "TokenReview", "spec", "token", token);
+	body = json_pack("{s:s,s:s,s:{s:s}}", "apiVersion", "authentication.k8s.io/v1", "kind", "TokenReview",
+			 "spec", "token", token);
 	ans = post(moat_k8s_source_conf(a->src), h, "/apis/authentication.k8s.io/v1/tokenreviews", body);
 	__atomic_add_fetch(&a->reviews, 1, __ATOMIC_RELAXED);
 	json_decref(body);
@@ -278,7 +278,8 @@ static int review(struct moat_auth_k8s *a, const char *token, struct moat_princi
 		}
 		change = all_change;
 		if (!change) {
-			if ((r = sar(a, h, user, names[i], "update", "networking.k8s.io", "networkpolicies")) < 0) {
+			if ((r = sar(a, h, user, names[i], "update", "networking.k8s.io",
+				     "networkpolicies")) < 0) {
 				rc = r;
 				goto out;
 			}
@@ -339,14 +340,16 @@ int moat_auth_k8s_check(struct moat_auth_k8s *a, const char *token, struct moat_
 	 * (NOLINTs: a->cache has max >= 1 entries from moat_auth_k8s_new; clang's
 	 * analyzer forgets the pointer across pthread_mutex_lock.) */
 	for (size_t i = 0; i < a->n && !slot; i++)
-		if (!CRYPTO_memcmp(a->cache[i].sha, sha, sizeof(sha)) || a->cache[i].expires_ns <= now) /* NOLINT(clang-analyzer-core.NullDereference) */
+		if (!CRYPTO_memcmp(a->cache[i].sha, sha, sizeof(sha)) ||
+		    a->cache[i].expires_ns <= now) /* NOLINT(clang-analyzer-core.NullDereference) */
 			slot = &a->cache[i];
 	if (!slot && a->n < a->max)
 		slot = &a->cache[a->n++];
 	if (!slot) {
 		slot = &a->cache[0];
 		for (size_t i = 1; i < a->n; i++)
-			if (a->cache[i].expires_ns < slot->expires_ns) /* NOLINT(clang-analyzer-core.NullDereference) */
+			if (a->cache[i].expires_ns <
+			    slot->expires_ns) /* NOLINT(clang-analyzer-core.NullDereference) */
 				slot = &a->cache[i];
 	}
 	moat_principal_clear(&slot->p);

@@ -46,8 +46,7 @@ void moat_blueprint_free(struct moat_blueprint *bp)
 	free(bp);
 }
 
-const struct moat_bp_version *moat_bp_find_version(const struct moat_blueprint *bp,
-						   const char *version)
+const struct moat_bp_version *moat_bp_find_version(const struct moat_blueprint *bp, const char *version)
 {
 	for (size_t i = 0; version && i < bp->nversions; i++)
 		if (!strcmp(bp->versions[i].version, version))
@@ -92,8 +91,8 @@ int moat_bp_effective(const struct moat_blueprint *bp, const struct moat_labels 
 		*pinned = true;
 		return 0;
 	}
-	snprintf(err, errlen, "annotation %s: version \"%s\" is not in spec.versions; running %s",
-		 key, pin, bp->version);
+	snprintf(err, errlen, "annotation %s: version \"%s\" is not in spec.versions; running %s", key, pin,
+		 bp->version);
 	return 1;
 }
 
@@ -101,8 +100,8 @@ int moat_bp_effective(const struct moat_blueprint *bp, const struct moat_labels 
 struct sub {
 	const struct moat_blueprint *bp;
 	const struct moat_bp_version *v;
-	const char *ns;                    /* NULL for cluster templates */
-	const struct moat_labels *annos;   /* namespace overrides, may be NULL */
+	const char *ns;                  /* NULL for cluster templates */
+	const struct moat_labels *annos; /* namespace overrides, may be NULL */
 	char *err;
 	size_t errlen;
 	char path[512];
@@ -183,8 +182,10 @@ static int subst(struct sub *s, const char *in, char **out, bool *whole)
 				name[n++] = *q++;
 			name[n] = 0;
 			if (!n || *q != '}')
-				return sub_fail(s, "\"%.60s\": a reference is ${name}, name of letters, "
-						   "digits and _", in);
+				return sub_fail(s,
+						"\"%.60s\": a reference is ${name}, name of letters, "
+						"digits and _",
+						in);
 			add = lookup(s, name, &rc);
 			if (rc)
 				return rc;
@@ -234,7 +235,8 @@ static int subst_tree(struct sub *s, json_t *parent, const char *key, size_t idx
 			goto out;
 		rc = subst(s, json_string_value(v), &r, &whole);
 		if (!rc) {
-			json_t *nv = whole && all_digits(r) ? json_integer(strtoll(r, NULL, 10)) : json_string(r);
+			json_t *nv = whole && all_digits(r) ? json_integer(strtoll(r, NULL, 10)) :
+							      json_string(r);
 			if (key)
 				json_object_set_new(parent, key, nv);
 			else
@@ -245,7 +247,8 @@ static int subst_tree(struct sub *s, json_t *parent, const char *key, size_t idx
 		const char *k;
 		json_t *c;
 		void *tmp;
-		json_object_foreach_safe(v, tmp, k, c) {
+		json_object_foreach_safe(v, tmp, k, c)
+		{
 			if ((rc = subst_tree(s, v, k, 0, c)))
 				break;
 		}
@@ -275,12 +278,10 @@ static json_t *base_doc(const char *api, const char *kind, const struct moat_blu
 }
 
 int moat_bp_instantiate_np(const struct moat_blueprint *bp, const struct moat_bp_version *v,
-			   const struct moat_bp_tpl *t, const char *ns,
-			   const struct moat_labels *annotations, json_t **out, char *err,
-			   size_t errlen)
+			   const struct moat_bp_tpl *t, const char *ns, const struct moat_labels *annotations,
+			   json_t **out, char *err, size_t errlen)
 {
-	struct sub s = { .bp = bp, .v = v, .ns = ns, .annos = annotations, .err = err,
-			 .errlen = errlen };
+	struct sub s = { .bp = bp, .v = v, .ns = ns, .annos = annotations, .err = err, .errlen = errlen };
 	json_t *doc = base_doc("networking.k8s.io/v1", "NetworkPolicy", bp, v, t, ns);
 	json_t *spec = json_deep_copy(t->spec);
 	int rc;
@@ -304,8 +305,8 @@ static void narrow(json_t *sel, const char *key, const char *version)
 		ex = json_array();
 		json_object_set_new(sel, "matchExpressions", ex);
 	}
-	json_array_append_new(ex, json_pack("{s:s,s:s,s:[s]}", "key", key, "operator", "In",
-					     "values", version));
+	json_array_append_new(ex,
+			      json_pack("{s:s,s:s,s:[s]}", "key", key, "operator", "In", "values", version));
 }
 
 int moat_bp_instantiate_cnp(const struct moat_blueprint *bp, const struct moat_bp_version *v,
@@ -313,8 +314,7 @@ int moat_bp_instantiate_cnp(const struct moat_blueprint *bp, const struct moat_b
 			    size_t errlen)
 {
 	struct sub s = { .bp = bp, .v = v, .err = err, .errlen = errlen };
-	json_t *doc = base_doc("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy", bp, v,
-			       t, NULL);
+	json_t *doc = base_doc("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy", bp, v, t, NULL);
 	json_t *spec = json_deep_copy(t->spec), *subj, *sel = NULL;
 	char key[MOAT_MAX_LABEL_KEY + 1];
 	int rc;
@@ -345,8 +345,8 @@ fail:
 	return rc;
 }
 
-int moat_bp_object(const json_t *doc, const char *instance_name, struct moat_object **ret,
-		   char *err, size_t errlen)
+int moat_bp_object(const json_t *doc, const char *instance_name, struct moat_object **ret, char *err,
+		   size_t errlen)
 {
 	struct moat_object *o = NULL;
 	int rc = moat_decode(doc, NULL, &o, err, errlen);

@@ -25,24 +25,24 @@
 #include <jansson.h>
 #include "model.h"
 
-#define MOAT_BP_GROUP          "moat.io"
-#define MOAT_BP_PREFIX         "blueprint.moat.io/"
-#define MOAT_BP_SUFFIX         ".blueprint.moat.io/"
-#define MOAT_BP_MAX_VERSIONS   16
-#define MOAT_BP_MAX_TEMPLATES  32      /* per kind and version */
-#define MOAT_BP_MAX_PARAMS     32
-#define MOAT_BP_MAX_VALUE      253     /* a parameter value */
-#define MOAT_BP_MAX_STRING     4096    /* a string after substitution */
+#define MOAT_BP_GROUP         "moat.io"
+#define MOAT_BP_PREFIX        "blueprint.moat.io/"
+#define MOAT_BP_SUFFIX        ".blueprint.moat.io/"
+#define MOAT_BP_MAX_VERSIONS  16
+#define MOAT_BP_MAX_TEMPLATES 32 /* per kind and version */
+#define MOAT_BP_MAX_PARAMS    32
+#define MOAT_BP_MAX_VALUE     253  /* a parameter value */
+#define MOAT_BP_MAX_STRING    4096 /* a string after substitution */
 
 struct moat_bp_param {
 	char *name;
-	char *def;             /* default value */
+	char *def; /* default value */
 };
 
 struct moat_bp_tpl {
-	char *name;            /* DNS label */
-	json_t *annotations;   /* object or NULL */
-	json_t *spec;          /* the policy spec, with ${...} references */
+	char *name;          /* DNS label */
+	json_t *annotations; /* object or NULL */
+	json_t *spec;        /* the policy spec, with ${...} references */
 };
 
 struct moat_bp_version {
@@ -54,19 +54,18 @@ struct moat_bp_version {
 
 struct moat_blueprint {
 	char *name;
-	char *version;         /* spec.version: what unpinned namespaces run */
+	char *version; /* spec.version: what unpinned namespaces run */
 	struct moat_selector *ns_sel;
 	size_t nparams;
 	struct moat_bp_param *params;
 	size_t nversions;
 	struct moat_bp_version *versions;
-	json_t *doc;           /* the object as written (for diff and rollback) */
+	json_t *doc; /* the object as written (for diff and rollback) */
 };
 
 void moat_blueprint_free(struct moat_blueprint *bp);
 
-const struct moat_bp_version *moat_bp_find_version(const struct moat_blueprint *bp,
-						   const char *version);
+const struct moat_bp_version *moat_bp_find_version(const struct moat_blueprint *bp, const char *version);
 
 /* The version namespace ns runs (annotations: its blueprint annotations).
  * *pinned says whether an annotation chose it.  A pin to a version the
@@ -78,21 +77,19 @@ int moat_bp_effective(const struct moat_blueprint *bp, const struct moat_labels 
 /* A NetworkPolicy document for template t of version v in namespace ns.
  * 0 with *out set, or -EINVAL with err ("FIELD: problem"). */
 int moat_bp_instantiate_np(const struct moat_blueprint *bp, const struct moat_bp_version *v,
-			   const struct moat_bp_tpl *t, const char *ns,
-			   const struct moat_labels *annotations, json_t **out, char *err,
-			   size_t errlen);
+			   const struct moat_bp_tpl *t, const char *ns, const struct moat_labels *annotations,
+			   json_t **out, char *err, size_t errlen);
 
 /* A ClusterNetworkPolicy document for template t of version v; with narrow,
  * its subject is narrowed to namespaces labelled blueprint.moat.io/NAME =
  * VERSION (what is applied; without: what the template says, for diffs). */
 int moat_bp_instantiate_cnp(const struct moat_blueprint *bp, const struct moat_bp_version *v,
-			    const struct moat_bp_tpl *t, bool narrow, json_t **out, char *err,
-			    size_t errlen);
+			    const struct moat_bp_tpl *t, bool narrow, json_t **out, char *err, size_t errlen);
 
 /* Decodes an instance and gives it its instance name ("bp:tpl" or
  * "bp:tpl@version").  Errors as moat_decode's, without a source. */
-int moat_bp_object(const json_t *doc, const char *instance_name, struct moat_object **ret,
-		   char *err, size_t errlen);
+int moat_bp_object(const json_t *doc, const char *instance_name, struct moat_object **ret, char *err,
+		   size_t errlen);
 
 /* Instance names; malloc'd. */
 char *moat_bp_np_name(const struct moat_blueprint *bp, const struct moat_bp_tpl *t);

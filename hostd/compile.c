@@ -25,7 +25,7 @@
 #include "util.h"
 
 #define RULE_ISOLATION (-1)
-#define TIER_PRIO_BANP 1001   /* BANP has no priority: after every baseline CNP */
+#define TIER_PRIO_BANP 1001 /* BANP has no priority: after every baseline CNP */
 
 /* ---- internal types ------------------------------------------------------- */
 struct ns_ent {
@@ -35,14 +35,14 @@ struct ns_ent {
 	struct moat_labels bpl;       /* blueprint.moat.io/NAME = running version */
 	struct moat_labels eff;       /* what selectors see: own labels + bpl */
 	struct ptrvec idents;
-	struct ptrvec np_pols;        /* NetworkPolicies of this namespace */
+	struct ptrvec np_pols; /* NetworkPolicies of this namespace */
 };
 
 /* key and val aligned: they are read in place as the tables' structs */
 struct kv {
 	__u8 key[24] __attribute__((aligned(8)));
 	__u8 val[24] __attribute__((aligned(8)));
-	__u8 tbl;                     /* MOAT_T_POL or MOAT_T_PORTS */
+	__u8 tbl; /* MOAT_T_POL or MOAT_T_PORTS */
 };
 _Static_assert(sizeof(struct moat_policy_key) <= 24, "key fits");
 _Static_assert(sizeof(struct moat_port_key) <= 24, "key fits");
@@ -51,14 +51,14 @@ _Static_assert(sizeof(struct moat_policy_val) <= 24, "val fits");
 struct out {
 	struct moat_subject subj;
 	size_t n;
-	struct kv *kv;                /* sorted by (tbl, key) */
+	struct kv *kv; /* sorted by (tbl, key) */
 };
 
 struct node_ent;
 
 struct ident {
 	__u32 id;
-	int cls;                      /* MOAT_CLASS_POD / _NODE */
+	int cls; /* MOAT_CLASS_POD / _NODE */
 	char *key;
 	size_t klen;
 	struct ns_ent *ns;
@@ -67,20 +67,20 @@ struct ident {
 	struct moat_cport *ports;
 	struct node_ent *node;
 	size_t npods;
-	bool dirty;                   /* recompile as a subject */
-	bool reselect;                /* re-evaluate every selector */
-	bool dead;                    /* no pods left: remove at flush */
-	__u64 mark_epoch;             /* when reselect was requested */
+	bool dirty;       /* recompile as a subject */
+	bool reselect;    /* re-evaluate every selector */
+	bool dead;        /* no pods left: remove at flush */
+	__u64 mark_epoch; /* when reselect was requested */
 	struct out *committed;
 	struct out *pending;
 	bool has_pending;
-	struct ptrvec subj_of;        /* policies whose subject selects it */
+	struct ptrvec subj_of; /* policies whose subject selects it */
 };
 
 struct pod_ent {
-	char *key;                    /* ns/name */
+	char *key; /* ns/name */
 	struct moat_object *obj;
-	struct ident *ident;          /* NULL for host-network pods */
+	struct ident *ident; /* NULL for host-network pods */
 	int ifindex;
 };
 
@@ -91,28 +91,28 @@ struct node_ent {
 };
 
 struct peerset {
-	struct u32vec ids;            /* sorted identity ids */
-	bool all_pods;                /* class-wide: every pod */
-	bool all_nodes;               /* class-wide: every node */
+	struct u32vec ids; /* sorted identity ids */
+	bool all_pods;     /* class-wide: every pod */
+	bool all_nodes;    /* class-wide: every node */
 };
 
 struct pol_ent {
-	char *key;                    /* Kind/ns/name */
+	char *key; /* Kind/ns/name */
 	struct moat_object *obj;
 	struct moat_policy *p;
-	__u32 ordinal;                /* tie-break among equal priorities */
+	__u32 ordinal; /* tie-break among equal priorities */
 	struct u32vec subjects;
-	size_t npeers[2];             /* flattened peers per direction */
-	struct peerset *peers[2];     /* index: rule_peer_base[d][r] + peer */
+	size_t npeers[2];         /* flattened peers per direction */
+	struct peerset *peers[2]; /* index: rule_peer_base[d][r] + peer */
 	size_t *peer_base[2];
-	__u32 *refs[2];               /* per rule */
+	__u32 *refs[2]; /* per rule */
 	__u32 iso_ref[2];
-	bool expand_named[2];         /* class-wide peers enumerated (named ports) */
-	__u64 select_epoch;           /* when its selections were last computed */
-	bool need_select;             /* selections to recompute at the next flush */
-	bool cross_ns;                /* peers outside its own namespace (or nodes) */
-	bool any_named_egress;        /* an egress rule to any peer with a named port */
-	bool ns_audit;                /* its namespace is in audit mode */
+	bool expand_named[2];  /* class-wide peers enumerated (named ports) */
+	__u64 select_epoch;    /* when its selections were last computed */
+	bool need_select;      /* selections to recompute at the next flush */
+	bool cross_ns;         /* peers outside its own namespace (or nodes) */
+	bool any_named_egress; /* an egress rule to any peer with a named port */
+	bool ns_audit;         /* its namespace is in audit mode */
 };
 
 struct region {
@@ -129,19 +129,19 @@ struct cell {
 	__u8 dval[32] __attribute__((aligned(8)));
 	__u8 tbl;
 	bool has_c, has_d;
-	bool dirty;                   /* listed in dirty_cells */
+	bool dirty; /* listed in dirty_cells */
 };
 
 struct ip_ent {
 	struct moat_addr a;
-	struct ptrvec pods;           /* pod_ent claiming it */
-	struct ptrvec nodes;          /* node_ent */
-	struct ptrvec svcs;           /* moat_object (Service) */
+	struct ptrvec pods;  /* pod_ent claiming it */
+	struct ptrvec nodes; /* node_ent */
+	struct ptrvec svcs;  /* moat_object (Service) */
 };
 
 struct undo {
 	char *key;
-	struct moat_object *old;      /* NULL: the key did not exist */
+	struct moat_object *old; /* NULL: the key did not exist */
 };
 
 struct moat_compiler {
@@ -149,49 +149,49 @@ struct moat_compiler {
 	__u32 cap[MOAT_T_MAX];
 	__u32 max_ident, max_rules;
 
-	bool allow_local_node;        /* pods always reachable from their node */
+	bool allow_local_node; /* pods always reachable from their node */
 
-	struct hmap nss;              /* name -> ns_ent */
-	struct hmap pods;             /* ns/name -> pod_ent */
-	struct hmap nodes;            /* name -> node_ent */
-	struct hmap svcs;             /* ns/name -> moat_object */
-	struct hmap pols;             /* key -> pol_ent */
-	struct hmap idents;           /* key bytes -> ident */
-	struct ident **by_id;         /* id -> ident */
+	struct hmap nss;      /* name -> ns_ent */
+	struct hmap pods;     /* ns/name -> pod_ent */
+	struct hmap nodes;    /* name -> node_ent */
+	struct hmap svcs;     /* ns/name -> moat_object */
+	struct hmap pols;     /* key -> pol_ent */
+	struct hmap idents;   /* key bytes -> ident */
+	struct ident **by_id; /* id -> ident */
 	__u32 next_id;
 	struct u32vec free_ids;
-	struct hmap ips;              /* addr -> ip_ent */
-	struct hmap cells;            /* tbl+key -> cell */
-	struct hmap regions;          /* cidr -> region */
+	struct hmap ips;     /* addr -> ip_ent */
+	struct hmap cells;   /* tbl+key -> cell */
+	struct hmap regions; /* cidr -> region */
 	struct region **region_by_id;
 	__u32 nregion_ids;
 	struct u32vec free_regions;
 	bool regions_dirty;
 
 	/* rule references */
-	struct hmap refs;             /* key -> rule_info */
+	struct hmap refs; /* key -> rule_info */
 	struct moat_rule_info **ref_by_id;
 	__u32 next_ref;
 	struct u32vec free_refs;
 
-	struct ptrvec dirty_pols;     /* policies whose selections are pending */
-	struct ptrvec cluster_pols;   /* ANP, BANP, CNP */
-	struct ptrvec xns_pols;       /* NetworkPolicies with peers in other namespaces */
+	struct ptrvec dirty_pols;   /* policies whose selections are pending */
+	struct ptrvec cluster_pols; /* ANP, BANP, CNP */
+	struct ptrvec xns_pols;     /* NetworkPolicies with peers in other namespaces */
 	struct ptrvec dirty_cells;
-	struct hmap peer_cache;       /* canonical peer -> struct u32vec *, per flush */
+	struct hmap peer_cache; /* canonical peer -> struct u32vec *, per flush */
 	struct ptrvec dirty_idents;
 	struct ptrvec dead_idents;
-	struct ptrvec undo;           /* struct undo * since last commit */
+	struct ptrvec undo; /* struct undo * since last commit */
 	bool replaying;
 
 	/* blueprints (blueprint.h) */
-	struct hmap bps;              /* name -> moat_object (Blueprint) */
-	struct hmap bp_inst;          /* instance key -> struct bp_inst */
-	struct hmap *bp_inst_saved;   /* bp_inst as committed, while a flush is open */
-	struct ptrvec bp_errors;      /* struct bp_error *, from the last reconcile */
+	struct hmap bps;            /* name -> moat_object (Blueprint) */
+	struct hmap bp_inst;        /* instance key -> struct bp_inst */
+	struct hmap *bp_inst_saved; /* bp_inst as committed, while a flush is open */
+	struct ptrvec bp_errors;    /* struct bp_error *, from the last reconcile */
 	bool bp_dirty;
 	__u64 epoch;
-	__u32 nsubjects_ents;         /* committed decision entries */
+	__u32 nsubjects_ents; /* committed decision entries */
 	__u32 pending_counts[MOAT_T_MAX];
 	__u32 committed_counts[MOAT_T_MAX];
 };
@@ -210,23 +210,34 @@ static const struct moat_rule_info fixed_rules[] = {
 const char *moat_tier_name(int tier)
 {
 	switch (tier) {
-	case MOAT_TIER_ADMIN: return "admin";
-	case MOAT_TIER_NETPOL: return "networkpolicy";
-	case MOAT_TIER_BASELINE: return "baseline";
-	case MOAT_TIER_DEFAULT: return "default";
-	case MOAT_TIER_CT: return "established";
-	case MOAT_TIER_DATAPATH: return "datapath";
-	default: return "none";
+	case MOAT_TIER_ADMIN:
+		return "admin";
+	case MOAT_TIER_NETPOL:
+		return "networkpolicy";
+	case MOAT_TIER_BASELINE:
+		return "baseline";
+	case MOAT_TIER_DEFAULT:
+		return "default";
+	case MOAT_TIER_CT:
+		return "established";
+	case MOAT_TIER_DATAPATH:
+		return "datapath";
+	default:
+		return "none";
 	}
 }
 
 const char *moat_verdict_name(int v)
 {
 	switch (v) {
-	case MOAT_VERDICT_ALLOW: return "allow";
-	case MOAT_VERDICT_DENY: return "deny";
-	case MOAT_VERDICT_AUDIT: return "audit";
-	default: return "none";
+	case MOAT_VERDICT_ALLOW:
+		return "allow";
+	case MOAT_VERDICT_DENY:
+		return "deny";
+	case MOAT_VERDICT_AUDIT:
+		return "audit";
+	default:
+		return "none";
 	}
 }
 
@@ -257,10 +268,14 @@ const char *moat_drop_reason_name(int r)
 static const char *kind_name(enum moat_policy_kind k)
 {
 	switch (k) {
-	case MOAT_K_NETPOL: return "NetworkPolicy";
-	case MOAT_K_ANP: return "AdminNetworkPolicy";
-	case MOAT_K_BANP: return "BaselineAdminNetworkPolicy";
-	case MOAT_K_CNP: return "ClusterNetworkPolicy";
+	case MOAT_K_NETPOL:
+		return "NetworkPolicy";
+	case MOAT_K_ANP:
+		return "AdminNetworkPolicy";
+	case MOAT_K_BANP:
+		return "BaselineAdminNetworkPolicy";
+	case MOAT_K_CNP:
+		return "ClusterNetworkPolicy";
 	}
 	return "Policy";
 }
@@ -369,8 +384,8 @@ static int cmp_cport(const void *a, const void *b)
 }
 
 /* Pods share an identity when namespace, labels and named ports agree. */
-static char *pod_ident_key(const struct moat_pod *p, size_t *klen,
-			   struct moat_cport **ret_ports, size_t *ret_n)
+static char *pod_ident_key(const struct moat_pod *p, size_t *klen, struct moat_cport **ret_ports,
+			   size_t *ret_n)
 {
 	char *buf = NULL, num[32];
 	size_t len = 0, cap = 0, n = 0;
@@ -452,8 +467,7 @@ static int ident_alloc_id(struct moat_compiler *c, __u32 *ret)
 	return 0;
 }
 
-static struct ident *ident_get(struct moat_compiler *c, char *key, size_t klen, int cls,
-			       int *err)
+static struct ident *ident_get(struct moat_compiler *c, char *key, size_t klen, int cls, int *err)
 {
 	struct ident *id = hmap_get(&c->idents, key, klen);
 	__u32 nid;
@@ -788,12 +802,18 @@ char *moat_rule_describe(const struct moat_compiler *c, __u32 ref)
 		return xasprintf("rule#%u", ref);
 	if (ref < MOAT_RULE_FIRST_DYN) {
 		switch (ref) {
-		case MOAT_RULE_DEFAULT_ALLOW: return xstrdup("no policy applies (default allow)");
-		case MOAT_RULE_LOCAL_NODE: return xstrdup("from the pod's own node (always allowed)");
-		case MOAT_RULE_NO_ENDPOINT: return xstrdup("endpoint not known yet (fail closed)");
-		case MOAT_RULE_SPOOF: return xstrdup("source address not owned by the pod");
-		case MOAT_RULE_MALFORMED: return xstrdup("malformed packet");
-		default: return xstrdup(ri->name);
+		case MOAT_RULE_DEFAULT_ALLOW:
+			return xstrdup("no policy applies (default allow)");
+		case MOAT_RULE_LOCAL_NODE:
+			return xstrdup("from the pod's own node (always allowed)");
+		case MOAT_RULE_NO_ENDPOINT:
+			return xstrdup("endpoint not known yet (fail closed)");
+		case MOAT_RULE_SPOOF:
+			return xstrdup("source address not owned by the pod");
+		case MOAT_RULE_MALFORMED:
+			return xstrdup("malformed packet");
+		default:
+			return xstrdup(ri->name);
 		}
 	}
 	dir = ri->dir == MOAT_DIR_EGRESS ? "egress" : "ingress";
@@ -802,14 +822,13 @@ char *moat_rule_describe(const struct moat_compiler *c, __u32 ref)
 				 ri->ns ? ri->ns : "", ri->ns ? "/" : "", ri->name, dir,
 				 ri->audit ? " [audit]" : "");
 	return xasprintf("%s %s%s%s %s[%d]%s%s%s%s", kind_name(ri->kind), ri->ns ? ri->ns : "",
-			 ri->ns ? "/" : "", ri->name, dir, ri->index,
-			 ri->rule_name ? " \"" : "", ri->rule_name ? ri->rule_name : "",
-			 ri->rule_name ? "\"" : "", ri->audit ? " [audit]" : "");
+			 ri->ns ? "/" : "", ri->name, dir, ri->index, ri->rule_name ? " \"" : "",
+			 ri->rule_name ? ri->rule_name : "", ri->rule_name ? "\"" : "",
+			 ri->audit ? " [audit]" : "");
 }
 
 /* ---- selection ---------------------------------------------------------------- */
-static bool subject_matches(const struct moat_compiler *c, const struct pol_ent *pe,
-			    const struct ident *id)
+static bool subject_matches(const struct moat_compiler *c, const struct pol_ent *pe, const struct ident *id)
 {
 	const struct moat_policy *p = pe->p;
 
@@ -974,7 +993,8 @@ static void pol_select(struct moat_compiler *c, struct pol_ent *pe)
 				continue;
 			for (size_t i = 0; i < n->idents.n; i++) {
 				struct ident *id = n->idents.v[i];
-				if (!id->dead && (!p->subj_pod || moat_selector_matches(p->subj_pod, &id->labels)))
+				if (!id->dead &&
+				    (!p->subj_pod || moat_selector_matches(p->subj_pod, &id->labels)))
 					u32vec_push(&pe->subjects, id->id);
 			}
 		}
@@ -1190,8 +1210,12 @@ static void clist_build(const struct ident *s, int d, bool shadow, struct clist 
 		if (p->kind == MOAT_K_NETPOL)
 			cl->isolated = true;
 		for (size_t r = 0; r < p->nrules[d]; r++) {
-			struct crule cr = { .pe = pe, .r = &p->rules[d][r], .dir = d, .idx = (int)r,
-					    .tier = p->tier, .ref = pe->refs[d][r],
+			struct crule cr = { .pe = pe,
+					    .r = &p->rules[d][r],
+					    .dir = d,
+					    .idx = (int)r,
+					    .tier = p->tier,
+					    .ref = pe->refs[d][r],
 					    .action = (__u8)p->rules[d][r].action };
 			for (size_t k = 0; k < cr.r->npeers; k++)
 				cr.invalid_peer |= cr.r->peers[k].kind == MOAT_PEER_INVALID;
@@ -1242,15 +1266,14 @@ static void clist_free(struct clist *cl)
 
 /* What a peer is, for matching: an identity, a class row, or a region. */
 struct pview {
-	const struct ident *id;       /* identity dimension: NULL for class rows */
-	int cls;                      /* identity dimension class */
-	bool net;                     /* CIDR dimension */
-	const struct region *reg;     /* NULL: the class row of family */
+	const struct ident *id;   /* identity dimension: NULL for class rows */
+	int cls;                  /* identity dimension class */
+	bool net;                 /* CIDR dimension */
+	const struct region *reg; /* NULL: the class row of family */
 	int family;
 };
 
-static bool crule_peer_match(const struct moat_compiler *c, const struct crule *cr,
-			     const struct pview *pv)
+static bool crule_peer_match(const struct moat_compiler *c, const struct crule *cr, const struct pview *pv)
 {
 	const struct moat_rule *r = cr->r;
 
@@ -1296,8 +1319,8 @@ static bool crule_peer_match(const struct moat_compiler *c, const struct crule *
 }
 
 /* port < 0: a port (or protocol) that no rule lists. */
-static bool crule_port_match(const struct crule *cr, __u8 proto, int port,
-			     const struct ident *subject, const struct pview *pv)
+static bool crule_port_match(const struct crule *cr, __u8 proto, int port, const struct ident *subject,
+			     const struct pview *pv)
 {
 	const struct moat_rule *r = cr->r;
 
@@ -1309,7 +1332,8 @@ static bool crule_port_match(const struct crule *cr, __u8 proto, int port,
 		const struct moat_port_spec *ps = &r->ports[i];
 		if (ps->named) {
 			/* the destination pod's port of that name */
-			const struct ident *dst = cr->dir == MOAT_DIR_INGRESS ? subject : (pv->net ? NULL : pv->id);
+			const struct ident *dst = cr->dir == MOAT_DIR_INGRESS ? subject :
+										(pv->net ? NULL : pv->id);
 			if (!dst)
 				continue;
 			/* NetworkPolicy names the protocol too; the admin APIs take
@@ -1375,8 +1399,8 @@ static bool val_empty(const struct moat_policy_val *v)
 struct atoms {
 	bool classes;
 	size_t n;
-	__u16 *port;                  /* exact port, or representative of class */
-	__u16 *cls;                   /* class id (classes mode) */
+	__u16 *port; /* exact port, or representative of class */
+	__u16 *cls;  /* class id (classes mode) */
 	/* classes mode: elementary intervals */
 	size_t nint;
 	__u16 *lo, *hi;
@@ -1393,7 +1417,9 @@ static void atoms_free(struct atoms *a)
 	memset(a, 0, sizeof(*a));
 }
 
-struct span { __u32 lo, hi; };
+struct span {
+	__u32 lo, hi;
+};
 
 static void span_add(struct span **v, size_t *n, __u32 lo, __u32 hi)
 {
@@ -1416,14 +1442,17 @@ static void spans_of_rule(const struct crule *cr, __u8 proto, const struct ident
 				continue;
 			if (cr->dir == MOAT_DIR_INGRESS) {
 				for (size_t k = 0; k < subject->nports; k++)
-					if (subject->ports[k].name && !strcmp(subject->ports[k].name, ps->named) &&
+					if (subject->ports[k].name &&
+					    !strcmp(subject->ports[k].name, ps->named) &&
 					    subject->ports[k].proto == proto)
-						span_add(v, n, subject->ports[k].port, subject->ports[k].port);
+						span_add(v, n, subject->ports[k].port,
+							 subject->ports[k].port);
 			} else {
 				for (size_t j = 0; j < peers_for_named->n; j++) {
 					const struct ident *id = c->by_id[peers_for_named->v[j]];
 					for (size_t k = 0; id && k < id->nports; k++)
-						if (id->ports[k].name && !strcmp(id->ports[k].name, ps->named) &&
+						if (id->ports[k].name &&
+						    !strcmp(id->ports[k].name, ps->named) &&
 						    id->ports[k].proto == proto)
 							span_add(v, n, id->ports[k].port, id->ports[k].port);
 				}
@@ -1548,8 +1577,9 @@ static void obuf_add(struct obuf *o, __u8 tbl, const void *key, size_t ks, const
 static void emit_pol(struct obuf *o, __u32 subj, __u32 peer, __u8 proto, __u16 port, __u8 flags,
 		     const struct moat_policy_val *v)
 {
-	struct moat_policy_key k = { .subject = subj, .peer = peer, .port = port, .proto = proto,
-				     .flags = flags };
+	struct moat_policy_key k = {
+		.subject = subj, .peer = peer, .port = port, .proto = proto, .flags = flags
+	};
 	obuf_add(o, MOAT_T_POL, &k, sizeof(k), v, sizeof(*v));
 }
 
@@ -1565,7 +1595,9 @@ static void emit_range(struct obuf *o, __u32 subj, int d, __u8 proto, __u32 lo, 
 			bits++;
 		}
 		struct moat_port_key k = { .prefixlen = MOAT_PORT_KEY_FIXED_BITS + 16 - bits,
-					   .subject = htonl(subj), .dir = (__u8)d, .proto = proto,
+					   .subject = htonl(subj),
+					   .dir = (__u8)d,
+					   .proto = proto,
 					   .port = htons((__u16)lo) };
 		struct moat_port_class v = { .cls = cls };
 		obuf_add(o, MOAT_T_PORTS, &k, sizeof(k), &v, sizeof(v));
@@ -1616,8 +1648,8 @@ static bool row_emit(const struct moat_compiler *c, struct obuf *o, const struct
 	return true;
 }
 
-static void compile_dir(const struct moat_compiler *c, const struct ident *s, int d,
-			struct obuf *o, struct moat_subject_dir *sd)
+static void compile_dir(const struct moat_compiler *c, const struct ident *s, int d, struct obuf *o,
+			struct moat_subject_dir *sd)
 {
 	struct clist en, sh;
 	const struct clist *both[2];
@@ -1661,7 +1693,8 @@ static void compile_dir(const struct moat_compiler *c, const struct ident *s, in
 		atoms_build(c, both, l4protos[pi], s, &mentioned, &at[pi]);
 		if (at[pi].classes) {
 			sd->flags |= pi == 0 ? MOAT_SUBJ_RANGE_TCP :
-				     pi == 1 ? MOAT_SUBJ_RANGE_UDP : MOAT_SUBJ_RANGE_SCTP;
+				     pi == 1 ? MOAT_SUBJ_RANGE_UDP :
+					       MOAT_SUBJ_RANGE_SCTP;
 			for (size_t i = 0; i < at[pi].nint; i++)
 				emit_range(o, s->id, d, l4protos[pi], at[pi].lo[i], at[pi].hi[i],
 					   at[pi].int_cls[i]);
@@ -1719,7 +1752,8 @@ static void compile_dir(const struct moat_compiler *c, const struct ident *s, in
 				for (int fam = 4; fam <= 6; fam += 2) {
 					struct pview pv = { .net = true, .family = fam };
 					nets |= row_emit(c, o, cl, s, kf | MOAT_PK_NET, &pv,
-							 fam == 4 ? MOAT_PEER_NET4 : MOAT_PEER_NET6, at, NULL, false);
+							 fam == 4 ? MOAT_PEER_NET4 : MOAT_PEER_NET6, at, NULL,
+							 false);
 				}
 				for (__u32 r = 0; r < c->nregion_ids; r++) {
 					const struct region *rg = c->region_by_id[r];
@@ -1728,20 +1762,29 @@ static void compile_dir(const struct moat_compiler *c, const struct ident *s, in
 						continue;
 					for (int l = 0; l < 3 && !specific; l++)
 						for (size_t i = 0; i < counts[l] && !specific; i++)
-							for (size_t k = 0; k < lists[l][i].r->npeers && !specific; k++) {
-								const struct moat_peer *pr = &lists[l][i].r->peers[k];
-								if (pr->kind != MOAT_PEER_CIDR || pr->cidr.family != rg->cidr.family)
+							for (size_t k = 0;
+							     k < lists[l][i].r->npeers && !specific; k++) {
+								const struct moat_peer *pr =
+									&lists[l][i].r->peers[k];
+								if (pr->kind != MOAT_PEER_CIDR ||
+								    pr->cidr.family != rg->cidr.family)
 									continue;
-								if (pr->cidr.plen && moat_cidr_within(&rg->cidr, &pr->cidr))
+								if (pr->cidr.plen &&
+								    moat_cidr_within(&rg->cidr, &pr->cidr))
 									specific = true;
-								for (size_t e = 0; e < pr->nexcept && !specific; e++)
-									specific = moat_cidr_within(&rg->cidr, &pr->except[e]);
+								for (size_t e = 0;
+								     e < pr->nexcept && !specific; e++)
+									specific = moat_cidr_within(
+										&rg->cidr, &pr->except[e]);
 							}
 					if (!specific)
 						continue;
-					struct pview pv = { .net = true, .reg = rg, .family = rg->cidr.family };
+					struct pview pv = { .net = true,
+							    .reg = rg,
+							    .family = rg->cidr.family };
 					struct pview cpv = { .net = true, .family = rg->cidr.family };
-					nets |= row_emit(c, o, cl, s, kf | MOAT_PK_NET, &pv, rg->id, at, &cpv, false);
+					nets |= row_emit(c, o, cl, s, kf | MOAT_PK_NET, &pv, rg->id, at, &cpv,
+							 false);
 				}
 			}
 		}
@@ -2151,8 +2194,7 @@ static int apply_policy(struct moat_compiler *c, struct moat_object *obj, const 
 	return 0;
 }
 
-static int apply_pod(struct moat_compiler *c, struct moat_object *obj, const char *key,
-		     const char *fullkey)
+static int apply_pod(struct moat_compiler *c, struct moat_object *obj, const char *key, const char *fullkey)
 {
 	struct pod_ent *pe = hmap_gets(&c->pods, key);
 	struct moat_object *old = NULL;
@@ -2222,8 +2264,7 @@ static int apply_namespace(struct moat_compiler *c, struct moat_object *obj, con
 	return 0;
 }
 
-static int apply_node(struct moat_compiler *c, struct moat_object *obj, const char *name,
-		      const char *key)
+static int apply_node(struct moat_compiler *c, struct moat_object *obj, const char *name, const char *key)
 {
 	struct node_ent *ne = hmap_gets(&c->nodes, name);
 	struct moat_object *old = NULL;
@@ -2307,13 +2348,13 @@ static int apply_service(struct moat_compiler *c, struct moat_object *obj, const
 static int dispatch(struct moat_compiler *c, const char *key, struct moat_object *obj);
 
 struct bp_inst {
-	char *key;                    /* Kind/ns/name of the instance */
-	uint64_t digest;              /* of the instantiated document */
+	char *key;       /* Kind/ns/name of the instance */
+	uint64_t digest; /* of the instantiated document */
 };
 
 struct bp_error {
 	char *blueprint;
-	char *ns;                     /* NULL: not about one namespace */
+	char *ns; /* NULL: not about one namespace */
 	char *msg;
 };
 
@@ -2405,9 +2446,8 @@ static const struct moat_labels *ns_bp_annotations(const struct ns_ent *n)
 }
 
 /* The version of bp namespace n runs, NULL if bp does not select it. */
-static const struct moat_bp_version *bp_running(const struct moat_blueprint *bp,
-						const struct ns_ent *n, bool *pinned,
-						char *err, size_t errlen)
+static const struct moat_bp_version *bp_running(const struct moat_blueprint *bp, const struct ns_ent *n,
+						bool *pinned, char *err, size_t errlen)
 {
 	const struct moat_bp_version *v;
 
@@ -2430,14 +2470,13 @@ static uint64_t json_digest(const json_t *doc)
 
 struct bp_want {
 	char *key;
-	char *name;                   /* instance name */
-	json_t *doc;                  /* NULL: keep whatever is there (it failed) */
+	char *name;  /* instance name */
+	json_t *doc; /* NULL: keep whatever is there (it failed) */
 	const char *bp;
 	const char *ns;
 };
 
-static void want_put(struct hmap *w, char *key, char *name, json_t *doc, const char *bp,
-		     const char *ns)
+static void want_put(struct hmap *w, char *key, char *name, json_t *doc, const char *bp, const char *ns)
 {
 	struct bp_want *x = xcalloc(1, sizeof(*x));
 
@@ -2490,9 +2529,10 @@ static void bp_reconcile(struct moat_compiler *c, bool instantiate)
 				json_t *doc = NULL;
 				if (moat_bp_instantiate_np(bp, ver, &ver->np[t], n->name,
 							   ns_bp_annotations(n), &doc, err, sizeof(err)))
-					bp_error(c, bp->name, n->name,
-						 "NetworkPolicy %s/%s (spec.versions[%s].networkPolicies[%zu]): %s",
-						 n->name, name, ver->version, t, err);
+					bp_error(
+						c, bp->name, n->name,
+						"NetworkPolicy %s/%s (spec.versions[%s].networkPolicies[%zu]): %s",
+						n->name, name, ver->version, t, err);
 				want_put(&want, key, name, doc, bp->name, n->name);
 			}
 		}
@@ -2546,7 +2586,8 @@ static void bp_reconcile(struct moat_compiler *c, bool instantiate)
 			/* a namespace's parameters can make an instance invalid:
 			 * its last good instance stays */
 			const char *rest = strstr(err, ": ");
-			bp_error(c, w->bp, w->ns, "%s %s: %s", w->ns ? "NetworkPolicy" : "ClusterNetworkPolicy",
+			bp_error(c, w->bp, w->ns, "%s %s: %s",
+				 w->ns ? "NetworkPolicy" : "ClusterNetworkPolicy",
 				 w->key + strlen(w->ns ? "NetworkPolicy/" : "ClusterNetworkPolicy/"),
 				 rest ? rest + 2 : err);
 			continue;
@@ -2750,8 +2791,8 @@ static void selection_refresh(struct moat_compiler *c)
 }
 
 /* ---- flush / commit / abort ------------------------------------------------------ */
-int moat_compiler_flush(struct moat_compiler *c, struct moat_tx *tx, struct moat_flush_stats *st,
-			char *err, size_t errlen)
+int moat_compiler_flush(struct moat_compiler *c, struct moat_tx *tx, struct moat_flush_stats *st, char *err,
+			size_t errlen)
 {
 	uint64_t t0 = moat_now_ns();
 	__u32 counts[MOAT_T_MAX];
@@ -3096,15 +3137,15 @@ static const struct kv *out_find(const struct out *o, __u8 tbl, const void *key,
 static const struct moat_policy_val *x_pol(const struct out *o, __u32 subj, __u32 peer, __u8 proto,
 					   __u16 port, __u8 flags)
 {
-	struct moat_policy_key k = { .subject = subj, .peer = peer, .port = port, .proto = proto,
-				     .flags = flags };
+	struct moat_policy_key k = {
+		.subject = subj, .peer = peer, .port = port, .proto = proto, .flags = flags
+	};
 	const struct kv *e = out_find(o, MOAT_T_POL, &k, sizeof(k));
 	return e ? (const struct moat_policy_val *)e->val : NULL;
 }
 
-static const struct moat_policy_val *x_chain(const struct out *o, __u32 subj, __u32 peer,
-					     __u32 cls_peer, __u8 proto, __u16 port, __u8 kflags,
-					     bool has_port)
+static const struct moat_policy_val *x_chain(const struct out *o, __u32 subj, __u32 peer, __u32 cls_peer,
+					     __u8 proto, __u16 port, __u8 kflags, bool has_port)
 {
 	const struct moat_policy_val *v;
 
@@ -3123,7 +3164,7 @@ struct xpeer {
 	__u32 identity, region;
 	int cls, family;
 	bool local;
-	const char *node;      /* the node it is (NODE) or runs on (POD), if known */
+	const char *node; /* the node it is (NODE) or runs on (POD), if known */
 };
 
 static void x_decide(const struct out *o, __u32 subj, int dir, bool shadow, const struct xpeer *peer,
@@ -3147,7 +3188,8 @@ static void x_decide(const struct out *o, __u32 subj, int dir, bool shadow, cons
 	kf = (dir ? MOAT_PK_EGRESS : 0) | (shadow ? MOAT_PK_AUDIT : 0);
 	if (has_port) {
 		__u32 rf = proto == IPPROTO_TCP ? MOAT_SUBJ_RANGE_TCP :
-			   proto == IPPROTO_UDP ? MOAT_SUBJ_RANGE_UDP : MOAT_SUBJ_RANGE_SCTP;
+			   proto == IPPROTO_UDP ? MOAT_SUBJ_RANGE_UDP :
+						  MOAT_SUBJ_RANGE_SCTP;
 		if (f & rf) {
 			/* longest prefix among this subject's port entries */
 			const struct kv *best = NULL;
@@ -3261,8 +3303,8 @@ static const char *x_node_of(const struct moat_compiler *c, const struct moat_ad
 }
 
 /* Resolves "ns/pod" or an address into what the ipcache would say. */
-static int x_resolve(const struct moat_compiler *c, const char *what, struct xpeer *p,
-		     char *err, size_t errlen)
+static int x_resolve(const struct moat_compiler *c, const char *what, struct xpeer *p, char *err,
+		     size_t errlen)
 {
 	struct moat_addr a;
 	const struct cell *ce;
@@ -3307,9 +3349,8 @@ static int x_resolve(const struct moat_compiler *c, const char *what, struct xpe
 	return 0;
 }
 
-int moat_compiler_explain(const struct moat_compiler *c, const char *from, const char *to,
-			  uint8_t proto, uint16_t port, struct moat_explain *x,
-			  char *err, size_t errlen)
+int moat_compiler_explain(const struct moat_compiler *c, const char *from, const char *to, uint8_t proto,
+			  uint16_t port, struct moat_explain *x, char *err, size_t errlen)
 {
 	struct xpeer s, d;
 	int rc;
@@ -3336,7 +3377,8 @@ int moat_compiler_explain(const struct moat_compiler *c, const char *from, const
 		if (x->egress.verdict == MOAT_VERDICT_ALLOW) {
 			struct moat_explain_side sh;
 			x_decide(o, s.identity, MOAT_DIR_EGRESS, true, &d, proto, port, &sh);
-			if (o && (o->subj.dir[1].flags & MOAT_SUBJ_AUDIT) && sh.verdict == MOAT_VERDICT_DENY) {
+			if (o && (o->subj.dir[1].flags & MOAT_SUBJ_AUDIT) &&
+			    sh.verdict == MOAT_VERDICT_DENY) {
 				x->egress.audit_deny = true;
 				x->egress.audit_rule = sh.rule;
 			}
@@ -3364,7 +3406,8 @@ int moat_compiler_explain(const struct moat_compiler *c, const char *from, const
 			if (x->ingress.verdict == MOAT_VERDICT_ALLOW) {
 				struct moat_explain_side sh;
 				x_decide(o, d.identity, MOAT_DIR_INGRESS, true, &s, proto, port, &sh);
-				if (o && (o->subj.dir[0].flags & MOAT_SUBJ_AUDIT) && sh.verdict == MOAT_VERDICT_DENY) {
+				if (o && (o->subj.dir[0].flags & MOAT_SUBJ_AUDIT) &&
+				    sh.verdict == MOAT_VERDICT_DENY) {
 					x->ingress.audit_deny = true;
 					x->ingress.audit_rule = sh.rule;
 				}
@@ -3401,11 +3444,10 @@ json_t *moat_compiler_blueprints(const struct moat_compiler *c)
 		       *errs = json_array();
 
 		for (size_t i = 0; i < bp->nversions; i++)
-			json_array_append_new(vers, json_pack("{s:s,s:i,s:i}", "version",
-							      bp->versions[i].version,
-							      "networkPolicies", (int)bp->versions[i].nnp,
-							      "clusterNetworkPolicies",
-							      (int)bp->versions[i].ncnp));
+			json_array_append_new(vers,
+					      json_pack("{s:s,s:i,s:i}", "version", bp->versions[i].version,
+							"networkPolicies", (int)bp->versions[i].nnp,
+							"clusterNetworkPolicies", (int)bp->versions[i].ncnp));
 		for (size_t i = 0; i < bp->nparams; i++)
 			json_array_append_new(params, json_pack("{s:s,s:s}", "name", bp->params[i].name,
 								"default", bp->params[i].def));
@@ -3415,9 +3457,9 @@ json_t *moat_compiler_blueprints(const struct moat_compiler *c)
 			bool pinned;
 			const struct moat_bp_version *ver = bp_running(bp, n, &pinned, err, sizeof(err));
 			if (ver)
-				json_array_append_new(nss, json_pack("{s:s,s:s,s:b}", "namespace", n->name,
-								     "version", ver->version, "pinned",
-								     pinned));
+				json_array_append_new(nss,
+						      json_pack("{s:s,s:s,s:b}", "namespace", n->name,
+								"version", ver->version, "pinned", pinned));
 		}
 		for (size_t i = 0; i < c->bp_errors.n; i++) {
 			const struct bp_error *e = c->bp_errors.v[i];
@@ -3425,10 +3467,9 @@ json_t *moat_compiler_blueprints(const struct moat_compiler *c)
 				json_array_append_new(errs, json_pack("{s:s?,s:s}", "namespace", e->ns,
 								      "message", e->msg));
 		}
-		json_array_append_new(out, json_pack("{s:s,s:s,s:o,s:o,s:o,s:o}", "name", bp->name,
-						     "version", bp->version, "versions", vers,
-						     "parameters", params, "namespaces", nss,
-						     "errors", errs));
+		json_array_append_new(out, json_pack("{s:s,s:s,s:o,s:o,s:o,s:o}", "name", bp->name, "version",
+						     bp->version, "versions", vers, "parameters", params,
+						     "namespaces", nss, "errors", errs));
 	}
 	free(bps);
 	return out;
@@ -3463,10 +3504,10 @@ static void ns_instances(const struct moat_blueprint *bp, const struct ns_ent *n
 		json_t *doc = NULL;
 		char *name = moat_bp_np_name(bp, &ver->np[t]);
 		char *disp = xasprintf("NetworkPolicy %s", name);
-		if (moat_bp_instantiate_np(bp, ver, &ver->np[t], n->name, ns_bp_annotations(n), &doc,
-					   err, sizeof(err)))
-			json_array_append_new(errs, json_pack("{s:s,s:s}", "namespace", n->name,
-							      "message", err));
+		if (moat_bp_instantiate_np(bp, ver, &ver->np[t], n->name, ns_bp_annotations(n), &doc, err,
+					   sizeof(err)))
+			json_array_append_new(errs,
+					      json_pack("{s:s,s:s}", "namespace", n->name, "message", err));
 		else
 			json_object_set_new(into, disp, inst_content(doc));
 		json_decref(doc);
@@ -3483,8 +3524,7 @@ static void ns_instances(const struct moat_blueprint *bp, const struct ns_ent *n
 	}
 }
 
-json_t *moat_compiler_blueprint_diff(const struct moat_compiler *c,
-				     const struct moat_blueprint *cand)
+json_t *moat_compiler_blueprint_diff(const struct moat_compiler *c, const struct moat_blueprint *cand)
 {
 	const struct moat_object *cur_o = hmap_gets(&c->bps, cand->name);
 	const struct moat_blueprint *cur = cur_o ? cur_o->u.blueprint : NULL;
@@ -3504,8 +3544,8 @@ json_t *moat_compiler_blueprint_diff(const struct moat_compiler *c,
 			a = bp_running(cur, n, &pa, err, sizeof(err));
 		b = bp_running(cand, n, &pb, err, sizeof(err));
 		if (b && err[0])
-			json_array_append_new(errs, json_pack("{s:s,s:s}", "namespace", n->name,
-							      "message", err));
+			json_array_append_new(errs,
+					      json_pack("{s:s,s:s}", "namespace", n->name, "message", err));
 		if (!a && !b)
 			goto next;
 		if (cur) {
@@ -3515,7 +3555,8 @@ json_t *moat_compiler_blueprint_diff(const struct moat_compiler *c,
 		}
 		ns_instances(cand, n, b, after, errs);
 		/* before and after of every instance, grouped by identical change */
-		json_object_foreach(before, k, x) {
+		json_object_foreach(before, k, x)
+		{
 			json_t *y = json_object_get(after, k);
 			if (!y || !json_equal(x, y)) {
 				json_t *g = json_pack("{s:s,s:s,s:O,s:O*}", "policy", k, "change",
@@ -3531,11 +3572,13 @@ json_t *moat_compiler_blueprint_diff(const struct moat_compiler *c,
 				} else {
 					json_decref(g);
 				}
-				json_array_append_new(json_object_get(have, "namespaces"), json_string(n->name));
+				json_array_append_new(json_object_get(have, "namespaces"),
+						      json_string(n->name));
 				free(gk);
 			}
 		}
-		json_object_foreach(after, k, x) {
+		json_object_foreach(after, k, x)
+		{
 			if (json_object_get(before, k))
 				continue;
 			char *gk = xasprintf("%s|a|%016llx", k, (unsigned long long)json_digest(x));
@@ -3560,8 +3603,7 @@ next:
 	{
 		const char *k;
 		json_t *g;
-		json_object_foreach(groups, k, g)
-			json_array_append(changes, g);
+		json_object_foreach(groups, k, g) json_array_append(changes, g);
 	}
 	json_decref(groups);
 	return json_pack("{s:s,s:s?,s:s,s:o,s:o,s:o}", "blueprint", cand->name, "from",
@@ -3715,8 +3757,9 @@ int moat_compiler_decide(const struct moat_compiler *c, bool next, __u32 subject
 			 const struct moat_decide_peer *peer, __u8 proto, __u16 port,
 			 struct moat_explain_side *out)
 {
-	struct xpeer p = { .identity = peer->identity, .region = peer->region,
-			   .cls = peer->cls, .family = peer->family };
+	struct xpeer p = {
+		.identity = peer->identity, .region = peer->region, .cls = peer->cls, .family = peer->family
+	};
 
 	if (dir != MOAT_DIR_INGRESS && dir != MOAT_DIR_EGRESS)
 		return -EINVAL;
@@ -3726,8 +3769,8 @@ int moat_compiler_decide(const struct moat_compiler *c, bool next, __u32 subject
 	return 0;
 }
 
-int moat_compiler_subject_ports(const struct moat_compiler *c, bool next, __u32 subject, int dir,
-				__u8 proto, int (*fn)(__u16 port, void *arg), void *arg)
+int moat_compiler_subject_ports(const struct moat_compiler *c, bool next, __u32 subject, int dir, __u8 proto,
+				int (*fn)(__u16 port, void *arg), void *arg)
 {
 	const struct out *o = view_out(c, subject, next);
 	__u8 eg = dir == MOAT_DIR_EGRESS ? MOAT_PK_EGRESS : 0;

@@ -20,10 +20,10 @@
 struct moat_compiler;
 
 struct moat_compiler_opts {
-	const char *node;              /* this node: its pods are local */
-	__u32 cap[MOAT_T_MAX];         /* table capacities; 0 = unbounded */
-	__u32 max_identities;          /* 0 = MOAT_MAX_IDENTITIES */
-	__u32 max_rules;               /* 0 = MOAT_MAX_RULES */
+	const char *node;      /* this node: its pods are local */
+	__u32 cap[MOAT_T_MAX]; /* table capacities; 0 = unbounded */
+	__u32 max_identities;  /* 0 = MOAT_MAX_IDENTITIES */
+	__u32 max_rules;       /* 0 = MOAT_MAX_RULES */
 };
 
 int moat_compiler_new(const struct moat_compiler_opts *opts, struct moat_compiler **ret);
@@ -35,26 +35,25 @@ int moat_compiler_apply(struct moat_compiler *c, struct moat_object *obj);
  * "Kind/name"); -ENOENT if unknown. */
 int moat_compiler_delete(struct moat_compiler *c, const char *key);
 /* The host-side interface of a local pod (0: none yet). */
-int moat_compiler_set_endpoint(struct moat_compiler *c, const char *ns, const char *pod,
-			       int ifindex);
+int moat_compiler_set_endpoint(struct moat_compiler *c, const char *ns, const char *pod, int ifindex);
 bool moat_compiler_dirty(const struct moat_compiler *c);
 /* What explain assumes of the datapath's own-node exemption (default on). */
 void moat_compiler_set_allow_local_node(struct moat_compiler *c, bool on);
 
 struct moat_flush_stats {
-	__u32 entries[MOAT_T_MAX];     /* table sizes after this flush */
+	__u32 entries[MOAT_T_MAX]; /* table sizes after this flush */
 	__u32 subjects_compiled;
 	__u32 identities;
 	__u32 rules;
-	size_t ops;                    /* puts + deletes emitted */
-	uint64_t ns;                   /* time spent */
+	size_t ops;  /* puts + deletes emitted */
+	uint64_t ns; /* time spent */
 };
 
 /* Compiles what changed and appends the difference to tx.  -ENOSPC when a
  * table would overflow: err names the table and the counts, nothing is
  * appended, and the caller must call moat_compiler_abort(). */
-int moat_compiler_flush(struct moat_compiler *c, struct moat_tx *tx,
-			struct moat_flush_stats *st, char *err, size_t errlen);
+int moat_compiler_flush(struct moat_compiler *c, struct moat_tx *tx, struct moat_flush_stats *st, char *err,
+			size_t errlen);
 /* After the transaction was committed: the flushed state is live. */
 void moat_compiler_commit(struct moat_compiler *c);
 /* After a failed flush or commit: every object change since the last
@@ -67,12 +66,12 @@ void moat_compiler_counts(const struct moat_compiler *c, __u32 out[MOAT_T_MAX]);
 struct moat_rule_info {
 	__u32 ref;
 	enum moat_policy_kind kind;
-	int tier;                      /* MOAT_TIER_* */
-	const char *ns;                /* NULL for cluster kinds */
+	int tier;       /* MOAT_TIER_* */
+	const char *ns; /* NULL for cluster kinds */
 	const char *name;
-	int dir;                       /* MOAT_DIR_* */
-	int index;                     /* rule index; -1: the isolation itself */
-	const char *rule_name;         /* may be NULL */
+	int dir;               /* MOAT_DIR_* */
+	int index;             /* rule index; -1: the isolation itself */
+	const char *rule_name; /* may be NULL */
 	enum moat_action action;
 	bool audit;
 };
@@ -89,47 +88,46 @@ const char *moat_drop_reason_name(int reason);
 
 /* Explain a flow from the compiled tables, exactly as the datapath would. */
 struct moat_explain_side {
-	bool judged;                   /* false: not a pod, not judged here */
-	int verdict;                   /* MOAT_VERDICT_ALLOW / _DENY */
+	bool judged; /* false: not a pod, not judged here */
+	int verdict; /* MOAT_VERDICT_ALLOW / _DENY */
 	int tier;
 	__u32 rule;
-	bool audit_deny;               /* an audit-mode policy would deny */
+	bool audit_deny; /* an audit-mode policy would deny */
 	__u32 audit_rule;
 };
 
 struct moat_explain {
 	__u32 src_identity, dst_identity;
 	int src_class, dst_class;
-	struct moat_explain_side egress;   /* the source pod's egress */
-	struct moat_explain_side ingress;  /* the destination pod's ingress */
-	int verdict;                       /* overall */
-	__u32 rule;                        /* deciding rule */
+	struct moat_explain_side egress;  /* the source pod's egress */
+	struct moat_explain_side ingress; /* the destination pod's ingress */
+	int verdict;                      /* overall */
+	__u32 rule;                       /* deciding rule */
 	int tier;
 	int dir;
 };
 
 /* Endpoints by "ns/pod" (pods) or an IP address (anything). */
-int moat_compiler_explain(const struct moat_compiler *c, const char *from, const char *to,
-			  uint8_t proto, uint16_t port, struct moat_explain *out,
-			  char *err, size_t errlen);
+int moat_compiler_explain(const struct moat_compiler *c, const char *from, const char *to, uint8_t proto,
+			  uint16_t port, struct moat_explain *out, char *err, size_t errlen);
 
 /* Iteration for the control API. */
 struct moat_ident_view {
 	__u32 id;
-	int cls;                       /* MOAT_CLASS_* */
-	const char *ns;                /* pods */
+	int cls;        /* MOAT_CLASS_* */
+	const char *ns; /* pods */
 	const struct moat_labels *labels;
 	size_t npods;
-	const char *node;              /* node identities */
+	const char *node; /* node identities */
 };
 int moat_compiler_identities(const struct moat_compiler *c,
 			     int (*fn)(const struct moat_ident_view *v, void *arg), void *arg);
 
 struct moat_policy_view {
-	const char *key;               /* Kind/ns/name */
+	const char *key; /* Kind/ns/name */
 	const struct moat_policy *p;
-	size_t nsubjects;              /* identities selected */
-	__u32 entries;                 /* decision entries its subjects hold */
+	size_t nsubjects; /* identities selected */
+	__u32 entries;    /* decision entries its subjects hold */
 };
 int moat_compiler_policies(const struct moat_compiler *c,
 			   int (*fn)(const struct moat_policy_view *v, void *arg), void *arg);
@@ -142,7 +140,7 @@ struct moat_endpoint_view {
 	size_t nips;
 	const struct moat_addr *ips;
 	bool host_network;
-	size_t nports;                 /* declared container ports */
+	size_t nports; /* declared container ports */
 	const struct moat_cport *ports;
 };
 int moat_compiler_endpoints(const struct moat_compiler *c,
@@ -161,10 +159,8 @@ json_t *moat_compiler_blueprints(const struct moat_compiler *c);
 /* What applying cand would change: {blueprint, from, to, namespaces:
  * [{namespace, from, to, pinned}], changes: [{policy, change (added,
  * removed, changed), namespaces, before, after}], errors}. */
-json_t *moat_compiler_blueprint_diff(const struct moat_compiler *c,
-				     const struct moat_blueprint *cand);
-const struct moat_blueprint *moat_compiler_blueprint(const struct moat_compiler *c,
-						     const char *name);
+json_t *moat_compiler_blueprint_diff(const struct moat_compiler *c, const struct moat_blueprint *cand);
+const struct moat_blueprint *moat_compiler_blueprint(const struct moat_compiler *c, const char *name);
 
 /* ---- read-only views for the offload pre-filter (hostd/prefilter.c) ---- */
 /* next = false: the committed generation (what the datapath enforces);
@@ -172,7 +168,7 @@ const struct moat_blueprint *moat_compiler_blueprint(const struct moat_compiler 
  * moat_compiler_flush and commit/abort; the committed state otherwise). */
 struct moat_decide_peer {
 	__u32 identity, region;
-	int cls, family;               /* MOAT_CLASS_*, 4 or 6 */
+	int cls, family; /* MOAT_CLASS_*, 4 or 6 */
 };
 /* One direction of one subject, exactly as the datapath's decide(). */
 int moat_compiler_decide(const struct moat_compiler *c, bool next, __u32 subject, int dir,
@@ -181,8 +177,8 @@ int moat_compiler_decide(const struct moat_compiler *c, bool next, __u32 subject
 /* Every port value the subject's entries for (dir, proto) name: exact ports
  * and the first port of each port-class prefix.  A port named nowhere
  * decides like any other such port. */
-int moat_compiler_subject_ports(const struct moat_compiler *c, bool next, __u32 subject, int dir,
-				__u8 proto, int (*fn)(__u16 port, void *arg), void *arg);
+int moat_compiler_subject_ports(const struct moat_compiler *c, bool next, __u32 subject, int dir, __u8 proto,
+				int (*fn)(__u16 port, void *arg), void *arg);
 /* Entries of a global table (MOAT_T_EP, _IP4, _IP6, _NET4, _NET6). */
 int moat_compiler_table(const struct moat_compiler *c, bool next, enum moat_tbl t,
 			int (*fn)(const void *key, const void *val, void *arg), void *arg);

@@ -25,46 +25,47 @@
 #include "manifest.h"
 #include "util.h"
 
-enum kind { K_STR, K_BOOL, K_U32, K_MODE, K_LOG, K_OCTAL, K_ARCH /* archive.c checks it */ };
-
-struct field {
-	const char *path;   /* dotted JSON path */
-	enum kind kind;
-	size_t off;
-	bool live;          /* may change on SIGHUP */
-	unsigned max;       /* K_U32: upper bound */
+enum kind {
+	K_STR,
+	K_BOOL,
+	K_U32,
+	K_MODE,
+	K_LOG,
+	K_OCTAL,
+	K_ARCH /* archive.c checks it */
 };
 
-#define F(p, k, m, live, max) { p, k, offsetof(struct moatd_config, m), live, max }
+struct field {
+	const char *path; /* dotted JSON path */
+	enum kind kind;
+	size_t off;
+	bool live;    /* may change on SIGHUP */
+	unsigned max; /* K_U32: upper bound */
+};
+
+#define F(p, k, m, live, max)                                     \
+	{                                                         \
+		p, k, offsetof(struct moatd_config, m), live, max \
+	}
 
 static const struct field fields[] = {
-	F("node", K_STR, node, false, 0),
-	F("manifests", K_STR, manifests, false, 0),
-	F("pinDir", K_STR, pin_dir, false, 0),
-	F("socket", K_STR, socket, false, 0),
-	F("socketMode", K_OCTAL, socket_mode, false, 0777),
-	F("mode", K_MODE, mode, false, 0),
-	F("netnsDirs", K_STR, netns_dirs, false, 0),
-	F("uplink", K_STR, uplink, false, 0),
+	F("node", K_STR, node, false, 0), F("manifests", K_STR, manifests, false, 0),
+	F("pinDir", K_STR, pin_dir, false, 0), F("socket", K_STR, socket, false, 0),
+	F("socketMode", K_OCTAL, socket_mode, false, 0777), F("mode", K_MODE, mode, false, 0),
+	F("netnsDirs", K_STR, netns_dirs, false, 0), F("uplink", K_STR, uplink, false, 0),
 	F("vethPrefix", K_STR, veth_prefixes, false, 0),
-	F("hwProfiles", K_STR, hw_profiles, false, 0),             /* issue 6 */
-	F("prefilterShadow", K_BOOL, prefilter_shadow, false, 0),  /* issue 6 */
-	F("kubeconfig", K_STR, kubeconfig, false, 0),
-	F("inCluster", K_BOOL, in_cluster, false, 0),
+	F("hwProfiles", K_STR, hw_profiles, false, 0),            /* issue 6 */
+	F("prefilterShadow", K_BOOL, prefilter_shadow, false, 0), /* issue 6 */
+	F("kubeconfig", K_STR, kubeconfig, false, 0), F("inCluster", K_BOOL, in_cluster, false, 0),
 	F("serviceAccountDir", K_STR, sa_dir, false, 0),
 	F("kubernetes.watchTimeoutSeconds", K_U32, k8s_watch_s, false, 3600),
 	F("kubernetes.backoffMaxMs", K_U32, k8s_backoff_max_ms, false, 600000),
 	F("kubernetes.idleTimeoutMs", K_U32, k8s_idle_ms, false, 3600000),
-	F("tokensFile", K_STR, tokens_file, false, 0),
-	F("auditLog", K_STR, audit_log, false, 0),
-	F("apiPort", K_U32, api_port, false, 65535),
-	F("tlsCert", K_STR, tls_cert, false, 0),
-	F("tlsKey", K_STR, tls_key, false, 0),
-	F("allowLocalNode", K_BOOL, allow_local_node, true, 0),
-	F("revokeEstablished", K_BOOL, revoke, true, 0),
-	F("enforce", K_BOOL, enforce, true, 0),
-	F("maxPolicyEntries", K_U32, max_policy, false, 1u << 26),
-	F("logLevel", K_LOG, log_level, true, 0),
+	F("tokensFile", K_STR, tokens_file, false, 0), F("auditLog", K_STR, audit_log, false, 0),
+	F("apiPort", K_U32, api_port, false, 65535), F("tlsCert", K_STR, tls_cert, false, 0),
+	F("tlsKey", K_STR, tls_key, false, 0), F("allowLocalNode", K_BOOL, allow_local_node, true, 0),
+	F("revokeEstablished", K_BOOL, revoke, true, 0), F("enforce", K_BOOL, enforce, true, 0),
+	F("maxPolicyEntries", K_U32, max_policy, false, 1u << 26), F("logLevel", K_LOG, log_level, true, 0),
 	F("conntrack.tcpEstablishedSeconds", K_U32, ct_tcp_s, true, 7 * 86400),
 	F("conntrack.tcpCloseSeconds", K_U32, ct_close_s, true, 3600),
 	F("conntrack.otherSeconds", K_U32, ct_other_s, true, 86400),
@@ -133,7 +134,8 @@ static int check_known(json_t *obj, const char *prefix, char *err, size_t errlen
 	const char *k;
 	json_t *v;
 
-	json_object_foreach(obj, k, v) {
+	json_object_foreach(obj, k, v)
+	{
 		char path[128];
 		bool known = false, parent = false;
 		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", k);
@@ -225,7 +227,8 @@ int moatd_config_load(const char *file, struct moatd_config *c, bool only_live, 
 			break;
 		}
 		case K_MODE:
-			if (!json_is_string(v) || moat_mode_parse(json_string_value(v), (enum moat_mode *)dst))
+			if (!json_is_string(v) ||
+			    moat_mode_parse(json_string_value(v), (enum moat_mode *)dst))
 				goto bad;
 			break;
 		case K_LOG: {
@@ -242,16 +245,18 @@ bad:
 			snprintf(err, errlen, "%s: %s", file, arch_err);
 		else
 			snprintf(err, errlen, "%s: %s: %s", file, f->path,
-				 f->kind == K_BOOL ? "must be true or false" :
-				 f->kind == K_U32 ? "must be a non-negative integer within bounds" :
-				 f->kind == K_MODE ? "must be auto, hw, native or generic" :
-				 f->kind == K_LOG ? "must be error, warn, info, debug or verbose" :
-				 f->kind == K_OCTAL ? "must be an octal mode string like \"0660\"" : "must be a non-empty string");
+				 f->kind == K_BOOL  ? "must be true or false" :
+				 f->kind == K_U32   ? "must be a non-negative integer within bounds" :
+				 f->kind == K_MODE  ? "must be auto, hw, native or generic" :
+				 f->kind == K_LOG   ? "must be error, warn, info, debug or verbose" :
+				 f->kind == K_OCTAL ? "must be an octal mode string like \"0660\"" :
+						      "must be a non-empty string");
 		rc = -EINVAL;
 		/* strings duplicated into n before the error */
 		for (size_t k = 0; k < i; k++)
 			if (fields[k].kind == K_STR || fields[k].kind == K_ARCH) {
-				char **a = (char **)((char *)&n + fields[k].off), **b = (char **)((char *)c + fields[k].off);
+				char **a = (char **)((char *)&n + fields[k].off),
+				     **b = (char **)((char *)c + fields[k].off);
 				if (*a != *b)
 					free(*a);
 			}
@@ -260,7 +265,8 @@ bad:
 	/* replace: free strings that were replaced */
 	for (size_t k = 0; k < sizeof(fields) / sizeof(fields[0]); k++)
 		if (fields[k].kind == K_STR || fields[k].kind == K_ARCH) {
-			char **a = (char **)((char *)&n + fields[k].off), **b = (char **)((char *)c + fields[k].off);
+			char **a = (char **)((char *)&n + fields[k].off),
+			     **b = (char **)((char *)c + fields[k].off);
 			if (*a != *b)
 				free(*b);
 		}

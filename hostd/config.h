@@ -10,7 +10,6 @@ void moatd_config_defaults(struct moatd_config *c);
 void moatd_config_free(struct moatd_config *c);
 /* Reads FILE over *c (only the settings that may change at run time when
  * only_live).  On error *c is unchanged and err names the setting. */
-int moatd_config_load(const char *file, struct moatd_config *c, bool only_live, char *err,
-		      size_t errlen);
+int moatd_config_load(const char *file, struct moatd_config *c, bool only_live, char *err, size_t errlen);
 
 #endif

@@ -28,7 +28,7 @@ struct moatd_config {
 	char *kubeconfig;
 	/* Kubernetes source (k8s_source.h): --in-cluster or --kubeconfig */
 	bool in_cluster;
-	char *sa_dir;             /* service-account token and ca.crt */
+	char *sa_dir; /* service-account token and ca.crt */
 	__u32 k8s_watch_s, k8s_backoff_max_ms, k8s_idle_ms;
 	char *tokens_file;
 	char *audit_log;
@@ -38,18 +38,18 @@ struct moatd_config {
 	__u32 ct_tcp_s, ct_close_s, ct_other_s, ct_syn_s;
 	__u32 sample_every, deny_rate, deny_burst, snaplen;
 	char *node;
-	char *manifests;          /* standalone: manifest directory */
+	char *manifests; /* standalone: manifest directory */
 	char *pin_dir;
-	char *socket;             /* control API unix socket */
-	unsigned socket_mode;     /* default 0660 */
+	char *socket;         /* control API unix socket */
+	unsigned socket_mode; /* default 0660 */
 	char *netns_dirs;
 	char *uplink;
 	char *veth_prefixes;
 	enum moat_mode mode;
-	bool reset;               /* discard pinned state of another ABI */
+	bool reset; /* discard pinned state of another ABI */
 	bool keep_caps;
-	bool prefilter_shadow;    /* pre-filter tables kept in a host copy (issue 6) */
-	char *hw_profiles;        /* NIC profile directory (issue 6) */
+	bool prefilter_shadow; /* pre-filter tables kept in a host copy (issue 6) */
+	char *hw_profiles;     /* NIC profile directory (issue 6) */
 	bool allow_local_node;
 	bool revoke;
 	bool enforce;
@@ -62,7 +62,7 @@ struct moatd_config {
 };
 
 struct moatd_apply {
-	uint64_t when_ns;         /* CLOCK_REALTIME */
+	uint64_t when_ns; /* CLOCK_REALTIME */
 	uint64_t compile_ns;
 	uint64_t commit_ns;
 	size_t ops;
@@ -98,12 +98,12 @@ struct moatd {
 	char *errors[MOAT_RECENT_ERRORS];
 	size_t nerrors;
 	uint64_t ct_gc_deleted;
-	uint64_t pins_restored;       /* pins removed from outside and pinned again */
+	uint64_t pins_restored; /* pins removed from outside and pinned again */
 	/* a commit that failed in the kernel (ENOMEM, ...): retried from the
 	 * files, with back-off; 2: the failed one was a full generation */
 	int retry;
 	uint64_t retry_at_ns, retry_backoff_ms;
-	int repin_error;              /* the last failure to pin again (logged once) */
+	int repin_error; /* the last failure to pin again (logged once) */
 };
 
 /* Records a problem for `moatctl status` (and logs it). */

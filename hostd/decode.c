@@ -40,12 +40,12 @@
 #include "moat/abi.h"
 #include "util.h"
 
-#define AUDIT_ANNOTATION "moat.io/audit"
+#define AUDIT_ANNOTATION  "moat.io/audit"
 #define SAMPLE_ANNOTATION "moat.io/sample-every"
-#define MAX_SAMPLE_EVERY 1000000000
-#define MAX_RULE_NAME 100
-#define MAX_OPAQUE 256         /* uid, resourceVersion */
-#define ANP_MAX_NETWORKS 25
+#define MAX_SAMPLE_EVERY  1000000000
+#define MAX_RULE_NAME     100
+#define MAX_OPAQUE        256 /* uid, resourceVersion */
+#define ANP_MAX_NETWORKS  25
 
 /* ---- name syntax -------------------------------------------------------------------- */
 static bool is_lower_alnum(char c)
@@ -174,7 +174,12 @@ static bool valid_domain_name(const char *s)
 }
 
 /* ---- context and errors ------------------------------------------------------------- */
-enum flavor { FL_NETPOL, FL_ANP, FL_BANP, FL_CNP };
+enum flavor {
+	FL_NETPOL,
+	FL_ANP,
+	FL_BANP,
+	FL_CNP
+};
 
 struct dctx {
 	const char *source;
@@ -186,7 +191,7 @@ struct dctx {
 	char path[512];
 	size_t plen;
 	enum flavor fl;
-	size_t peers;          /* model peers of the policy so far */
+	size_t peers; /* model peers of the policy so far */
 };
 
 /* fail(d, fmt, ...): records the error, is -EINVAL.  A macro so that the
@@ -206,8 +211,8 @@ static void fail_msg(struct dctx *d, const char *fmt, ...)
 	va_end(ap);
 	if (!d->err || !d->errlen)
 		return;
-	snprintf(d->err, d->errlen, "%s%s%s%s%s%s%s%s%s%s", d->source ? d->source : "",
-		 d->source ? ": " : "", d->kind ? d->kind : "", d->kind && d->name ? " " : "",
+	snprintf(d->err, d->errlen, "%s%s%s%s%s%s%s%s%s%s", d->source ? d->source : "", d->source ? ": " : "",
+		 d->kind ? d->kind : "", d->kind && d->name ? " " : "",
 		 d->kind && d->name && d->ns ? d->ns : "", d->kind && d->name && d->ns ? "/" : "",
 		 d->kind && d->name ? d->name : "", d->kind ? ": " : "", d->plen ? d->path : "",
 		 d->plen ? ": " : "");
@@ -294,8 +299,7 @@ static bool type_is(const json_t *v, json_type t)
 }
 
 /* *out: the member, NULL when absent or null.  Errors name parent.key. */
-static int get(struct dctx *d, const json_t *obj, const char *key, json_type t, bool required,
-	       json_t **out)
+static int get(struct dctx *d, const json_t *obj, const char *key, json_type t, bool required, json_t **out)
 {
 	json_t *v = obj ? json_object_get(obj, key) : NULL;
 	size_t m;
@@ -317,8 +321,7 @@ static int get(struct dctx *d, const json_t *obj, const char *key, json_type t, 
 	return rc;
 }
 
-static int get_str(struct dctx *d, const json_t *obj, const char *key, bool required,
-		   const char **out)
+static int get_str(struct dctx *d, const json_t *obj, const char *key, bool required, const char **out)
 {
 	json_t *v;
 	int rc = get(d, obj, key, JSON_STRING, required, &v);
@@ -335,9 +338,8 @@ static int get_str(struct dctx *d, const json_t *obj, const char *key, bool requ
 }
 
 /* An integer in min..max; *present tells whether it was there. */
-static int get_int(struct dctx *d, const json_t *obj, const char *key, bool required,
-		   json_int_t min, json_int_t max, const char *range_msg, bool *present,
-		   json_int_t *out)
+static int get_int(struct dctx *d, const json_t *obj, const char *key, bool required, json_int_t min,
+		   json_int_t max, const char *range_msg, bool *present, json_int_t *out)
 {
 	json_t *v;
 	int rc = get(d, obj, key, JSON_INTEGER, required, &v);
@@ -353,8 +355,10 @@ static int get_int(struct dctx *d, const json_t *obj, const char *key, bool requ
 		if (range_msg)
 			rc = fail(d, "%" JSON_INTEGER_FORMAT " %s", *out, range_msg);
 		else
-			rc = fail(d, "%" JSON_INTEGER_FORMAT " is out of range %" JSON_INTEGER_FORMAT
-				  "..%" JSON_INTEGER_FORMAT, *out, min, max);
+			rc = fail(d,
+				  "%" JSON_INTEGER_FORMAT " is out of range %" JSON_INTEGER_FORMAT
+				  "..%" JSON_INTEGER_FORMAT,
+				  *out, min, max);
 		pop(d, m);
 	}
 	return rc;
@@ -427,7 +431,8 @@ static int dec_labels(struct dctx *d, const json_t *meta, struct moat_labels *l)
 		rc = fail(d, "more than %d labels", MOAT_MAX_LABELS);
 		goto out;
 	}
-	json_object_foreach(lj, k, v) {
+	json_object_foreach(lj, k, v)
+	{
 		if (!moat_valid_label_key(k)) {
 			rc = fail(d, "%s is not a valid label key", Q(k));
 			goto out;
@@ -591,7 +596,8 @@ static int dec_selector(struct dctx *d, const json_t *sj, struct moat_selector *
 		return oom(d);
 	}
 	m = push_key(d, "matchLabels");
-	json_object_foreach(ml, k, v) {
+	json_object_foreach(ml, k, v)
+	{
 		struct moat_sel_req *r = &s->reqs[s->n];
 
 		if (!moat_valid_label_key(k)) {
@@ -794,9 +800,9 @@ static int get_audit(struct dctx *d, const json_t *meta, bool *audit)
 	if (json_is_string(v) && !strcmp(json_string_value(v), "true"))
 		*audit = true;
 	else if (!json_is_string(v) || strcmp(json_string_value(v), "false"))
-		rc = json_is_string(v) ? fail(d, "%s must be \"true\" or \"false\"",
-					      Q(json_string_value(v)))
-				       : fail(d, "must be a string");
+		rc = json_is_string(v) ?
+			     fail(d, "%s must be \"true\" or \"false\"", Q(json_string_value(v))) :
+			     fail(d, "must be a string");
 	pop(d, m);
 	return rc;
 }
@@ -809,8 +815,7 @@ static int get_addr(struct dctx *d, const char *s, struct moat_addr *out)
 }
 
 /* Adds a to v[*n] unless present; at most max. */
-static int addr_add(struct dctx *d, struct moat_addr *v, size_t *n, size_t max,
-		    const struct moat_addr *a)
+static int addr_add(struct dctx *d, struct moat_addr *v, size_t *n, size_t max, const struct moat_addr *a)
 {
 	for (size_t i = 0; i < *n; i++)
 		if (v[i].family == a->family && !memcmp(v[i].a, a->a, sizeof(a->a)))
@@ -847,8 +852,7 @@ static int get_sample(struct dctx *d, const json_t *meta, bool *has, uint32_t *n
 		errno = 0;
 		x = strtoull(s, &end, 10);
 		if (!*s || *end || errno || s[0] == '-' || s[0] == '+' || x > MAX_SAMPLE_EVERY)
-			rc = fail(d, "%s is not a number from 0 (no samples) to %d", Q(s),
-				  MAX_SAMPLE_EVERY);
+			rc = fail(d, "%s is not a number from 0 (no samples) to %d", Q(s), MAX_SAMPLE_EVERY);
 		else {
 			*has = true;
 			*n = (uint32_t)x;
@@ -869,7 +873,8 @@ static int dec_bp_annotations(struct dctx *d, const json_t *meta, struct moat_la
 	if ((rc = get(d, meta, "annotations", JSON_OBJECT, false, &an)) || !an)
 		return rc;
 	m = push_key(d, "annotations");
-	json_object_foreach(an, k, v) {
+	json_object_foreach(an, k, v)
+	{
 		if (!moat_bp_key(k))
 			continue;
 		size_t m2 = push_key(d, k);
@@ -945,8 +950,8 @@ static int dec_cports(struct dctx *d, const json_t *spec, struct moat_pod *p)
 				if (!json_is_object(pj))
 					rc = fail(d, "must be an object");
 				if (!rc)
-					rc = get_int(d, pj, "containerPort", true, 1, 65535,
-						     "is not a port", NULL, &port);
+					rc = get_int(d, pj, "containerPort", true, 1, 65535, "is not a port",
+						     NULL, &port);
 				if (!rc)
 					rc = get_proto(d, pj, "protocol", &cp.proto);
 				if (!rc)
@@ -1256,7 +1261,8 @@ static int dec_np_port(struct dctx *d, const json_t *pj, struct moat_port_spec *
 		m = push_key(d, "port");
 		if (json_is_integer(pv)) {
 			if (json_integer_value(pv) < 1 || json_integer_value(pv) > 65535)
-				rc = fail(d, "%" JSON_INTEGER_FORMAT " is not a port", json_integer_value(pv));
+				rc = fail(d, "%" JSON_INTEGER_FORMAT " is not a port",
+					  json_integer_value(pv));
 			else
 				ps->port = (uint16_t)json_integer_value(pv);
 		} else if (json_is_string(pv)) {
@@ -1412,8 +1418,7 @@ enum {
 	PF_DOMAINS = 16,
 };
 
-static const char *const peer_field_names[] = { "namespaces", "pods", "nodes", "networks",
-						"domainNames" };
+static const char *const peer_field_names[] = { "namespaces", "pods", "nodes", "networks", "domainNames" };
 
 static unsigned peer_fields(const struct dctx *d, int dir)
 {
@@ -1432,8 +1437,7 @@ static size_t max_items(const struct dctx *d)
 /* {namespaceSelector, podSelector}.  v1alpha2 makes namespaceSelector
  * optional (absent: every namespace, an empty selector). */
 static int dec_namespaced_pod(struct dctx *d, const json_t *obj, const char *key,
-			      struct moat_selector **ns_sel, struct moat_selector **pod_sel,
-			      bool ns_null_ok)
+			      struct moat_selector **ns_sel, struct moat_selector **pod_sel, bool ns_null_ok)
 {
 	json_t *pj;
 	size_t m;
@@ -1463,7 +1467,8 @@ static int dec_cluster_peer(struct dctx *d, const json_t *pj, int dir, enum moat
 
 	if (!json_is_object(pj))
 		return fail(d, "must be an object");
-	json_object_foreach((json_t *)pj, k, v) {
+	json_object_foreach((json_t *)pj, k, v)
+	{
 		unsigned bit = 0;
 
 		if (json_is_null(v))
@@ -1596,8 +1601,8 @@ static int dec_anp_port(struct dctx *d, const json_t *pj, struct moat_port_spec 
 			rc = get_int(d, range, "end", true, 1, 65535, "is not a port", NULL, &b);
 		if (!rc && b < a) {
 			push_key(d, "end");
-			rc = fail(d, "%" JSON_INTEGER_FORMAT " is less than start %" JSON_INTEGER_FORMAT,
-				  b, a);
+			rc = fail(d, "%" JSON_INTEGER_FORMAT " is less than start %" JSON_INTEGER_FORMAT, b,
+				  a);
 		}
 		if (!rc) {
 			ps->port = (uint16_t)a;
@@ -1665,8 +1670,10 @@ static int dec_cnp_protocol(struct dctx *d, const json_t *pj, struct moat_port_s
 				rc = get_int(d, range, "end", true, 1, 65535, "is not a port", NULL, &b);
 			if (!rc && b <= a) {
 				push_key(d, "end");
-				rc = fail(d, "%" JSON_INTEGER_FORMAT " is not greater than start %"
-					  JSON_INTEGER_FORMAT, b, a);
+				rc = fail(d,
+					  "%" JSON_INTEGER_FORMAT
+					  " is not greater than start %" JSON_INTEGER_FORMAT,
+					  b, a);
 			}
 			if (!rc) {
 				ps->port = (uint16_t)a;
@@ -1697,8 +1704,9 @@ static int dec_action(struct dctx *d, const json_t *rj, enum moat_action *a)
 	else {
 		m = push_key(d, "action");
 		rc = fail(d, "%s is not one of %s", Q(s),
-			  d->fl == FL_CNP ? "Accept, Deny, Pass" :
-			  d->fl == FL_BANP ? "Allow, Deny" : "Allow, Deny, Pass");
+			  d->fl == FL_CNP  ? "Accept, Deny, Pass" :
+			  d->fl == FL_BANP ? "Allow, Deny" :
+					     "Allow, Deny, Pass");
 		pop(d, m);
 	}
 	return rc;
@@ -1752,8 +1760,8 @@ static int dec_cluster_rule(struct dctx *d, const json_t *rj, int dir, struct mo
 	for (size_t i = 0; !rc && i < json_array_size(ports); i++) {
 		size_t m2 = push_idx(d, i);
 		r->nports++;
-		rc = d->fl == FL_CNP ? dec_cnp_protocol(d, json_array_get(ports, i), &r->ports[i])
-				     : dec_anp_port(d, json_array_get(ports, i), &r->ports[i]);
+		rc = d->fl == FL_CNP ? dec_cnp_protocol(d, json_array_get(ports, i), &r->ports[i]) :
+				       dec_anp_port(d, json_array_get(ports, i), &r->ports[i]);
 		pop(d, m2);
 	}
 	pop(d, m);
@@ -1972,8 +1980,8 @@ static int dec_templates(struct dctx *d, const json_t *vj, const char *key, bool
 				v->ncnp = i + 1;
 			else
 				v->nnp = i + 1;
-			rc = cluster ? moat_bp_instantiate_cnp(bp, v, &t[i], true, &doc, ierr, sizeof(ierr))
-				     : moat_bp_instantiate_np(bp, v, &t[i], "blueprint-check", NULL, &doc,
+			rc = cluster ? moat_bp_instantiate_cnp(bp, v, &t[i], true, &doc, ierr, sizeof(ierr)) :
+				       moat_bp_instantiate_np(bp, v, &t[i], "blueprint-check", NULL, &doc,
 							      ierr, sizeof(ierr));
 			if (!rc) {
 				rc = moat_decode(doc, NULL, &o, ierr, sizeof(ierr));
@@ -2026,8 +2034,9 @@ static int dec_blueprint(struct dctx *d, const json_t *doc, struct moat_object *
 				 !(rc = get_str(d, pj, "default", true, &def))) {
 				push_key(d, "name");
 				if (!valid_param_name(name))
-					rc = fail(d, "%s is not a parameter name (a letter, then letters, "
-						     "digits or _; not namespace, blueprint or version)",
+					rc = fail(d,
+						  "%s is not a parameter name (a letter, then letters, "
+						  "digits or _; not namespace, blueprint or version)",
 						  Q(name));
 				for (size_t k = 0; !rc && k < i; k++)
 					if (!strcmp(bp->params[k].name, name))
@@ -2071,8 +2080,9 @@ static int dec_blueprint(struct dctx *d, const json_t *doc, struct moat_object *
 			else if (!(rc = get_str(d, vj, "version", true, &vs))) {
 				push_key(d, "version");
 				if (!valid_version(vs))
-					rc = fail(d, "%s is not a version (at most 63 letters, digits, "
-						     "'-', '.', '_', starting and ending alphanumeric)",
+					rc = fail(d,
+						  "%s is not a version (at most 63 letters, digits, "
+						  "'-', '.', '_', starting and ending alphanumeric)",
 						  Q(vs));
 				else if (moat_bp_find_version(bp, vs))
 					rc = fail(d, "%s: listed twice", Q(vs));
@@ -2110,12 +2120,16 @@ out:
 }
 
 /* ---- entry ------------------------------------------------------------------------------------ */
-enum name_rule { N_LABEL, N_SUBDOMAIN, N_DNS1035 };
+enum name_rule {
+	N_LABEL,
+	N_SUBDOMAIN,
+	N_DNS1035
+};
 
 static const struct kind_info {
 	const char *kind;
-	const char *group;         /* "" = core */
-	const char *legacy_group;  /* an older home of the same kind, or NULL */
+	const char *group;        /* "" = core */
+	const char *legacy_group; /* an older home of the same kind, or NULL */
 	const char *version;
 	bool namespaced;
 	enum name_rule name_rule;
@@ -2127,16 +2141,15 @@ static const struct kind_info {
 	{ "Pod", "", NULL, "v1", true, N_SUBDOMAIN, MOAT_O_POD, 0, dec_pod },
 	{ "Node", "", NULL, "v1", false, N_SUBDOMAIN, MOAT_O_NODE, 0, dec_node },
 	{ "Service", "", NULL, "v1", true, N_DNS1035, MOAT_O_SERVICE, 0, dec_service },
-	{ "NetworkPolicy", "networking.k8s.io", "extensions", "v1", true, N_SUBDOMAIN,
-	  MOAT_O_POLICY, FL_NETPOL, dec_policy },
+	{ "NetworkPolicy", "networking.k8s.io", "extensions", "v1", true, N_SUBDOMAIN, MOAT_O_POLICY,
+	  FL_NETPOL, dec_policy },
 	{ "AdminNetworkPolicy", "policy.networking.k8s.io", NULL, "v1alpha1", false, N_SUBDOMAIN,
 	  MOAT_O_POLICY, FL_ANP, dec_policy },
-	{ "BaselineAdminNetworkPolicy", "policy.networking.k8s.io", NULL, "v1alpha1", false,
-	  N_SUBDOMAIN, MOAT_O_POLICY, FL_BANP, dec_policy },
+	{ "BaselineAdminNetworkPolicy", "policy.networking.k8s.io", NULL, "v1alpha1", false, N_SUBDOMAIN,
+	  MOAT_O_POLICY, FL_BANP, dec_policy },
 	{ "ClusterNetworkPolicy", "policy.networking.k8s.io", NULL, "v1alpha2", false, N_SUBDOMAIN,
 	  MOAT_O_POLICY, FL_CNP, dec_policy },
-	{ "Blueprint", MOAT_BP_GROUP, NULL, "v1alpha1", false, N_LABEL, MOAT_O_BLUEPRINT, 0,
-	  dec_blueprint },
+	{ "Blueprint", MOAT_BP_GROUP, NULL, "v1alpha1", false, N_LABEL, MOAT_O_BLUEPRINT, 0, dec_blueprint },
 };
 
 static bool name_ok(enum name_rule r, const char *s)
@@ -2181,8 +2194,7 @@ static int get_opaque(struct dctx *d, const json_t *meta, const char *key, char 
 	return dup_str(d, s, out);
 }
 
-int moat_decode(const json_t *doc, const char *source, struct moat_object **ret, char *err,
-		size_t errlen)
+int moat_decode(const json_t *doc, const char *source, struct moat_object **ret, char *err, size_t errlen)
 {
 	struct dctx d = { .source = source, .err = err, .errlen = errlen };
 	const struct kind_info *ki = NULL;
@@ -2248,8 +2260,8 @@ int moat_decode(const json_t *doc, const char *source, struct moat_object **ret,
 	slash = strchr(apiv, '/');
 	if (strcmp(group, ki->group) || strcmp(slash ? slash + 1 : apiv, ki->version)) {
 		push_key(&d, "apiVersion");
-		return fail(&d, "%s is not supported for %s (want %s%s%s)", Q(apiv), ki->kind,
-			    ki->group, *ki->group ? "/" : "", ki->version);
+		return fail(&d, "%s is not supported for %s (want %s%s%s)", Q(apiv), ki->kind, ki->group,
+			    *ki->group ? "/" : "", ki->version);
 	}
 
 	o = calloc(1, sizeof(*o));
@@ -2283,8 +2295,8 @@ char *moat_object_key(const struct moat_object *o)
 
 	if (!o || !o->api_kind || !o->name)
 		return NULL;
-	if (o->ns ? asprintf(&s, "%s/%s/%s", o->api_kind, o->ns, o->name) < 0
-		  : asprintf(&s, "%s/%s", o->api_kind, o->name) < 0)
+	if (o->ns ? asprintf(&s, "%s/%s/%s", o->api_kind, o->ns, o->name) < 0 :
+		    asprintf(&s, "%s/%s", o->api_kind, o->name) < 0)
 		return NULL;
 	return s;
 }

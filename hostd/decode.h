@@ -37,8 +37,7 @@
 /* Decodes doc.  0 with *ret set: an object of ours (free with
  * moat_object_free).  0 with *ret NULL: a kind we do not read.  -EINVAL with
  * a message in err; -ENOMEM. */
-int moat_decode(const json_t *doc, const char *source, struct moat_object **ret, char *err,
-		size_t errlen);
+int moat_decode(const json_t *doc, const char *source, struct moat_object **ret, char *err, size_t errlen);
 
 /* "Kind/ns/name" for namespaced objects, "Kind/name" for cluster-scoped ones
  * (Kind as written: o->api_kind).  malloc'd; NULL on OOM. */
@@ -50,11 +49,11 @@ char *moat_object_key(const struct moat_object *o);
 int moat_selector_parse(const char *text, struct moat_selector **out, char *err, size_t errlen);
 
 /* Kubernetes name and label syntax, as the API server checks it. */
-bool moat_valid_dns_label(const char *s);      /* RFC 1123 label, <= 63 */
-bool moat_valid_dns_subdomain(const char *s);  /* RFC 1123 subdomain, <= 253 */
-bool moat_valid_dns1035_label(const char *s);  /* Service names */
-bool moat_valid_label_key(const char *s);      /* [prefix/]name */
-bool moat_valid_label_value(const char *s);    /* may be empty */
-bool moat_valid_port_name(const char *s);      /* IANA_SVC_NAME: <= 15, a letter, no "--" */
+bool moat_valid_dns_label(const char *s);     /* RFC 1123 label, <= 63 */
+bool moat_valid_dns_subdomain(const char *s); /* RFC 1123 subdomain, <= 253 */
+bool moat_valid_dns1035_label(const char *s); /* Service names */
+bool moat_valid_label_key(const char *s);     /* [prefix/]name */
+bool moat_valid_label_value(const char *s);   /* may be empty */
+bool moat_valid_port_name(const char *s);     /* IANA_SVC_NAME: <= 15, a letter, no "--" */
 
 #endif

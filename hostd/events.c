@@ -27,13 +27,13 @@ struct names_id {
 };
 
 struct moat_names {
-	struct hmap pods;         /* addr key -> names_pod */
-	struct hmap ids;          /* id -> names_id */
+	struct hmap pods; /* addr key -> names_pod */
+	struct hmap ids;  /* id -> names_id */
 	int refs;
 };
 
 struct flow_ent {
-	__u8 key[40];             /* family, proto, src, dst, sport, dport */
+	__u8 key[40]; /* family, proto, src, dst, sport, dport */
 	struct moat_flow f;
 	struct flow_ent *older, *newer; /* recency list */
 };
@@ -45,23 +45,23 @@ struct moat_events {
 	volatile int stop;
 	struct moat_ev_sink sink;
 
-	pthread_mutex_t lock;         /* ring, flows, names, stats */
+	pthread_mutex_t lock; /* ring, flows, names, stats */
 	pthread_cond_t cond;
 	struct moat_ev *ring;
 	size_t ring_size;
-	uint64_t head;                /* seq of the newest event; ring[seq % size] */
+	uint64_t head; /* seq of the newest event; ring[seq % size] */
 	struct moat_names *names;
 
 	struct hmap flows;
 	struct flow_ent *newest, *oldest;
 	size_t nflows, max_flows;
-	size_t nended;                /* of nflows: ended, kept until evicted */
+	size_t nended; /* of nflows: ended, kept until evicted */
 
-	uint64_t last_seq[1024];      /* per CPU; 0 = none seen */
+	uint64_t last_seq[1024]; /* per CPU; 0 = none seen */
 	bool seen[1024];
 	struct moat_events_stats st;
-	__u64 base[MOAT_EVS_MAX];     /* pinned datapath counters when we started */
-	int64_t clock_delta;          /* realtime - monotonic, ns */
+	__u64 base[MOAT_EVS_MAX]; /* pinned datapath counters when we started */
+	int64_t clock_delta;      /* realtime - monotonic, ns */
 };
 
 static uint64_t now_real(void)
@@ -145,8 +145,8 @@ void moat_events_set_names(struct moat_events *e, struct moat_names *n)
 	names_put(old);
 }
 
-static void name_side(const struct moat_names *n, const struct moat_addr *a, uint32_t id,
-		      char *ns, size_t nsl, char *pod, size_t podl)
+static void name_side(const struct moat_names *n, const struct moat_addr *a, uint32_t id, char *ns,
+		      size_t nsl, char *pod, size_t podl)
 {
 	__u8 k[17];
 	const struct names_pod *p;
@@ -320,7 +320,7 @@ static void flow_event(struct moat_events *e, const struct moat_ev *ev)
 	f = flow_find(e, ev, &rev);
 	if (f && f->f.ended) {
 		if (ev->raw.type == MOAT_EV_FLOW_END)
-			return; /* already final */
+			return;         /* already final */
 		flow_drop(e, f, false); /* the 5-tuple is reused: a new flow */
 		f = NULL;
 	}
@@ -535,8 +535,8 @@ int moat_events_start(struct moat_dp *dp, const struct moat_events_opts *o, stru
 	/* the datapath's counters are pinned and outlive daemons: count from here */
 	for (int i = 0; i < MOAT_EVS_MAX; i++)
 		moat_dp_event_stat(dp, (__u32)i, &e->base[i]);
-	e->pb = perf_buffer__new_raw(fd, o && o->pages_per_cpu ? o->pages_per_cpu : 1024, &attr,
-				     on_record, e, &ropts);
+	e->pb = perf_buffer__new_raw(fd, o && o->pages_per_cpu ? o->pages_per_cpu : 1024, &attr, on_record, e,
+				     &ropts);
 	if (!e->pb) {
 		err = -errno;
 		goto fail;
@@ -612,10 +612,9 @@ static bool ns_allowed(const struct moat_ev_filter *f, const char *a, const char
 	return false;
 }
 
-static bool common_match(const struct moat_ev_filter *f, const char *sns, const char *spod,
-			 const char *dns, const char *dpod, const struct moat_addr *s,
-			 const struct moat_addr *d, int proto, int dport, int verdict, uint32_t rule,
-			 const char *ruledesc)
+static bool common_match(const struct moat_ev_filter *f, const char *sns, const char *spod, const char *dns,
+			 const char *dpod, const struct moat_addr *s, const struct moat_addr *d, int proto,
+			 int dport, int verdict, uint32_t rule, const char *ruledesc)
 {
 	char b1[64], b2[64];
 
@@ -625,7 +624,8 @@ static bool common_match(const struct moat_ev_filter *f, const char *sns, const 
 		return false;
 	if (f->pod && !side_pod_match(sns, spod, f->pod) && !side_pod_match(dns, dpod, f->pod))
 		return false;
-	if (f->ip && (!s->family || (strcmp(moat_addr_str(s, b1), f->ip) && strcmp(moat_addr_str(d, b2), f->ip))))
+	if (f->ip &&
+	    (!s->family || (strcmp(moat_addr_str(s, b1), f->ip) && strcmp(moat_addr_str(d, b2), f->ip))))
 		return false;
 	if (f->port >= 0 && dport != f->port)
 		return false;
@@ -728,19 +728,27 @@ size_t moat_events_flows(struct moat_events *e, struct moat_flow *out, size_t ma
 static const char *type_name(int t)
 {
 	switch (t) {
-	case MOAT_EV_DENY: return "deny";
-	case MOAT_EV_NEW_FLOW: return "new-flow";
-	case MOAT_EV_FLOW_END: return "flow-end";
-	case MOAT_EV_SAMPLE: return "sample";
-	case MOAT_EV_AUDIT: return "audit";
-	default: return "unknown";
+	case MOAT_EV_DENY:
+		return "deny";
+	case MOAT_EV_NEW_FLOW:
+		return "new-flow";
+	case MOAT_EV_FLOW_END:
+		return "flow-end";
+	case MOAT_EV_SAMPLE:
+		return "sample";
+	case MOAT_EV_AUDIT:
+		return "audit";
+	default:
+		return "unknown";
 	}
 }
 
 static const char *verdict_s(int v)
 {
-	return v == MOAT_VERDICT_ALLOW ? "allow" : v == MOAT_VERDICT_DENY ? "deny" :
-	       v == MOAT_VERDICT_AUDIT ? "audit" : "none";
+	return v == MOAT_VERDICT_ALLOW ? "allow" :
+	       v == MOAT_VERDICT_DENY  ? "deny" :
+	       v == MOAT_VERDICT_AUDIT ? "audit" :
+					 "none";
 }
 
 static void time_str(uint64_t ns, char *buf, size_t len)
@@ -754,8 +762,7 @@ static void time_str(uint64_t ns, char *buf, size_t len)
 		 (unsigned long long)(ns % 1000000000ull) / 1000);
 }
 
-static json_t *side(const struct moat_addr *a, uint16_t port, const char *ns, const char *pod,
-		    uint32_t id)
+static json_t *side(const struct moat_addr *a, uint16_t port, const char *ns, const char *pod, uint32_t id)
 {
 	char b[64];
 	json_t *j = json_object();
@@ -777,26 +784,33 @@ json_t *moat_ev_json(const struct moat_ev *ev, const char *ruledesc)
 	json_t *j;
 
 	time_str(ev->wall_ns, ts, sizeof(ts));
-	j = json_pack("{s:s,s:I,s:s,s:s,s:s,s:i,s:s?,s:s,s:s,s:i,s:i,s:o,s:o,s:s,s:i}",
-		      "time", ts, "seq", (json_int_t)ev->seq, "type", type_name(ev->raw.type),
-		      "verdict", verdict_s(ev->raw.verdict), "tier",
-		      ev->raw.tier == MOAT_TIER_ADMIN ? "admin" : ev->raw.tier == MOAT_TIER_NETPOL ? "networkpolicy" :
-		      ev->raw.tier == MOAT_TIER_BASELINE ? "baseline" : ev->raw.tier == MOAT_TIER_CT ? "established" :
-		      ev->raw.tier == MOAT_TIER_DATAPATH ? "datapath" : "default",
+	j = json_pack("{s:s,s:I,s:s,s:s,s:s,s:i,s:s?,s:s,s:s,s:i,s:i,s:o,s:o,s:s,s:i}", "time", ts, "seq",
+		      (json_int_t)ev->seq, "type", type_name(ev->raw.type), "verdict",
+		      verdict_s(ev->raw.verdict), "tier",
+		      ev->raw.tier == MOAT_TIER_ADMIN    ? "admin" :
+		      ev->raw.tier == MOAT_TIER_NETPOL   ? "networkpolicy" :
+		      ev->raw.tier == MOAT_TIER_BASELINE ? "baseline" :
+		      ev->raw.tier == MOAT_TIER_CT       ? "established" :
+		      ev->raw.tier == MOAT_TIER_DATAPATH ? "datapath" :
+							   "default",
 		      "rule", (int)ev->raw.rule, "decided_by", ruledesc, "direction",
 		      ev->raw.dir == MOAT_DIR_EGRESS ? "egress" : "ingress", "hook",
-		      ev->raw.hook == MOAT_HOOK_FROM_POD ? "from-pod" : ev->raw.hook == MOAT_HOOK_TO_POD ? "to-pod" : "uplink",
+		      ev->raw.hook == MOAT_HOOK_FROM_POD ? "from-pod" :
+		      ev->raw.hook == MOAT_HOOK_TO_POD   ? "to-pod" :
+							   "uplink",
 		      "ifindex", (int)ev->raw.ifindex, "len", (int)ev->raw.pkt_len, "src",
 		      side(&ev->src, ev->sport, ev->src_ns, ev->src_pod, ev->raw.src_identity), "dst",
 		      side(&ev->dst, ev->dport, ev->dst_ns, ev->dst_pod, ev->raw.dst_identity), "proto",
-		      ev->family ? moat_proto_name(ev->proto) : "non-ip", "generation", (int)ev->raw.generation);
+		      ev->family ? moat_proto_name(ev->proto) : "non-ip", "generation",
+		      (int)ev->raw.generation);
 	if (ev->raw.type == MOAT_EV_DENY && ev->raw.drop_reason)
 		json_object_set_new(j, "drop_reason", json_integer(ev->raw.drop_reason));
 	if (ev->proto == IPPROTO_TCP && ev->tcp_flags)
 		json_object_set_new(j, "tcp_flags", json_integer(ev->tcp_flags));
 	if (ev->raw.type == MOAT_EV_FLOW_END)
-		json_object_set_new(j, "flow", json_pack("{s:I,s:I}", "packets", (json_int_t)ev->raw.flow_packets,
-							 "bytes", (json_int_t)ev->raw.flow_bytes));
+		json_object_set_new(j, "flow",
+				    json_pack("{s:I,s:I}", "packets", (json_int_t)ev->raw.flow_packets,
+					      "bytes", (json_int_t)ev->raw.flow_bytes));
 	return j;
 }
 
@@ -806,13 +820,15 @@ json_t *moat_flow_json(const struct moat_flow *fl, const char *ruledesc)
 
 	time_str(fl->first_ns, a, sizeof(a));
 	time_str(fl->last_ns ? fl->last_ns : fl->first_ns, b, sizeof(b));
-	return json_pack("{s:s,s:s,s:s,s:o,s:o,s:s,s:s,s:i,s:s?,s:I,s:I,s:I,s:i,s:b}", "first", a,
-			 "last", b, "proto", moat_proto_name(fl->proto), "src",
+	return json_pack("{s:s,s:s,s:s,s:o,s:o,s:s,s:s,s:i,s:s?,s:I,s:I,s:I,s:i,s:b}", "first", a, "last", b,
+			 "proto", moat_proto_name(fl->proto), "src",
 			 side(&fl->src, fl->sport, fl->src_ns, fl->src_pod, fl->src_identity), "dst",
 			 side(&fl->dst, fl->dport, fl->dst_ns, fl->dst_pod, fl->dst_identity), "verdict",
 			 verdict_s(fl->verdict), "tier",
-			 fl->tier == MOAT_TIER_ADMIN ? "admin" : fl->tier == MOAT_TIER_NETPOL ? "networkpolicy" :
-			 fl->tier == MOAT_TIER_BASELINE ? "baseline" : "default",
+			 fl->tier == MOAT_TIER_ADMIN    ? "admin" :
+			 fl->tier == MOAT_TIER_NETPOL   ? "networkpolicy" :
+			 fl->tier == MOAT_TIER_BASELINE ? "baseline" :
+							  "default",
 			 "rule", (int)fl->rule, "decided_by", ruledesc, "packets", (json_int_t)fl->packets,
 			 "bytes", (json_int_t)fl->bytes, "denied_attempts", (json_int_t)fl->denied,
 			 "tcp_flags", fl->tcp_flags, "ended", fl->ended);

@@ -15,23 +15,23 @@
 #include "dp.h"
 #include "model.h"
 
-#define MOAT_EV_SNAP 128      /* packet bytes kept per event in memory */
+#define MOAT_EV_SNAP 128 /* packet bytes kept per event in memory */
 
 /* Names a snapshot can give an event: who was talking. */
 struct moat_names;
 
 /* One event, decoded and enriched. */
 struct moat_ev {
-	uint64_t seq;             /* global, in arrival order */
-	uint64_t wall_ns;         /* CLOCK_REALTIME */
+	uint64_t seq;     /* global, in arrival order */
+	uint64_t wall_ns; /* CLOCK_REALTIME */
 	struct moat_event raw;
-	uint8_t family;           /* 4 or 6, 0 if not IP */
+	uint8_t family; /* 4 or 6, 0 if not IP */
 	uint8_t proto;
 	uint8_t tcp_flags;
 	uint8_t pad;
 	uint16_t sport, dport;
 	struct moat_addr src, dst;
-	char src_ns[64], src_pod[128];   /* "" when not a pod */
+	char src_ns[64], src_pod[128]; /* "" when not a pod */
 	char dst_ns[64], dst_pod[128];
 	uint16_t caplen;
 	uint8_t pkt[MOAT_EV_SNAP];
@@ -39,30 +39,30 @@ struct moat_ev {
 
 /* A flow record: one 5-tuple as the initiator opened it. */
 struct moat_flow {
-	uint64_t first_ns, last_ns;   /* CLOCK_REALTIME */
+	uint64_t first_ns, last_ns; /* CLOCK_REALTIME */
 	uint8_t family, proto;
 	uint16_t sport, dport;
 	struct moat_addr src, dst;
 	char src_ns[64], src_pod[128], dst_ns[64], dst_pod[128];
 	uint32_t src_identity, dst_identity;
-	uint8_t verdict;              /* MOAT_VERDICT_* of its first packet */
+	uint8_t verdict; /* MOAT_VERDICT_* of its first packet */
 	uint8_t tier;
-	uint8_t tcp_flags;            /* union seen in events */
+	uint8_t tcp_flags; /* union seen in events */
 	uint8_t ended;
 	uint32_t rule;
-	uint64_t packets, bytes;      /* from conntrack at flow end; else sampled */
-	uint64_t denied;              /* denied attempts (deny flows) */
+	uint64_t packets, bytes; /* from conntrack at flow end; else sampled */
+	uint64_t denied;         /* denied attempts (deny flows) */
 };
 
 struct moat_events_stats {
-	uint64_t delivered;           /* events received by user space */
-	uint64_t perf_lost;           /* PERF_RECORD_LOST counts */
-	uint64_t seq_gaps;            /* events missing by sequence number */
-	uint64_t emitted;             /* datapath: outputs that succeeded */
-	uint64_t failed;              /* datapath: outputs that failed (ring full) */
-	uint64_t suppressed;          /* datapath: deny events held back by the rate limit */
+	uint64_t delivered;  /* events received by user space */
+	uint64_t perf_lost;  /* PERF_RECORD_LOST counts */
+	uint64_t seq_gaps;   /* events missing by sequence number */
+	uint64_t emitted;    /* datapath: outputs that succeeded */
+	uint64_t failed;     /* datapath: outputs that failed (ring full) */
+	uint64_t suppressed; /* datapath: deny events held back by the rate limit */
 	uint64_t flows_active, flows_ended, flows_evicted;
-	uint64_t sink_dropped;        /* events the archive could not take */
+	uint64_t sink_dropped; /* events the archive could not take */
 };
 
 /* Where enriched events and finished flows go (the archive). */
@@ -76,38 +76,36 @@ struct moat_ev_sink {
 struct moat_events;
 
 struct moat_events_opts {
-	size_t ring;                  /* events kept for observers (default 65536) */
-	size_t max_flows;             /* flow table bound (default 262144) */
-	unsigned pages_per_cpu;       /* perf ring (default 1024 pages = 4 MiB) */
-	unsigned wakeup;              /* events per wakeup (default 128) */
+	size_t ring;            /* events kept for observers (default 65536) */
+	size_t max_flows;       /* flow table bound (default 262144) */
+	unsigned pages_per_cpu; /* perf ring (default 1024 pages = 4 MiB) */
+	unsigned wakeup;        /* events per wakeup (default 128) */
 	struct moat_ev_sink sink;
 };
 
-int moat_events_start(struct moat_dp *dp, const struct moat_events_opts *o,
-		      struct moat_events **ret);
+int moat_events_start(struct moat_dp *dp, const struct moat_events_opts *o, struct moat_events **ret);
 void moat_events_stop(struct moat_events *e);
 void moat_events_stats(struct moat_events *e, struct moat_events_stats *st);
 
 /* Names: built by the daemon after each generation (identity -> namespace,
  * address -> pod), published atomically; the consumer reads the current one. */
 struct moat_names *moat_names_new(void);
-void moat_names_add_pod(struct moat_names *n, const struct moat_addr *a, const char *ns,
-			const char *pod);
+void moat_names_add_pod(struct moat_names *n, const struct moat_addr *a, const char *ns, const char *pod);
 void moat_names_add_identity(struct moat_names *n, uint32_t id, const char *ns);
 void moat_events_set_names(struct moat_events *e, struct moat_names *n); /* takes ownership */
 
 /* A filter over events and flows, as observers and queries give it. */
 struct moat_ev_filter {
-	const char *ns;               /* either side in this namespace */
-	const char *pod;              /* either side this pod ("ns/name" or "name") */
-	const char *ip;               /* either side this address */
-	int port;                     /* destination port; -1 any */
-	int proto;                    /* -1 any */
-	int verdict;                  /* -1 any, else MOAT_VERDICT_* */
-	int type;                     /* -1 any, else MOAT_EV_* */
-	uint32_t rule;                /* 0 any */
-	const char *policy;           /* substring of the rule's description */
-	char **allowed_ns;            /* tenancy: NULL = all; else both... see api */
+	const char *ns;     /* either side in this namespace */
+	const char *pod;    /* either side this pod ("ns/name" or "name") */
+	const char *ip;     /* either side this address */
+	int port;           /* destination port; -1 any */
+	int proto;          /* -1 any */
+	int verdict;        /* -1 any, else MOAT_VERDICT_* */
+	int type;           /* -1 any, else MOAT_EV_* */
+	uint32_t rule;      /* 0 any */
+	const char *policy; /* substring of the rule's description */
+	char **allowed_ns;  /* tenancy: NULL = all; else both... see api */
 	size_t nallowed_ns;
 	/* by labels: either side's identity among ids (sorted), resolved by
 	 * the caller from a selector */

@@ -34,12 +34,12 @@
 #ifndef BPF_JCOND
 #define BPF_JCOND 0xe0
 #endif
-#define MAX_STACK_SLOTS 64     /* 512 bytes */
-#define MAX_FUNCS 256
-#define MAX_ROUNDS 32          /* interprocedural fixed point */
-#define MAX_FUNC_INSNS 65536   /* per function: states cost ~1.8 KiB per insn */
-#define MAX_OBJ_INSNS 1000000  /* the kernel's own limit */
-#define XDP_MD_RX_QUEUE_OFF 16 /* offsetof(struct xdp_md, rx_queue_index) */
+#define MAX_STACK_SLOTS     64 /* 512 bytes */
+#define MAX_FUNCS           256
+#define MAX_ROUNDS          32      /* interprocedural fixed point */
+#define MAX_FUNC_INSNS      65536   /* per function: states cost ~1.8 KiB per insn */
+#define MAX_OBJ_INSNS       1000000 /* the kernel's own limit */
+#define XDP_MD_RX_QUEUE_OFF 16      /* offsetof(struct xdp_md, rx_queue_index) */
 
 static const char *const kind_names[MOAT_FIT_KIND_MAX] = {
 	[MOAT_FIT_MAP_TYPE] = "map-type",
@@ -90,7 +90,7 @@ struct fsec {
 	/* BTF line info, sorted by insn */
 	struct lrec {
 		__u32 insn, file_off, line_off, line;
-	} *lines;
+	} * lines;
 	size_t nlines;
 };
 
@@ -105,23 +105,23 @@ struct fmap {
 	char name[64];
 	__u32 type, ks, vs, me, flags;
 	bool internal;
-	__u8 *word;               /* per 4-byte word: bit 0 read, bit 1 atomic, bit 2 reported */
+	__u8 *word; /* per 4-byte word: bit 0 read, bit 1 atomic, bit 2 reported */
 	size_t nwords;
 };
 
 /* abstract values */
 enum vt {
-	V_UNINIT = 0,  /* bottom: nothing reaches it yet */
+	V_UNINIT = 0, /* bottom: nothing reaches it yet */
 	V_SCALAR,
 	V_CTX,
-	V_FP,          /* this frame's stack */
-	V_STK,         /* a caller's stack */
+	V_FP,  /* this frame's stack */
+	V_STK, /* a caller's stack */
 	V_MAPPTR,
 	V_MAPVAL,
 	V_PKT,
 	V_PKTEND,
 	V_FUNC,
-	V_TOP,         /* unknown: anything */
+	V_TOP, /* unknown: anything */
 };
 
 struct aval {
@@ -131,12 +131,19 @@ struct aval {
 	__u8 kinds;    /* V_TOP: the kinds of memory it may point to (MK_*) */
 	__u8 lo_known; /* scalar: its low 32 bits are lo */
 	__u8 pad[3];
-	__s32 map;     /* map index, -1: unknown */
+	__s32 map; /* map index, -1: unknown */
 	__u32 lo;
 	__s64 v;
 };
 
-enum memkind { MK_NONE = 0, MK_CTX = 1, MK_STACK = 2, MK_MAP = 4, MK_PKT = 8, MK_OTHER = 16 };
+enum memkind {
+	MK_NONE = 0,
+	MK_CTX = 1,
+	MK_STACK = 2,
+	MK_MAP = 4,
+	MK_PKT = 8,
+	MK_OTHER = 16
+};
 
 struct state {
 	bool live;
@@ -147,15 +154,15 @@ struct state {
 struct func {
 	char name[64];
 	size_t sec;
-	size_t start, end;        /* insns [start, end) of the section */
-	bool reached;             /* by the current program */
+	size_t start, end; /* insns [start, end) of the section */
+	bool reached;      /* by the current program */
 	struct state entry;
 	struct aval ret;
-	struct state *st;         /* per insn */
+	struct state *st; /* per insn */
 	bool *queued;
-	int depth;                /* bytes of own stack */
-	bool callee_saved;        /* writes R6-R9 */
-	bool calls[MAX_FUNCS];    /* callees */
+	int depth;             /* bytes of own stack */
+	bool callee_saved;     /* writes R6-R9 */
+	bool calls[MAX_FUNCS]; /* callees */
 };
 
 struct fctx {
@@ -174,12 +181,12 @@ struct fctx {
 	size_t nfuncs;
 	const char *btf_str;
 	size_t btf_strlen;
-	const void *btf_data;     /* the .BTF section */
+	const void *btf_data; /* the .BTF section */
 	size_t btf_size;
 	/* reporting */
 	bool reporting;
 	const char *prog;
-	__u8 *ptrkind;            /* per (section, insn): kinds of memory seen, for PTR_MIX */
+	__u8 *ptrkind; /* per (section, insn): kinds of memory seen, for PTR_MIX */
 	size_t *ptrkind_base;
 	size_t total_insns;
 };
@@ -234,9 +241,9 @@ static void src_of(struct fctx *c, size_t sec, size_t insn, struct moat_fit_viol
 	}
 }
 
-__attribute__((format(printf, 7, 8)))
-static void viol(struct fctx *c, enum moat_fit_kind k, const struct func *f, long insn,
-		 int map, bool doubt, const char *fmt, ...)
+__attribute__((format(printf, 7, 8))) static void viol(struct fctx *c, enum moat_fit_kind k,
+						       const struct func *f, long insn, int map, bool doubt,
+						       const char *fmt, ...)
 {
 	struct moat_fit_report *r = c->r;
 	struct moat_fit_violation *v;
@@ -431,8 +438,8 @@ static int read_elf(struct fctx *c, char *err, size_t errlen)
 					for (__u32 i = 0; i < num; i++) {
 						__u32 rec[4];
 						memcpy(rec, b + p + (size_t)i * recsz, 16);
-						s->lines[s->nlines++] = (struct lrec){
-							rec[0] / 8, rec[1], rec[2], rec[3] >> 10 };
+						s->lines[s->nlines++] = (struct lrec){ rec[0] / 8, rec[1],
+										       rec[2], rec[3] >> 10 };
 					}
 				}
 				p += (size_t)num * recsz;
@@ -531,8 +538,7 @@ static const struct aval A_UNINIT = { .t = V_UNINIT, .map = -1 };
 
 static struct aval scalar_const(__s64 v)
 {
-	struct aval a = { .t = V_SCALAR, .known = 1, .map = -1, .v = v, .lo_known = 1,
-			  .lo = (__u32)v };
+	struct aval a = { .t = V_SCALAR, .known = 1, .map = -1, .v = v, .lo_known = 1, .lo = (__u32)v };
 	return a;
 }
 
@@ -550,19 +556,24 @@ static bool is_ptr(const struct aval *a)
 static bool aval_eq(const struct aval *a, const struct aval *b)
 {
 	return a->t == b->t && a->known == b->known && a->null == b->null && a->map == b->map &&
-	       (!a->known || a->v == b->v) && a->kinds == b->kinds &&
-	       a->lo_known == b->lo_known && (!a->lo_known || a->lo == b->lo);
+	       (!a->known || a->v == b->v) && a->kinds == b->kinds && a->lo_known == b->lo_known &&
+	       (!a->lo_known || a->lo == b->lo);
 }
 
 static __u8 memkind_of(const struct aval *a)
 {
 	switch (a->t) {
-	case V_CTX: return MK_CTX;
+	case V_CTX:
+		return MK_CTX;
 	case V_FP:
-	case V_STK: return MK_STACK;
-	case V_MAPVAL: return MK_MAP;
-	case V_PKT: return MK_PKT;
-	default: return MK_NONE;
+	case V_STK:
+		return MK_STACK;
+	case V_MAPVAL:
+		return MK_MAP;
+	case V_PKT:
+		return MK_PKT;
+	default:
+		return MK_NONE;
 	}
 }
 
@@ -662,20 +673,18 @@ static bool nfp_opcode(__u8 code)
 			return cls == BPF_ALU && src == BPF_TO_BE;
 		if (op == BPF_NEG)
 			return src == BPF_K;
-		return op == BPF_MOV || op == BPF_XOR || op == BPF_AND || op == BPF_OR ||
-		       op == BPF_ADD || op == BPF_SUB || op == BPF_MUL || op == BPF_DIV ||
-		       op == BPF_LSH || op == BPF_RSH || op == BPF_ARSH;
+		return op == BPF_MOV || op == BPF_XOR || op == BPF_AND || op == BPF_OR || op == BPF_ADD ||
+		       op == BPF_SUB || op == BPF_MUL || op == BPF_DIV || op == BPF_LSH || op == BPF_RSH ||
+		       op == BPF_ARSH;
 	case BPF_LD:
 		return code == (BPF_LD | BPF_IMM | BPF_DW) ||
-		       ((BPF_MODE(code) == BPF_ABS || BPF_MODE(code) == BPF_IND) &&
-			BPF_SIZE(code) != BPF_DW);
+		       ((BPF_MODE(code) == BPF_ABS || BPF_MODE(code) == BPF_IND) && BPF_SIZE(code) != BPF_DW);
 	case BPF_LDX:
 	case BPF_ST:
 		return BPF_MODE(code) == BPF_MEM;
 	case BPF_STX:
-		return BPF_MODE(code) == BPF_MEM ||
-		       (BPF_MODE(code) == BPF_ATOMIC &&
-			(BPF_SIZE(code) == BPF_W || BPF_SIZE(code) == BPF_DW));
+		return BPF_MODE(code) == BPF_MEM || (BPF_MODE(code) == BPF_ATOMIC &&
+						     (BPF_SIZE(code) == BPF_W || BPF_SIZE(code) == BPF_DW));
 	case BPF_JMP:
 		if (op == BPF_JA)
 			return src == BPF_K;
@@ -737,8 +746,8 @@ static void mix_check(struct fctx *c, struct func *f, size_t i, const struct ava
 	}
 }
 
-static void map_word(struct fctx *c, struct func *f, size_t i, const struct aval *base, int off,
-		     int size, bool atomic)
+static void map_word(struct fctx *c, struct func *f, size_t i, const struct aval *base, int off, int size,
+		     bool atomic)
 {
 	struct fmap *m;
 	__s64 at;
@@ -757,7 +766,8 @@ static void map_word(struct fctx *c, struct func *f, size_t i, const struct aval
 			m->word[w] |= 4;
 			viol(c, MOAT_FIT_MAP_WORD, f, (long)i, base->map, false,
 			     "word at offset %lld of %s is both read and an atomic counter "
-			     "(the device keeps counters big-endian)", (long long)w * 4, m->name);
+			     "(the device keeps counters big-endian)",
+			     (long long)w * 4, m->name);
 		}
 	}
 }
@@ -768,8 +778,10 @@ static void check_mem(struct fctx *c, struct func *f, size_t i, const struct bpf
 {
 	const struct moat_nic_offload *o = &c->prof->off;
 	const struct aval *base = &s->r[store ? in->dst_reg : in->src_reg];
-	int size = BPF_SIZE(in->code) == BPF_DW ? 8 : BPF_SIZE(in->code) == BPF_W ? 4 :
-		   BPF_SIZE(in->code) == BPF_H ? 2 : 1;
+	int size = BPF_SIZE(in->code) == BPF_DW ? 8 :
+		   BPF_SIZE(in->code) == BPF_W  ? 4 :
+		   BPF_SIZE(in->code) == BPF_H  ? 2 :
+						  1;
 
 	mix_check(c, f, i, base);
 	switch (base->t) {
@@ -833,21 +845,21 @@ static void check_mem(struct fctx *c, struct func *f, size_t i, const struct bpf
 	}
 }
 
-static void check_stack_arg(struct fctx *c, struct func *f, size_t i, const struct aval *a,
-			    const char *what, __u32 helper)
+static void check_stack_arg(struct fctx *c, struct func *f, size_t i, const struct aval *a, const char *what,
+			    __u32 helper)
 {
 	if (!c->prof->off.map_keys_on_stack)
 		return;
 	if (a->t != V_FP && a->t != V_STK)
-		viol(c, MOAT_FIT_MAP_ARG, f, (long)i, a->map, a->t == V_TOP,
-		     "%s of %s is not on the stack", what, moat_bpf_helper_name(helper));
+		viol(c, MOAT_FIT_MAP_ARG, f, (long)i, a->map, a->t == V_TOP, "%s of %s is not on the stack",
+		     what, moat_bpf_helper_name(helper));
 	else if (!a->known)
 		viol(c, MOAT_FIT_MAP_ARG, f, (long)i, -1, true,
 		     "%s of %s: stack offset not provably constant", what, moat_bpf_helper_name(helper));
 	else if (-a->v % 4)
 		viol(c, MOAT_FIT_MAP_ARG, f, (long)i, -1, false,
-		     "%s of %s at stack offset %lld: not 4-byte aligned", what,
-		     moat_bpf_helper_name(helper), (long long)a->v);
+		     "%s of %s at stack offset %lld: not 4-byte aligned", what, moat_bpf_helper_name(helper),
+		     (long long)a->v);
 }
 
 static void check_helper(struct fctx *c, struct func *f, size_t i, __u32 id, const struct state *s)
@@ -876,12 +888,11 @@ static void check_helper(struct fctx *c, struct func *f, size_t i, __u32 id, con
 		const struct aval *fl = &s->r[3], *d = &s->r[4];
 		if (o->perf_event_output == MOAT_PERF_CURRENT_CPU &&
 		    !(fl->t == V_SCALAR && fl->lo_known && fl->lo == (__u32)BPF_F_CURRENT_CPU))
-			viol(c, MOAT_FIT_PERF_FLAGS, f, (long)i, -1,
-			     !(fl->t == V_SCALAR && fl->lo_known),
+			viol(c, MOAT_FIT_PERF_FLAGS, f, (long)i, -1, !(fl->t == V_SCALAR && fl->lo_known),
 			     "perf_event_output flags %s: the device reports events on the current "
 			     "CPU only (BPF_F_CURRENT_CPU)",
 			     fl->t == V_SCALAR && fl->lo_known ? "name a CPU index" :
-			     "not provably BPF_F_CURRENT_CPU");
+								 "not provably BPF_F_CURRENT_CPU");
 		if (!(d->t == V_FP || d->t == V_STK || d->t == V_MAPVAL || d->t == V_PKT ||
 		      (d->t == V_SCALAR && d->known && d->v == 0)))
 			viol(c, MOAT_FIT_HELPER, f, (long)i, -1, d->t == V_TOP,
@@ -904,17 +915,39 @@ static __s64 fold(__u8 op, __s64 a, __s64 b, bool is64, bool *ok)
 
 	*ok = true;
 	switch (op) {
-	case BPF_ADD: r = ua + ub; break;
-	case BPF_SUB: r = ua - ub; break;
-	case BPF_AND: r = ua & ub; break;
-	case BPF_OR: r = ua | ub; break;
-	case BPF_XOR: r = ua ^ ub; break;
-	case BPF_LSH: r = ub < 64 ? ua << ub : 0; break;
-	case BPF_RSH: r = ub < 64 ? (is64 ? ua : (__u32)ua) >> ub : 0; break;
-	case BPF_MUL: r = ua * ub; break;
-	case BPF_MOV: r = ub; break;
-	case BPF_NEG: r = -ua; break;
-	default: *ok = false; return 0;
+	case BPF_ADD:
+		r = ua + ub;
+		break;
+	case BPF_SUB:
+		r = ua - ub;
+		break;
+	case BPF_AND:
+		r = ua & ub;
+		break;
+	case BPF_OR:
+		r = ua | ub;
+		break;
+	case BPF_XOR:
+		r = ua ^ ub;
+		break;
+	case BPF_LSH:
+		r = ub < 64 ? ua << ub : 0;
+		break;
+	case BPF_RSH:
+		r = ub < 64 ? (is64 ? ua : (__u32)ua) >> ub : 0;
+		break;
+	case BPF_MUL:
+		r = ua * ub;
+		break;
+	case BPF_MOV:
+		r = ub;
+		break;
+	case BPF_NEG:
+		r = -ua;
+		break;
+	default:
+		*ok = false;
+		return 0;
 	}
 	return is64 ? (__s64)r : (__s64)(__u32)r;
 }
@@ -955,8 +988,9 @@ static int step(struct fctx *c, struct func *f, size_t i, struct state *s)
 	case BPF_ALU64: {
 		bool is64 = cls == BPF_ALU64;
 		struct aval *d = &s->r[in->dst_reg];
-		struct aval srcv = BPF_SRC(code) == BPF_X ? s->r[in->src_reg] :
-				   scalar_const(is64 ? (__s64)in->imm : (__s64)(__u32)in->imm);
+		struct aval srcv = BPF_SRC(code) == BPF_X ?
+					   s->r[in->src_reg] :
+					   scalar_const(is64 ? (__s64)in->imm : (__s64)(__u32)in->imm);
 
 		if (rep && (op == BPF_MUL || op == BPF_DIV) && !v4_insn(in)) {
 			bool dk = d->t == V_SCALAR && d->known && (__u64)d->v <= 0xffffffffull;
@@ -975,7 +1009,8 @@ static int step(struct fctx *c, struct func *f, size_t i, struct state *s)
 		if (op == BPF_MOV) {
 			if (!is64 || in->off)
 				*d = srcv.t == V_SCALAR && srcv.known && !in->off ?
-				     scalar_const((__s64)(__u32)srcv.v) : A_SCALAR;
+					     scalar_const((__s64)(__u32)srcv.v) :
+					     A_SCALAR;
 			else
 				*d = srcv;
 		} else if (is64 && is_ptr(d) && alu_pointer(op) && srcv.t == V_SCALAR) {
@@ -990,7 +1025,8 @@ static int step(struct fctx *c, struct func *f, size_t i, struct state *s)
 			else
 				p.known = 0, p.v = 0;
 			*d = p;
-		} else if (is64 && op == BPF_SUB && is_ptr(d) && is_ptr(&srcv)) { /* NOLINT(bugprone-branch-clone): before the pointer-arithmetic branch */
+		} else if (is64 && op == BPF_SUB && is_ptr(d) &&
+			   is_ptr(&srcv)) { /* NOLINT(bugprone-branch-clone): before the pointer-arithmetic branch */
 			*d = A_SCALAR;
 		} else if (d->t == V_SCALAR && srcv.t == V_SCALAR && d->known && srcv.known) {
 			bool ok;
@@ -1026,8 +1062,8 @@ static int step(struct fctx *c, struct func *f, size_t i, struct state *s)
 			if (rl && rl->sym < c->nsyms) {
 				const struct fsym *y = &c->syms[rl->sym];
 				long ysec = sec_by_shndx(c, y->shndx);
-				Elf_Scn *ss = y->shndx && y->shndx < 0xff00 ?
-					      elf_getscn(c->elf, y->shndx) : NULL;
+				Elf_Scn *ss = y->shndx && y->shndx < 0xff00 ? elf_getscn(c->elf, y->shndx) :
+									      NULL;
 				GElf_Shdr sh;
 				size_t shstr;
 				const char *secname = NULL;
@@ -1056,8 +1092,10 @@ static int step(struct fctx *c, struct func *f, size_t i, struct state *s)
 	case BPF_LDX: {
 		const struct aval *b = &s->r[in->src_reg];
 		struct aval res = A_SCALAR;
-		int size = BPF_SIZE(code) == BPF_DW ? 8 : BPF_SIZE(code) == BPF_W ? 4 :
-			   BPF_SIZE(code) == BPF_H ? 2 : 1;
+		int size = BPF_SIZE(code) == BPF_DW ? 8 :
+			   BPF_SIZE(code) == BPF_W  ? 4 :
+			   BPF_SIZE(code) == BPF_H  ? 2 :
+						      1;
 
 		if (rep)
 			check_mem(c, f, i, in, s, false, false);
@@ -1083,18 +1121,21 @@ static int step(struct fctx *c, struct func *f, size_t i, struct state *s)
 	case BPF_STX: {
 		const struct aval *b = &s->r[in->dst_reg];
 		bool atomic = cls == BPF_STX && BPF_MODE(code) == BPF_ATOMIC;
-		int size = BPF_SIZE(code) == BPF_DW ? 8 : BPF_SIZE(code) == BPF_W ? 4 :
-			   BPF_SIZE(code) == BPF_H ? 2 : 1;
+		int size = BPF_SIZE(code) == BPF_DW ? 8 :
+			   BPF_SIZE(code) == BPF_W  ? 4 :
+			   BPF_SIZE(code) == BPF_H  ? 2 :
+						      1;
 
 		if (rep) {
 			check_mem(c, f, i, in, s, true, atomic);
 			if (atomic && (in->imm != BPF_ADD || !(o->atomics & MOAT_ATOMIC_ADD))) {
 				const char *what = in->imm == (BPF_ADD | BPF_FETCH) ? "fetch-and-add" :
-						   in->imm == BPF_XCHG ? "exchange" :
-						   in->imm == BPF_CMPXCHG ? "compare-and-exchange" :
+						   in->imm == BPF_XCHG              ? "exchange" :
+						   in->imm == BPF_CMPXCHG           ? "compare-and-exchange" :
 						   (in->imm & ~BPF_FETCH) == BPF_OR ? "or" :
 						   (in->imm & ~BPF_FETCH) == BPF_AND ? "and" :
-						   (in->imm & ~BPF_FETCH) == BPF_XOR ? "xor" : "add";
+						   (in->imm & ~BPF_FETCH) == BPF_XOR ? "xor" :
+										       "add";
 				viol(c, MOAT_FIT_ATOMIC, f, (long)i, b->map, false,
 				     "atomic %s: only atomic add without fetch is supported", what);
 			}
@@ -1108,8 +1149,7 @@ static int step(struct fctx *c, struct func *f, size_t i, struct state *s)
 			int sl = slot_of(at);
 			if (sl >= 0) {
 				if (size == 8 && !(at % 8) && !atomic)
-					s->s[sl] = cls == BPF_ST ? scalar_const(in->imm) :
-						   s->r[in->src_reg];
+					s->s[sl] = cls == BPF_ST ? scalar_const(in->imm) : s->r[in->src_reg];
 				else
 					s->s[sl] = A_SCALAR;
 			}
@@ -1187,9 +1227,11 @@ static int step(struct fctx *c, struct func *f, size_t i, struct state *s)
 					check_helper(c, f, i, id, s);
 				if (id == BPF_FUNC_map_lookup_elem && s->r[1].t == V_MAPPTR) {
 					int m = s->r[1].map;
-					bool outer = m >= 0 && (c->maps[m].type == BPF_MAP_TYPE_ARRAY_OF_MAPS ||
-								c->maps[m].type == BPF_MAP_TYPE_HASH_OF_MAPS);
-					s->r[0] = outer ? ptr(V_MAPPTR, -1, true, 0) : ptr(V_MAPVAL, m, true, 0);
+					bool outer = m >= 0 &&
+						     (c->maps[m].type == BPF_MAP_TYPE_ARRAY_OF_MAPS ||
+						      c->maps[m].type == BPF_MAP_TYPE_HASH_OF_MAPS);
+					s->r[0] = outer ? ptr(V_MAPPTR, -1, true, 0) :
+							  ptr(V_MAPVAL, m, true, 0);
 					s->r[0].null = 1;
 				} else if (id == BPF_FUNC_map_lookup_elem) {
 					s->r[0] = ptr(V_MAPVAL, -1, true, 0);
@@ -1385,13 +1427,12 @@ static int check_prog(struct fctx *c, size_t pi, struct moat_fit_prog *p)
 	p->stack = (__u32)stack_chain(c, pi, 0);
 	if (c->prof->off.max_insns && p->insns > c->prof->off.max_insns)
 		viol(c, MOAT_FIT_INSNS, main, -1, -1, false,
-		     "%u BPF instructions, more than the device's %u%s", p->insns,
-		     c->prof->off.max_insns,
+		     "%u BPF instructions, more than the device's %u%s", p->insns, c->prof->off.max_insns,
 		     c->prof->off.fw_reported & MOAT_FW_MAX_INSNS ? " (firmware-reported limit)" : "");
 	if (p->stack > c->prof->off.max_stack)
 		viol(c, MOAT_FIT_STACK, main, -1, -1, false,
-		     "%u bytes of stack over the call chain (64-byte frames), more than %u",
-		     p->stack, c->prof->off.max_stack);
+		     "%u bytes of stack over the call chain (64-byte frames), more than %u", p->stack,
+		     c->prof->off.max_stack);
 	return 0;
 }
 
@@ -1468,8 +1509,8 @@ static void check_maps(struct fctx *c)
 				     "map %s: program array (tail calls)", m->name);
 			else
 				viol(c, MOAT_FIT_MAP_TYPE, NULL, -1, (int)i, false,
-				     "map %s: type %s cannot be offloaded (hash and array only)",
-				     m->name, tn);
+				     "map %s: type %s cannot be offloaded (hash and array only)", m->name,
+				     tn);
 		}
 		if (host)
 			continue;
@@ -1479,22 +1520,22 @@ static void check_maps(struct fctx *c)
 			viol(c, MOAT_FIT_MAP_FLAGS, NULL, -1, (int)i, false,
 			     "map %s: map_flags 0x%x%s not allowed", m->name, m->flags & ~o->map_flags,
 			     m->internal ? " (global data: .rodata/.data/.bss become maps with flags; "
-					   "use a config map)" : "");
+					   "use a config map)" :
+					   "");
 		if (m->ks > o->max_key_size)
 			viol(c, MOAT_FIT_MAP_SIZE, NULL, -1, (int)i, false,
 			     "map %s: key of %u bytes, more than %u", m->name, m->ks, o->max_key_size);
 		if (m->vs > o->max_value_size)
 			viol(c, MOAT_FIT_MAP_SIZE, NULL, -1, (int)i, false,
-			     "map %s: value of %u bytes, more than %u", m->name, m->vs,
-			     o->max_value_size);
+			     "map %s: value of %u bytes, more than %u", m->name, m->vs, o->max_value_size);
 		if ((m->ks + 7) / 8 * 8 + (m->vs + 7) / 8 * 8 > o->max_elem_size)
 			viol(c, MOAT_FIT_MAP_SIZE, NULL, -1, (int)i, false,
 			     "map %s: entry of %u bytes (key and value rounded up to 8), more than %u",
 			     m->name, (m->ks + 7) / 8 * 8 + (m->vs + 7) / 8 * 8, o->max_elem_size);
 	}
 	if (ndev > o->max_maps)
-		viol(c, MOAT_FIT_MAP_BUDGET, NULL, -1, -1, false, "%u maps on the device, more than %u",
-		     ndev, o->max_maps);
+		viol(c, MOAT_FIT_MAP_BUDGET, NULL, -1, -1, false, "%u maps on the device, more than %u", ndev,
+		     o->max_maps);
 	if (r->entries > o->max_entries)
 		viol(c, MOAT_FIT_MAP_BUDGET, NULL, -1, -1, false,
 		     "%llu entries over all device maps, more than the shared budget of %llu",
@@ -1513,7 +1554,7 @@ static int btf_type_ok(const struct btf *b, __u32 id, char *err, size_t errlen)
 	int nref = 0;
 
 #define BAD_STR(off) (!btf__str_by_offset(b, (off)))
-#define BAD_ID(x) ((x) >= n)
+#define BAD_ID(x)    ((x) >= n)
 	if (!t || BAD_STR(t->name_off))
 		goto bad;
 	switch (btf_kind(t)) {
@@ -1608,8 +1649,8 @@ static int silent(enum libbpf_print_level l, const char *fmt, va_list ap)
 	return 0;
 }
 
-int moat_fit_check(const char *path, const struct moat_nic_profile *prof,
-		   struct moat_fit_report *r, char *err, size_t errlen)
+int moat_fit_check(const char *path, const struct moat_nic_profile *prof, struct moat_fit_report *r,
+		   char *err, size_t errlen)
 {
 	struct fctx *c;
 	struct bpf_program *bp;
@@ -1668,10 +1709,10 @@ int moat_fit_check(const char *path, const struct moat_nic_profile *prof,
 		rc = find_funcs(c);
 	if (rc) {
 		snprintf(err, errlen, "%s: cannot read the object: %s", path,
-			 why[0] ? why :
+			 why[0]       ? why :
 			 rc == -E2BIG ? "too large (a function of more than 65,536 or an object of "
 					"more than 1,000,000 instructions, or more than 256 functions)" :
-			 strerror(-rc));
+					strerror(-rc));
 		goto out;
 	}
 	c->ptrkind = calloc(c->total_insns + 1, 1);

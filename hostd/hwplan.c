@@ -17,7 +17,7 @@
 #include "util.h"
 
 struct fit_cache {
-	char profile[PATH_MAX];       /* profile file */
+	char profile[PATH_MAX]; /* profile file */
 	bool fits;
 	char why[240];
 };
@@ -30,8 +30,7 @@ struct moat_hwplan {
 	size_t nfit;
 };
 
-int moat_hwplan_new(const char *dir, struct moat_pfmgr *pfmgr, bool prefilter,
-		    struct moat_hwplan **ret)
+int moat_hwplan_new(const char *dir, struct moat_pfmgr *pfmgr, bool prefilter, struct moat_hwplan **ret)
 {
 	struct moat_hwplan *hp = xcalloc(1, sizeof(*hp));
 
@@ -155,8 +154,8 @@ static int probe_in(int netns_fd, int ifindex, struct moat_nic_probe *probe)
 }
 
 int moat_hwplan_attach(struct moat_hwplan *hp, struct moat_dp *dp, const struct moat_attach_req *req,
-		       const struct moat_compiler *c, const char *ifname,
-		       struct moat_attach_info *info, struct moat_iface_plan *plan)
+		       const struct moat_compiler *c, const char *ifname, struct moat_attach_info *info,
+		       struct moat_iface_plan *plan)
 {
 	struct moat_nic_probe probe;
 	struct moat_nic_profile prof;
@@ -177,8 +176,8 @@ int moat_hwplan_attach(struct moat_hwplan *hp, struct moat_dp *dp, const struct 
 	snprintf(plan->driver, sizeof(plan->driver), "%s", probe.have_driver ? probe.driver : "");
 	plan->have_features = probe.have_features;
 	plan->xdp_features = probe.xdp_features;
-	if (moat_nic_profile_find(hp->dir, probe.have_driver ? probe.driver : NULL, &prof, path,
-				  sizeof(path), err, sizeof(err))) {
+	if (moat_nic_profile_find(hp->dir, probe.have_driver ? probe.driver : NULL, &prof, path, sizeof(path),
+				  err, sizeof(err))) {
 		/* no profiles: the loader's own hw -> native -> generic order */
 		snprintf(plan->why[MOAT_PLAN_HW_PREFILTER], sizeof(plan->why[0]),
 			 "no NIC profile under %.60s: %.90s", hp->dir, err);
@@ -205,8 +204,8 @@ int moat_hwplan_attach(struct moat_hwplan *hp, struct moat_dp *dp, const struct 
 	}
 	moat_plan_decide(&prof, probed ? &probe : NULL, &po, &ap);
 	if (po.prefilter && prof.off.supported && !po.prefilter_fits)
-		snprintf(ap.why[MOAT_PLAN_HW_PREFILTER], sizeof(ap.why[0]), "the pre-filter does not fit: %.160s",
-			 err);
+		snprintf(ap.why[MOAT_PLAN_HW_PREFILTER], sizeof(ap.why[0]),
+			 "the pre-filter does not fit: %.160s", err);
 	/* the probe is advice, what succeeds decides: with no mode forced,
 	 * native is still tried before generic (the kernel's own refusal is
 	 * then recorded beside the probe's) */
@@ -226,8 +225,8 @@ int moat_hwplan_attach(struct moat_hwplan *hp, struct moat_dp *dp, const struct 
 				 "the pre-filter's tables could not be written: %.140s", err);
 			plan->kind = info->mode == MOAT_MODE_GENERIC ? MOAT_PLAN_GENERIC : MOAT_PLAN_NATIVE;
 		}
-	} else if (req->hook == MOAT_HOOK_UPLINK && hp->pfmgr &&
-		   moat_pfmgr_ifname(hp->pfmgr) && !strcmp(moat_pfmgr_ifname(hp->pfmgr), ifname)) {
+	} else if (req->hook == MOAT_HOOK_UPLINK && hp->pfmgr && moat_pfmgr_ifname(hp->pfmgr) &&
+		   !strcmp(moat_pfmgr_ifname(hp->pfmgr), ifname)) {
 		moat_pfmgr_drop(hp->pfmgr, "the interface's plan has no hardware pre-filter any more");
 	}
 	return 0;

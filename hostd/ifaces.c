@@ -22,14 +22,14 @@
 #include "util.h"
 
 struct att {
-	char *name;                   /* link pin name */
-	char *pod;                    /* ns/name */
+	char *name; /* link pin name */
+	char *pod;  /* ns/name */
 	int hook;
-	int ifindex;                  /* in its own namespace */
+	int ifindex; /* in its own namespace */
 	bool attached;
-	bool seen;                    /* still wanted in this pass */
+	bool seen; /* still wanted in this pass */
 	struct moat_attach_info info;
-	struct moat_iface_plan plan;  /* issue 6 */
+	struct moat_iface_plan plan; /* issue 6 */
 	char error[160];
 };
 
@@ -38,16 +38,16 @@ struct moat_ifaces {
 	enum moat_mode mode;
 	char *netns_dirs;
 	char *uplink;
-	char *veth_prefixes;          /* attach to these veths before their pod is known */
-	struct nl_sock *sock;         /* requests */
-	struct nl_sock *msock;        /* cache manager */
+	char *veth_prefixes;   /* attach to these veths before their pod is known */
+	struct nl_sock *sock;  /* requests */
+	struct nl_sock *msock; /* cache manager */
 	struct nl_cache_mngr *mngr;
 	struct nl_cache *links, *routes;
 	bool changed;
-	uint64_t resyncs;             /* overruns answered by re-reading everything */
-	struct hmap atts;             /* name -> att */
-	struct hmap pod_if;           /* ns/name -> host ifindex (int*) */
-	struct moat_hwplan *hwplan;   /* issue 6: attach plans, or NULL */
+	uint64_t resyncs;                 /* overruns answered by re-reading everything */
+	struct hmap atts;                 /* name -> att */
+	struct hmap pod_if;               /* ns/name -> host ifindex (int*) */
+	struct moat_hwplan *hwplan;       /* issue 6: attach plans, or NULL */
 	const struct moat_compiler *comp; /* during moat_ifaces_attach */
 	struct moat_ifaces_nlstats nl;    /* moat_ifaces_input */
 };
@@ -56,12 +56,18 @@ static int nl_err(int e)
 {
 	/* libnl's NLE_* are not errnos: map the ones that matter */
 	switch (e < 0 ? -e : e) {
-	case NLE_NOMEM: return -ENOMEM;
-	case NLE_PERM: return -EPERM;
-	case NLE_NOACCESS: return -EACCES;
-	case NLE_OBJ_NOTFOUND: return -ENOENT;
-	case NLE_INVAL: return -EINVAL;
-	default: return -EIO;
+	case NLE_NOMEM:
+		return -ENOMEM;
+	case NLE_PERM:
+		return -EPERM;
+	case NLE_NOACCESS:
+		return -EACCES;
+	case NLE_OBJ_NOTFOUND:
+		return -ENOENT;
+	case NLE_INVAL:
+		return -EINVAL;
+	default:
+		return -EIO;
 	}
 }
 
@@ -76,7 +82,8 @@ static int nl_err(int e)
 static bool via_sane(const struct rtattr *a, int len)
 {
 	for (; RTA_OK(a, len); a = RTA_NEXT(a, len))
-		if ((a->rta_type & NLA_TYPE_MASK) == RTA_VIA && RTA_PAYLOAD(a) < offsetof(struct rtvia, rtvia_addr))
+		if ((a->rta_type & NLA_TYPE_MASK) == RTA_VIA &&
+		    RTA_PAYLOAD(a) < offsetof(struct rtvia, rtvia_addr))
 			return false;
 	return true;
 }
@@ -411,7 +418,8 @@ static int netns_id(struct moat_ifaces *fi, int fd, int *ret)
 
 	if (!m)
 		return -ENOMEM;
-	if (nlmsg_append(m, &g, sizeof(g), NLMSG_ALIGNTO) < 0 || nla_put_u32(m, NETNSA_FD, (uint32_t)fd) < 0) {
+	if (nlmsg_append(m, &g, sizeof(g), NLMSG_ALIGNTO) < 0 ||
+	    nla_put_u32(m, NETNSA_FD, (uint32_t)fd) < 0) {
 		nlmsg_free(m);
 		return -ENOMEM;
 	}
@@ -522,8 +530,9 @@ static struct att *att_get(struct moat_ifaces *fi, const char *name)
 static void att_do(struct moat_ifaces *fi, struct att *a, int hook, int ifindex, int netns_fd,
 		   enum moat_mode mode)
 {
-	struct moat_attach_req req = { .hook = hook, .ifindex = ifindex, .netns_fd = netns_fd,
-				       .mode = mode, .name = a->name };
+	struct moat_attach_req req = {
+		.hook = hook, .ifindex = ifindex, .netns_fd = netns_fd, .mode = mode, .name = a->name
+	};
 	int err;
 
 	if (a->attached && a->ifindex == ifindex && a->hook == hook)
@@ -722,8 +731,8 @@ void moat_ifaces_reattach(struct moat_ifaces *fi)
 		((struct att *)v)->attached = false;
 }
 
-int moat_ifaces_status(struct moat_ifaces *fi,
-		       int (*fn)(const struct moat_iface_status *s, void *arg), void *arg)
+int moat_ifaces_status(struct moat_ifaces *fi, int (*fn)(const struct moat_iface_status *s, void *arg),
+		       void *arg)
 {
 	size_t it = 0;
 	void *v;

@@ -16,18 +16,18 @@
 struct moat_ifaces;
 
 struct moat_ifaces_opts {
-	enum moat_mode mode;          /* attach mode for pod veths */
-	const char *netns_dirs;       /* colon-separated; default /run/netns:/var/run/netns */
-	const char *uplink;           /* attach moat_uplink here (NULL: none) */
-	struct moat_hwplan *hwplan;   /* attach plans (issue 6); NULL: moat_dp_attach */
-	const char *veth_prefixes;    /* comma-separated host-side veth name prefixes to
+	enum moat_mode mode;        /* attach mode for pod veths */
+	const char *netns_dirs;     /* colon-separated; default /run/netns:/var/run/netns */
+	const char *uplink;         /* attach moat_uplink here (NULL: none) */
+	struct moat_hwplan *hwplan; /* attach plans (issue 6); NULL: moat_dp_attach */
+	const char *veth_prefixes;  /* comma-separated host-side veth name prefixes to
 				       * attach as soon as they appear (no start-up
 				       * window); NULL: attach when the pod is known */
 };
 
 struct moat_iface_status {
-	const char *name;             /* link pin name */
-	const char *pod;              /* ns/name, or NULL for the uplink */
+	const char *name; /* link pin name */
+	const char *pod;  /* ns/name, or NULL for the uplink */
 	int hook;
 	int ifindex;
 	enum moat_mode mode;
@@ -57,8 +57,8 @@ int moat_ifaces_attach(struct moat_ifaces *fi, struct moat_compiler *c);
  * every interface again (an existing link just gets its program again):
  * after pins were removed from outside (moat_dp_repin). */
 void moat_ifaces_reattach(struct moat_ifaces *fi);
-int moat_ifaces_status(struct moat_ifaces *fi,
-		       int (*fn)(const struct moat_iface_status *s, void *arg), void *arg);
+int moat_ifaces_status(struct moat_ifaces *fi, int (*fn)(const struct moat_iface_status *s, void *arg),
+		       void *arg);
 
 /* ---- netlink input without sockets (tests, fuzzing) --------------------------
  * The daemon's link and route caches are kept by libnl's cache manager: each
@@ -68,14 +68,14 @@ int moat_ifaces_status(struct moat_ifaces *fi,
  * for an interface set made by moat_ifaces_new_offline() (empty caches, no
  * sockets: nothing is asked of the kernel, nothing attached). */
 struct moat_ifaces_nlstats {
-	uint64_t msgs;                /* whole messages seen */
-	uint64_t applied;             /* a link or route included in its cache */
-	uint64_t other;               /* parsed, of a kind not followed (addresses, neighbours) */
-	uint64_t unknown;             /* a type libnl-route does not know */
-	uint64_t bad;                 /* libnl refused to parse it */
-	uint64_t refused;             /* skipped before libnl: lengths it would follow out of the
+	uint64_t msgs;      /* whole messages seen */
+	uint64_t applied;   /* a link or route included in its cache */
+	uint64_t other;     /* parsed, of a kind not followed (addresses, neighbours) */
+	uint64_t unknown;   /* a type libnl-route does not know */
+	uint64_t bad;       /* libnl refused to parse it */
+	uint64_t refused;   /* skipped before libnl: lengths it would follow out of the
 				       * message or forever (RTA_MULTIPATH next hops) */
-	uint64_t truncated;           /* a buffer ended inside a message (the rest ignored) */
+	uint64_t truncated; /* a buffer ended inside a message (the rest ignored) */
 };
 int moat_ifaces_new_offline(const struct moat_ifaces_opts *o, struct moat_ifaces **ret);
 int moat_ifaces_input(struct moat_ifaces *fi, const void *buf, size_t len);

@@ -39,32 +39,31 @@ const struct moat_k8s_kind moat_k8s_kinds[] = {
 	{ "AdminNetworkPolicy", "policy.networking.k8s.io", "v1alpha1", "adminnetworkpolicies", false },
 	{ "BaselineAdminNetworkPolicy", "policy.networking.k8s.io", "v1alpha1",
 	  "baselineadminnetworkpolicies", false },
-	{ "ClusterNetworkPolicy", "policy.networking.k8s.io", "v1alpha2", "clusternetworkpolicies",
-	  false },
+	{ "ClusterNetworkPolicy", "policy.networking.k8s.io", "v1alpha2", "clusternetworkpolicies", false },
 	{ "Blueprint", "moat.io", "v1alpha1", "blueprints", false },
 };
 const size_t moat_k8s_nkinds = sizeof(moat_k8s_kinds) / sizeof(moat_k8s_kinds[0]);
 
-#define MAX_KINDS       64
-#define MAX_ERRBODY     (64u << 10)  /* a non-200 body, for its message */
-#define MAX_RV          128          /* resourceVersion: opaque, short in practice */
-#define MAX_NAME        253
-#define MAX_TOKEN       (64u << 10)
-#define MAX_MSG         512
-#define MIN_WATCH_NS    1000000000ull /* a shorter watch without events is a failure */
+#define MAX_KINDS    64
+#define MAX_ERRBODY  (64u << 10) /* a non-200 body, for its message */
+#define MAX_RV       128         /* resourceVersion: opaque, short in practice */
+#define MAX_NAME     253
+#define MAX_TOKEN    (64u << 10)
+#define MAX_MSG      512
+#define MIN_WATCH_NS 1000000000ull /* a shorter watch without events is a failure */
 
 enum xend {
-	XE_OK,          /* transfer completed */
-	XE_STOP,        /* moat_k8s_stop() */
-	XE_IDLE,        /* no byte for idle_timeout */
-	XE_OVERFLOW,    /* body or line over its bound */
-	XE_GONE,        /* ERROR event with code 410 */
-	XE_EVERR,       /* another ERROR event */
-	XE_GARBAGE,     /* a line that is not a watch event */
+	XE_OK,       /* transfer completed */
+	XE_STOP,     /* moat_k8s_stop() */
+	XE_IDLE,     /* no byte for idle_timeout */
+	XE_OVERFLOW, /* body or line over its bound */
+	XE_GONE,     /* ERROR event with code 410 */
+	XE_EVERR,    /* another ERROR event */
+	XE_GARBAGE,  /* a line that is not a watch event */
 };
 
 struct known {
-	char *key;     /* the hmap key */
+	char *key; /* the hmap key */
 	char *rv;
 	uint64_t mark; /* the LIST that last saw it */
 };
@@ -81,10 +80,10 @@ struct qev {
 
 struct kind_rt {
 	struct moat_k8s *k;
-	struct moat_k8s_kind kind;   /* strings owned */
-	char *api_version;           /* "v1", "group/version" */
-	char *path;                  /* "/api/v1/pods" */
-	char *label;                 /* "Pod (v1 pods)", for messages */
+	struct moat_k8s_kind kind; /* strings owned */
+	char *api_version;         /* "v1", "group/version" */
+	char *path;                /* "/api/v1/pods" */
+	char *label;               /* "Pod (v1 pods)", for messages */
 	pthread_t th;
 	bool th_started;
 	CURL *easy;
@@ -116,20 +115,20 @@ struct kind_rt {
 	uint64_t n_events, n_lists, n_relists, n_reconnects, n_errors, n_rejected;
 	char last_error[MAX_MSG + 128];
 	time_t last_error_time;
-	char last_sent[MAX_MSG + 128];     /* ERROR events are not repeated */
+	char last_sent[MAX_MSG + 128]; /* ERROR events are not repeated */
 	bool initial_done;
 };
 
 struct moat_k8s {
 	struct moat_k8s_conf conf;
-	struct moat_k8s_opts o;      /* defaults filled; pointers not kept */
+	struct moat_k8s_opts o; /* defaults filled; pointers not kept */
 	char *user_agent;
 	int efd;
 	atomic_bool stopping;
 
 	pthread_mutex_t lock;
-	pthread_cond_t cond;         /* stop, for backoff sleeps (monotonic) */
-	pthread_cond_t qcond;        /* queue drained */
+	pthread_cond_t cond;  /* stop, for backoff sleeps (monotonic) */
+	pthread_cond_t qcond; /* queue drained */
 	struct qev *qhead, *qtail;
 	size_t qn, qbytes;
 	uint64_t delivered;
@@ -409,8 +408,7 @@ static size_t on_write(char *p, size_t sz, size_t nmemb, void *ud)
 	if (!t->x.watch) {
 		if (t->x.len + n > t->x.max) {
 			t->x.end = XE_OVERFLOW;
-			snprintf(t->x.msg, sizeof(t->x.msg), "response of more than %zu bytes",
-				 t->x.max);
+			snprintf(t->x.msg, sizeof(t->x.msg), "response of more than %zu bytes", t->x.max);
 			return 0;
 		}
 		xbuf_append(t, p, n);
@@ -423,8 +421,7 @@ static size_t on_write(char *p, size_t sz, size_t nmemb, void *ud)
 
 		if (t->x.len + seg > t->x.max) {
 			t->x.end = XE_OVERFLOW;
-			snprintf(t->x.msg, sizeof(t->x.msg), "watch event of more than %zu bytes",
-				 t->x.max);
+			snprintf(t->x.msg, sizeof(t->x.msg), "watch event of more than %zu bytes", t->x.max);
 			return 0;
 		}
 		xbuf_append(t, p, seg);
@@ -540,9 +537,9 @@ static CURLcode transfer(struct kind_rt *t, const char *url, bool watch)
 	t->x.last_rx_ns = moat_now_ns();
 	t->retry_after_ms = 0;
 	/* a watch ends at timeoutSeconds; a hung one is caught by idle_ns */
-	deadline = t->x.last_rx_ns +
-		   (watch ? ((uint64_t)k->o.watch_timeout_s * 1000 + 30000)
-			  : (uint64_t)k->o.request_timeout_ms) * 1000000;
+	deadline = t->x.last_rx_ns + (watch ? ((uint64_t)k->o.watch_timeout_s * 1000 + 30000) :
+					      (uint64_t)k->o.request_timeout_ms) *
+					     1000000;
 
 	curl_easy_reset(t->easy);
 	res = set_common(t, url, &hdrs);
@@ -572,8 +569,7 @@ static CURLcode transfer(struct kind_rt *t, const char *url, bool watch)
 		}
 		if (now - t->x.last_rx_ns >= idle_ns) {
 			t->x.end = XE_IDLE;
-			snprintf(t->x.msg, sizeof(t->x.msg), "no data for %u ms",
-				 k->o.idle_timeout_ms);
+			snprintf(t->x.msg, sizeof(t->x.msg), "no data for %u ms", k->o.idle_timeout_ms);
 			break;
 		}
 		if (now >= deadline) {
@@ -591,8 +587,8 @@ static CURLcode transfer(struct kind_rt *t, const char *url, bool watch)
 	if (!t->x.status)
 		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->x.status);
 	if (curl_easy_getinfo(t->easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
-		t->retry_after_ms = ra > k->o.backoff_max_ms / 1000 ? (long)k->o.backoff_max_ms
-								 : (long)ra * 1000;
+		t->retry_after_ms = ra > k->o.backoff_max_ms / 1000 ? (long)k->o.backoff_max_ms :
+								      (long)ra * 1000;
 	curl_multi_remove_handle(t->multi, t->easy);
 out:
 	curl_slist_free_all(hdrs);
@@ -617,8 +613,8 @@ static void status_message(struct kind_rt *t, char *out, size_t outlen)
 enum outcome {
 	O_OK,
 	O_STOP,
-	O_RETRY,      /* same operation after backoff */
-	O_RELIST,     /* resourceVersion too old, or lost events */
+	O_RETRY,  /* same operation after backoff */
+	O_RELIST, /* resourceVersion too old, or lost events */
 };
 
 /* Classifies a failed transfer, reports it, sets the kind's state.  what:
@@ -641,8 +637,8 @@ static enum outcome failed(struct kind_rt *t, const char *what, CURLcode res)
 			return O_RETRY;
 		case 403:
 			set_state(t, "forbidden");
-			kind_error(t, "%s: HTTP 403 Forbidden (RBAC: moatd needs list and watch): %s",
-				   what, sm);
+			kind_error(t, "%s: HTTP 403 Forbidden (RBAC: moatd needs list and watch): %s", what,
+				   sm);
 			return O_RETRY;
 		case 404:
 			set_state(t, "not-found");
@@ -680,8 +676,8 @@ static enum outcome failed(struct kind_rt *t, const char *what, CURLcode res)
 
 /* Checks an object of this kind and gives its key and resourceVersion;
  * fills kind and apiVersion if missing (list items lack them). */
-static int object_identity(struct kind_rt *t, json_t *obj, char **key, const char **rv,
-			   char *msg, size_t msglen)
+static int object_identity(struct kind_rt *t, json_t *obj, char **key, const char **rv, char *msg,
+			   size_t msglen)
 {
 	json_t *md = json_object_get(obj, "metadata");
 	const char *kind = json_string_value(json_object_get(obj, "kind"));
@@ -702,21 +698,20 @@ static int object_identity(struct kind_rt *t, json_t *obj, char **key, const cha
 		return -EINVAL;
 	}
 	if (t->kind.namespaced && (!ns || !*ns || strlen(ns) > MAX_NAME || strchr(ns, '/'))) {
-		snprintf(msg, msglen, "%s %.253s without a valid metadata.namespace", t->kind.kind,
-			 name);
+		snprintf(msg, msglen, "%s %.253s without a valid metadata.namespace", t->kind.kind, name);
 		return -EINVAL;
 	}
 	if (!*rv || !**rv || strlen(*rv) > MAX_RV) {
-		snprintf(msg, msglen, "%s %.253s without a valid metadata.resourceVersion",
-			 t->kind.kind, name);
+		snprintf(msg, msglen, "%s %.253s without a valid metadata.resourceVersion", t->kind.kind,
+			 name);
 		return -EINVAL;
 	}
 	if (!kind)
 		json_object_set_new(obj, "kind", json_string(t->kind.kind));
 	if (!json_object_get(obj, "apiVersion"))
 		json_object_set_new(obj, "apiVersion", json_string(t->api_version));
-	*key = t->kind.namespaced ? xasprintf("%s/%s/%s", t->kind.kind, ns, name)
-				  : xasprintf("%s/%s", t->kind.kind, name);
+	*key = t->kind.namespaced ? xasprintf("%s/%s/%s", t->kind.kind, ns, name) :
+				    xasprintf("%s/%s", t->kind.kind, name);
 	return 0;
 }
 
@@ -799,8 +794,7 @@ static int process_line(struct kind_rt *t, char *line, size_t len)
 		goto out;
 	}
 	if (!strcmp(type, "BOOKMARK")) {
-		rv = json_string_value(json_object_get(json_object_get(obj, "metadata"),
-						       "resourceVersion"));
+		rv = json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
 		if (!rv || !*rv || strlen(rv) > MAX_RV) {
 			t->x.end = XE_GARBAGE;
 			snprintf(t->x.msg, sizeof(t->x.msg), "BOOKMARK without a resourceVersion");
@@ -882,10 +876,9 @@ static enum outcome list_page(struct kind_rt *t, char **rv, char **cont)
 	md = json_object_get(body, "metadata");
 	items = json_object_get(body, "items");
 	r = json_string_value(json_object_get(md, "resourceVersion"));
-	if (!body || !json_is_object(md) || !(json_is_array(items) || json_is_null(items)) || !r ||
-	    !*r || strlen(r) > MAX_RV) {
-		clean_copy(msg, sizeof(msg), body ? "no items or metadata.resourceVersion" : je.text,
-			   200);
+	if (!body || !json_is_object(md) || !(json_is_array(items) || json_is_null(items)) || !r || !*r ||
+	    strlen(r) > MAX_RV) {
+		clean_copy(msg, sizeof(msg), body ? "no items or metadata.resourceVersion" : je.text, 200);
 		kind_error(t, "list: not a %sList: %s", t->kind.kind, msg);
 		goto out;
 	}
@@ -907,8 +900,7 @@ static enum outcome list_page(struct kind_rt *t, char **rv, char **cont)
 			if (e)
 				e->mark = t->mark; /* keep its last good version */
 			rc = kind_error(t, "%s: %zu bytes, more than %zu; %s", key, bytes,
-					k->o.max_object_bytes,
-					e ? "the last good version stays" : "ignored");
+					k->o.max_object_bytes, e ? "the last good version stays" : "ignored");
 			free(key);
 			if (rc)
 				goto stop;
@@ -1062,8 +1054,7 @@ static enum outcome do_watch(struct kind_rt *t)
 	res = transfer(t, url, true);
 	free(url);
 	if (t->x.status == 200 && t->x.end == XE_OK &&
-	    (res == CURLE_OK || res == CURLE_PARTIAL_FILE || res == CURLE_RECV_ERROR) &&
-	    t->x.len == 0) {
+	    (res == CURLE_OK || res == CURLE_PARTIAL_FILE || res == CURLE_RECV_ERROR) && t->x.len == 0) {
 		/* The server ended the watch between events (timeoutSeconds, or a
 		 * dropped connection that lost nothing): resume from rv.  One that
 		 * ends at once without an event counts as a failure. */
@@ -1201,9 +1192,9 @@ static void conf_copy(struct moat_k8s_conf *d, const struct moat_k8s_conf *s)
 	}
 }
 
-#define DEF(f, v) \
-	do {      \
-		if (!o->f) \
+#define DEF(f, v)                   \
+	do {                        \
+		if (!o->f)          \
 			o->f = (v); \
 	} while (0)
 
@@ -1247,8 +1238,8 @@ static void kind_free(struct kind_rt *t)
 	free(t->label);
 }
 
-static int kind_init(struct moat_k8s *k, size_t i, const struct moat_k8s_kind *s, uint64_t seed,
-		     char *err, size_t errlen)
+static int kind_init(struct moat_k8s *k, size_t i, const struct moat_k8s_kind *s, uint64_t seed, char *err,
+		     size_t errlen)
 {
 	struct kind_rt *t = &k->kinds[i];
 
@@ -1263,18 +1254,17 @@ static int kind_init(struct moat_k8s *k, size_t i, const struct moat_k8s_kind *s
 	t->kind.version = xstrdup(s->version);
 	t->kind.resource = xstrdup(s->resource);
 	t->kind.namespaced = s->namespaced;
-	t->api_version = *t->kind.group ? xasprintf("%s/%s", t->kind.group, t->kind.version)
-					: xstrdup(t->kind.version);
-	t->path = *t->kind.group ? xasprintf("/apis/%s/%s", t->api_version, t->kind.resource)
-				 : xasprintf("/api/%s/%s", t->kind.version, t->kind.resource);
+	t->api_version = *t->kind.group ? xasprintf("%s/%s", t->kind.group, t->kind.version) :
+					  xstrdup(t->kind.version);
+	t->path = *t->kind.group ? xasprintf("/apis/%s/%s", t->api_version, t->kind.resource) :
+				   xasprintf("/api/%s/%s", t->kind.version, t->kind.resource);
 	t->label = xasprintf("%s (%s %s)", t->kind.kind, t->api_version, t->kind.resource);
 	t->state = "starting";
 	t->rng = (seed ^ (0x9e3779b97f4a7c15ull * (i + 1))) | 1;
 	return 0;
 }
 
-int moat_k8s_start(const struct moat_k8s_opts *opts, struct moat_k8s **ret, char *err,
-		   size_t errlen)
+int moat_k8s_start(const struct moat_k8s_opts *opts, struct moat_k8s **ret, char *err, size_t errlen)
 {
 	const struct moat_k8s_kind *kinds = opts->kinds ? opts->kinds : moat_k8s_kinds;
 	size_t nkinds = opts->kinds ? opts->nkinds : moat_k8s_nkinds;
@@ -1315,8 +1305,8 @@ int moat_k8s_start(const struct moat_k8s_opts *opts, struct moat_k8s **ret, char
 		free(k);
 		return rc ? rc : -EINVAL;
 	}
-	if (!k->conf.server || (strncmp(k->conf.server, "https://", 8) &&
-				strncmp(k->conf.server, "http://", 7))) {
+	if (!k->conf.server ||
+	    (strncmp(k->conf.server, "https://", 8) && strncmp(k->conf.server, "http://", 7))) {
 		snprintf(err, errlen, "server must be an http(s) URL");
 		rc = -EINVAL;
 		goto fail;
@@ -1467,9 +1457,9 @@ json_t *moat_k8s_status(const struct moat_k8s *kc)
 {
 	struct moat_k8s *k = (struct moat_k8s *)kc;
 	json_t *kinds = json_array(), *st;
-	const char *auth = k->conf.cert_data || k->conf.cert_file ? "client-certificate"
-			   : k->conf.token || k->conf.token_file ? "token"
-								 : "none";
+	const char *auth = k->conf.cert_data || k->conf.cert_file ? "client-certificate" :
+			   k->conf.token || k->conf.token_file    ? "token" :
+								    "none";
 
 	pthread_mutex_lock(&k->lock);
 	for (size_t i = 0; i < k->nkinds; i++) {
@@ -1477,20 +1467,19 @@ json_t *moat_k8s_status(const struct moat_k8s *kc)
 		json_array_append_new(
 			kinds,
 			json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s?,s:I}", "kind",
-				  t->kind.kind, "resource", t->kind.resource, "apiVersion",
-				  t->api_version, "state", t->state, "resourceVersion", t->rv,
-				  "objects", (json_int_t)t->nobjects, "events",
-				  (json_int_t)t->n_events, "lists", (json_int_t)t->n_lists,
-				  "relists", (json_int_t)t->n_relists, "reconnects",
-				  (json_int_t)t->n_reconnects, "errors", (json_int_t)t->n_errors,
-				  "rejected", (json_int_t)t->n_rejected, "last_error",
+				  t->kind.kind, "resource", t->kind.resource, "apiVersion", t->api_version,
+				  "state", t->state, "resourceVersion", t->rv, "objects",
+				  (json_int_t)t->nobjects, "events", (json_int_t)t->n_events, "lists",
+				  (json_int_t)t->n_lists, "relists", (json_int_t)t->n_relists, "reconnects",
+				  (json_int_t)t->n_reconnects, "errors", (json_int_t)t->n_errors, "rejected",
+				  (json_int_t)t->n_rejected, "last_error",
 				  t->last_error[0] ? t->last_error : NULL, "last_error_time",
 				  (json_int_t)t->last_error_time));
 	}
 	st = json_pack("{s:s,s:s?,s:s,s:b,s:I,s:I,s:I,s:o}", "server", k->conf.server, "context",
-		       k->conf.context, "auth", auth, "synced", k->synced, "queued",
-		       (json_int_t)k->qn, "queued_bytes", (json_int_t)k->qbytes, "delivered",
-		       (json_int_t)k->delivered, "kinds", kinds);
+		       k->conf.context, "auth", auth, "synced", k->synced, "queued", (json_int_t)k->qn,
+		       "queued_bytes", (json_int_t)k->qbytes, "delivered", (json_int_t)k->delivered, "kinds",
+		       kinds);
 	pthread_mutex_unlock(&k->lock);
 	return st;
 }
@@ -1541,8 +1530,7 @@ int moat_k8s_test_new(const struct moat_k8s_opts *opts, struct moat_k8s **ret)
 	return 0;
 }
 
-int moat_k8s_test_feed(struct moat_k8s *k, size_t kind, bool list, const void *data, size_t len,
-		       size_t chunk)
+int moat_k8s_test_feed(struct moat_k8s *k, size_t kind, bool list, const void *data, size_t len, size_t chunk)
 {
 	struct kind_rt *t;
 	const char *p = data;

@@ -54,10 +54,10 @@
 /* One resource to list and watch.  The table is data, so moat's own CRDs are
  * one more line. */
 struct moat_k8s_kind {
-	const char *kind;      /* as objects say it: "NetworkPolicy" */
-	const char *group;     /* "" for the core group */
-	const char *version;   /* "v1" */
-	const char *resource;  /* plural: "networkpolicies" */
+	const char *kind;     /* as objects say it: "NetworkPolicy" */
+	const char *group;    /* "" for the core group */
+	const char *version;  /* "v1" */
+	const char *resource; /* plural: "networkpolicies" */
 	bool namespaced;
 };
 
@@ -71,17 +71,17 @@ extern const size_t moat_k8s_nkinds;
  * account, or filled in by hand.  *_data fields hold PEM bytes and win over
  * the matching *_file; a readable token_file wins over token. */
 struct moat_k8s_conf {
-	char *server;          /* "https://host:port[/prefix]", no trailing '/' */
+	char *server; /* "https://host:port[/prefix]", no trailing '/' */
 	char *ca_file;
 	char *ca_data;
 	size_t ca_len;
-	bool insecure;         /* insecure-skip-tls-verify */
+	bool insecure; /* insecure-skip-tls-verify */
 	char *token;
-	char *token_file;      /* re-read periodically: tokens rotate */
+	char *token_file; /* re-read periodically: tokens rotate */
 	char *cert_file, *key_file;
 	char *cert_data, *key_data;
 	size_t cert_len, key_len;
-	char *context;         /* kubeconfig context used, or "in-cluster" */
+	char *context; /* kubeconfig context used, or "in-cluster" */
 };
 
 /* Reads a kubeconfig (YAML or JSON, via the manifest loader).  context NULL
@@ -90,21 +90,20 @@ struct moat_k8s_conf {
  * insecure-skip-tls-verify, token, tokenFile, client-certificate(-data),
  * client-key(-data); exec/auth-provider/username/password/proxy-url/
  * tls-server-name are refused with a message.  0, or -errno with text. */
-int moat_k8s_conf_kubeconfig(const char *path, const char *context, struct moat_k8s_conf *out,
-			     char *err, size_t errlen);
+int moat_k8s_conf_kubeconfig(const char *path, const char *context, struct moat_k8s_conf *out, char *err,
+			     size_t errlen);
 /* In-cluster: KUBERNETES_SERVICE_HOST/PORT, sa_dir/token (must be
  * readable), sa_dir/ca.crt (if present).  sa_dir NULL = MOAT_K8S_SA_DIR. */
-int moat_k8s_conf_in_cluster(const char *sa_dir, struct moat_k8s_conf *out, char *err,
-			     size_t errlen);
-void moat_k8s_conf_free(struct moat_k8s_conf *c);   /* frees the contents */
+int moat_k8s_conf_in_cluster(const char *sa_dir, struct moat_k8s_conf *out, char *err, size_t errlen);
+void moat_k8s_conf_free(struct moat_k8s_conf *c); /* frees the contents */
 
 struct moat_k8s_opts {
 	/* where: conf if set, else in_cluster, else kubeconfig */
 	const struct moat_k8s_conf *conf;
 	bool in_cluster;
-	const char *sa_dir;          /* in-cluster files; NULL = MOAT_K8S_SA_DIR */
+	const char *sa_dir; /* in-cluster files; NULL = MOAT_K8S_SA_DIR */
 	const char *kubeconfig;
-	const char *context;         /* kubeconfig context; NULL = current-context */
+	const char *context; /* kubeconfig context; NULL = current-context */
 	/* what: NULL = moat_k8s_kinds */
 	const struct moat_k8s_kind *kinds;
 	size_t nkinds;
@@ -126,23 +125,23 @@ struct moat_k8s_opts {
 };
 
 enum moat_k8s_ev {
-	MOAT_K8S_UPSERT,   /* key, obj: added or changed (or seen anew by a relist) */
-	MOAT_K8S_DELETE,   /* key; obj: the final object from a DELETED event, or
+	MOAT_K8S_UPSERT, /* key, obj: added or changed (or seen anew by a relist) */
+	MOAT_K8S_DELETE, /* key; obj: the final object from a DELETED event, or
 			    * NULL when a relist no longer has it */
-	MOAT_K8S_SYNCED,   /* once: every kind finished its first LIST (kinds the
+	MOAT_K8S_SYNCED, /* once: every kind finished its first LIST (kinds the
 			    * server lacks (404) or refuses (403) count as finished;
 			    * the status says which) */
-	MOAT_K8S_ERROR,    /* msg; repeated identical messages of a kind are sent
+	MOAT_K8S_ERROR,  /* msg; repeated identical messages of a kind are sent
 			    * once until that kind works again */
 };
 
 struct moat_k8s_event {
 	enum moat_k8s_ev type;
-	const char *kind;      /* "Pod"; NULL for SYNCED */
-	const char *key;       /* UPSERT, DELETE */
-	const json_t *obj;     /* UPSERT: the object, with kind and apiVersion set;
+	const char *kind;  /* "Pod"; NULL for SYNCED */
+	const char *key;   /* UPSERT, DELETE */
+	const json_t *obj; /* UPSERT: the object, with kind and apiVersion set;
 				* borrowed: json_incref to keep it */
-	const char *msg;       /* ERROR: "Kind (resource): what: why" */
+	const char *msg;   /* ERROR: "Kind (resource): what: why" */
 };
 
 /* Called by moat_k8s_drain(), in order (per kind, the order of the API). */
@@ -153,8 +152,7 @@ struct moat_k8s;
 /* Loads the configuration and starts the threads.  0, or -errno with text
  * in err (bad kubeconfig, missing token...).  Being unable to reach the
  * server is not an error here: it shows as ERROR events and status. */
-int moat_k8s_start(const struct moat_k8s_opts *o, struct moat_k8s **ret, char *err,
-		   size_t errlen);
+int moat_k8s_start(const struct moat_k8s_opts *o, struct moat_k8s **ret, char *err, size_t errlen);
 /* Readable (EPOLLIN) while events are queued. */
 int moat_k8s_fd(const struct moat_k8s *k);
 /* Delivers every queued event to fn, in order; returns how many.  Main

@@ -13,27 +13,27 @@
 #include "k8s_source.h"
 #include "util.h"
 
-#define MAX_OBJ_ERRORS 256   /* objects with a decode error, kept for the status */
+#define MAX_OBJ_ERRORS 256 /* objects with a decode error, kept for the status */
 
 struct kind_seen {
 	char kind[64];
-	time_t last_event;        /* last change delivered */
+	time_t last_event; /* last change delivered */
 	char last_type[8];
-	size_t bad;               /* objects of this kind in error now */
+	size_t bad; /* objects of this kind in error now */
 };
 
 struct moat_k8s_source {
 	struct moat_k8s *k;
 	struct moat_k8s_conf conf;
-	bool synced;              /* SYNCED drained */
+	bool synced; /* SYNCED drained */
 	/* the main loop's own, read by the API under the daemon lock */
-	struct hmap objerr;       /* key -> message */
+	struct hmap objerr; /* key -> message */
 	size_t objerr_dropped;
 	size_t nkinds;
 	struct kind_seen kinds[64];
 	/* namespaces, for the authorizer (another thread) */
 	pthread_mutex_t nslock;
-	struct hmap ns;           /* name -> name */
+	struct hmap ns; /* name -> name */
 };
 
 static const char *const required[] = { "Namespace", "Node", "Pod", "Service", "NetworkPolicy", NULL };
@@ -262,13 +262,15 @@ bool moat_k8s_source_ready(struct moat_k8s_source *s, char *why, size_t whylen)
 	}
 	st = moat_k8s_status(s->k);
 	kinds = json_object_get(st, "kinds");
-	json_array_foreach(kinds, i, kd) {
+	json_array_foreach(kinds, i, kd)
+	{
 		const char *kind = json_string_value(json_object_get(kd, "kind"));
 		for (int r = 0; ok && kind && required[r]; r++)
 			if (!strcmp(kind, required[r]) &&
 			    json_integer_value(json_object_get(kd, "lists")) == 0) {
 				snprintf(why, whylen, "%s (required) has never been listed: %s", kind,
-					 json_string_value(json_object_get(kd, "last_error")) ?: "no answer yet");
+					 json_string_value(json_object_get(kd, "last_error")) ?:
+						 "no answer yet");
 				ok = false;
 			}
 	}
@@ -285,7 +287,8 @@ json_t *moat_k8s_source_status(struct moat_k8s_source *s, bool detail)
 	json_object_set_new(st, "ready", json_boolean(moat_k8s_source_ready(s, why, sizeof(why))));
 	if (!json_is_true(json_object_get(st, "ready")))
 		json_object_set_new(st, "waiting_for", json_string(why));
-	json_array_foreach(kinds, i, kd) {
+	json_array_foreach(kinds, i, kd)
+	{
 		const char *state = json_string_value(json_object_get(kd, "state"));
 		struct kind_seen *ks = seen(s, json_string_value(json_object_get(kd, "kind")));
 
@@ -308,7 +311,8 @@ json_t *moat_k8s_source_status(struct moat_k8s_source *s, bool detail)
 			json_array_append_new(errs, json_string(v));
 		json_object_set_new(st, "object_errors", errs);
 		if (s->objerr_dropped)
-			json_object_set_new(st, "object_errors_not_kept", json_integer((json_int_t)s->objerr_dropped));
+			json_object_set_new(st, "object_errors_not_kept",
+					    json_integer((json_int_t)s->objerr_dropped));
 	} else {
 		json_object_del(st, "server");
 		json_object_del(st, "context");
@@ -344,7 +348,9 @@ char *moat_k8s_source_metrics(struct moat_k8s_source *s)
 {
 	json_t *st = moat_k8s_source_status(s, false), *kinds = json_object_get(st, "kinds"), *kd;
 	struct sbuf b = { .p = xcalloc(1, 4096), .cap = 4096 };
-	static const struct { const char *field, *name, *type, *help; } m[] = {
+	static const struct {
+		const char *field, *name, *type, *help;
+	} m[] = {
 		{ "connected", "moat_k8s_watch_connected", "gauge", "1 while the kind's watch is open." },
 		{ "objects", "moat_k8s_objects", "gauge", "Objects known per kind." },
 		{ "objects_in_error", "moat_k8s_objects_in_error", "gauge",
@@ -354,25 +360,31 @@ char *moat_k8s_source_metrics(struct moat_k8s_source *s)
 		{ "relists", "moat_k8s_relists_total", "counter", "Lists forced by 410 Gone." },
 		{ "reconnects", "moat_k8s_reconnects_total", "counter", "Reconnects after a failure." },
 		{ "errors", "moat_k8s_errors_total", "counter", "Errors: connection, HTTP, stream, limits." },
-		{ "last_error_time", "moat_k8s_last_error_timestamp_seconds", "gauge", "When the last error happened." },
+		{ "last_error_time", "moat_k8s_last_error_timestamp_seconds", "gauge",
+		  "When the last error happened." },
 	};
 	size_t i;
 
-	sb(&b, "# HELP moat_k8s_synced 1 once every kind has been listed and the first generation may be built.\n"
-	       "# TYPE moat_k8s_synced gauge\nmoat_k8s_synced %d\n",
+	sb(&b,
+	   "# HELP moat_k8s_synced 1 once every kind has been listed and the first generation may be built.\n"
+	   "# TYPE moat_k8s_synced gauge\nmoat_k8s_synced %d\n",
 	   json_is_true(json_object_get(st, "ready")));
 	for (size_t f = 0; f < sizeof(m) / sizeof(m[0]); f++) {
 		sb(&b, "# HELP %s %s\n# TYPE %s %s\n", m[f].name, m[f].help, m[f].name, m[f].type);
-		json_array_foreach(kinds, i, kd) {
+		json_array_foreach(kinds, i, kd)
+		{
 			json_t *v = json_object_get(kd, m[f].field);
 			sb(&b, "%s{resource=\"%s\"} %lld\n", m[f].name,
 			   json_string_value(json_object_get(kd, "resource")),
-			   json_is_boolean(v) ? (long long)json_is_true(v) : (long long)json_integer_value(v));
+			   json_is_boolean(v) ? (long long)json_is_true(v) :
+						(long long)json_integer_value(v));
 		}
 	}
-	sb(&b, "# HELP moat_k8s_last_event_age_seconds Seconds since the kind's last change arrived (-1: none yet).\n"
-	       "# TYPE moat_k8s_last_event_age_seconds gauge\n");
-	json_array_foreach(kinds, i, kd) {
+	sb(&b,
+	   "# HELP moat_k8s_last_event_age_seconds Seconds since the kind's last change arrived (-1: none yet).\n"
+	   "# TYPE moat_k8s_last_event_age_seconds gauge\n");
+	json_array_foreach(kinds, i, kd)
+	{
 		json_t *le = json_object_get(kd, "last_event");
 		sb(&b, "moat_k8s_last_event_age_seconds{resource=\"%s\"} %lld\n",
 		   json_string_value(json_object_get(kd, "resource")),

@@ -125,8 +125,8 @@ static const json_t *named(const json_t *doc, const char *list, const char *name
 	return NULL;
 }
 
-static int pem_field(const json_t *o, const char *key, const char *what, char **data,
-		     size_t *len, char *err, size_t errlen, const char *src)
+static int pem_field(const json_t *o, const char *key, const char *what, char **data, size_t *len, char *err,
+		     size_t errlen, const char *src)
 {
 	const json_t *v = json_object_get(o, key);
 	int rc;
@@ -141,11 +141,11 @@ static int pem_field(const json_t *o, const char *key, const char *what, char **
 	return 0;
 }
 
-int moat_k8s_conf_kubeconfig(const char *path, const char *context, struct moat_k8s_conf *out,
-			     char *err, size_t errlen)
+int moat_k8s_conf_kubeconfig(const char *path, const char *context, struct moat_k8s_conf *out, char *err,
+			     size_t errlen)
 {
-	static const char *const refused_user[] = { "exec", "auth-provider", "username",
-						    "password", "as", NULL };
+	static const char *const refused_user[] = { "exec", "auth-provider", "username", "password", "as",
+						    NULL };
 	static const char *const refused_cluster[] = { "proxy-url", "tls-server-name", NULL };
 	struct moat_docs docs = { 0 };
 	struct moat_errs errs = { 0 };
@@ -179,8 +179,8 @@ int moat_k8s_conf_kubeconfig(const char *path, const char *context, struct moat_
 	usname = str_field(ctx, "user");
 	cl = clname ? named(doc, "clusters", clname, "cluster") : NULL;
 	if (!cl) {
-		rc = seterr(err, errlen, -ENOENT, "%s: context \"%s\": no cluster \"%s\"", path,
-			    ctxname, clname ? clname : "");
+		rc = seterr(err, errlen, -ENOENT, "%s: context \"%s\": no cluster \"%s\"", path, ctxname,
+			    clname ? clname : "");
 		goto out;
 	}
 	us = usname && *usname ? named(doc, "users", usname, "user") : NULL;
@@ -191,21 +191,22 @@ int moat_k8s_conf_kubeconfig(const char *path, const char *context, struct moat_
 	}
 	server = str_field(cl, "server");
 	if (!server || (strncmp(server, "https://", 8) && strncmp(server, "http://", 7))) {
-		rc = seterr(err, errlen, -EINVAL, "%s: cluster \"%s\": server must be an http(s) URL",
-			    path, clname);
+		rc = seterr(err, errlen, -EINVAL, "%s: cluster \"%s\": server must be an http(s) URL", path,
+			    clname);
 		goto out;
 	}
 	for (int i = 0; refused_cluster[i]; i++)
 		if (json_object_get(cl, refused_cluster[i])) {
-			rc = seterr(err, errlen, -EOPNOTSUPP, "%s: cluster \"%s\": %s is not supported",
-				    path, clname, refused_cluster[i]);
+			rc = seterr(err, errlen, -EOPNOTSUPP, "%s: cluster \"%s\": %s is not supported", path,
+				    clname, refused_cluster[i]);
 			goto out;
 		}
 	for (int i = 0; us && refused_user[i]; i++)
 		if (json_object_get(us, refused_user[i])) {
-			rc = seterr(err, errlen, -EOPNOTSUPP,
-				    "%s: user \"%s\": %s is not supported; use a token, tokenFile or client certificate",
-				    path, usname, refused_user[i]);
+			rc = seterr(
+				err, errlen, -EOPNOTSUPP,
+				"%s: user \"%s\": %s is not supported; use a token, tokenFile or client certificate",
+				path, usname, refused_user[i]);
 			goto out;
 		}
 
@@ -218,8 +219,8 @@ int moat_k8s_conf_kubeconfig(const char *path, const char *context, struct moat_
 	v = json_object_get(cl, "insecure-skip-tls-verify");
 	out->insecure = json_is_true(v) || (json_is_string(v) && !strcmp(json_string_value(v), "true"));
 	out->ca_file = resolve(dir, str_field(cl, "certificate-authority"));
-	if ((rc = pem_field(cl, "certificate-authority-data", "cluster", &out->ca_data,
-			    &out->ca_len, err, errlen, path)))
+	if ((rc = pem_field(cl, "certificate-authority-data", "cluster", &out->ca_data, &out->ca_len, err,
+			    errlen, path)))
 		goto out;
 	if (us) {
 		const char *tok = str_field(us, "token");
@@ -227,15 +228,16 @@ int moat_k8s_conf_kubeconfig(const char *path, const char *context, struct moat_
 		out->token_file = resolve(dir, str_field(us, "tokenFile"));
 		out->cert_file = resolve(dir, str_field(us, "client-certificate"));
 		out->key_file = resolve(dir, str_field(us, "client-key"));
-		if ((rc = pem_field(us, "client-certificate-data", "user", &out->cert_data,
-				    &out->cert_len, err, errlen, path)) ||
-		    (rc = pem_field(us, "client-key-data", "user", &out->key_data, &out->key_len,
-				    err, errlen, path)))
+		if ((rc = pem_field(us, "client-certificate-data", "user", &out->cert_data, &out->cert_len,
+				    err, errlen, path)) ||
+		    (rc = pem_field(us, "client-key-data", "user", &out->key_data, &out->key_len, err, errlen,
+				    path)))
 			goto out;
 		if (!!(out->cert_file || out->cert_data) != !!(out->key_file || out->key_data)) {
-			rc = seterr(err, errlen, -EINVAL,
-				    "%s: user \"%s\": a client certificate needs a client key and the other way round",
-				    path, usname);
+			rc = seterr(
+				err, errlen, -EINVAL,
+				"%s: user \"%s\": a client certificate needs a client key and the other way round",
+				path, usname);
 			goto out;
 		}
 	}
@@ -249,8 +251,7 @@ out:
 	return rc;
 }
 
-int moat_k8s_conf_in_cluster(const char *sa_dir, struct moat_k8s_conf *out, char *err,
-			     size_t errlen)
+int moat_k8s_conf_in_cluster(const char *sa_dir, struct moat_k8s_conf *out, char *err, size_t errlen)
 {
 	const char *host = getenv("KUBERNETES_SERVICE_HOST");
 	const char *port = getenv("KUBERNETES_SERVICE_PORT");
@@ -261,8 +262,9 @@ int moat_k8s_conf_in_cluster(const char *sa_dir, struct moat_k8s_conf *out, char
 	if (!sa_dir)
 		sa_dir = MOAT_K8S_SA_DIR;
 	if (!host || !*host || !port || !*port)
-		return seterr(err, errlen, -ENOENT,
-			      "not in a cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be set");
+		return seterr(
+			err, errlen, -ENOENT,
+			"not in a cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be set");
 	for (const char *p = port; *p; p++)
 		if (*p < '0' || *p > '9')
 			return seterr(err, errlen, -EINVAL, "KUBERNETES_SERVICE_PORT \"%s\" is not a port",
@@ -280,8 +282,8 @@ int moat_k8s_conf_in_cluster(const char *sa_dir, struct moat_k8s_conf *out, char
 		ca = NULL;
 	}
 	/* an IPv6 service address needs brackets */
-	out->server = strchr(host, ':') ? xasprintf("https://[%s]:%s", host, port)
-					: xasprintf("https://%s:%s", host, port);
+	out->server = strchr(host, ':') ? xasprintf("https://[%s]:%s", host, port) :
+					  xasprintf("https://%s:%s", host, port);
 	out->token_file = tok;
 	out->ca_file = ca;
 	out->context = xstrdup("in-cluster");

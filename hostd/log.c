@@ -26,9 +26,12 @@ void moat_log(int level, const char *fmt, ...)
 	va_end(ap);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s\n", tm.tm_year + 1900,
-		tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
-		names[level < 0 ? 0 : level > 4 ? 4 : level], buf);
+	fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s\n", tm.tm_year + 1900, tm.tm_mon + 1,
+		tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+		names[level < 0 ? 0 :
+		      level > 4 ? 4 :
+				  level],
+		buf);
 }
 
 int moat_log_parse_level(const char *s)
@@ -43,7 +46,8 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 {
 	char buf[1024];
 	int ours = level == LIBBPF_WARN ? MOAT_LOG_INFO :
-		   level == LIBBPF_INFO ? MOAT_LOG_DEBUG : MOAT_LOG_VERBOSE;
+		   level == LIBBPF_INFO ? MOAT_LOG_DEBUG :
+					  MOAT_LOG_VERBOSE;
 	size_t n;
 
 	if (ours > moat_log_level)

@@ -71,8 +71,8 @@ void moat_docs_free(struct moat_docs *d)
 struct anchor {
 	char *name;
 	json_t *val;
-	size_t nodes;          /* values in val */
-	int height;            /* nesting levels of val */
+	size_t nodes; /* values in val */
+	int height;   /* nesting levels of val */
 };
 
 struct mp {
@@ -85,8 +85,8 @@ struct mp {
 	size_t nodes;
 	struct anchor *anc;
 	size_t nanc, canc;
-	struct hmap anames;    /* name -> index + 1 in anc (aliases in O(1)) */
-	size_t *item_lines;    /* lines of the root mapping's "items" entries */
+	struct hmap anames; /* name -> index + 1 in anc (aliases in O(1)) */
+	size_t *item_lines; /* lines of the root mapping's "items" entries */
 	size_t nitems, citems;
 };
 
@@ -281,14 +281,11 @@ static bool json_strings_ok(const json_t *j)
 	case JSON_STRING:
 		return json_string_length(j) <= MOAT_MANIFEST_MAX_STRING;
 	case JSON_OBJECT:
-		json_object_foreach((json_t *)j, k, v)
-			if (strlen(k) > MOAT_MANIFEST_MAX_STRING || !json_strings_ok(v))
-				return false;
+		json_object_foreach((json_t *)j, k, v) if (strlen(k) > MOAT_MANIFEST_MAX_STRING ||
+							   !json_strings_ok(v)) return false;
 		return true;
 	case JSON_ARRAY:
-		json_array_foreach(j, i, v)
-			if (!json_strings_ok(v))
-				return false;
+		json_array_foreach(j, i, v) if (!json_strings_ok(v)) return false;
 		return true;
 	default:
 		return true;
@@ -345,10 +342,8 @@ static int y_perr(struct mp *m)
 		return perr(m, -ENOMEM, 0, "out of memory");
 	if (p->context)
 		return perr(m, -EINVAL, p->problem_mark.line + 1, "%s (%s at line %zu)",
-			    p->problem ? p->problem : "syntax error", p->context,
-			    p->context_mark.line + 1);
-	return perr(m, -EINVAL, p->problem_mark.line + 1, "%s",
-		    p->problem ? p->problem : "syntax error");
+			    p->problem ? p->problem : "syntax error", p->context, p->context_mark.line + 1);
+	return perr(m, -EINVAL, p->problem_mark.line + 1, "%s", p->problem ? p->problem : "syntax error");
 }
 
 static int y_next(struct mp *m, yaml_event_t *ev)
@@ -509,7 +504,8 @@ static int y_scalar(struct mp *m, const yaml_event_t *ev, json_t **out)
 	if (tag && !strncmp(tag, TAG_PREFIX, strlen(TAG_PREFIX))) {
 		const char *t = tag + strlen(TAG_PREFIX);
 
-		if (!strcmp(t, "str")) { /* NOLINT(bugprone-branch-clone): one branch per tag, as in YAML 1.2 */
+		if (!strcmp(t,
+			    "str")) { /* NOLINT(bugprone-branch-clone): one branch per tag, as in YAML 1.2 */
 			*out = json_stringn(v, len);
 		} else if (!strcmp(t, "null")) {
 			*out = json_null();
@@ -546,8 +542,7 @@ static int y_scalar(struct mp *m, const yaml_event_t *ev, json_t **out)
 	return 0;
 }
 
-static int y_node(struct mp *m, const yaml_event_t *ev, int depth, bool items, json_t **out,
-		  int *height);
+static int y_node(struct mp *m, const yaml_event_t *ev, int depth, bool items, json_t **out, int *height);
 
 static int y_alias(struct mp *m, const yaml_event_t *ev, int depth, json_t **out, int *height)
 {
@@ -559,8 +554,7 @@ static int y_alias(struct mp *m, const yaml_event_t *ev, int depth, json_t **out
 		struct anchor *a = &m->anc[k - 1];
 
 		if (depth - 1 + a->height > MOAT_MANIFEST_MAX_DEPTH)
-			return perr(m, -E2BIG, line, "nested deeper than %d levels",
-				    MOAT_MANIFEST_MAX_DEPTH);
+			return perr(m, -E2BIG, line, "nested deeper than %d levels", MOAT_MANIFEST_MAX_DEPTH);
 		if (!count_node(m, a->nodes, line))
 			return m->rc;
 		/* a copy: documents are edited later (List items get kinds) */
@@ -582,16 +576,14 @@ static int y_merge(struct mp *m, json_t *dst, json_t *src, size_t line)
 	size_t i;
 
 	if (json_is_array(src)) {
-		json_array_foreach(src, i, v)
-			if (y_merge(m, dst, v, line))
-				return m->rc;
+		json_array_foreach(src, i, v) if (y_merge(m, dst, v, line)) return m->rc;
 		return 0;
 	}
 	if (!json_is_object(src))
 		return perr(m, -EINVAL, line, "a merge key (<<) needs a mapping or a list of mappings");
-	json_object_foreach(src, k, v)
-		if (!json_object_get(dst, k) && json_object_set(dst, k, v))
-			return perr(m, -ENOMEM, 0, "out of memory");
+	json_object_foreach(src, k, v) if (!json_object_get(dst, k) &&
+					   json_object_set(dst, k, v)) return perr(m, -ENOMEM, 0,
+										   "out of memory");
 	return 0;
 }
 
@@ -688,8 +680,7 @@ static int item_line_push(struct mp *m, size_t line)
 
 /* Builds the value that starts with ev (not consumed).  items: ev is the
  * value of the root mapping's "items" key. */
-static int y_node(struct mp *m, const yaml_event_t *ev, int depth, bool items, json_t **out,
-		  int *height)
+static int y_node(struct mp *m, const yaml_event_t *ev, int depth, bool items, json_t **out, int *height)
 {
 	size_t line = ev->start_mark.line + 1, nodes0 = m->nodes;
 	const char *anchor = NULL;
@@ -698,8 +689,8 @@ static int y_node(struct mp *m, const yaml_event_t *ev, int depth, bool items, j
 
 	*out = NULL;
 	*height = 1; /* levels of containers: scalars have none */
-	if (depth > MOAT_MANIFEST_MAX_DEPTH && (ev->type == YAML_SEQUENCE_START_EVENT ||
-						ev->type == YAML_MAPPING_START_EVENT))
+	if (depth > MOAT_MANIFEST_MAX_DEPTH &&
+	    (ev->type == YAML_SEQUENCE_START_EVENT || ev->type == YAML_MAPPING_START_EVENT))
 		return perr(m, -E2BIG, line, "nested deeper than %d levels", MOAT_MANIFEST_MAX_DEPTH);
 	switch (ev->type) {
 	case YAML_ALIAS_EVENT:
@@ -926,7 +917,8 @@ int moat_manifest_load_file(const char *path, struct moat_docs *out, struct moat
 			char *nb;
 
 			if (buf)
-				cap = cap * 2 > MOAT_MANIFEST_MAX_BYTES + 1 ? MOAT_MANIFEST_MAX_BYTES + 1 : cap * 2;
+				cap = cap * 2 > MOAT_MANIFEST_MAX_BYTES + 1 ? MOAT_MANIFEST_MAX_BYTES + 1 :
+									      cap * 2;
 			nb = realloc(buf, cap);
 			if (!nb) {
 				rc = -ENOMEM;

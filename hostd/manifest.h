@@ -41,9 +41,9 @@
 
 /* One document. */
 struct moat_doc {
-	json_t *json;          /* a JSON object; owned */
-	char *source;          /* the source name given to the parser */
-	unsigned line;         /* 1-based line where the document (YAML: the List
+	json_t *json;  /* a JSON object; owned */
+	char *source;  /* the source name given to the parser */
+	unsigned line; /* 1-based line where the document (YAML: the List
 				* item) starts; JSON List items share the List's */
 };
 
@@ -71,8 +71,8 @@ int moat_manifest_parse(const char *buf, size_t len, const char *source, struct 
  * the source name.  Also -errno of open/read, with a message in errs. */
 int moat_manifest_load_file(const char *path, struct moat_docs *out, struct moat_errs *errs);
 
-void moat_docs_free(struct moat_docs *d);   /* frees the contents; d reusable */
-void moat_errs_free(struct moat_errs *e);   /* likewise */
+void moat_docs_free(struct moat_docs *d); /* frees the contents; d reusable */
+void moat_errs_free(struct moat_errs *e); /* likewise */
 /* Appends a message (bounded as described); 0 or -ENOMEM. */
 int moat_errs_add(struct moat_errs *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int moat_errs_vadd(struct moat_errs *e, const char *fmt, va_list ap);

@@ -87,8 +87,8 @@ struct curl_slist *auth_header(void)
 /* A request to the daemon; returns the parsed JSON (or text in *raw).
  * Non-2xx answers print the daemon's error and return -EINVAL (*code says
  * which, if given). */
-int api_call(const struct gopts *g, const char *method, const char *path, const char *body,
-	     size_t blen, json_t **ret, char **raw, long *codep)
+int api_call(const struct gopts *g, const char *method, const char *path, const char *body, size_t blen,
+	     json_t **ret, char **raw, long *codep)
 {
 	char tmp[512], url[2048];
 	const char *sp = sock_path(g, tmp, sizeof(tmp));
@@ -121,8 +121,10 @@ int api_call(const struct gopts *g, const char *method, const char *path, const 
 	if (codep)
 		*codep = code;
 	if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST) {
-		fprintf(stderr, "moatctl: cannot reach moatd at %s: is the daemon running? "
-				"(start it, or point --socket/--node at it)\n", sp);
+		fprintf(stderr,
+			"moatctl: cannot reach moatd at %s: is the daemon running? "
+			"(start it, or point --socket/--node at it)\n",
+			sp);
 		free(b.p);
 		return -ECONNREFUSED;
 	}
@@ -138,8 +140,8 @@ int api_call(const struct gopts *g, const char *method, const char *path, const 
 	*ret = json_loadb(b.p ? b.p : "", b.n, 0, &je);
 	free(b.p);
 	if (!*ret) {
-		fprintf(stderr, "moatctl: moatd sent something that is not JSON (line %d: %s)\n",
-			je.line, je.text);
+		fprintf(stderr, "moatctl: moatd sent something that is not JSON (line %d: %s)\n", je.line,
+			je.text);
 		return -EPROTO;
 	}
 	if (code != 200) {
@@ -199,7 +201,8 @@ static int cmd_status(const struct gopts *g)
 	printf("last apply  %s\n", jstr(json_object_get(j, "last_apply"), "message"));
 	printf("\n%-28s %-20s %-9s %-8s %-8s %-20s %s\n", "INTERFACE", "POD", "HOOK", "IFINDEX", "MODE",
 	       "PLAN", strcmp(g->output, "wide") ? "" : "WHY BETTER PLANS AND MODES WERE REJECTED");
-	json_array_foreach(json_object_get(j, "interfaces"), i, v) {
+	json_array_foreach(json_object_get(j, "interfaces"), i, v)
+	{
 		json_t *plan = json_object_get(v, "plan"); /* issue 6 */
 		printf("%-28s %-20s %-9s %-8lld %-8s %-20s", jstr(v, "name"), jstr(v, "pod"), jstr(v, "hook"),
 		       jint(v, "ifindex"), jstr(v, "mode"), plan ? jstr(plan, "kind") : "");
@@ -207,7 +210,8 @@ static int cmd_status(const struct gopts *g)
 			json_t *w;
 			const char *m;
 			if (plan)
-				printf(" [driver %s, profile %s]", *jstr(plan, "driver") ? jstr(plan, "driver") : "?",
+				printf(" [driver %s, profile %s]",
+				       *jstr(plan, "driver") ? jstr(plan, "driver") : "?",
 				       jstr(plan, "profile"));
 			json_object_foreach(json_object_get(plan, "rejected"), m, w)
 				printf(" %s: %s;", m, json_string_value(w));
@@ -225,7 +229,8 @@ static int cmd_status(const struct gopts *g)
 		printf("\n");
 	}
 	printf("\n%-12s %10s %10s %6s\n", "TABLE", "ENTRIES", "CAPACITY", "USED");
-	json_object_foreach(json_object_get(j, "tables"), k, v) {
+	json_object_foreach(json_object_get(j, "tables"), k, v)
+	{
 		long long e = jint(v, "entries"), c = jint(v, "capacity");
 		printf("%-12s %10lld %10lld %5.1f%%\n", k, e, c, c ? 100.0 * (double)e / (double)c : 0.0);
 	}
@@ -237,8 +242,7 @@ static int cmd_status(const struct gopts *g)
 	if (json_array_size(v)) {
 		json_t *e;
 		printf("\nrecent errors:\n");
-		json_array_foreach(v, i, e)
-			printf("  %s\n", json_string_value(e));
+		json_array_foreach(v, i, e) printf("  %s\n", json_string_value(e));
 	}
 	json_decref(j);
 	return 0;
@@ -251,7 +255,8 @@ static void labels_text(json_t *l, char *out, size_t len)
 	size_t n = 0;
 
 	out[0] = 0;
-	json_object_foreach(l, k, v) {
+	json_object_foreach(l, k, v)
+	{
 		int w = snprintf(out + n, len - n, "%s%s=%s", n ? "," : "", k, json_string_value(v));
 		if (w < 0 || (size_t)w >= len - n)
 			break;
@@ -275,7 +280,9 @@ static int cmd_get(const struct gopts *g, const char *what)
 		what = "policies";
 	if (strcmp(what, "endpoints") && strcmp(what, "identities") && strcmp(what, "policies") &&
 	    strcmp(what, "sources")) {
-		fprintf(stderr, "moatctl get: unknown resource %s (endpoints, identities, policies, sources)\n", what);
+		fprintf(stderr,
+			"moatctl get: unknown resource %s (endpoints, identities, policies, sources)\n",
+			what);
 		return 2;
 	}
 	snprintf(path, sizeof(path), "/v1/%s", what);
@@ -288,9 +295,10 @@ static int cmd_get(const struct gopts *g, const char *what)
 		return 0;
 	}
 	if (!strcmp(what, "endpoints")) {
-		printf("%-16s %-24s %-9s %-6s %-8s %s\n", "NAMESPACE", "NAME", "IDENTITY", "LOCAL",
-		       "IFINDEX", "IPS");
-		json_array_foreach(j, i, v) {
+		printf("%-16s %-24s %-9s %-6s %-8s %s\n", "NAMESPACE", "NAME", "IDENTITY", "LOCAL", "IFINDEX",
+		       "IPS");
+		json_array_foreach(j, i, v)
+		{
 			json_t *ip;
 			size_t k;
 			printf("%-16s %-24s %-9lld %-6s %-8lld", jstr(v, "namespace"), jstr(v, "name"),
@@ -306,7 +314,8 @@ static int cmd_get(const struct gopts *g, const char *what)
 	} else if (!strcmp(what, "identities")) {
 		char lbl[1024];
 		printf("%-9s %-6s %-16s %-8s %s\n", "ID", "CLASS", "NAMESPACE", "MEMBERS", "LABELS");
-		json_array_foreach(j, i, v) {
+		json_array_foreach(j, i, v)
+		{
 			labels_text(json_object_get(v, "labels"), lbl, sizeof(lbl));
 			printf("%-9lld %-6s %-16s %-8lld %s\n", jint(v, "id"), jstr(v, "class"),
 			       *jstr(v, "namespace") ? jstr(v, "namespace") : jstr(v, "node"),
@@ -315,16 +324,17 @@ static int cmd_get(const struct gopts *g, const char *what)
 	} else if (!strcmp(what, "policies")) {
 		printf("%-28s %-16s %-28s %-13s %-8s %-8s %s\n", "KIND", "NAMESPACE", "NAME", "TIER",
 		       "PRIORITY", "SUBJECTS", "ENTRIES");
-		json_array_foreach(j, i, v) {
+		json_array_foreach(j, i, v)
+		{
 			printf("%-28s %-16s %-28s %-13s %-8lld %-8lld %lld%s\n", jstr(v, "kind"),
 			       *jstr(v, "namespace") ? jstr(v, "namespace") : "-", jstr(v, "name"),
-			       jstr(v, "tier"), jint(v, "priority"), jint(v, "subjects"),
-			       jint(v, "entries"),
+			       jstr(v, "tier"), jint(v, "priority"), jint(v, "subjects"), jint(v, "entries"),
 			       json_is_true(json_object_get(v, "audit")) ? "  (audit)" : "");
 		}
 	} else {
 		printf("%-32s %-10s %-8s %s\n", "FILE", "STATUS", "OBJECTS", "ERRORS");
-		json_array_foreach(j, i, v) {
+		json_array_foreach(j, i, v)
+		{
 			json_t *e;
 			size_t k;
 			printf("%-32s %-10s %-8lld %zu\n", jstr(v, "file"), jstr(v, "status"),
@@ -360,12 +370,10 @@ static int parse_port(const char *s, long *port, const char **proto)
 
 static int cmd_explain(const struct gopts *g, int argc, char **argv)
 {
-	static const struct option o[] = {
-		{ "from", required_argument, NULL, 'f' },
-		{ "to", required_argument, NULL, 't' },
-		{ "port", required_argument, NULL, 'p' },
-		{ 0 }
-	};
+	static const struct option o[] = { { "from", required_argument, NULL, 'f' },
+					   { "to", required_argument, NULL, 't' },
+					   { "port", required_argument, NULL, 'p' },
+					   { 0 } };
 	const char *from = NULL, *to = NULL, *proto = "TCP";
 	char path[1024], *ef, *et;
 	long port = 0;
@@ -380,14 +388,17 @@ static int cmd_explain(const struct gopts *g, int argc, char **argv)
 			to = optarg;
 		else if (c == 'p') {
 			if (parse_port(optarg, &port, &proto)) {
-				fprintf(stderr, "moatctl explain: --port %s: expected PORT[/PROTO], e.g. 80/TCP\n", optarg);
+				fprintf(stderr,
+					"moatctl explain: --port %s: expected PORT[/PROTO], e.g. 80/TCP\n",
+					optarg);
 				return 2;
 			}
 		} else
 			return 2;
 	}
 	if (!from || !to) {
-		fprintf(stderr, "usage: moatctl explain --from NS/POD|IP --to NS/POD|IP [--port PORT/PROTO]\n");
+		fprintf(stderr,
+			"usage: moatctl explain --from NS/POD|IP --to NS/POD|IP [--port PORT/PROTO]\n");
 		return 2;
 	}
 	ef = url_escape(from);
@@ -462,9 +473,9 @@ static void obs_print(struct obs_out *o, const char *line, size_t len)
 	obs_side(json_object_get(j, "src"), s, sizeof(s));
 	obs_side(json_object_get(j, "dst"), d, sizeof(d));
 	t = jstr(j, "time");
-	printf("%s %-6s %-9s %s -> %s %s  %s (%s, %s)\n", strlen(t) > 11 ? t + 11 : t,
-	       jstr(j, "verdict"), jstr(j, "type"), s, d, jstr(j, "proto"), jstr(j, "decided_by"),
-	       jstr(j, "tier"), jstr(j, "direction"));
+	printf("%s %-6s %-9s %s -> %s %s  %s (%s, %s)\n", strlen(t) > 11 ? t + 11 : t, jstr(j, "verdict"),
+	       jstr(j, "type"), s, d, jstr(j, "proto"), jstr(j, "decided_by"), jstr(j, "tier"),
+	       jstr(j, "direction"));
 	fflush(stdout);
 	json_decref(j);
 }
@@ -492,22 +503,17 @@ static size_t obs_write(char *ptr, size_t sz, size_t nm, void *ud)
 static int cmd_observe(const struct gopts *g, int argc, char **argv)
 {
 	static const struct option o[] = {
-		{ "namespace", required_argument, NULL, 'n' },
-		{ "pod", required_argument, NULL, 'p' },
-		{ "ip", required_argument, NULL, 'i' },
-		{ "port", required_argument, NULL, 'P' },
-		{ "protocol", required_argument, NULL, 'r' },
-		{ "verdict", required_argument, NULL, 'v' },
-		{ "type", required_argument, NULL, 't' },
-		{ "policy", required_argument, NULL, 'y' },
-		{ "label", required_argument, NULL, 'l' },
-		{ "follow", no_argument, NULL, 'f' },
-		{ "last", required_argument, NULL, 'L' },
-		{ 0 }
+		{ "namespace", required_argument, NULL, 'n' }, { "pod", required_argument, NULL, 'p' },
+		{ "ip", required_argument, NULL, 'i' },        { "port", required_argument, NULL, 'P' },
+		{ "protocol", required_argument, NULL, 'r' },  { "verdict", required_argument, NULL, 'v' },
+		{ "type", required_argument, NULL, 't' },      { "policy", required_argument, NULL, 'y' },
+		{ "label", required_argument, NULL, 'l' },     { "follow", no_argument, NULL, 'f' },
+		{ "last", required_argument, NULL, 'L' },      { 0 }
 	};
-	static const char *const keys[] = { ['n'] = "namespace", ['p'] = "pod", ['i'] = "ip", ['P'] = "port",
-					    ['r'] = "proto", ['v'] = "verdict", ['t'] = "type", ['y'] = "policy",
-					    ['l'] = "label" };
+	static const char *const keys[] = {
+		['n'] = "namespace", ['p'] = "pod",  ['i'] = "ip",     ['P'] = "port", ['r'] = "proto",
+		['v'] = "verdict",   ['t'] = "type", ['y'] = "policy", ['l'] = "label"
+	};
 	char path[2048] = "/v1/observe?x=1", tmp[512];
 	struct obs_out out = { .json = !strcmp(g->output, "json") };
 	bool follow = false;
@@ -526,7 +532,15 @@ static int cmd_observe(const struct gopts *g, int argc, char **argv)
 		case 'L':
 			snprintf(path + l, sizeof(path) - l, "&last=%s", optarg);
 			break;
-		case 'l': case 'n': case 'p': case 'i': case 'P': case 'r': case 'v': case 't': case 'y':
+		case 'l':
+		case 'n':
+		case 'p':
+		case 'i':
+		case 'P':
+		case 'r':
+		case 'v':
+		case 't':
+		case 'y':
 			e = url_escape(optarg);
 			snprintf(path + l, sizeof(path) - l, "&%s=%s", keys[opt], e);
 			free(e);
@@ -552,7 +566,8 @@ static int cmd_observe(const struct gopts *g, int argc, char **argv)
 		cc = curl_easy_perform(c);
 		curl_slist_free_all(hdrs);
 		if (cc != CURLE_OK) {
-			fprintf(stderr, "moatctl observe: %s (is moatd running at %s?)\n", curl_easy_strerror(cc), sp);
+			fprintf(stderr, "moatctl observe: %s (is moatd running at %s?)\n",
+				curl_easy_strerror(cc), sp);
 			curl_easy_cleanup(c);
 			free(out.line);
 			return 1;
@@ -575,7 +590,8 @@ static int cmd_flows(const struct gopts *g, int argc, char **argv)
 		const char *key = argv[k][0] == '-' && argv[k][1] == '-' ? argv[k] + 2 : NULL;
 		char *e;
 		if (!key) {
-			fprintf(stderr, "usage: moatctl flows [--namespace NS] [--pod POD] [--verdict V] ...\n");
+			fprintf(stderr,
+				"usage: moatctl flows [--namespace NS] [--pod POD] [--verdict V] ...\n");
 			return 2;
 		}
 		e = url_escape(argv[k + 1]);
@@ -590,12 +606,14 @@ static int cmd_flows(const struct gopts *g, int argc, char **argv)
 	} else {
 		printf("%-42s %-42s %-5s %-6s %8s %10s  %s\n", "SOURCE", "DESTINATION", "PROTO", "VERDICT",
 		       "PACKETS", "BYTES", "DECIDED BY");
-		json_array_foreach(j, i, v) {
+		json_array_foreach(j, i, v)
+		{
 			char s[300], d[300];
 			obs_side(json_object_get(v, "src"), s, sizeof(s));
 			obs_side(json_object_get(v, "dst"), d, sizeof(d));
 			printf("%-42s %-42s %-5s %-6s %8lld %10lld  %s\n", s, d, jstr(v, "proto"),
-			       jstr(v, "verdict"), jint(v, "packets"), jint(v, "bytes"), jstr(v, "decided_by"));
+			       jstr(v, "verdict"), jint(v, "packets"), jint(v, "bytes"),
+			       jstr(v, "decided_by"));
 		}
 	}
 	json_decref(j);
@@ -724,8 +742,9 @@ static void print_line_diff(json_t *before, json_t *after)
 #define T(i, j) t[(i) * (nb + 1) + (j)]
 		for (size_t i = na; i-- > 0;)
 			for (size_t j = nb; j-- > 0;)
-				T(i, j) = !strcmp(a[i], b[j]) ? T(i + 1, j + 1) + 1
-					  : T(i + 1, j) > T(i, j + 1) ? T(i + 1, j) : T(i, j + 1);
+				T(i, j) = !strcmp(a[i], b[j])       ? T(i + 1, j + 1) + 1 :
+					  T(i + 1, j) > T(i, j + 1) ? T(i + 1, j) :
+								      T(i, j + 1);
 		/* the edit script, then printed with three lines of context */
 		size_t i = 0, j = 0, nops = 0, *ln = xcalloc(na + nb + 1, sizeof(*ln));
 		char *op = xcalloc(na + nb + 1, 1);
@@ -774,7 +793,8 @@ static void print_ns_list(json_t *a)
 	size_t i;
 	json_t *v;
 
-	json_array_foreach(a, i, v) {
+	json_array_foreach(a, i, v)
+	{
 		if (i == 8 && json_array_size(a) > 9) {
 			printf(" and %zu more", json_array_size(a) - 8);
 			break;
@@ -796,16 +816,21 @@ static bool print_bp_diff(json_t *d)
 		       json_is_string(json_object_get(x, "from")) ? jstr(x, "from") : "none",
 		       json_is_string(json_object_get(x, "to")) ? jstr(x, "to") : "none",
 		       json_is_true(json_object_get(x, "pinned")) ? " (pinned)" : "");
-	json_array_foreach(ch, i, x) {
+	json_array_foreach(ch, i, x)
+	{
 		const char *c = jstr(x, "change");
-		printf("%c %s in ", !strcmp(c, "added") ? '+' : !strcmp(c, "removed") ? '-' : '~',
+		printf("%c %s in ",
+		       !strcmp(c, "added")   ? '+' :
+		       !strcmp(c, "removed") ? '-' :
+					       '~',
 		       jstr(x, "policy"));
 		print_ns_list(json_object_get(x, "namespaces"));
 		printf(" (%s)\n", c);
 		print_line_diff(json_object_get(x, "before"), json_object_get(x, "after"));
 	}
 	json_array_foreach(json_object_get(d, "errors"), i, x)
-		printf("! %s%s%s\n", json_is_string(json_object_get(x, "namespace")) ? jstr(x, "namespace") : "",
+		printf("! %s%s%s\n",
+		       json_is_string(json_object_get(x, "namespace")) ? jstr(x, "namespace") : "",
 		       json_is_string(json_object_get(x, "namespace")) ? ": " : "", jstr(x, "message"));
 	if (!json_array_size(nss) && !json_array_size(ch))
 		printf("  no change\n");
@@ -874,12 +899,10 @@ static int bp_diff_local(const char *dir, const char *body, size_t blen, json_t 
 
 static int cmd_blueprint(const struct gopts *g, int argc, char **argv)
 {
-	static const struct option o[] = {
-		{ "to", required_argument, NULL, 't' },
-		{ "dry-run", no_argument, NULL, 'd' },
-		{ "manifests", required_argument, NULL, 'm' },
-		{ 0 }
-	};
+	static const struct option o[] = { { "to", required_argument, NULL, 't' },
+					   { "dry-run", no_argument, NULL, 'd' },
+					   { "manifests", required_argument, NULL, 'm' },
+					   { 0 } };
 	const char *to = NULL, *dir = NULL, *sub = argc > 1 ? argv[1] : "";
 	bool dry = false, json = !strcmp(g->output, "json");
 	json_t *j = NULL, *x;
@@ -894,10 +917,17 @@ static int cmd_blueprint(const struct gopts *g, int argc, char **argv)
 	optind = 0;
 	while ((opt = getopt_long(argc, argv, "", o, NULL)) != -1) {
 		switch (opt) {
-		case 't': to = optarg; break;
-		case 'd': dry = true; break;
-		case 'm': dir = optarg; break;
-		default: return 2;
+		case 't':
+			to = optarg;
+			break;
+		case 'd':
+			dry = true;
+			break;
+		case 'm':
+			dir = optarg;
+			break;
+		default:
+			return 2;
 		}
 	}
 	if (!strcmp(sub, "status")) {
@@ -908,17 +938,18 @@ static int cmd_blueprint(const struct gopts *g, int argc, char **argv)
 		} else {
 			printf("%-22s %-10s %-24s %-10s %s\n", "BLUEPRINT", "CURRENT", "NAMESPACE", "RUNNING",
 			       "PINNED");
-			json_array_foreach(j, i, x) {
+			json_array_foreach(j, i, x)
+			{
 				size_t k;
 				json_t *n;
 				if (optind < argc && strcmp(jstr(x, "name"), argv[optind]))
 					continue;
 				if (!json_array_size(json_object_get(x, "namespaces")))
-					printf("%-22s %-10s %-24s %-10s %s\n", jstr(x, "name"), jstr(x, "version"),
-					       "(none)", "", "");
+					printf("%-22s %-10s %-24s %-10s %s\n", jstr(x, "name"),
+					       jstr(x, "version"), "(none)", "", "");
 				json_array_foreach(json_object_get(x, "namespaces"), k, n)
-					printf("%-22s %-10s %-24s %-10s %s\n", jstr(x, "name"), jstr(x, "version"),
-					       jstr(n, "namespace"), jstr(n, "version"),
+					printf("%-22s %-10s %-24s %-10s %s\n", jstr(x, "name"),
+					       jstr(x, "version"), jstr(n, "namespace"), jstr(n, "version"),
 					       json_is_true(json_object_get(n, "pinned")) ? "yes" : "no");
 				json_array_foreach(json_object_get(x, "errors"), k, n)
 					printf("! %s: %s\n", jstr(x, "name"), jstr(n, "message"));
@@ -939,12 +970,13 @@ static int cmd_blueprint(const struct gopts *g, int argc, char **argv)
 			size_t len = 0;
 			char *body = read_input(what, &len);
 			if (!body) {
-				fprintf(stderr, "moatctl: %s: %s (give a file of Blueprints, or NAME --to VERSION)\n",
+				fprintf(stderr,
+					"moatctl: %s: %s (give a file of Blueprints, or NAME --to VERSION)\n",
 					what, strerror(errno));
 				return 2;
 			}
-			rc = dir ? bp_diff_local(dir, body, len, &j)
-				 : api_call(g, "POST", "/v1/blueprints/diff", body, len, &j, NULL, NULL);
+			rc = dir ? bp_diff_local(dir, body, len, &j) :
+				   api_call(g, "POST", "/v1/blueprints/diff", body, len, &j, NULL, NULL);
 			free(body);
 		}
 		if (rc) {
@@ -953,7 +985,8 @@ static int cmd_blueprint(const struct gopts *g, int argc, char **argv)
 		}
 		if (json)
 			print_json(j);
-		json_array_foreach(j, i, x) {
+		json_array_foreach(j, i, x)
+		{
 			if (json)
 				any |= json_array_size(json_object_get(x, "namespaces")) ||
 				       json_array_size(json_object_get(x, "changes"));
@@ -1047,24 +1080,32 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-	static const struct option o[] = {
-		{ "socket", required_argument, NULL, 's' },
-		{ "node", required_argument, NULL, 'n' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 }
-	};
+	static const struct option o[] = { { "socket", required_argument, NULL, 's' },
+					   { "node", required_argument, NULL, 'n' },
+					   { "output", required_argument, NULL, 'o' },
+					   { "help", no_argument, NULL, 'h' },
+					   { 0 } };
 	struct gopts g = { .output = "" };
 	int c, rc;
 
 	/* options up to the command; the command parses its own */
 	while ((c = getopt_long(argc, argv, "+o:h", o, NULL)) != -1) {
 		switch (c) {
-		case 's': g.socket = optarg; break;
-		case 'n': g.node = optarg; break;
-		case 'o': g.output = optarg; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 's':
+			g.socket = optarg;
+			break;
+		case 'n':
+			g.node = optarg;
+			break;
+		case 'o':
+			g.output = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (optind >= argc) {

@@ -11,7 +11,7 @@
 struct gopts {
 	const char *socket;
 	const char *node;
-	const char *output;   /* "", "json", "wide" */
+	const char *output; /* "", "json", "wide" */
 };
 
 /* moatctl.c */

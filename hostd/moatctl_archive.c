@@ -55,16 +55,19 @@ static int cmd_list(const struct gopts *g)
 	}
 	if (!strcmp(g->output, "wide")) {
 		printf("%-24s %-46s %-32s %-32s %10s\n", "NAMESPACE", "SEGMENT", "START", "END", "BYTES");
-		json_array_foreach(json_object_get(j, "partitions"), i, p) {
+		json_array_foreach(json_object_get(j, "partitions"), i, p)
+		{
 			const char *ns = *jstr(p, "namespace") ? jstr(p, "namespace") : "(node)";
 			json_array_foreach(json_object_get(p, "segments"), k, s)
-				printf("%-24s %-46s %-32s %-32s %10lld\n", ns, jstr(s, "file"), jstr(s, "start"),
+				printf("%-24s %-46s %-32s %-32s %10lld\n", ns, jstr(s, "file"),
+				       jstr(s, "start"),
 				       json_is_true(json_object_get(s, "open")) ? "(open)" : jstr(s, "end"),
 				       jint(s, "bytes"));
 		}
 	} else {
 		printf("%-24s %8s %10s  %-32s %s\n", "NAMESPACE", "SEGMENTS", "SIZE", "OLDEST", "NEWEST");
-		json_array_foreach(json_object_get(j, "partitions"), i, p) {
+		json_array_foreach(json_object_get(j, "partitions"), i, p)
+		{
 			json_t *segs = json_object_get(p, "segments"), *last;
 			char h[32];
 			size_t n = json_array_size(segs);
@@ -75,7 +78,8 @@ static int cmd_list(const struct gopts *g)
 			printf("%-24s %8zu %10s  %-32s %s\n",
 			       *jstr(p, "namespace") ? jstr(p, "namespace") : "(node)", n, h,
 			       jstr(json_array_get(segs, 0), "start"),
-			       json_is_true(json_object_get(last, "open")) ? "(recording)" : jstr(last, "end"));
+			       json_is_true(json_object_get(last, "open")) ? "(recording)" :
+									     jstr(last, "end"));
 		}
 	}
 	if (json_is_object(json_object_get(j, "stats"))) {
@@ -136,19 +140,17 @@ static void add(char *path, size_t len, const char *k, const char *v)
 
 static int cmd_query(const struct gopts *g, int argc, char **argv)
 {
-	static const struct option o[] = {
-		{ "since", required_argument, NULL, 's' },
-		{ "until", required_argument, NULL, 'u' },
-		{ "namespace", required_argument, NULL, 'n' },
-		{ "pod", required_argument, NULL, 'p' },
-		{ "verdict", required_argument, NULL, 'v' },
-		{ "policy", required_argument, NULL, 'y' },
-		{ "filter", required_argument, NULL, 'f' },
-		{ "format", required_argument, NULL, 'F' },
-		{ "no-flows", no_argument, NULL, 'N' },
-		{ "write", required_argument, NULL, 'w' },
-		{ 0 }
-	};
+	static const struct option o[] = { { "since", required_argument, NULL, 's' },
+					   { "until", required_argument, NULL, 'u' },
+					   { "namespace", required_argument, NULL, 'n' },
+					   { "pod", required_argument, NULL, 'p' },
+					   { "verdict", required_argument, NULL, 'v' },
+					   { "policy", required_argument, NULL, 'y' },
+					   { "filter", required_argument, NULL, 'f' },
+					   { "format", required_argument, NULL, 'F' },
+					   { "no-flows", no_argument, NULL, 'N' },
+					   { "write", required_argument, NULL, 'w' },
+					   { 0 } };
 	const char *since = NULL, *until = NULL, *ns = NULL, *pod = NULL, *verdict = NULL, *policy = NULL;
 	const char *filter = NULL, *format = "pcapng", *out = NULL;
 	char path[8192] = "/v1/archives/query?x=1", url[8300], tmp[512], sp[512];
@@ -163,24 +165,46 @@ static int cmd_query(const struct gopts *g, int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "w:", o, NULL)) != -1) {
 		switch (c) {
-		case 's': since = optarg; break;
-		case 'u': until = optarg; break;
-		case 'n': ns = optarg; break;
-		case 'p': pod = optarg; break;
-		case 'v': verdict = optarg; break;
-		case 'y': policy = optarg; break;
-		case 'f': filter = optarg; break;
-		case 'F': format = optarg; break;
-		case 'N': flows = false; break;
-		case 'w': out = optarg; break;
-		default: return 2;
+		case 's':
+			since = optarg;
+			break;
+		case 'u':
+			until = optarg;
+			break;
+		case 'n':
+			ns = optarg;
+			break;
+		case 'p':
+			pod = optarg;
+			break;
+		case 'v':
+			verdict = optarg;
+			break;
+		case 'y':
+			policy = optarg;
+			break;
+		case 'f':
+			filter = optarg;
+			break;
+		case 'F':
+			format = optarg;
+			break;
+		case 'N':
+			flows = false;
+			break;
+		case 'w':
+			out = optarg;
+			break;
+		default:
+			return 2;
 		}
 	}
 	if (!out || optind < argc) {
-		fprintf(stderr, "usage: moatctl archive query -w FILE [--since T] [--until T] [--namespace NS] "
-				"[--pod [NS/]POD] [--verdict allow|deny|audit] [--policy TEXT] [--filter EXPR] "
-				"[--format pcapng|pcap] [--no-flows]\n"
-				"  T: RFC 3339 (2026-11-28T03:00:00Z), relative (-2h, -30m), or now\n");
+		fprintf(stderr,
+			"usage: moatctl archive query -w FILE [--since T] [--until T] [--namespace NS] "
+			"[--pod [NS/]POD] [--verdict allow|deny|audit] [--policy TEXT] [--filter EXPR] "
+			"[--format pcapng|pcap] [--no-flows]\n"
+			"  T: RFC 3339 (2026-11-28T03:00:00Z), relative (-2h, -30m), or now\n");
 		return 2;
 	}
 	if (strcmp(format, "pcapng") && strcmp(format, "pcap")) {
@@ -192,8 +216,10 @@ static int cmd_query(const struct gopts *g, int argc, char **argv)
 	/* relative times are relative to now, here: sent as absolute ones */
 	if (since) {
 		if (moat_time_parse(since, now, &t)) {
-			fprintf(stderr, "moatctl archive query: --since %s: not RFC 3339 (2026-11-28T03:00:00Z) "
-					"or relative (-2h)\n", since);
+			fprintf(stderr,
+				"moatctl archive query: --since %s: not RFC 3339 (2026-11-28T03:00:00Z) "
+				"or relative (-2h)\n",
+				since);
 			return 2;
 		}
 		moat_time_format(t, tmp, sizeof(tmp));
@@ -201,7 +227,8 @@ static int cmd_query(const struct gopts *g, int argc, char **argv)
 	}
 	if (until) {
 		if (moat_time_parse(until, now, &t)) {
-			fprintf(stderr, "moatctl archive query: --until %s: not RFC 3339 or relative\n", until);
+			fprintf(stderr, "moatctl archive query: --until %s: not RFC 3339 or relative\n",
+				until);
 			return 2;
 		}
 		moat_time_format(t, tmp, sizeof(tmp));
@@ -238,7 +265,8 @@ static int cmd_query(const struct gopts *g, int argc, char **argv)
 		rc = 1;
 	}
 	if (cc != CURLE_OK) {
-		fprintf(stderr, "moatctl archive query: %s (is moatd running at %s?)\n", curl_easy_strerror(cc), sp);
+		fprintf(stderr, "moatctl archive query: %s (is moatd running at %s?)\n",
+			curl_easy_strerror(cc), sp);
 		rc = 1;
 	} else if (s.error) {
 		json_error_t je;
@@ -275,7 +303,8 @@ static void print_groups(json_t *a, const char *title, const char *verb)
 	if (!json_array_size(a))
 		return;
 	printf("\n%s\n", title);
-	json_array_foreach(a, i, gr) {
+	json_array_foreach(a, i, gr)
+	{
 		printf("  namespace %s: %lld flow(s) %s %s\n", jstr(gr, "namespace"), jint(gr, "flows"), verb,
 		       jstr(gr, "rule"));
 		json_array_foreach(json_object_get(gr, "examples"), k, ex)
@@ -291,19 +320,16 @@ static long long total(json_t *a)
 	json_t *g;
 	long long n = 0;
 
-	json_array_foreach(a, i, g)
-		n += jint(g, "flows");
+	json_array_foreach(a, i, g) n += jint(g, "flows");
 	return n;
 }
 
 int moatctl_policy_replay(const struct gopts *g, int argc, char **argv)
 {
-	static const struct option o[] = {
-		{ "archive", required_argument, NULL, 'a' },
-		{ "policies", required_argument, NULL, 'p' },
-		{ "node", required_argument, NULL, 'n' },
-		{ 0 }
-	};
+	static const struct option o[] = { { "archive", required_argument, NULL, 'a' },
+					   { "policies", required_argument, NULL, 'p' },
+					   { "node", required_argument, NULL, 'n' },
+					   { 0 } };
 	struct moat_replay_opts ro = { .node = NULL };
 	char err[1024];
 	json_t *j, *e;
@@ -314,17 +340,25 @@ int moatctl_policy_replay(const struct gopts *g, int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", o, NULL)) != -1) {
 		switch (c) {
-		case 'a': ro.archive = optarg; break;
-		case 'p': ro.policies = optarg; break;
-		case 'n': ro.node = optarg; break;
-		default: return 2;
+		case 'a':
+			ro.archive = optarg;
+			break;
+		case 'p':
+			ro.policies = optarg;
+			break;
+		case 'n':
+			ro.node = optarg;
+			break;
+		default:
+			return 2;
 		}
 	}
 	if (!ro.archive || !ro.policies || optind < argc) {
-		fprintf(stderr, "usage: moatctl policy replay --archive DIR|SEGMENT|QUERY.pcapng --policies DIR "
-				"[--node NAME]\n"
-				"  DIR: the complete candidate object set (Nodes, Namespaces, Pods, policies),\n"
-				"  as moatd --manifests reads it.  Exit 1: flows would be newly denied.\n");
+		fprintf(stderr,
+			"usage: moatctl policy replay --archive DIR|SEGMENT|QUERY.pcapng --policies DIR "
+			"[--node NAME]\n"
+			"  DIR: the complete candidate object set (Nodes, Namespaces, Pods, policies),\n"
+			"  as moatd --manifests reads it.  Exit 1: flows would be newly denied.\n");
 		return 2;
 	}
 	rc = moat_replay(&ro, &j, err, sizeof(err));
@@ -343,8 +377,7 @@ int moatctl_policy_replay(const struct gopts *g, int argc, char **argv)
 		const char *k;
 		json_t *v;
 		long long nsk = 0;
-		json_object_foreach(sk, k, v)
-			nsk += json_integer_value(v);
+		json_object_foreach(sk, k, v) nsk += json_integer_value(v);
 		printf("replayed %lld of %lld archived flows (%lld file(s)%s) through %s: %lld newly denied, "
 		       "%lld newly allowed, %lld newly audited, %lld no longer audited, %lld unchanged",
 		       jint(j, "replayed"), jint(j, "flows"), jint(j, "files"),
@@ -361,8 +394,8 @@ int moatctl_policy_replay(const struct gopts *g, int argc, char **argv)
 		printf("\n");
 		print_groups(json_object_get(j, "newly_denied"), "NEWLY DENIED (would break)", "denied by");
 		print_groups(json_object_get(j, "newly_allowed"), "NEWLY ALLOWED", "no longer denied by");
-		print_groups(json_object_get(j, "newly_audited"), "NEWLY AUDITED (allowed; would be denied when enforced)",
-			     "audited by");
+		print_groups(json_object_get(j, "newly_audited"),
+			     "NEWLY AUDITED (allowed; would be denied when enforced)", "audited by");
 		print_groups(json_object_get(j, "no_longer_audited"), "NO LONGER AUDITED", "were audited by");
 	}
 	e = json_object_get(j, "load_errors");

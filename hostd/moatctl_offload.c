@@ -58,25 +58,25 @@ static json_t *report_json(const char *obj, const struct moat_fit_report *r)
 			if (p->helpers[id / 64] & (1ull << (id % 64)))
 				json_array_append_new(h, json_pack("{s:i,s:s}", "id", (int)id, "name",
 								   moat_bpf_helper_name(id) ?
-								   moat_bpf_helper_name(id) : "?"));
-		json_array_append_new(progs, json_pack("{s:s,s:s,s:i,s:i,s:i,s:o}", "name", p->name,
-						       "section", p->section, "insns", (int)p->insns,
-						       "functions", (int)p->funcs, "stack", (int)p->stack,
-						       "helpers", h));
+									   moat_bpf_helper_name(id) :
+									   "?"));
+		json_array_append_new(progs,
+				      json_pack("{s:s,s:s,s:i,s:i,s:i,s:o}", "name", p->name, "section",
+						p->section, "insns", (int)p->insns, "functions",
+						(int)p->funcs, "stack", (int)p->stack, "helpers", h));
 	}
 	for (size_t i = 0; i < r->nmaps; i++) {
 		const struct moat_fit_map *m = &r->maps[i];
-		json_array_append_new(maps, json_pack("{s:s,s:s,s:i,s:i,s:i,s:i,s:b,s:b}", "name",
-						      m->name, "type", type_name(m->type), "key_size",
-						      (int)m->key_size, "value_size", (int)m->value_size,
-						      "max_entries", (int)m->max_entries, "flags",
-						      (int)m->flags, "internal", m->internal,
-						      "on_device", m->on_device));
+		json_array_append_new(
+			maps, json_pack("{s:s,s:s,s:i,s:i,s:i,s:i,s:b,s:b}", "name", m->name, "type",
+					type_name(m->type), "key_size", (int)m->key_size, "value_size",
+					(int)m->value_size, "max_entries", (int)m->max_entries, "flags",
+					(int)m->flags, "internal", m->internal, "on_device", m->on_device));
 	}
 	for (size_t i = 0; i < r->nviol; i++) {
 		const struct moat_fit_violation *v = &r->viol[i];
-		json_t *o = json_pack("{s:s,s:s,s:b}", "kind", moat_fit_kind_name(v->kind), "message",
-				      v->msg, "doubt", v->doubt);
+		json_t *o = json_pack("{s:s,s:s,s:b}", "kind", moat_fit_kind_name(v->kind), "message", v->msg,
+				      "doubt", v->doubt);
 		if (v->prog[0])
 			json_object_set_new(o, "program", json_string(v->prog));
 		if (v->func[0])
@@ -105,12 +105,12 @@ static json_t *report_json(const char *obj, const struct moat_fit_report *r)
 static void report_text(FILE *o, const char *obj, const struct moat_nic_profile *prof,
 			const struct moat_fit_report *r)
 {
-	fprintf(o, "%s against profile %s: %s\n", obj, prof->name,
-		r->nviol ? "DOES NOT FIT" : "fits");
+	fprintf(o, "%s against profile %s: %s\n", obj, prof->name, r->nviol ? "DOES NOT FIT" : "fits");
 	for (size_t i = 0; i < r->nprogs; i++) {
 		const struct moat_fit_prog *p = &r->progs[i];
 		bool first = true;
-		fprintf(o, "  program %s (%s): %u insns (limit %u), %u function%s, stack %u B (limit %u), helpers:",
+		fprintf(o,
+			"  program %s (%s): %u insns (limit %u), %u function%s, stack %u B (limit %u), helpers:",
 			p->name, p->section, p->insns, prof->off.max_insns, p->funcs,
 			p->funcs == 1 ? "" : "s", p->stack, prof->off.max_stack);
 		for (__u32 id = 0; id < 64 * MOAT_FIT_HELPER_WORDS; id++)
@@ -127,12 +127,11 @@ static void report_text(FILE *o, const char *obj, const struct moat_nic_profile 
 			type_name(m->type), m->key_size, m->value_size, m->max_entries, m->flags,
 			m->on_device ? "" : " (stays on the host)", m->internal ? " (global data)" : "");
 	}
-	fprintf(o, "  device entries: %llu of the shared budget of %llu\n",
-		(unsigned long long)r->entries, (unsigned long long)prof->off.max_entries);
+	fprintf(o, "  device entries: %llu of the shared budget of %llu\n", (unsigned long long)r->entries,
+		(unsigned long long)prof->off.max_entries);
 	if (r->nviol) {
 		fprintf(o, "  %zu violation%s%s:\n", r->nviol + r->dropped,
-			r->nviol + r->dropped == 1 ? "" : "s",
-			r->dropped ? " (the first ones listed)" : "");
+			r->nviol + r->dropped == 1 ? "" : "s", r->dropped ? " (the first ones listed)" : "");
 		for (int k = 0; k < MOAT_FIT_KIND_MAX; k++)
 			if (r->nkind[k])
 				fprintf(o, "    %-22s %zu\n", moat_fit_kind_name(k), r->nkind[k]);
@@ -235,8 +234,8 @@ static int cmd_probe(int argc, char **argv, bool json)
 		fprintf(stderr, "moatctl offload probe: %s: no such interface\n", argv[optind]);
 		return 2;
 	}
-	if (moat_nic_profile_find(dir, pr.have_driver ? pr.driver : NULL, &prof, path, sizeof(path),
-				  err, sizeof(err))) {
+	if (moat_nic_profile_find(dir, pr.have_driver ? pr.driver : NULL, &prof, path, sizeof(path), err,
+				  sizeof(err))) {
 		fprintf(stderr, "moatctl offload probe: %s\n", err);
 		return 2;
 	}
@@ -280,8 +279,7 @@ static int cmd_probe(int argc, char **argv, bool json)
 		return 0;
 	}
 	printf("interface %s: driver %s%s%s\n", pr.ifname, pr.have_driver ? pr.driver : "?",
-	       pr.have_driver && pr.fw_version[0] ? ", firmware " : "",
-	       pr.have_driver ? pr.fw_version : "");
+	       pr.have_driver && pr.fw_version[0] ? ", firmware " : "", pr.have_driver ? pr.fw_version : "");
 	printf("  XDP features (kernel): ");
 	if (pr.have_features) {
 		bool first = true;

@@ -25,11 +25,11 @@
 
 int moatctl_report_main(const char *socket_path, const char *output, int argc, char **argv);
 
-#define RPT_MAX_BODY (64u << 20)   /* refuse absurd answers */
-#define RPT_MAX_EXPLAIN 256        /* /v1/explain calls for "allowed by" */
-#define RPT_PODS_TRIED 4           /* pods per side tried for one cell */
-#define RPT_MAX_REASONS 8          /* distinct deny rules listed per cell */
-#define RPT_UNDECLARED_PORT 65000  /* report.c's probe for "any port" */
+#define RPT_MAX_BODY        (64u << 20) /* refuse absurd answers */
+#define RPT_MAX_EXPLAIN     256         /* /v1/explain calls for "allowed by" */
+#define RPT_PODS_TRIED      4           /* pods per side tried for one cell */
+#define RPT_MAX_REASONS     8           /* distinct deny rules listed per cell */
+#define RPT_UNDECLARED_PORT 65000       /* report.c's probe for "any port" */
 
 /* ---- talking to moatd ----------------------------------------------------- */
 struct rbuf {
@@ -103,10 +103,13 @@ static int rpt_get(const char *sock, const char *path, json_t **ret, bool quiet)
 	curl_slist_free_all(hdrs);
 	if (cc != CURLE_OK) {
 		if (!quiet && (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST))
-			fprintf(stderr, "moatctl: cannot reach moatd at %s: is the daemon running? "
-					"(start it, or point --socket/--node at it)\n", sock);
+			fprintf(stderr,
+				"moatctl: cannot reach moatd at %s: is the daemon running? "
+				"(start it, or point --socket/--node at it)\n",
+				sock);
 		else if (!quiet)
-			fprintf(stderr, "moatctl: talking to moatd at %s: %s\n", sock, curl_easy_strerror(cc));
+			fprintf(stderr, "moatctl: talking to moatd at %s: %s\n", sock,
+				curl_easy_strerror(cc));
 		free(b.p);
 		return -EIO;
 	}
@@ -121,7 +124,8 @@ static int rpt_get(const char *sock, const char *path, json_t **ret, bool quiet)
 	if (code != 200) {
 		json_t *e = json_object_get(*ret, "error");
 		if (!quiet)
-			fprintf(stderr, "moatctl: %s\n", json_is_string(e) ? json_string_value(e) : "request failed");
+			fprintf(stderr, "moatctl: %s\n",
+				json_is_string(e) ? json_string_value(e) : "request failed");
 		json_decref(*ret);
 		*ret = NULL;
 		free(b.p);
@@ -132,7 +136,14 @@ static int rpt_get(const char *sock, const char *path, json_t **ret, bool quiet)
 }
 
 /* ---- the report as read ------------------------------------------------------ */
-enum { CAT_USED, CAT_UNUSED, CAT_DENIED_TRIED, CAT_DENIED, CAT_OTHER, CAT_N };
+enum {
+	CAT_USED,
+	CAT_UNUSED,
+	CAT_DENIED_TRIED,
+	CAT_DENIED,
+	CAT_OTHER,
+	CAT_N
+};
 
 static const struct {
 	const char *name, *label, *color, *key;
@@ -145,20 +156,20 @@ static const struct {
 };
 
 struct rcell {
-	json_t *j;                 /* the API's cell (borrowed from the root) */
+	json_t *j; /* the API's cell (borrowed from the root) */
 	size_t from, to;
 	int cat;
-	char *allowed_by;          /* allowed-unused: what /v1/explain names */
+	char *allowed_by; /* allowed-unused: what /v1/explain names */
 };
 
 struct report {
 	json_t *root;
-	json_t *eps;               /* /v1/endpoints, for explain look-ups */
+	json_t *eps; /* /v1/endpoints, for explain look-ups */
 	const char **ns;
 	size_t nns;
 	struct rcell *cells;
 	size_t ncells;
-	struct rcell **grid;       /* nns x nns; NULL: left out by the API */
+	struct rcell **grid; /* nns x nns; NULL: left out by the API */
 	int count[CAT_N];
 	const char *filter_ns;
 	char generated[32];
@@ -203,12 +214,11 @@ static int report_load(struct report *r, json_t *root)
 	}
 	r->root = root;
 	r->ns = xcalloc(json_array_size(names) + 1, sizeof(*r->ns));
-	json_array_foreach(names, i, v)
-		if (json_is_string(v))
-			r->ns[r->nns++] = json_string_value(v);
+	json_array_foreach(names, i, v) if (json_is_string(v)) r->ns[r->nns++] = json_string_value(v);
 	r->grid = xcalloc(r->nns * r->nns + 1, sizeof(*r->grid));
 	r->cells = xcalloc(json_array_size(cells) + 1, sizeof(*r->cells));
-	json_array_foreach(cells, i, v) {
+	json_array_foreach(cells, i, v)
+	{
 		long a = ns_index(r, jstr(v, "from")), b = ns_index(r, jstr(v, "to"));
 		struct rcell *c;
 		if (a < 0 || b < 0 || r->grid[(size_t)a * r->nns + (size_t)b])
@@ -300,19 +310,21 @@ static void find_allowed_by(struct report *r, const char *sock)
 		if (!r->eps && rpt_get(sock, "/v1/endpoints", &r->eps, true))
 			return;
 		cell_port(c, port, sizeof(port), proto, sizeof(proto));
-		json_array_foreach(r->eps, si, s) {
+		json_array_foreach(r->eps, si, s)
+		{
 			size_t nd = 0;
 			if (c->allowed_by || ns >= RPT_PODS_TRIED || !pod_usable(s, r->ns[c->from]))
 				continue;
 			ns++;
-			json_array_foreach(r->eps, di, d) {
+			json_array_foreach(r->eps, di, d)
+			{
 				if (c->allowed_by || nd >= RPT_PODS_TRIED || calls >= RPT_MAX_EXPLAIN ||
 				    !pod_usable(d, r->ns[c->to]))
 					continue;
 				nd++;
 				calls++;
-				c->allowed_by = explain_one(sock, r->ns[c->from], jstr(s, "name"), r->ns[c->to],
-							    jstr(d, "name"), port, proto);
+				c->allowed_by = explain_one(sock, r->ns[c->from], jstr(s, "name"),
+							    r->ns[c->to], jstr(d, "name"), port, proto);
 			}
 		}
 	}
@@ -330,7 +342,8 @@ static const char *ports_str(json_t *cell, char *buf, size_t len)
 		snprintf(buf, len, "any port");
 		return buf;
 	}
-	json_array_foreach(ports, i, v) {
+	json_array_foreach(ports, i, v)
+	{
 		int k = snprintf(buf + o, len - o, "%s%s", o ? ", " : "",
 				 json_string_value(v) ? json_string_value(v) : "?");
 		if (k < 0 || (size_t)k >= len - o) {
@@ -369,7 +382,8 @@ static size_t deny_reasons(json_t *cell, struct reason *out, size_t max)
 	json_t *fl = json_object_get(cell, "flows"), *f;
 	size_t i, n = 0;
 
-	json_array_foreach(fl, i, f) {
+	json_array_foreach(fl, i, f)
+	{
 		const char *rule = jstr(f, "decided_by");
 		long long a = jint(f, "denied_attempts");
 		size_t k;
@@ -410,8 +424,9 @@ static void text_matrix(FILE *o, const struct report *r)
 {
 	char b[128];
 
-	fprintf(o, "Matrix (rows: from; columns: to, numbered like the rows):\n  U allowed-used  a allowed-unused  "
-		   "X denied-attempted  . denied  (blank: not shown: filtered out, or not your namespaces)\n");
+	fprintf(o,
+		"Matrix (rows: from; columns: to, numbered like the rows):\n  U allowed-used  a allowed-unused  "
+		"X denied-attempted  . denied  (blank: not shown: filtered out, or not your namespaces)\n");
 	fprintf(o, "%*s", 30, "");
 	for (size_t t = 0; t < r->nns; t++)
 		fprintf(o, "%3zu", t + 1);
@@ -465,8 +480,8 @@ static void write_text(FILE *o, const struct report *r)
 			continue;
 		}
 		if (!shown++)
-			fprintf(o, "%-24s %-24s %-17s %-30s %6s %7s\n", "FROM", "TO", "CATEGORY", "ALLOWED PORTS",
-				"USED", "DENIED");
+			fprintf(o, "%-24s %-24s %-17s %-30s %6s %7s\n", "FROM", "TO", "CATEGORY",
+				"ALLOWED PORTS", "USED", "DENIED");
 		fprintf(o, "%-24s %-24s %-17s %-30s %6lld %7lld\n", tclean(r->ns[c->from], a, sizeof(a)),
 			tclean(r->ns[c->to], b, sizeof(b)), cats[c->cat].name, ports_str(c->j, p, sizeof(p)),
 			jint(c->j, "flows_used"), jint(c->j, "denied_attempts"));
@@ -485,7 +500,8 @@ static void write_text(FILE *o, const struct report *r)
 		fprintf(o, "  %s -> %s  %s\n", tclean(r->ns[c->from], a, sizeof(a)),
 			tclean(r->ns[c->to], b, sizeof(b)), ports_str(c->j, p, sizeof(p)));
 		fprintf(o, "      allowed by: %s\n",
-			c->allowed_by ? tclean(c->allowed_by, rule, sizeof(rule)) : "(not found: no pod pair to ask about)");
+			c->allowed_by ? tclean(c->allowed_by, rule, sizeof(rule)) :
+					"(not found: no pod pair to ask about)");
 	}
 	if (!nunused)
 		fprintf(o, "  (none)\n");
@@ -506,9 +522,8 @@ static void write_text(FILE *o, const struct report *r)
 		for (k = 0; k < n; k++)
 			fprintf(o, "      denied by: %s (%lld)\n", tclean(rs[k].rule, rule, sizeof(rule)),
 				rs[k].attempts);
-		json_array_foreach(json_object_get(c->j, "flows"), k, f)
-			if (!strcmp(jstr(f, "verdict"), "deny"))
-				text_flow(o, f);
+		json_array_foreach(json_object_get(c->j, "flows"), k,
+				   f) if (!strcmp(jstr(f, "verdict"), "deny")) text_flow(o, f);
 	}
 	if (!ntried)
 		fprintf(o, "  (none)\n");
@@ -519,12 +534,23 @@ static void hesc(FILE *o, const char *s)
 {
 	for (; s && *s; s++) {
 		switch (*s) {
-		case '&': fputs("&amp;", o); break;
-		case '<': fputs("&lt;", o); break;
-		case '>': fputs("&gt;", o); break;
-		case '"': fputs("&quot;", o); break;
-		case '\'': fputs("&#39;", o); break;
-		default: fputc(*s, o);
+		case '&':
+			fputs("&amp;", o);
+			break;
+		case '<':
+			fputs("&lt;", o);
+			break;
+		case '>':
+			fputs("&gt;", o);
+			break;
+		case '"':
+			fputs("&quot;", o);
+			break;
+		case '\'':
+			fputs("&#39;", o);
+			break;
+		default:
+			fputc(*s, o);
 		}
 	}
 }
@@ -621,8 +647,8 @@ static const char html_js[] =
 	"document.documentElement.setAttribute('data-js','ready');\n"
 	"})();\n";
 
-#define CW 76   /* matrix cell */
-#define CH 46
+#define CW  76 /* matrix cell */
+#define CH  46
 #define GAP 3
 
 static void svg_text_trunc(FILE *o, const char *s, size_t max)
@@ -652,19 +678,21 @@ static void html_matrix(FILE *o, const struct report *r)
 			maxl = strlen(r->ns[i]);
 	if (maxl > 24)
 		maxl = 25;
-	lw = 24 + 7 * (int)maxl;              /* row labels */
-	th = 30 + (int)(5.2 * (double)maxl);  /* column labels at -45 degrees */
+	lw = 24 + 7 * (int)maxl;             /* row labels */
+	th = 30 + (int)(5.2 * (double)maxl); /* column labels at -45 degrees */
 	w = lw + (int)r->nns * CW + th;
 	h = th + (int)r->nns * CH + 8;
-	fprintf(o, "<div id=\"matrix-wrap\"><svg id=\"matrix\" xmlns=\"http://www.w3.org/2000/svg\" "
-		   "width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\" "
-		   "aria-label=\"namespace matrix: rows are sources, columns destinations\">\n",
+	fprintf(o,
+		"<div id=\"matrix-wrap\"><svg id=\"matrix\" xmlns=\"http://www.w3.org/2000/svg\" "
+		"width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\" "
+		"aria-label=\"namespace matrix: rows are sources, columns destinations\">\n",
 		w, h, w, h);
-	fprintf(o, "<text x=\"4\" y=\"%d\" style=\"font-size:11px;fill:#666\">from \xe2\x86\x93 / to \xe2\x86\x92</text>\n",
+	fprintf(o,
+		"<text x=\"4\" y=\"%d\" style=\"font-size:11px;fill:#666\">from \xe2\x86\x93 / to \xe2\x86\x92</text>\n",
 		th - 6);
 	for (size_t t = 0; t < r->nns; t++) {
-		fprintf(o, "<text transform=\"translate(%d,%d) rotate(-45)\"><title>", lw + (int)t * CW + CW / 2,
-			th - 6);
+		fprintf(o, "<text transform=\"translate(%d,%d) rotate(-45)\"><title>",
+			lw + (int)t * CW + CW / 2, th - 6);
 		hesc(o, r->ns[t]);
 		fputs("</title>", o);
 		svg_text_trunc(o, r->ns[t], 24);
@@ -682,14 +710,16 @@ static void html_matrix(FILE *o, const struct report *r)
 			int x = lw + (int)t * CW;
 			long long used, den;
 			if (!c) {
-				fprintf(o, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#fff\" "
-					   "stroke=\"#d8dce1\" stroke-dasharray=\"3 3\"><title>not shown: filtered out, or not your namespaces</title></rect>\n",
+				fprintf(o,
+					"<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#fff\" "
+					"stroke=\"#d8dce1\" stroke-dasharray=\"3 3\"><title>not shown: filtered out, or not your namespaces</title></rect>\n",
 					x + GAP / 2, y + GAP / 2, CW - GAP, CH - GAP);
 				continue;
 			}
 			used = jint(c->j, "flows_used");
 			den = jint(c->j, "denied_attempts");
-			fprintf(o, "<a class=\"cell\" id=\"c%zu\" href=\"#d%zu\" data-i=\"%zu\" data-cat=\"%s\" data-from=\"",
+			fprintf(o,
+				"<a class=\"cell\" id=\"c%zu\" href=\"#d%zu\" data-i=\"%zu\" data-cat=\"%s\" data-from=\"",
 				(size_t)(c - r->cells), (size_t)(c - r->cells), (size_t)(c - r->cells),
 				cats[c->cat].name);
 			hesc(o, r->ns[f]);
@@ -699,19 +729,22 @@ static void html_matrix(FILE *o, const struct report *r)
 			hesc(o, r->ns[f]);
 			fputs(" \xe2\x86\x92 ", o);
 			hesc(o, r->ns[t]);
-			fprintf(o, ": %s, %lld flow(s) used, %lld denied attempt(s)</title>", cats[c->cat].label, used,
-				den);
-			fprintf(o, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" rx=\"3\" fill=\"%s\"/>", x + GAP / 2,
-				y + GAP / 2, CW - GAP, CH - GAP, cats[c->cat].color);
+			fprintf(o, ": %s, %lld flow(s) used, %lld denied attempt(s)</title>",
+				cats[c->cat].label, used, den);
+			fprintf(o,
+				"<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" rx=\"3\" fill=\"%s\"/>",
+				x + GAP / 2, y + GAP / 2, CW - GAP, CH - GAP, cats[c->cat].color);
 			if (used && den)
-				fprintf(o, "<text class=\"n\" x=\"%d\" y=\"%d\">%lld used</text>"
-					   "<text class=\"n\" x=\"%d\" y=\"%d\">%lld denied</text>",
+				fprintf(o,
+					"<text class=\"n\" x=\"%d\" y=\"%d\">%lld used</text>"
+					"<text class=\"n\" x=\"%d\" y=\"%d\">%lld denied</text>",
 					x + CW / 2, y + CH / 2 - 2, used, x + CW / 2, y + CH / 2 + 11, den);
 			else if (used || den)
-				fprintf(o, "<text class=\"n\" x=\"%d\" y=\"%d\">%lld %s</text>", x + CW / 2, y + CH / 2 + 4,
-					used ? used : den, used ? "used" : "denied");
+				fprintf(o, "<text class=\"n\" x=\"%d\" y=\"%d\">%lld %s</text>", x + CW / 2,
+					y + CH / 2 + 4, used ? used : den, used ? "used" : "denied");
 			else
-				fprintf(o, "<text class=\"n\" x=\"%d\" y=\"%d\">0</text>", x + CW / 2, y + CH / 2 + 4);
+				fprintf(o, "<text class=\"n\" x=\"%d\" y=\"%d\">0</text>", x + CW / 2,
+					y + CH / 2 + 4);
 			fputs("</a>\n", o);
 		}
 	}
@@ -725,8 +758,10 @@ static void html_flows_table(FILE *o, json_t *flows)
 	char s[300], d[300];
 
 	fputs("<table><tr><th>Source</th><th>Destination</th><th>Proto</th><th>Verdict</th><th>Decided by</th>"
-	      "<th class=\"r\">Packets</th><th class=\"r\">Denied</th><th>Last seen</th></tr>\n", o);
-	json_array_foreach(flows, i, f) {
+	      "<th class=\"r\">Packets</th><th class=\"r\">Denied</th><th>Last seen</th></tr>\n",
+	      o);
+	json_array_foreach(flows, i, f)
+	{
 		fputs("<tr class=\"v-", o);
 		hesc(o, jstr(f, "verdict"));
 		fputs("\"><td>", o);
@@ -782,18 +817,21 @@ static void write_html(FILE *o, const struct report *r)
 		fputs("<br><b>the daemon truncated this report</b> (too many namespaces or identities)", o);
 	fputs("</p>\n<ul class=\"legend\" id=\"legend\">\n", o);
 	for (int k = 0; k < CAT_OTHER; k++)
-		fprintf(o, "<li data-cat=\"%s\"><svg width=\"16\" height=\"16\"><rect width=\"16\" height=\"16\" rx=\"3\" "
-			   "fill=\"%s\"/></svg>%s <b>%d</b></li>\n",
+		fprintf(o,
+			"<li data-cat=\"%s\"><svg width=\"16\" height=\"16\"><rect width=\"16\" height=\"16\" rx=\"3\" "
+			"fill=\"%s\"/></svg>%s <b>%d</b></li>\n",
 			cats[k].name, cats[k].color, cats[k].label, r->count[k]);
 	if (r->ncells < r->nns * r->nns)
 		fputs("<li data-cat=\"none\"><svg width=\"16\" height=\"16\"><rect x=\"0.5\" y=\"0.5\" width=\"15\" "
 		      "height=\"15\" fill=\"#fff\" stroke=\"#aab\" stroke-dasharray=\"3 3\"/></svg>not shown "
-		      "(filtered out, or not your namespaces)</li>\n", o);
+		      "(filtered out, or not your namespaces)</li>\n",
+		      o);
 	fputs("</ul>\n<div class=\"top\">\n", o);
 	html_matrix(o, r);
 	fputs("<section id=\"panel\" aria-live=\"polite\"><h2>Flows behind a cell</h2>"
 	      "<p class=\"muted\">Click a cell of the matrix to see its flows here "
-	      "(without JavaScript: the list below).</p></section>\n</div>\n", o);
+	      "(without JavaScript: the list below).</p></section>\n</div>\n",
+	      o);
 
 	/* least privilege */
 	fputs("<h2>Allowed but never used</h2>\n<ul class=\"lp\" id=\"unused\">\n", o);
@@ -840,8 +878,9 @@ static void write_html(FILE *o, const struct report *r)
 	for (size_t i = 0; i < r->ncells; i++) {
 		const struct rcell *c = &r->cells[i];
 		json_t *flows = json_object_get(c->j, "flows");
-		fprintf(o, "<details id=\"d%zu\" class=\"c-%s\"><summary><span class=\"badge c-%s\">%s</span> ", i,
-			cats[c->cat].name, cats[c->cat].name, cats[c->cat].label);
+		fprintf(o,
+			"<details id=\"d%zu\" class=\"c-%s\"><summary><span class=\"badge c-%s\">%s</span> ",
+			i, cats[c->cat].name, cats[c->cat].name, cats[c->cat].label);
 		hesc(o, r->ns[c->from]);
 		fputs(" \xe2\x86\x92 ", o);
 		hesc(o, r->ns[c->to]);
@@ -860,12 +899,12 @@ static void write_html(FILE *o, const struct report *r)
 			fputs("<p class=\"muted\">No flows of this pair seen on this node.</p>\n", o);
 		fputs("</details>\n", o);
 
-		json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:s?,s:o}", "from", r->ns[c->from],
-						     "to", r->ns[c->to], "category", cats[c->cat].name, "ports",
-						     p, "flows_used", (json_int_t)jint(c->j, "flows_used"),
-						     "denied_attempts", (json_int_t)jint(c->j, "denied_attempts"),
-						     "allowed_by", c->allowed_by,
-						     "flows", json_is_array(flows) ? json_incref(flows) : json_array()));
+		json_array_append_new(
+			arr, json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:s?,s:o}", "from", r->ns[c->from], "to",
+				       r->ns[c->to], "category", cats[c->cat].name, "ports", p, "flows_used",
+				       (json_int_t)jint(c->j, "flows_used"), "denied_attempts",
+				       (json_int_t)jint(c->j, "denied_attempts"), "allowed_by", c->allowed_by,
+				       "flows", json_is_array(flows) ? json_incref(flows) : json_array()));
 	}
 	fputs("</div>\n", o);
 	json_object_set_new(data, "cells", arr);
@@ -892,13 +931,11 @@ static bool ends_with(const char *s, const char *suf)
 
 int moatctl_report_main(const char *socket_path, const char *output, int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{ "namespace", required_argument, NULL, 'n' },
-		{ "out", required_argument, NULL, 'O' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 }
-	};
+	static const struct option lo[] = { { "namespace", required_argument, NULL, 'n' },
+					    { "out", required_argument, NULL, 'O' },
+					    { "output", required_argument, NULL, 'o' },
+					    { "help", no_argument, NULL, 'h' },
+					    { 0 } };
 	struct report r = { 0 };
 	const char *out_path = NULL, *fmt = output ? output : "";
 	char path[1024] = "/v1/report", *tmp = NULL;
@@ -912,11 +949,21 @@ int moatctl_report_main(const char *socket_path, const char *output, int argc, c
 	opterr = 1;
 	while ((opt = getopt_long(argc, argv, "+n:o:h", lo, NULL)) != -1) {
 		switch (opt) {
-		case 'n': r.filter_ns = optarg; break;
-		case 'O': out_path = optarg; break;
-		case 'o': fmt = optarg; break;
-		case 'h': report_usage(stdout); return 0;
-		default: report_usage(stderr); return 2;
+		case 'n':
+			r.filter_ns = optarg;
+			break;
+		case 'O':
+			out_path = optarg;
+			break;
+		case 'o':
+			fmt = optarg;
+			break;
+		case 'h':
+			report_usage(stdout);
+			return 0;
+		default:
+			report_usage(stderr);
+			return 2;
 		}
 	}
 	if (optind < argc) {

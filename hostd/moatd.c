@@ -70,7 +70,9 @@ static void src_err(void *arg, const char *msg)
 
 static void record_latency(struct moatd *d, double s)
 {
-	static const double bounds[12] = { 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 5 };
+	static const double bounds[12] = {
+		0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 5
+	};
 
 	for (int i = 0; i < 12; i++)
 		if (s <= bounds[i]) {
@@ -148,8 +150,8 @@ int moatd_apply(struct moatd *d, bool full)
 		d->apply_errors++;
 		d->last.error = rc;
 		snprintf(d->last.message, sizeof(d->last.message),
-			 "datapath update failed (%s), generation %u stays enforced",
-			 strerror(-rc), moat_dp_generation(d->dp));
+			 "datapath update failed (%s), generation %u stays enforced", strerror(-rc),
+			 moat_dp_generation(d->dp));
 		moatd_error(d, "%s", d->last.message);
 		if (d->src) {
 			moat_srcdir_applied(d->src, false, d->last.message);
@@ -176,8 +178,8 @@ int moatd_apply(struct moatd *d, bool full)
 	d->last.error = 0;
 	snprintf(d->last.message, sizeof(d->last.message),
 		 "generation %u live: %zu changes, %u subjects compiled, %u identities, "
-		 "%u decision entries", gen, st.ops, st.subjects_compiled, st.identities,
-		 st.entries[MOAT_T_POL]);
+		 "%u decision entries",
+		 gen, st.ops, st.subjects_compiled, st.identities, st.entries[MOAT_T_POL]);
 	record_latency(d, (double)(moat_now_ns() - t0) / 1e9);
 	pr_info("%s (compile %.2f ms, commit %.2f ms)", d->last.message, d->last.compile_ns / 1e6,
 		d->last.commit_ns / 1e6);
@@ -201,8 +203,9 @@ static int gc_cb(const struct moat_ct_view *v, void *arg)
 		       ((e->flags & MOAT_CT_FIN_INIT) && (e->flags & MOAT_CT_FIN_RESP));
 
 	if (v->proto == IPPROTO_TCP)
-		to = closing ? g->cfg->ct_tcp_close_timeout_s :
-		     !(e->flags & MOAT_CT_SEEN_REPLY) ? g->cfg->ct_syn_timeout_s : g->cfg->ct_tcp_timeout_s;
+		to = closing                          ? g->cfg->ct_tcp_close_timeout_s :
+		     !(e->flags & MOAT_CT_SEEN_REPLY) ? g->cfg->ct_syn_timeout_s :
+							g->cfg->ct_tcp_timeout_s;
 	else
 		to = g->cfg->ct_other_timeout_s;
 	if (g->now > e->last_seen_ns && g->now - e->last_seen_ns > to * 1000000000ull) {
@@ -216,7 +219,8 @@ static int gc_cb(const struct moat_ct_view *v, void *arg)
 
 static void ct_gc(struct moatd *d)
 {
-	struct gc_ctx g = { .now = moat_ktime_coarse_ns(), .cfg = moat_dp_config(d->dp),
+	struct gc_ctx g = { .now = moat_ktime_coarse_ns(),
+			    .cfg = moat_dp_config(d->dp),
 			    .events = d->events };
 
 	moat_dp_ct_walk(d->dp, gc_cb, &g);
@@ -254,47 +258,70 @@ static void usage(FILE *f)
 		"  --hw-profiles DIR    NIC profiles (default /usr/share/moat/hw, else the tree's hw/)\n"
 		"  --prefilter-shadow   keep a hardware pre-filter's tables in a host copy that no\n"
 		"                       packet reaches (what an offload NIC would hold; docs/offload.md)\n"
-		"  --log-level LEVEL    error|warn|info|debug|verbose\n"
-		MOAT_ARCHIVE_USAGE);
+		"  --log-level LEVEL    error|warn|info|debug|verbose\n" MOAT_ARCHIVE_USAGE);
 }
 
 static int parse_args(int argc, char **argv, struct moatd_config *c)
 {
-	enum { O_NODE = 1, O_MAN, O_PIN, O_SOCK, O_SMODE, O_MODE, O_NETNS, O_UPLINK, O_VETH, O_NOLOCAL,
-	       O_NOREVOKE, O_OBSERVE, O_MAXPOL, O_RESET, O_LOG, O_HELP, O_CONFIG, O_KUBECONFIG,
-	       O_KEEPCAPS, O_TOKENS, O_AUDIT, O_PORT, O_CERT, O_KEY, O_INCLUSTER, O_PFSHADOW, O_HWPROF,
-	       O_ARCHIVE /* the archive's flags: O_ARCHIVE .. + MOAT_ARCHIVE_NOPTS - 1 */ };
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, O_CONFIG },
-		{ "node", required_argument, NULL, O_NODE },
-		{ "manifests", required_argument, NULL, O_MAN },
-		{ "kubeconfig", required_argument, NULL, O_KUBECONFIG },
-		{ "in-cluster", no_argument, NULL, O_INCLUSTER },
-		{ "pin-dir", required_argument, NULL, O_PIN },
-		{ "socket", required_argument, NULL, O_SOCK },
-		{ "socket-mode", required_argument, NULL, O_SMODE },
-		{ "mode", required_argument, NULL, O_MODE },
-		{ "netns-dirs", required_argument, NULL, O_NETNS },
-		{ "uplink", required_argument, NULL, O_UPLINK },
-		{ "veth-prefix", required_argument, NULL, O_VETH },
-		{ "no-local-node", no_argument, NULL, O_NOLOCAL },
-		{ "no-revoke", no_argument, NULL, O_NOREVOKE },
-		{ "observe-only", no_argument, NULL, O_OBSERVE },
-		{ "max-policy", required_argument, NULL, O_MAXPOL },
-		{ "reset", no_argument, NULL, O_RESET },
-		{ "keep-caps", no_argument, NULL, O_KEEPCAPS },
-		{ "tokens", required_argument, NULL, O_TOKENS },
-		{ "audit-log", required_argument, NULL, O_AUDIT },
-		{ "api-port", required_argument, NULL, O_PORT },
-		{ "tls-cert", required_argument, NULL, O_CERT },
-		{ "tls-key", required_argument, NULL, O_KEY },
-		{ "log-level", required_argument, NULL, O_LOG },
-		{ "prefilter-shadow", no_argument, NULL, O_PFSHADOW },
-		{ "hw-profiles", required_argument, NULL, O_HWPROF },
-		{ "help", no_argument, NULL, O_HELP },
-		MOAT_ARCHIVE_OPTIONS(O_ARCHIVE),
-		{ 0 }
+	enum {
+		O_NODE = 1,
+		O_MAN,
+		O_PIN,
+		O_SOCK,
+		O_SMODE,
+		O_MODE,
+		O_NETNS,
+		O_UPLINK,
+		O_VETH,
+		O_NOLOCAL,
+		O_NOREVOKE,
+		O_OBSERVE,
+		O_MAXPOL,
+		O_RESET,
+		O_LOG,
+		O_HELP,
+		O_CONFIG,
+		O_KUBECONFIG,
+		O_KEEPCAPS,
+		O_TOKENS,
+		O_AUDIT,
+		O_PORT,
+		O_CERT,
+		O_KEY,
+		O_INCLUSTER,
+		O_PFSHADOW,
+		O_HWPROF,
+		O_ARCHIVE /* the archive's flags: O_ARCHIVE .. + MOAT_ARCHIVE_NOPTS - 1 */
 	};
+	static const struct option opts[] = { { "config", required_argument, NULL, O_CONFIG },
+					      { "node", required_argument, NULL, O_NODE },
+					      { "manifests", required_argument, NULL, O_MAN },
+					      { "kubeconfig", required_argument, NULL, O_KUBECONFIG },
+					      { "in-cluster", no_argument, NULL, O_INCLUSTER },
+					      { "pin-dir", required_argument, NULL, O_PIN },
+					      { "socket", required_argument, NULL, O_SOCK },
+					      { "socket-mode", required_argument, NULL, O_SMODE },
+					      { "mode", required_argument, NULL, O_MODE },
+					      { "netns-dirs", required_argument, NULL, O_NETNS },
+					      { "uplink", required_argument, NULL, O_UPLINK },
+					      { "veth-prefix", required_argument, NULL, O_VETH },
+					      { "no-local-node", no_argument, NULL, O_NOLOCAL },
+					      { "no-revoke", no_argument, NULL, O_NOREVOKE },
+					      { "observe-only", no_argument, NULL, O_OBSERVE },
+					      { "max-policy", required_argument, NULL, O_MAXPOL },
+					      { "reset", no_argument, NULL, O_RESET },
+					      { "keep-caps", no_argument, NULL, O_KEEPCAPS },
+					      { "tokens", required_argument, NULL, O_TOKENS },
+					      { "audit-log", required_argument, NULL, O_AUDIT },
+					      { "api-port", required_argument, NULL, O_PORT },
+					      { "tls-cert", required_argument, NULL, O_CERT },
+					      { "tls-key", required_argument, NULL, O_KEY },
+					      { "log-level", required_argument, NULL, O_LOG },
+					      { "prefilter-shadow", no_argument, NULL, O_PFSHADOW },
+					      { "hw-profiles", required_argument, NULL, O_HWPROF },
+					      { "help", no_argument, NULL, O_HELP },
+					      MOAT_ARCHIVE_OPTIONS(O_ARCHIVE),
+					      { 0 } };
 	int o, lvl;
 	char err[512];
 	bool flag_man = false, flag_kube = false;
@@ -314,9 +341,17 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
-		case O_CONFIG: break;
-		case O_NODE: free(c->node); c->node = xstrdup(optarg); break;
-		case O_MAN: free(c->manifests); c->manifests = xstrdup(optarg); flag_man = true; break;
+		case O_CONFIG:
+			break;
+		case O_NODE:
+			free(c->node);
+			c->node = xstrdup(optarg);
+			break;
+		case O_MAN:
+			free(c->manifests);
+			c->manifests = xstrdup(optarg);
+			flag_man = true;
+			break;
 		case O_KUBECONFIG:
 			free(c->kubeconfig);
 			c->kubeconfig = xstrdup(optarg);
@@ -329,31 +364,80 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 			c->in_cluster = true;
 			flag_kube = true;
 			break;
-		case O_PIN: free(c->pin_dir); c->pin_dir = xstrdup(optarg); break;
-		case O_SOCK: free(c->socket); c->socket = xstrdup(optarg); break;
-		case O_SMODE: c->socket_mode = (unsigned)strtoul(optarg, NULL, 8); break;
+		case O_PIN:
+			free(c->pin_dir);
+			c->pin_dir = xstrdup(optarg);
+			break;
+		case O_SOCK:
+			free(c->socket);
+			c->socket = xstrdup(optarg);
+			break;
+		case O_SMODE:
+			c->socket_mode = (unsigned)strtoul(optarg, NULL, 8);
+			break;
 		case O_MODE:
 			if (moat_mode_parse(optarg, &c->mode)) {
-				fprintf(stderr, "moatd: --mode: %s is not auto, hw, native or generic\n", optarg);
+				fprintf(stderr, "moatd: --mode: %s is not auto, hw, native or generic\n",
+					optarg);
 				return -EINVAL;
 			}
 			break;
-		case O_NETNS: free(c->netns_dirs); c->netns_dirs = xstrdup(optarg); break;
-		case O_UPLINK: free(c->uplink); c->uplink = xstrdup(optarg); break;
-		case O_VETH: free(c->veth_prefixes); c->veth_prefixes = xstrdup(optarg); break;
-		case O_NOLOCAL: c->allow_local_node = false; break;
-		case O_NOREVOKE: c->revoke = false; break;
-		case O_OBSERVE: c->enforce = false; break;
-		case O_MAXPOL: c->max_policy = (__u32)strtoul(optarg, NULL, 10); break;
-		case O_RESET: c->reset = true; break;
-		case O_KEEPCAPS: c->keep_caps = true; break;
-		case O_TOKENS: free(c->tokens_file); c->tokens_file = xstrdup(optarg); break;
-		case O_AUDIT: free(c->audit_log); c->audit_log = xstrdup(optarg); break;
-		case O_PORT: c->api_port = (__u32)strtoul(optarg, NULL, 10); break;
-		case O_CERT: free(c->tls_cert); c->tls_cert = xstrdup(optarg); break;
-		case O_KEY: free(c->tls_key); c->tls_key = xstrdup(optarg); break;
-		case O_PFSHADOW: c->prefilter_shadow = true; break;
-		case O_HWPROF: free(c->hw_profiles); c->hw_profiles = xstrdup(optarg); break;
+		case O_NETNS:
+			free(c->netns_dirs);
+			c->netns_dirs = xstrdup(optarg);
+			break;
+		case O_UPLINK:
+			free(c->uplink);
+			c->uplink = xstrdup(optarg);
+			break;
+		case O_VETH:
+			free(c->veth_prefixes);
+			c->veth_prefixes = xstrdup(optarg);
+			break;
+		case O_NOLOCAL:
+			c->allow_local_node = false;
+			break;
+		case O_NOREVOKE:
+			c->revoke = false;
+			break;
+		case O_OBSERVE:
+			c->enforce = false;
+			break;
+		case O_MAXPOL:
+			c->max_policy = (__u32)strtoul(optarg, NULL, 10);
+			break;
+		case O_RESET:
+			c->reset = true;
+			break;
+		case O_KEEPCAPS:
+			c->keep_caps = true;
+			break;
+		case O_TOKENS:
+			free(c->tokens_file);
+			c->tokens_file = xstrdup(optarg);
+			break;
+		case O_AUDIT:
+			free(c->audit_log);
+			c->audit_log = xstrdup(optarg);
+			break;
+		case O_PORT:
+			c->api_port = (__u32)strtoul(optarg, NULL, 10);
+			break;
+		case O_CERT:
+			free(c->tls_cert);
+			c->tls_cert = xstrdup(optarg);
+			break;
+		case O_KEY:
+			free(c->tls_key);
+			c->tls_key = xstrdup(optarg);
+			break;
+		case O_PFSHADOW:
+			c->prefilter_shadow = true;
+			break;
+		case O_HWPROF:
+			free(c->hw_profiles);
+			c->hw_profiles = xstrdup(optarg);
+			break;
 		case O_LOG:
 			lvl = moat_log_parse_level(optarg);
 			if (lvl < 0) {
@@ -363,14 +447,18 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 			c->log_level = lvl;
 			moat_log_level = lvl;
 			break;
-		case O_HELP: usage(stdout); exit(0);
+		case O_HELP:
+			usage(stdout);
+			exit(0);
 		case O_ARCHIVE ... O_ARCHIVE + MOAT_ARCHIVE_NOPTS - 1:
 			if (moat_archive_flag(c, o - O_ARCHIVE, optarg, err, sizeof(err))) {
 				fprintf(stderr, "moatd: %s\n", err);
 				return -EINVAL;
 			}
 			break;
-		default: usage(stderr); return -EINVAL;
+		default:
+			usage(stderr);
+			return -EINVAL;
 		}
 	}
 	if (!c->node) {
@@ -394,7 +482,7 @@ static int parse_args(int argc, char **argv, struct moatd_config *c)
 	}
 	if (!!c->manifests + !!c->kubeconfig + c->in_cluster != 1) {
 		fprintf(stderr, "moatd: exactly one of --manifests DIR, --kubeconfig FILE, --in-cluster "
-			"(or manifests, kubeconfig, inCluster in the config file)\n");
+				"(or manifests, kubeconfig, inCluster in the config file)\n");
 		return -EINVAL;
 	}
 	if (!c->pin_dir)
@@ -462,7 +550,8 @@ static void apply_config(struct moatd *d)
 	if (d->comp)
 		moat_compiler_set_allow_local_node(d->comp, d->cfg.allow_local_node);
 	{
-		struct moat_pfmgr_opts po = { .enforce = d->cfg.enforce, .revoke = d->cfg.revoke,
+		struct moat_pfmgr_opts po = { .enforce = d->cfg.enforce,
+					      .revoke = d->cfg.revoke,
 					      .sample_shift = 6 };
 		moat_pfmgr_configure(d->pfmgr, &po, d->comp);
 		moat_hwplan_set_prefilter(d->hwplan, d->cfg.revoke);
@@ -518,7 +607,8 @@ static void check_pins(struct moatd *d)
 
 	if (n < 0) {
 		if (n != d->repin_error)
-			moatd_error(d, "pin directory %s: cannot pin the datapath again: %s "
+			moatd_error(d,
+				    "pin directory %s: cannot pin the datapath again: %s "
 				    "(enforcement goes on while moatd runs; it would not survive a stop)",
 				    d->cfg.pin_dir, strerror(-n));
 		d->repin_error = n;
@@ -528,8 +618,10 @@ static void check_pins(struct moatd *d)
 	if (!n)
 		return;
 	d->pins_restored += (uint64_t)n;
-	moatd_error(d, "pin directory %s: %d pins were removed from outside; pinned again "
-		    "(enforcement went on: moatd holds its maps and links)", d->cfg.pin_dir, n);
+	moatd_error(d,
+		    "pin directory %s: %d pins were removed from outside; pinned again "
+		    "(enforcement went on: moatd holds its maps and links)",
+		    d->cfg.pin_dir, n);
 	moat_ifaces_reattach(d->ifaces);
 	sync_interfaces(d);
 }
@@ -603,10 +695,12 @@ int main(int argc, char **argv)
 	err = moat_dp_open(&dpo, &d.dp, &d.adopted);
 	if (err == -EPROTO)
 		pr_err("pinned state under %s has another ABI version (or is incomplete); "
-		       "restart with --reset to replace it", d.cfg.pin_dir);
+		       "restart with --reset to replace it",
+		       d.cfg.pin_dir);
 	else if (err == -EMEDIUMTYPE)
 		pr_err("pin directory %s is not on a bpf filesystem: mount one there "
-		       "(mount -t bpf bpf DIR) or choose a --pin-dir under /sys/fs/bpf", d.cfg.pin_dir);
+		       "(mount -t bpf bpf DIR) or choose a --pin-dir under /sys/fs/bpf",
+		       d.cfg.pin_dir);
 	else if (err)
 		pr_err("could not load the datapath: %s", strerror(-err));
 	if (err) {
@@ -627,7 +721,8 @@ int main(int argc, char **argv)
 		goto out;
 	moat_compiler_set_allow_local_node(d.comp, d.cfg.allow_local_node);
 	{
-		struct moat_pfmgr_opts po = { .enforce = d.cfg.enforce, .revoke = d.cfg.revoke,
+		struct moat_pfmgr_opts po = { .enforce = d.cfg.enforce,
+					      .revoke = d.cfg.revoke,
 					      .sample_shift = 6 };
 		moat_pfmgr_new(&po, &d.pfmgr);
 		if (d.cfg.prefilter_shadow) {
@@ -690,7 +785,8 @@ int main(int argc, char **argv)
 			eo.sink = moat_archive_sink(d.archive);
 		err = moat_events_start(d.dp, &eo, &d.events);
 		if (err)
-			pr_warn("verdict events unavailable: %s (enforcement is not affected)", strerror(-err));
+			pr_warn("verdict events unavailable: %s (enforcement is not affected)",
+				strerror(-err));
 		moat_archive_set_events(d.archive, d.events);
 		moat_archive_refresh(d.archive, d.comp, d.ifaces, moat_dp_generation(d.dp));
 		names_refresh(&d);
@@ -704,7 +800,8 @@ int main(int argc, char **argv)
 		}
 	}
 	{
-		struct moat_api_opts ao = { .socket = d.cfg.socket, .mode = d.cfg.socket_mode,
+		struct moat_api_opts ao = { .socket = d.cfg.socket,
+					    .mode = d.cfg.socket_mode,
 					    .audit_log = d.cfg.audit_log,
 					    .tcp_port = (unsigned short)d.cfg.api_port };
 		char *cert = NULL, *key = NULL;
@@ -730,14 +827,17 @@ int main(int argc, char **argv)
 	if (!d.cfg.keep_caps) {
 		err = drop_privileges();
 		if (err)
-			pr_warn("could not drop capabilities: %s (continuing with the current set)", strerror(-err));
+			pr_warn("could not drop capabilities: %s (continuing with the current set)",
+				strerror(-err));
 		else
 			pr_info("capabilities reduced to bpf, net_admin, sys_admin, perfmon, dac_read_search");
 	}
 	if (!d.cfg.manifests) {
 		/* after dropping capabilities: the watch threads inherit the reduced set */
-		struct moat_k8s_opts ko = { .in_cluster = d.cfg.in_cluster, .kubeconfig = d.cfg.kubeconfig,
-					    .sa_dir = d.cfg.sa_dir, .watch_timeout_s = d.cfg.k8s_watch_s,
+		struct moat_k8s_opts ko = { .in_cluster = d.cfg.in_cluster,
+					    .kubeconfig = d.cfg.kubeconfig,
+					    .sa_dir = d.cfg.sa_dir,
+					    .watch_timeout_s = d.cfg.k8s_watch_s,
 					    .backoff_max_ms = d.cfg.k8s_backoff_max_ms,
 					    .idle_timeout_ms = d.cfg.k8s_idle_ms };
 		char kerr[512];
@@ -750,7 +850,9 @@ int main(int argc, char **argv)
 	}
 	pr_info("moatd ready: node %s, %s %s, API %s", d.cfg.node,
 		d.cfg.manifests ? "manifests" : "Kubernetes API",
-		d.cfg.manifests ? d.cfg.manifests : d.cfg.in_cluster ? "in-cluster" : d.cfg.kubeconfig,
+		d.cfg.manifests  ? d.cfg.manifests :
+		d.cfg.in_cluster ? "in-cluster" :
+				   d.cfg.kubeconfig,
 		d.cfg.socket);
 
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
@@ -805,16 +907,27 @@ int main(int argc, char **argv)
 					if (si.ssi_signo == SIGHUP) {
 						char cerr[512];
 						if (d.cfg.config_file &&
-						    moatd_config_load(d.cfg.config_file, &d.cfg, true, cerr, sizeof(cerr)))
-							moatd_error(&d, "SIGHUP: %s; keeping the running settings", cerr);
+						    moatd_config_load(d.cfg.config_file, &d.cfg, true, cerr,
+								      sizeof(cerr)))
+							moatd_error(
+								&d,
+								"SIGHUP: %s; keeping the running settings",
+								cerr);
 						moat_log_level = d.cfg.log_level;
 						apply_config(&d);
 						if (moat_archive_daemon_reload(&d, cerr, sizeof(cerr)))
-							moatd_error(&d, "SIGHUP: archive: %s; keeping its settings", cerr);
+							moatd_error(
+								&d,
+								"SIGHUP: archive: %s; keeping its settings",
+								cerr);
 						if (moat_auth_reload(d.auth, cerr, sizeof(cerr)))
-							moatd_error(&d, "SIGHUP: tokens: %s; keeping the old ones", cerr);
+							moatd_error(
+								&d,
+								"SIGHUP: tokens: %s; keeping the old ones",
+								cerr);
 						if (d.src) {
-							pr_info("SIGHUP: settings reloaded, rescanning %s", d.cfg.manifests);
+							pr_info("SIGHUP: settings reloaded, rescanning %s",
+								d.cfg.manifests);
 							moat_srcdir_scan(d.src, d.comp, src_err, &d);
 							changed = true;
 						} else {

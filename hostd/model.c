@@ -530,11 +530,8 @@ static const struct {
 	uint8_t proto;
 	const char *name;
 } protos[] = {
-	{ IPPROTO_TCP, "TCP" },
-	{ IPPROTO_UDP, "UDP" },
-	{ IPPROTO_SCTP, "SCTP" },
-	{ IPPROTO_ICMP, "ICMP" },
-	{ IPPROTO_ICMPV6, "ICMPv6" },
+	{ IPPROTO_TCP, "TCP" },   { IPPROTO_UDP, "UDP" },       { IPPROTO_SCTP, "SCTP" },
+	{ IPPROTO_ICMP, "ICMP" }, { IPPROTO_ICMPV6, "ICMPv6" },
 };
 
 const char *moat_proto_name(uint8_t proto)

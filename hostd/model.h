@@ -14,7 +14,7 @@
 /* Limits on what one object may make the daemon allocate. */
 #define MOAT_MAX_NAME          253
 #define MOAT_MAX_LABELS        64
-#define MOAT_MAX_LABEL_KEY     317   /* prefix(253) + '/' + name(63) */
+#define MOAT_MAX_LABEL_KEY     317 /* prefix(253) + '/' + name(63) */
 #define MOAT_MAX_LABEL_VALUE   63
 #define MOAT_MAX_SEL_REQS      32
 #define MOAT_MAX_SEL_VALUES    64
@@ -48,7 +48,7 @@ struct moat_sel_req {
 	char *key;
 	enum moat_sel_op op;
 	size_t nvalues;
-	char **values;         /* sorted */
+	char **values; /* sorted */
 };
 
 /* A metav1.LabelSelector.  matchLabels become In requirements with one
@@ -60,13 +60,13 @@ struct moat_selector {
 };
 
 struct moat_addr {
-	int family;            /* 4 or 6 */
-	uint8_t a[16];         /* IPv4 in the first 4 bytes */
+	int family;    /* 4 or 6 */
+	uint8_t a[16]; /* IPv4 in the first 4 bytes */
 };
 
 struct moat_cidr {
 	int family;
-	uint8_t a[16];         /* host bits cleared */
+	uint8_t a[16]; /* host bits cleared */
 	uint8_t plen;
 };
 
@@ -74,18 +74,18 @@ struct moat_cidr {
  * when decoding.  port 0 = every port of proto; end_port = inclusive end of
  * a range (0 = single port).  named: resolved per destination pod. */
 struct moat_port_spec {
-	uint8_t proto;         /* IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP */
+	uint8_t proto; /* IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP */
 	uint16_t port;
 	uint16_t end_port;
 	char *named;
 };
 
 enum moat_peer_kind {
-	MOAT_PEER_PODS = 1,    /* pods by namespace and pod selectors */
-	MOAT_PEER_CIDR,        /* ipBlock (with except) or one entry of networks */
-	MOAT_PEER_NODES,       /* nodes by node selector (egress only) */
-	MOAT_PEER_DOMAINS,     /* domainNames: decoded, never matched (documented) */
-	MOAT_PEER_INVALID,     /* unknown field: fail closed (see anp-semantics 5) */
+	MOAT_PEER_PODS = 1, /* pods by namespace and pod selectors */
+	MOAT_PEER_CIDR,     /* ipBlock (with except) or one entry of networks */
+	MOAT_PEER_NODES,    /* nodes by node selector (egress only) */
+	MOAT_PEER_DOMAINS,  /* domainNames: decoded, never matched (documented) */
+	MOAT_PEER_INVALID,  /* unknown field: fail closed (see anp-semantics 5) */
 };
 
 struct moat_peer {
@@ -101,35 +101,35 @@ struct moat_peer {
 };
 
 enum moat_action {
-	MOAT_A_ALLOW = 1,      /* Allow (v1alpha1, NetworkPolicy) / Accept (v1alpha2) */
+	MOAT_A_ALLOW = 1, /* Allow (v1alpha1, NetworkPolicy) / Accept (v1alpha2) */
 	MOAT_A_DENY = 2,
 	MOAT_A_PASS = 3,
 };
 
 struct moat_rule {
-	char *name;            /* may be NULL */
+	char *name; /* may be NULL */
 	enum moat_action action;
-	bool all_peers;        /* NetworkPolicy rule without from/to: any source */
+	bool all_peers; /* NetworkPolicy rule without from/to: any source */
 	size_t npeers;
 	struct moat_peer *peers;
-	size_t nports;         /* 0: every port and protocol */
+	size_t nports; /* 0: every port and protocol */
 	struct moat_port_spec *ports;
 };
 
 enum moat_policy_kind {
-	MOAT_K_NETPOL = 1,     /* networking.k8s.io/v1 NetworkPolicy */
-	MOAT_K_ANP,            /* policy.networking.k8s.io/v1alpha1 AdminNetworkPolicy */
-	MOAT_K_BANP,           /* ... BaselineAdminNetworkPolicy */
-	MOAT_K_CNP,            /* policy.networking.k8s.io/v1alpha2 ClusterNetworkPolicy */
+	MOAT_K_NETPOL = 1, /* networking.k8s.io/v1 NetworkPolicy */
+	MOAT_K_ANP,        /* policy.networking.k8s.io/v1alpha1 AdminNetworkPolicy */
+	MOAT_K_BANP,       /* ... BaselineAdminNetworkPolicy */
+	MOAT_K_CNP,        /* policy.networking.k8s.io/v1alpha2 ClusterNetworkPolicy */
 };
 
 /* Tiers match MOAT_TIER_* of the ABI. */
 struct moat_policy {
 	enum moat_policy_kind kind;
-	int tier;              /* MOAT_TIER_ADMIN, _NETPOL, _BASELINE */
-	char *ns;              /* NetworkPolicy only */
+	int tier; /* MOAT_TIER_ADMIN, _NETPOL, _BASELINE */
+	char *ns; /* NetworkPolicy only */
 	char *name;
-	int32_t priority;      /* admin tiers; BANP: 0 */
+	int32_t priority; /* admin tiers; BANP: 0 */
 	/* Subject: NetworkPolicy: the pods of ns matched by subj_pod;
 	 * cluster kinds: pods in namespaces matched by subj_ns (NULL = all)
 	 * and matched by subj_pod (NULL = all). */
@@ -140,11 +140,11 @@ struct moat_policy {
 	bool dir[2];
 	size_t nrules[2];
 	struct moat_rule *rules[2];
-	bool audit;            /* audit mode: judged and reported, never enforced */
+	bool audit; /* audit mode: judged and reported, never enforced */
 };
 
 struct moat_cport {
-	char *name;            /* may be NULL */
+	char *name; /* may be NULL */
 	uint8_t proto;
 	uint16_t port;
 };
@@ -152,7 +152,7 @@ struct moat_cport {
 struct moat_namespace {
 	char *name;
 	struct moat_labels labels;
-	bool audit;            /* moat.io/audit annotation: every NP in it audits */
+	bool audit; /* moat.io/audit annotation: every NP in it audits */
 	/* moat.io/sample-every: 1 in N packets of its pods' flows are sampled
 	 * (0: none); without it the node's setting applies */
 	bool has_sample;
@@ -166,7 +166,7 @@ struct moat_pod {
 	char *ns;
 	char *name;
 	struct moat_labels labels;
-	char *node;            /* spec.nodeName, may be NULL */
+	char *node; /* spec.nodeName, may be NULL */
 	bool host_network;
 	size_t nips;
 	struct moat_addr ips[MOAT_MAX_POD_IPS];
@@ -194,7 +194,7 @@ enum moat_obj_kind {
 	MOAT_O_NODE,
 	MOAT_O_SERVICE,
 	MOAT_O_POLICY,
-	MOAT_O_BLUEPRINT,      /* moat.io/v1alpha1 Blueprint (blueprint.h) */
+	MOAT_O_BLUEPRINT, /* moat.io/v1alpha1 Blueprint (blueprint.h) */
 };
 
 struct moat_blueprint;
@@ -202,11 +202,11 @@ struct moat_blueprint;
 /* A decoded object: one of the kinds above. */
 struct moat_object {
 	enum moat_obj_kind kind;
-	char *api_kind;        /* "NetworkPolicy", "Pod", ... as written */
-	char *ns;              /* metadata.namespace (NULL for cluster objects) */
-	char *name;            /* metadata.name */
-	char *uid;             /* metadata.uid, may be NULL */
-	char *resource_version;/* may be NULL */
+	char *api_kind;         /* "NetworkPolicy", "Pod", ... as written */
+	char *ns;               /* metadata.namespace (NULL for cluster objects) */
+	char *name;             /* metadata.name */
+	char *uid;              /* metadata.uid, may be NULL */
+	char *resource_version; /* may be NULL */
 	union {
 		struct moat_namespace *namespace;
 		struct moat_pod *pod;

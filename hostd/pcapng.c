@@ -259,8 +259,8 @@ struct pcapng_reader {
 	int fd;
 	uint8_t *buf;
 	size_t cap;
-	size_t have, pos;             /* bytes in buf, consumed */
-	uint64_t base;                /* stream offset of buf[0] */
+	size_t have, pos; /* bytes in buf, consumed */
+	uint64_t base;    /* stream offset of buf[0] */
 	uint64_t valid_end;
 	bool eof, done, first;
 };

@@ -22,47 +22,47 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define PCAPNG_BT_SHB      0x0A0D0D0Au
-#define PCAPNG_BT_IDB      0x00000001u
-#define PCAPNG_BT_ISB      0x00000005u
-#define PCAPNG_BT_EPB      0x00000006u
-#define PCAPNG_BT_CUSTOM   0x00000BADu  /* copiable custom block */
-#define PCAPNG_BT_CUSTOM_NC 0x40000BADu /* not copiable */
+#define PCAPNG_BT_SHB           0x0A0D0D0Au
+#define PCAPNG_BT_IDB           0x00000001u
+#define PCAPNG_BT_ISB           0x00000005u
+#define PCAPNG_BT_EPB           0x00000006u
+#define PCAPNG_BT_CUSTOM        0x00000BADu /* copiable custom block */
+#define PCAPNG_BT_CUSTOM_NC     0x40000BADu /* not copiable */
 #define PCAPNG_BYTE_ORDER_MAGIC 0x1A2B3C4Du
 
 /* Blocks larger than this are refused by the writer and taken for
  * garbage by the reader: bounds what a file can make us allocate. */
-#define PCAPNG_MAX_BLOCK   (256u * 1024)
+#define PCAPNG_MAX_BLOCK (256u * 1024)
 
 /* Options. */
-#define PCAPNG_OPT_END         0
-#define PCAPNG_OPT_COMMENT     1
-#define PCAPNG_SHB_HARDWARE    2
-#define PCAPNG_SHB_OS          3
-#define PCAPNG_SHB_USERAPPL    4
-#define PCAPNG_IF_NAME         2
-#define PCAPNG_IF_DESCRIPTION  3
-#define PCAPNG_IF_TSRESOL      9
-#define PCAPNG_EPB_FLAGS       2
-#define PCAPNG_EPB_DROPCOUNT   4
-#define PCAPNG_EPB_PACKETID    5
-#define PCAPNG_EPB_VERDICT     7
-#define PCAPNG_ISB_STARTTIME   2
-#define PCAPNG_ISB_ENDTIME     3
-#define PCAPNG_ISB_IFRECV      4
-#define PCAPNG_ISB_IFDROP      5
-#define PCAPNG_ISB_OSDROP      7
-#define PCAPNG_ISB_USRDELIV    8
+#define PCAPNG_OPT_END        0
+#define PCAPNG_OPT_COMMENT    1
+#define PCAPNG_SHB_HARDWARE   2
+#define PCAPNG_SHB_OS         3
+#define PCAPNG_SHB_USERAPPL   4
+#define PCAPNG_IF_NAME        2
+#define PCAPNG_IF_DESCRIPTION 3
+#define PCAPNG_IF_TSRESOL     9
+#define PCAPNG_EPB_FLAGS      2
+#define PCAPNG_EPB_DROPCOUNT  4
+#define PCAPNG_EPB_PACKETID   5
+#define PCAPNG_EPB_VERDICT    7
+#define PCAPNG_ISB_STARTTIME  2
+#define PCAPNG_ISB_ENDTIME    3
+#define PCAPNG_ISB_IFRECV     4
+#define PCAPNG_ISB_IFDROP     5
+#define PCAPNG_ISB_OSDROP     7
+#define PCAPNG_ISB_USRDELIV   8
 
 /* epb_flags bits 0-1 */
-#define PCAPNG_DIR_UNKNOWN     0
-#define PCAPNG_DIR_INBOUND     1
-#define PCAPNG_DIR_OUTBOUND    2
+#define PCAPNG_DIR_UNKNOWN  0
+#define PCAPNG_DIR_INBOUND  1
+#define PCAPNG_DIR_OUTBOUND 2
 
 /* epb_verdict types */
-#define PCAPNG_VERDICT_HW      0
-#define PCAPNG_VERDICT_TC      1
-#define PCAPNG_VERDICT_XDP     2
+#define PCAPNG_VERDICT_HW  0
+#define PCAPNG_VERDICT_TC  1
+#define PCAPNG_VERDICT_XDP 2
 
 #define PCAPNG_LINKTYPE_ETHERNET 1
 
@@ -75,13 +75,13 @@ struct pcapng_buf {
 void pcapng_buf_free(struct pcapng_buf *b);
 
 struct pcapng_shb_info {
-	const char *hardware, *os, *userappl, *comment;   /* each may be NULL */
+	const char *hardware, *os, *userappl, *comment; /* each may be NULL */
 };
 
 struct pcapng_idb_info {
 	uint16_t linktype;
 	uint32_t snaplen;
-	const char *name, *description;                 /* may be NULL */
+	const char *name, *description; /* may be NULL */
 };
 
 struct pcapng_epb_info {
@@ -89,15 +89,15 @@ struct pcapng_epb_info {
 	uint64_t ts_ns;
 	const uint8_t *data;
 	uint32_t caplen, origlen;
-	uint32_t flags;              /* epb_flags; 0 = not written */
+	uint32_t flags; /* epb_flags; 0 = not written */
 	bool has_dropcount;
 	uint64_t dropcount;
 	bool has_packetid;
 	uint64_t packetid;
 	bool has_verdict;
-	uint8_t verdict_type;        /* PCAPNG_VERDICT_* */
-	uint64_t verdict;            /* XDP action for PCAPNG_VERDICT_XDP */
-	const char *comment;         /* may be NULL */
+	uint8_t verdict_type; /* PCAPNG_VERDICT_* */
+	uint64_t verdict;     /* XDP action for PCAPNG_VERDICT_XDP */
+	const char *comment;  /* may be NULL */
 };
 
 struct pcapng_isb_info {
@@ -122,11 +122,11 @@ int pcapng_put_raw(struct pcapng_buf *b, const void *block, size_t len);
 /* ---- reader ---------------------------------------------------------- */
 struct pcapng_block {
 	uint32_t type;
-	uint32_t total_len;          /* including the 12 bytes of framing */
-	const uint8_t *body;         /* after type and length */
-	size_t body_len;             /* total_len - 12 */
-	const uint8_t *raw;          /* the whole block */
-	uint64_t offset;             /* in the stream */
+	uint32_t total_len;  /* including the 12 bytes of framing */
+	const uint8_t *body; /* after type and length */
+	size_t body_len;     /* total_len - 12 */
+	const uint8_t *raw;  /* the whole block */
+	uint64_t offset;     /* in the stream */
 };
 
 struct pcapng_reader;
@@ -155,7 +155,7 @@ struct pcapng_idb_view {
 	uint16_t linktype;
 	uint32_t snaplen;
 	char name[128], description[256];
-	uint64_t ts_div_num, ts_div_den;  /* ns = ts * num / den */
+	uint64_t ts_div_num, ts_div_den; /* ns = ts * num / den */
 	const uint8_t *opts;
 	size_t opts_len;
 };
@@ -170,7 +170,7 @@ struct pcapng_epb_view {
 	uint64_t dropcount, packetid;
 	uint8_t verdict_type;
 	uint64_t verdict;
-	const char *comment;          /* not NUL-terminated */
+	const char *comment; /* not NUL-terminated */
 	size_t comment_len;
 	const uint8_t *opts;
 	size_t opts_len;
@@ -181,10 +181,8 @@ int pcapng_parse_epb(const struct pcapng_block *b, struct pcapng_epb_view *v);
 /* SHB: byte order must be ours; version 1.x.  Options area returned. */
 int pcapng_parse_shb(const struct pcapng_block *b, const uint8_t **opts, size_t *opts_len);
 /* Custom block: PEN and the data (trailing NUL padding not stripped). */
-int pcapng_parse_custom(const struct pcapng_block *b, uint32_t *pen, const uint8_t **data,
-			size_t *len);
-int pcapng_parse_isb(const struct pcapng_block *b, uint32_t *ifid, const uint8_t **opts,
-		     size_t *opts_len);
+int pcapng_parse_custom(const struct pcapng_block *b, uint32_t *pen, const uint8_t **data, size_t *len);
+int pcapng_parse_isb(const struct pcapng_block *b, uint32_t *ifid, const uint8_t **opts, size_t *opts_len);
 uint64_t pcapng_ts_ns(const struct pcapng_idb_view *idb, uint64_t ts_raw);
 
 /* ---- classic pcap (nanosecond magic) ----------------------------------- */

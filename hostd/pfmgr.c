@@ -16,7 +16,7 @@
 #define PFMGR_SAMPLES 32
 
 struct sample {
-	uint64_t when;                /* CLOCK_REALTIME, ns */
+	uint64_t when; /* CLOCK_REALTIME, ns */
 	struct moat_pf_event ev;
 };
 
@@ -25,14 +25,14 @@ struct moat_pfmgr {
 	struct moat_pf *pf;
 	struct moat_pfc *pfc;
 	char ifname[64];
-	bool pending;                 /* before() ran, after() not yet */
+	bool pending; /* before() ran, after() not yet */
 	struct perf_buffer *pb;
 	struct sample samples[PFMGR_SAMPLES];
 	size_t nsamples, next_sample;
 	uint64_t samples_seen, samples_lost;
 	uint64_t updates, update_errors;
-	char why[200];                /* why there is none, or what failed last */
-	char *error;                  /* for moatd's recent errors */
+	char why[200]; /* why there is none, or what failed last */
+	char *error;   /* for moatd's recent errors */
 };
 
 int moat_pfmgr_new(const struct moat_pfmgr_opts *o, struct moat_pfmgr **ret)
@@ -143,8 +143,7 @@ static int write_all(struct moat_pfmgr *m, const struct moat_compiler *c, bool n
 		fail(m, "the device takes no table writes (%s): pre-filter detached", strerror(-rc));
 		release(m);
 	} else if (rc) {
-		fail(m, "table update failed (%s): passing everything until the next update",
-		     strerror(-rc));
+		fail(m, "table update failed (%s): passing everything until the next update", strerror(-rc));
 	}
 	m->updates++;
 	return rc;
@@ -216,8 +215,7 @@ void moat_pfmgr_before(struct moat_pfmgr *m, const struct moat_compiler *c)
 	if (rc) {
 		moat_pfc_get_stats(m->pfc, &st);
 		if (st.stuck) {
-			fail(m, "the device takes no table writes (%s): pre-filter detached",
-			     strerror(-rc));
+			fail(m, "the device takes no table writes (%s): pre-filter detached", strerror(-rc));
 			release(m);
 		} else {
 			fail(m, "table update failed (%s): passing everything until the next update",
@@ -244,8 +242,7 @@ void moat_pfmgr_after(struct moat_pfmgr *m, struct moat_dp *dp)
 		fail(m, "the device takes no table writes (%s): pre-filter detached", strerror(-rc));
 		release(m);
 	} else if (rc) {
-		fail(m, "table update failed (%s): passing everything until the next update",
-		     strerror(-rc));
+		fail(m, "table update failed (%s): passing everything until the next update", strerror(-rc));
 	}
 }
 
@@ -327,9 +324,12 @@ json_t *moat_pfmgr_status(const struct moat_pfmgr *m)
 		__u32 idx;
 		const char *name;
 	} cs[] = {
-		{ MOAT_PF_STAT_PASS, "passed" }, { MOAT_PF_STAT_DROP, "dropped" },
-		{ MOAT_PF_STAT_DROP_BYTES, "dropped_bytes" }, { MOAT_PF_STAT_WOULD_DROP, "would_drop" },
-		{ MOAT_PF_STAT_SKIPPED, "skipped" }, { MOAT_PF_STAT_SAMPLED, "sampled" },
+		{ MOAT_PF_STAT_PASS, "passed" },
+		{ MOAT_PF_STAT_DROP, "dropped" },
+		{ MOAT_PF_STAT_DROP_BYTES, "dropped_bytes" },
+		{ MOAT_PF_STAT_WOULD_DROP, "would_drop" },
+		{ MOAT_PF_STAT_SKIPPED, "skipped" },
+		{ MOAT_PF_STAT_SAMPLED, "sampled" },
 	};
 	struct pairs_json pj;
 
@@ -344,33 +344,31 @@ json_t *moat_pfmgr_status(const struct moat_pfmgr *m)
 	}
 	samples = json_array();
 	for (size_t i = 0; i < m->nsamples; i++) {
-		const struct sample *s = &m->samples[(m->next_sample + PFMGR_SAMPLES - m->nsamples + i) %
-						    PFMGR_SAMPLES];
+		const struct sample *s =
+			&m->samples[(m->next_sample + PFMGR_SAMPLES - m->nsamples + i) % PFMGR_SAMPLES];
 		char sa[64], da[64];
 		addr_text(s->ev.family, s->ev.saddr, sa, sizeof(sa));
 		addr_text(s->ev.family, s->ev.daddr, da, sizeof(da));
 		json_array_append_new(samples,
 				      json_pack("{s:I,s:s,s:s,s:i,s:i,s:i,s:i,s:b}", "time_ns",
 						(json_int_t)s->when, "src", sa, "dst", da, "proto",
-						s->ev.proto, "identity", (json_int_t)s->ev.identity,
-						"rule", (json_int_t)s->ev.rule, "len",
-						(json_int_t)s->ev.pkt_len, "dropped", s->ev.dropped));
+						s->ev.proto, "identity", (json_int_t)s->ev.identity, "rule",
+						(json_int_t)s->ev.rule, "len", (json_int_t)s->ev.pkt_len,
+						"dropped", s->ev.dropped));
 	}
 	pj.a = json_array();
 	pj.n = 0;
 	moat_pfc_pairs(m->pfc, pair_cb, &pj);
 	j = json_pack("{s:b,s:s,s:b,s:b,s:s?}", "active", true, "interface", m->ifname, "offloaded",
-		      moat_pf_offloaded(m->pf), "enforce", m->o.enforce, "why",
-		      m->why[0] ? m->why : NULL);
+		      moat_pf_offloaded(m->pf), "enforce", m->o.enforce, "why", m->why[0] ? m->why : NULL);
 	json_object_set_new(j, "tables",
-			    json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:b,s:s?}",
-				      "regions", st.regions, "regions_in_cluster", st.regions_in_cluster,
-				      "trees", st.trees, "trees_placed", st.trees_placed,
-				      "trees_no_room", st.trees_no_room, "sources4", st.src[0],
-				      "sources6", st.src[1], "destinations4", st.dst[0],
-				      "destinations6", st.dst[1], "pairs", st.pairs, "lengths4",
-				      st.lens[0], "lengths6", st.lens[1], "disabled", st.disabled,
-				      "why_empty", st.why_empty[0] ? st.why_empty : NULL));
+			    json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:b,s:s?}", "regions",
+				      st.regions, "regions_in_cluster", st.regions_in_cluster, "trees",
+				      st.trees, "trees_placed", st.trees_placed, "trees_no_room",
+				      st.trees_no_room, "sources4", st.src[0], "sources6", st.src[1],
+				      "destinations4", st.dst[0], "destinations6", st.dst[1], "pairs",
+				      st.pairs, "lengths4", st.lens[0], "lengths6", st.lens[1], "disabled",
+				      st.disabled, "why_empty", st.why_empty[0] ? st.why_empty : NULL));
 	json_object_set_new(j, "capacity",
 			    json_pack("{s:i,s:i,s:i}", "sources",
 				      (json_int_t)moat_pf_capacity(m->pf, MOAT_PF_T_SRC4), "destinations",
@@ -407,9 +405,10 @@ void moat_pfmgr_status_print(json_t *st, FILE *out)
 		fprintf(out, "prefilter   none: %s\n", why ? why : "");
 		return;
 	}
-	fprintf(out, "prefilter   %s (%s, %s): %lld pairs, %lld+%lld source prefixes, "
-		     "%lld+%lld destinations; dropped %lld (%lld bytes), would drop %lld, "
-		     "passed %lld, skipped %lld\n",
+	fprintf(out,
+		"prefilter   %s (%s, %s): %lld pairs, %lld+%lld source prefixes, "
+		"%lld+%lld destinations; dropped %lld (%lld bytes), would drop %lld, "
+		"passed %lld, skipped %lld\n",
 		json_string_value(json_object_get(st, "interface")),
 		json_is_true(json_object_get(st, "offloaded")) ? "hardware" : "host",
 		json_is_true(json_object_get(st, "enforce")) ? "enforcing" : "observe only",

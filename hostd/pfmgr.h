@@ -20,9 +20,9 @@
 struct moat_pfmgr;
 
 struct moat_pfmgr_opts {
-	bool enforce;                  /* clear: count what would drop, pass it */
-	bool revoke;                   /* clear: nothing is placed (docs/offload.md) */
-	__u32 sample_shift;            /* sample 1 in 2^shift drops; 0 = every drop */
+	bool enforce;       /* clear: count what would drop, pass it */
+	bool revoke;        /* clear: nothing is placed (docs/offload.md) */
+	__u32 sample_shift; /* sample 1 in 2^shift drops; 0 = every drop */
 	bool no_samples;
 };
 

@@ -17,12 +17,12 @@
 
 /* ---- wanted and written tables --------------------------------------------- */
 struct src_ent {
-	__u8 key[18];                 /* family, plen, address (masked) */
+	__u8 key[18]; /* family, plen, address (masked) */
 	__u32 set;
 };
 
 struct dst_ent {
-	__u8 key[17];                 /* family, address */
+	__u8 key[17]; /* family, address */
 	__u32 identity;
 };
 
@@ -32,27 +32,27 @@ struct set_ent {
 };
 
 struct pair_ent {
-	__u32 key[2];                 /* set, identity */
+	__u32 key[2]; /* set, identity */
 	__u32 deny;
 	__u32 rule[MOAT_PF_G_MAX];
 };
 
 struct tables {
 	struct hmap src, dst, pairs;
-	__u8 lens[2][MOAT_PF_MAX_LENS];  /* descending */
+	__u8 lens[2][MOAT_PF_MAX_LENS]; /* descending */
 	__u32 nlen[2];
 };
 
 struct moat_pfc {
 	struct moat_pfc_limits lim;
-	struct tables want;           /* from the last build */
-	struct tables cur;            /* what the maps hold */
-	struct moat_pf_config cfg;    /* as written */
+	struct tables want;        /* from the last build */
+	struct tables cur;         /* what the maps hold */
+	struct moat_pf_config cfg; /* as written */
 	bool cfg_written;
-	bool stale;                   /* maps may hold anything: rewrite all */
-	bool full_rewrite;            /* this update empties pairs first */
+	bool stale;        /* maps may hold anything: rewrite all */
+	bool full_rewrite; /* this update empties pairs first */
 	/* source sets: stable per prefix while it is placed */
-	struct hmap set_of;           /* src key -> struct set_ent */
+	struct hmap set_of; /* src key -> struct set_ent */
 	__u32 next_set;
 	struct u32vec free_sets;
 	struct moat_pfc_stats st;
@@ -134,13 +134,13 @@ void moat_pfc_reset(struct moat_pfc *p)
 struct pfx {
 	int family;
 	__u8 plen;
-	__u8 lo[16], hi[16];          /* first and last address */
+	__u8 lo[16], hi[16]; /* first and last address */
 	__u32 region;
-	int parent;                   /* index, -1: none */
-	int root;                     /* topmost needed ancestor, -1: not needed */
-	bool candidate;               /* holds no cluster address */
+	int parent;     /* index, -1: none */
+	int root;       /* topmost needed ancestor, -1: not needed */
+	bool candidate; /* holds no cluster address */
 	bool has_deny;
-	bool unplaced;                /* a tree root that did not fit */
+	bool unplaced; /* a tree root that did not fit */
 	__u32 npairs;
 };
 
@@ -289,8 +289,8 @@ static int cmp_pfx(const void *a, const void *b)
 
 static bool pfx_contains(const struct pfx *outer, const struct pfx *in)
 {
-	return outer->family == in->family && outer->plen <= in->plen &&
-	       memcmp(outer->lo, in->lo, 16) <= 0 && memcmp(in->hi, outer->hi, 16) <= 0;
+	return outer->family == in->family && outer->plen <= in->plen && memcmp(outer->lo, in->lo, 16) <= 0 &&
+	       memcmp(in->hi, outer->hi, 16) <= 0;
 }
 
 /* Does any cluster address fall in [lo, hi]? */
@@ -355,18 +355,19 @@ static void ports_of(const struct bctx *b, __u32 subject, int dir, __u8 proto, s
 
 struct ident_ports {
 	__u32 identity;
-	struct portset ps[2][3];      /* [dir][tcp, udp, sctp] */
+	struct portset ps[2][3]; /* [dir][tcp, udp, sctp] */
 };
 
 static const __u8 l4[3] = { IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP };
 
 /* Is every port of the group denied, for this direction?  *rule: the rule
  * the full program names if it is the same for every port, else 0. */
-static bool group_denied(const struct bctx *b, __u32 subject, int dir, int family, __u32 region,
-			 int group, const struct portset *ps, __u32 *rule)
+static bool group_denied(const struct bctx *b, __u32 subject, int dir, int family, __u32 region, int group,
+			 const struct portset *ps, __u32 *rule)
 {
-	struct moat_decide_peer peer = { .identity = MOAT_ID_WORLD, .region = region,
-					 .cls = MOAT_CLASS_WORLD, .family = family };
+	struct moat_decide_peer peer = {
+		.identity = MOAT_ID_WORLD, .region = region, .cls = MOAT_CLASS_WORLD, .family = family
+	};
 	struct moat_explain_side s;
 
 	*rule = 0;
@@ -426,9 +427,9 @@ static void set_release(struct moat_pfc *p, const __u8 key[18])
 }
 
 struct tree {
-	int root;                     /* index into pfx */
+	int root; /* index into pfx */
 	__u32 nsrc, npairs;
-	__u32 lenmask[5];             /* bit per prefix length 0..128 */
+	__u32 lenmask[5]; /* bit per prefix length 0..128 */
 };
 
 static int cmp_tree(const void *a, const void *b)
@@ -665,11 +666,11 @@ int moat_pfc_build(struct moat_pfc *p, const struct moat_compiler *c, bool next)
 	}
 	if (!p->st.pairs)
 		snprintf(p->st.why_empty, sizeof(p->st.why_empty), "%s",
-			 !b.npfx ? "no policy names a CIDR" :
+			 !b.npfx                            ? "no policy names a CIDR" :
 			 p->st.regions_in_cluster == b.npfx ? "every listed CIDR holds cluster addresses" :
-			 !nids ? "no local pods" :
+			 !nids                              ? "no local pods" :
 			 !ntrees ? "no CIDR outside the cluster is denied on every port both ways" :
-			 "no tree fits the pre-filter's tables");
+				   "no tree fits the pre-filter's tables");
 
 	/* sets of prefixes neither wanted nor written: free again */
 	{
@@ -1151,8 +1152,8 @@ void moat_pfc_get_stats(const struct moat_pfc *p, struct moat_pfc_stats *st)
 	*st = p->st;
 }
 
-int moat_pfc_pairs(const struct moat_pfc *p,
-		   int (*fn)(const struct moat_pfc_pair_view *v, void *arg), void *arg)
+int moat_pfc_pairs(const struct moat_pfc *p, int (*fn)(const struct moat_pfc_pair_view *v, void *arg),
+		   void *arg)
 {
 	size_t it = 0, is;
 	void *v, *sv;

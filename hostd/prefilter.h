@@ -32,26 +32,26 @@
 struct moat_pfc;
 
 struct moat_pfc_limits {
-	__u32 max_src;                 /* source prefixes per family */
-	__u32 max_dst;                 /* local pod addresses per family */
+	__u32 max_src; /* source prefixes per family */
+	__u32 max_dst; /* local pod addresses per family */
 	__u32 max_pairs;
-	__u32 max_lens;                /* prefix lengths per family, <= MOAT_PF_MAX_LENS */
+	__u32 max_lens; /* prefix lengths per family, <= MOAT_PF_MAX_LENS */
 };
 
 struct moat_pfc_stats {
-	__u32 regions;                 /* CIDR regions the policy lists */
-	__u32 regions_in_cluster;      /* hold a cluster address: not for the NIC */
-	__u32 trees;                   /* prefix trees with something to drop */
+	__u32 regions;            /* CIDR regions the policy lists */
+	__u32 regions_in_cluster; /* hold a cluster address: not for the NIC */
+	__u32 trees;              /* prefix trees with something to drop */
 	__u32 trees_placed;
-	__u32 trees_no_room;           /* left to the full program: budget */
-	__u32 src[2], dst[2], pairs;   /* entries placed ([0] IPv4, [1] IPv6) */
+	__u32 trees_no_room;         /* left to the full program: budget */
+	__u32 src[2], dst[2], pairs; /* entries placed ([0] IPv4, [1] IPv6) */
 	__u32 lens[2];
-	__u32 pairs_varying_rule;      /* deny rule differs by port: events name none */
-	__u64 writes;                  /* map writes of the last update */
+	__u32 pairs_varying_rule; /* deny rule differs by port: events name none */
+	__u64 writes;             /* map writes of the last update */
 	__u64 build_ns, apply_ns;
-	bool disabled;                 /* a write failed: passing everything */
-	bool stuck;                    /* could not even disable it: detach it */
-	char why_empty[160];           /* why nothing is placed, if so */
+	bool disabled;       /* a write failed: passing everything */
+	bool stuck;          /* could not even disable it: detach it */
+	char why_empty[160]; /* why nothing is placed, if so */
 };
 
 int moat_pfc_new(const struct moat_pfc_limits *lim, struct moat_pfc **ret);
@@ -82,11 +82,11 @@ struct moat_pfc_pair_view {
 	__u32 set, identity;
 	int family;
 	__u8 plen;
-	__u8 addr[16];                 /* the source prefix */
-	__u32 deny;                    /* bit per MOAT_PF_G_* */
+	__u8 addr[16]; /* the source prefix */
+	__u32 deny;    /* bit per MOAT_PF_G_* */
 	__u32 rule[MOAT_PF_G_MAX];
 };
-int moat_pfc_pairs(const struct moat_pfc *p,
-		   int (*fn)(const struct moat_pfc_pair_view *v, void *arg), void *arg);
+int moat_pfc_pairs(const struct moat_pfc *p, int (*fn)(const struct moat_pfc_pair_view *v, void *arg),
+		   void *arg);
 
 #endif

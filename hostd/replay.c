@@ -13,13 +13,13 @@
 #include "util.h"
 
 struct rflow {
-	char key[256];            /* node|proto|src|sport|dst|dport|first_ns: one per flow */
+	char key[256]; /* node|proto|src|sport|dst|dport|first_ns: one per flow */
 	json_t *rec;
-	int prio;                 /* start 0 beats end 1 beats evicted 2 */
+	int prio; /* start 0 beats end 1 beats evicted 2 */
 };
 
 struct rctx {
-	struct hmap flows;        /* key -> rflow */
+	struct hmap flows; /* key -> rflow */
 	size_t nflows, overflow;
 	const char *only_node;
 };
@@ -50,7 +50,8 @@ static int collect(json_t *rec, void *arg)
 	if (x->only_node && strcmp(jstr(rec, "node"), x->only_node))
 		return 0;
 	snprintf(key, sizeof(key), "%s|%lld|%s|%lld|%s|%lld|%lld", jstr(rec, "node"), jint(rec, "proto_num"),
-		 jstr(src, "ip"), jint(src, "port"), jstr(dst, "ip"), jint(dst, "port"), jint(rec, "first_ns"));
+		 jstr(src, "ip"), jint(src, "port"), jstr(dst, "ip"), jint(dst, "port"),
+		 jint(rec, "first_ns"));
 	f = hmap_gets(&x->flows, key);
 	if (f) {
 		/* the same flow from another partition or at its end: keep the
@@ -79,7 +80,7 @@ static int collect(json_t *rec, void *arg)
 struct cand {
 	char node[256];
 	struct moat_compiler *c;
-	struct hmap local;        /* local pod IPs ("ip" strings) */
+	struct hmap local; /* local pod IPs ("ip" strings) */
 	struct ptrvec keys;
 };
 
@@ -103,7 +104,8 @@ static int local_cb(const struct moat_endpoint_view *v, void *arg)
 	return 0;
 }
 
-static int cand_new(const char *dir, const char *node, json_t *errs, struct cand **ret, char *err, size_t errlen)
+static int cand_new(const char *dir, const char *node, json_t *errs, struct cand **ret, char *err,
+		    size_t errlen)
 {
 	struct moat_compiler_opts co = { 0 };
 	struct moat_flush_stats st;
@@ -168,8 +170,8 @@ static void cand_free(struct cand *cd)
 /* ---- results ------------------------------------------------------------------------- */
 struct group {
 	char key[600];
-	json_t *obj;              /* {namespace, rule, was?, flows, examples} */
-	struct hmap ex;           /* example key -> json example */
+	json_t *obj;    /* {namespace, rule, was?, flows, examples} */
+	struct hmap ex; /* example key -> json example */
 	struct ptrvec exkeys;
 };
 
@@ -178,7 +180,12 @@ struct results {
 	struct ptrvec order[4];
 };
 
-enum { R_DENIED, R_ALLOWED, R_AUDITED, R_UNAUDITED };
+enum {
+	R_DENIED,
+	R_ALLOWED,
+	R_AUDITED,
+	R_UNAUDITED
+};
 
 static void side_text(json_t *s, char *out, size_t len)
 {
@@ -204,7 +211,8 @@ static void add_result(struct results *r, int which, const char *ns, const char 
 	if (!g) {
 		g = xcalloc(1, sizeof(*g));
 		snprintf(g->key, sizeof(g->key), "%s", key);
-		g->obj = json_pack("{s:s,s:s,s:i,s:[]}", "namespace", ns, "rule", rule, "flows", 0, "examples");
+		g->obj = json_pack("{s:s,s:s,s:i,s:[]}", "namespace", ns, "rule", rule, "flows", 0,
+				   "examples");
 		hmap_init(&g->ex);
 		hmap_put(&r->groups[which], g->key, strlen(g->key), g, NULL);
 		ptrvec_push(&r->order[which], g);
@@ -275,8 +283,10 @@ static void skip(json_t *skipped, const char *why)
 
 static int verdict_of(const char *v)
 {
-	return !strcmp(v, "allow") ? MOAT_VERDICT_ALLOW : !strcmp(v, "deny") ? MOAT_VERDICT_DENY :
-	       !strcmp(v, "audit") ? MOAT_VERDICT_AUDIT : -1;
+	return !strcmp(v, "allow") ? MOAT_VERDICT_ALLOW :
+	       !strcmp(v, "deny")  ? MOAT_VERDICT_DENY :
+	       !strcmp(v, "audit") ? MOAT_VERDICT_AUDIT :
+				     -1;
 }
 
 /* One flow on its node: the candidate's verdict for the sides that node
@@ -325,7 +335,8 @@ static void replay_one(struct cand *cd, json_t *rec, struct results *r, json_t *
 		deny = &x.ingress;
 	if (deny)
 		now = MOAT_VERDICT_DENY;
-	else if ((sl && x.egress.judged && x.egress.audit_deny) || (dl && x.ingress.judged && x.ingress.audit_deny))
+	else if ((sl && x.egress.judged && x.egress.audit_deny) ||
+		 (dl && x.ingress.judged && x.ingress.audit_deny))
 		now = MOAT_VERDICT_AUDIT;
 	else
 		now = MOAT_VERDICT_ALLOW;
@@ -340,7 +351,8 @@ static void replay_one(struct cand *cd, json_t *rec, struct results *r, json_t *
 		ns = jstr(!strcmp(dir, "egress") ? src : dst, "namespace");
 		add_result(r, R_ALLOWED, *ns ? ns : "-", jstr(rec, "rule"), jstr(rec, "rule"), rec);
 	} else if (now == MOAT_VERDICT_AUDIT && was == MOAT_VERDICT_ALLOW) {
-		const struct moat_explain_side *s = sl && x.egress.judged && x.egress.audit_deny ? &x.egress : &x.ingress;
+		const struct moat_explain_side *s = sl && x.egress.judged && x.egress.audit_deny ? &x.egress :
+												   &x.ingress;
 		rule = moat_rule_describe(cd->c, s->audit_rule);
 		ns = jstr(s == &x.egress ? src : dst, "namespace");
 		add_result(r, R_AUDITED, *ns ? ns : "-", rule, jstr(rec, "rule"), rec);
@@ -401,10 +413,10 @@ int moat_replay(const struct moat_replay_opts *o, json_t **out, char *err, size_
 	}
 	if (x.overflow)
 		json_object_set_new(skipped, "beyond the flow limit", json_integer((json_int_t)x.overflow));
-	j = json_pack("{s:s,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:O,s:O}", "archive", o->archive, "policies", o->policies,
-		      "nodes", nodes, "files", (json_int_t)files, "bad_files", (json_int_t)bad, "flows",
-		      (json_int_t)x.nflows, "replayed", (json_int_t)replayed, "unchanged", (json_int_t)unchanged,
-		      "skipped", skipped, "load_errors", errs);
+	j = json_pack("{s:s,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:O,s:O}", "archive", o->archive, "policies",
+		      o->policies, "nodes", nodes, "files", (json_int_t)files, "bad_files", (json_int_t)bad,
+		      "flows", (json_int_t)x.nflows, "replayed", (json_int_t)replayed, "unchanged",
+		      (json_int_t)unchanged, "skipped", skipped, "load_errors", errs);
 	nodes = NULL;
 	json_object_set_new(j, "newly_denied", results_json(&res, R_DENIED));
 	json_object_set_new(j, "newly_allowed", results_json(&res, R_ALLOWED));

@@ -17,14 +17,14 @@
 #include <stddef.h>
 #include <jansson.h>
 
-#define MOAT_REPLAY_MAX_FLOWS  1000000  /* distinct flows read */
-#define MOAT_REPLAY_MAX_NODES  64
-#define MOAT_REPLAY_EXAMPLES   20       /* per group, distinct (src, dst, proto, port) */
+#define MOAT_REPLAY_MAX_FLOWS 1000000 /* distinct flows read */
+#define MOAT_REPLAY_MAX_NODES 64
+#define MOAT_REPLAY_EXAMPLES  20 /* per group, distinct (src, dst, proto, port) */
 
 struct moat_replay_opts {
-	const char *archive;      /* an archive directory, a partition, a segment or a query result */
-	const char *policies;     /* the candidate manifest directory */
-	const char *node;         /* only flows of this node (NULL: every node in the archive) */
+	const char *archive;  /* an archive directory, a partition, a segment or a query result */
+	const char *policies; /* the candidate manifest directory */
+	const char *node;     /* only flows of this node (NULL: every node in the archive) */
 };
 
 /* 0 and *out:

@@ -19,12 +19,12 @@
 #include "report.h"
 #include "util.h"
 
-#define REPORT_MAX_NS 64
-#define REPORT_MAX_IDS 16          /* identities sampled per namespace */
+#define REPORT_MAX_NS         64
+#define REPORT_MAX_IDS        16 /* identities sampled per namespace */
 #define REPORT_FLOWS_PER_CELL 50
-#define UNDECLARED_PORT 65000
+#define UNDECLARED_PORT       65000
 
-struct rid {                       /* one identity and a pod standing for it */
+struct rid { /* one identity and a pod standing for it */
 	__u32 id;
 	char ip[64];
 	char pod[300];
@@ -36,7 +36,7 @@ struct rns {
 	char name[64];
 	struct rid ids[REPORT_MAX_IDS];
 	size_t nids;
-	bool seen;                     /* in flows */
+	bool seen; /* in flows */
 };
 
 struct rctx {
@@ -160,9 +160,12 @@ json_t *moat_report_build(const struct moat_compiler *c, const struct moat_flow 
 					char err[128];
 					/* the declared/seen ports, then one nobody declares */
 					for (size_t p = 0; p <= d->nports; p++) {
-						uint8_t proto = p < d->nports ? d->ports[p].proto : IPPROTO_TCP;
-						uint16_t port = p < d->nports ? d->ports[p].port : UNDECLARED_PORT;
-						if (moat_compiler_explain(c, s->ip, d->ip, proto, port, &x, err, sizeof(err)))
+						uint8_t proto = p < d->nports ? d->ports[p].proto :
+										IPPROTO_TCP;
+						uint16_t port = p < d->nports ? d->ports[p].port :
+										UNDECLARED_PORT;
+						if (moat_compiler_explain(c, s->ip, d->ip, proto, port, &x,
+									  err, sizeof(err)))
 							continue;
 						if (x.verdict == MOAT_VERDICT_DENY)
 							continue;
@@ -170,14 +173,16 @@ json_t *moat_report_build(const struct moat_compiler *c, const struct moat_flow 
 						if (p == d->nports) {
 							any_port = true;
 						} else {
-							snprintf(key, sizeof(key), "%u/%s", port, proto_s(proto));
+							snprintf(key, sizeof(key), "%u/%s", port,
+								 proto_s(proto));
 							bool dup = false;
 							size_t pi;
 							json_t *pv;
 							json_array_foreach(ports, pi, pv)
 								dup |= !strcmp(json_string_value(pv), key);
 							if (!dup)
-								json_array_append_new(ports, json_string(key));
+								json_array_append_new(ports,
+										      json_string(key));
 						}
 					}
 				}
@@ -199,11 +204,12 @@ json_t *moat_report_build(const struct moat_compiler *c, const struct moat_flow 
 			else
 				cat = denied ? "denied-attempted" : "denied";
 			/* allowed but some attempts were denied (other ports) */
-			json_array_append_new(cells, json_pack("{s:s,s:s,s:s,s:b,s:b,s:o,s:I,s:I,s:o}", "from",
-							       A->name, "to", B->name, "category", cat,
-							       "allowed", allowed, "all_ports", any_port,
-							       "allowed_ports", ports, "flows_used", (json_int_t)used,
-							       "denied_attempts", (json_int_t)denied, "flows", cf));
+			json_array_append_new(cells,
+					      json_pack("{s:s,s:s,s:s,s:b,s:b,s:o,s:I,s:I,s:o}", "from",
+							A->name, "to", B->name, "category", cat, "allowed",
+							allowed, "all_ports", any_port, "allowed_ports",
+							ports, "flows_used", (json_int_t)used,
+							"denied_attempts", (json_int_t)denied, "flows", cf));
 		}
 	}
 	json_object_set_new(out, "namespaces", names);

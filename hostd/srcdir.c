@@ -25,7 +25,7 @@
 #include "decode.h"
 #include "util.h"
 
-#define MAX_FILES 65536
+#define MAX_FILES       65536
 #define MAX_FILE_ERRORS 16
 
 struct objrec {
@@ -35,13 +35,13 @@ struct objrec {
 
 struct sfile {
 	char *name;
-	struct hmap applied;          /* key -> objrec: what the datapath has */
-	struct hmap pending;          /* key -> objrec: reloaded, not yet committed */
+	struct hmap applied; /* key -> objrec: what the datapath has */
+	struct hmap pending; /* key -> objrec: reloaded, not yet committed */
 	bool has_pending;
-	bool gone;                    /* deleted from disk, deletion pending */
-	char digest[17];              /* content digest of the last load */
-	char applied_digest[17];      /* content digest whose objects are live */
-	char status[32];              /* ok | parse-error | refused | partial */
+	bool gone;               /* deleted from disk, deletion pending */
+	char digest[17];         /* content digest of the last load */
+	char applied_digest[17]; /* content digest whose objects are live */
+	char status[32];         /* ok | parse-error | refused | partial */
 	char *errors[MAX_FILE_ERRORS];
 	size_t nerrors;
 };
@@ -50,9 +50,9 @@ struct moat_srcdir {
 	char *dir;
 	int ifd;
 	int wd;
-	struct hmap files;            /* name -> sfile */
-	struct hmap owner;            /* object key -> sfile name (owned string) */
-	struct ptrvec batch;          /* files reloaded since the last applied() */
+	struct hmap files;   /* name -> sfile */
+	struct hmap owner;   /* object key -> sfile name (owned string) */
+	struct ptrvec batch; /* files reloaded since the last applied() */
 };
 
 static bool wanted_name(const char *n)
@@ -193,8 +193,8 @@ static void load_doc(struct load_ctx *lc, const char *key, uint64_t digest, stru
 	}
 	own = owner_of(lc->s, key);
 	if (own && strcmp(own, f->name)) {
-		char *m = xasprintf("%s/%s: %s is already defined in %s; ignored here", lc->s->dir,
-				    f->name, key, own);
+		char *m = xasprintf("%s/%s: %s is already defined in %s; ignored here", lc->s->dir, f->name,
+				    key, own);
 		file_error(f, lc->err, lc->arg, m);
 		free(m);
 		moat_object_free(obj);
@@ -202,8 +202,8 @@ static void load_doc(struct load_ctx *lc, const char *key, uint64_t digest, stru
 		return;
 	}
 	if (hmap_gets(&f->pending, key)) {
-		char *m = xasprintf("%s/%s: %s is defined twice in the file; the first wins",
-				    lc->s->dir, f->name, key);
+		char *m = xasprintf("%s/%s: %s is defined twice in the file; the first wins", lc->s->dir,
+				    f->name, key);
 		file_error(f, lc->err, lc->arg, m);
 		free(m);
 		moat_object_free(obj);
@@ -301,8 +301,8 @@ static void digest_hex(uint64_t h, char out[17])
 }
 
 /* Loads one file and applies the difference to its last applied state. */
-static int file_load(struct moat_srcdir *s, const char *name, struct moat_compiler *c,
-		     moat_src_err_fn err, void *arg)
+static int file_load(struct moat_srcdir *s, const char *name, struct moat_compiler *c, moat_src_err_fn err,
+		     void *arg)
 {
 	struct sfile *f = file_get(s, name, true);
 	struct load_ctx lc = { .s = s, .f = f, .c = c, .err = err, .arg = arg };
@@ -462,8 +462,9 @@ int moat_srcdir_open(const char *dir, struct moat_srcdir **ret)
 		err = -errno;
 		goto fail;
 	}
-	s->wd = inotify_add_watch(s->ifd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM |
-						 IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF);
+	s->wd = inotify_add_watch(s->ifd, dir,
+				  IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF |
+					  IN_MOVE_SELF);
 	if (s->wd < 0) {
 		err = -errno;
 		goto fail;
@@ -549,8 +550,7 @@ int moat_srcdir_scan(struct moat_srcdir *s, struct moat_compiler *c, moat_src_er
 	return 0;
 }
 
-int moat_srcdir_process(struct moat_srcdir *s, struct moat_compiler *c, moat_src_err_fn err,
-			void *arg)
+int moat_srcdir_process(struct moat_srcdir *s, struct moat_compiler *c, moat_src_err_fn err, void *arg)
 {
 	char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
 	int n = 0;
@@ -569,8 +569,9 @@ int moat_srcdir_process(struct moat_srcdir *s, struct moat_compiler *c, moat_src
 			}
 			if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
 				if (err) {
-					char *m = xasprintf("%s was removed; the objects loaded from it stay enforced",
-							    s->dir);
+					char *m = xasprintf(
+						"%s was removed; the objects loaded from it stay enforced",
+						s->dir);
 					err(arg, m);
 					free(m);
 				}

@@ -21,8 +21,7 @@ int moat_srcdir_fd(const struct moat_srcdir *s);
 int moat_srcdir_scan(struct moat_srcdir *s, struct moat_compiler *c, moat_src_err_fn err, void *arg);
 /* Reads inotify events and reloads what changed; returns the number of
  * files reloaded. */
-int moat_srcdir_process(struct moat_srcdir *s, struct moat_compiler *c, moat_src_err_fn err,
-			void *arg);
+int moat_srcdir_process(struct moat_srcdir *s, struct moat_compiler *c, moat_src_err_fn err, void *arg);
 /* The outcome of applying the files reloaded since the last call: ok, or
  * refused with a message (the previous generation stays enforced). */
 void moat_srcdir_applied(struct moat_srcdir *s, bool ok, const char *msg);

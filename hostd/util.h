@@ -15,7 +15,7 @@ uint64_t moat_hash(const void *data, size_t len, uint64_t seed);
 /* Keys are not copied: they must stay valid while in the map (store them
  * inside the value).  Values are opaque pointers. */
 struct hmap_ent {
-	uint64_t hash;     /* 0 = empty, 1 = deleted */
+	uint64_t hash; /* 0 = empty, 1 = deleted */
 	const void *key;
 	size_t klen;
 	void *val;
@@ -23,13 +23,13 @@ struct hmap_ent {
 
 struct hmap {
 	struct hmap_ent *e;
-	size_t cap;        /* power of two or 0 */
-	size_t n;          /* live entries */
-	size_t used;       /* live + deleted */
+	size_t cap;  /* power of two or 0 */
+	size_t n;    /* live entries */
+	size_t used; /* live + deleted */
 };
 
 void hmap_init(struct hmap *m);
-void hmap_free(struct hmap *m);  /* frees the table, not the values */
+void hmap_free(struct hmap *m); /* frees the table, not the values */
 void *hmap_get(const struct hmap *m, const void *key, size_t klen);
 /* Inserts or replaces; returns the previous value through *old if given. */
 int hmap_put(struct hmap *m, const void *key, size_t klen, void *val, void **old);
@@ -50,7 +50,7 @@ struct u32vec {
 int u32vec_push(struct u32vec *v, uint32_t x);
 void u32vec_free(struct u32vec *v);
 void u32vec_sort_unique(struct u32vec *v);
-bool u32vec_has(const struct u32vec *v, uint32_t x); /* sorted vectors */
+bool u32vec_has(const struct u32vec *v, uint32_t x);            /* sorted vectors */
 int u32vec_union(struct u32vec *dst, const struct u32vec *src); /* dst sorted after */
 
 struct ptrvec {
@@ -62,7 +62,7 @@ int ptrvec_push(struct ptrvec *v, void *p);
 void ptrvec_free(struct ptrvec *v);
 bool ptrvec_remove(struct ptrvec *v, const void *p);
 
-char *xstrdup(const char *s);          /* NULL-safe; aborts on OOM */
+char *xstrdup(const char *s); /* NULL-safe; aborts on OOM */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void *xcalloc(size_t n, size_t sz);
 void *xrealloc(void *p, size_t sz);

@@ -28,8 +28,8 @@ static yaml_node_t *map_get(yaml_document_t *d, yaml_node_t *m, const char *key)
 }
 
 /* The object named kind/name at m, or among its items when m is a List. */
-static yaml_node_t *find_object(yaml_document_t *d, yaml_node_t *m, const char *kind,
-				const char *name, int depth)
+static yaml_node_t *find_object(yaml_document_t *d, yaml_node_t *m, const char *kind, const char *name,
+				int depth)
 {
 	yaml_node_t *items;
 
@@ -42,8 +42,7 @@ static yaml_node_t *find_object(yaml_document_t *d, yaml_node_t *m, const char *
 	if (items && items->type == YAML_SEQUENCE_NODE)
 		for (yaml_node_item_t *i = items->data.sequence.items.start;
 		     i < items->data.sequence.items.top; i++) {
-			yaml_node_t *r = find_object(d, yaml_document_get_node(d, *i), kind, name,
-						     depth + 1);
+			yaml_node_t *r = find_object(d, yaml_document_get_node(d, *i), kind, name, depth + 1);
 			if (r)
 				return r;
 		}
@@ -51,8 +50,7 @@ static yaml_node_t *find_object(yaml_document_t *d, yaml_node_t *m, const char *
 }
 
 int moat_yaml_set_scalar(const char *buf, size_t len, const char *kind, const char *name,
-			 const char *const *path, size_t npath, const char *value, char **out,
-			 size_t *outlen)
+			 const char *const *path, size_t npath, const char *value, char **out, size_t *outlen)
 {
 	yaml_parser_t p;
 	yaml_document_t d;

@@ -182,8 +182,7 @@ static void why(struct moat_attach_info *info, enum moat_mode m, const char *fmt
 	snprintf(info->why[m], sizeof(info->why[m]), "%s", buf);
 }
 
-int moat_dp_attach(struct moat_dp *dp, const struct moat_attach_req *req,
-		   struct moat_attach_info *info)
+int moat_dp_attach(struct moat_dp *dp, const struct moat_attach_req *req, struct moat_attach_info *info)
 {
 	char path[PATH_MAX];
 	int prog_fd, link_fd = -1, self_ns = -1, err;
@@ -263,8 +262,10 @@ int moat_dp_attach(struct moat_dp *dp, const struct moat_attach_req *req,
 		}
 		err = -errno;
 		if (m == MOAT_MODE_HW)
-			why(info, m, "kernel refused hardware mode: %s (the full program is "
-				     "not offloadable; see docs/offload.md)", err);
+			why(info, m,
+			    "kernel refused hardware mode: %s (the full program is "
+			    "not offloadable; see docs/offload.md)",
+			    err);
 		else if (m == MOAT_MODE_NATIVE && err == -EOPNOTSUPP)
 			why(info, m, "driver has no native XDP: %s", err);
 		else if (err == -EBUSY || err == -EEXIST)
@@ -319,8 +320,7 @@ int moat_dp_detach(struct moat_dp *dp, const char *name)
 	return err;
 }
 
-int moat_dp_links(struct moat_dp *dp,
-		  int (*fn)(const char *name, bool alive, void *arg), void *arg)
+int moat_dp_links(struct moat_dp *dp, int (*fn)(const char *name, bool alive, void *arg), void *arg)
 {
 	char dir[PATH_MAX], path[PATH_MAX + 256];
 	struct dirent *de;

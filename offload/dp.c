@@ -33,14 +33,14 @@ static const struct {
 	const char *name;
 	size_t key, val;
 } tbl_desc[MOAT_T_MAX] = {
-	[MOAT_T_EP]    = { MOAT_TBL_EP, sizeof(__u32), sizeof(struct moat_endpoint) },
-	[MOAT_T_IP4]   = { MOAT_TBL_IP4, sizeof(struct moat_ip4_key), sizeof(struct moat_ip_info) },
-	[MOAT_T_IP6]   = { MOAT_TBL_IP6, sizeof(struct moat_ip6_key), sizeof(struct moat_ip_info) },
-	[MOAT_T_NET4]  = { MOAT_TBL_NET4, sizeof(struct moat_net4_key), sizeof(struct moat_net_info) },
-	[MOAT_T_NET6]  = { MOAT_TBL_NET6, sizeof(struct moat_net6_key), sizeof(struct moat_net_info) },
-	[MOAT_T_SUBJ]  = { MOAT_TBL_SUBJ, sizeof(__u32), sizeof(struct moat_subject) },
+	[MOAT_T_EP] = { MOAT_TBL_EP, sizeof(__u32), sizeof(struct moat_endpoint) },
+	[MOAT_T_IP4] = { MOAT_TBL_IP4, sizeof(struct moat_ip4_key), sizeof(struct moat_ip_info) },
+	[MOAT_T_IP6] = { MOAT_TBL_IP6, sizeof(struct moat_ip6_key), sizeof(struct moat_ip_info) },
+	[MOAT_T_NET4] = { MOAT_TBL_NET4, sizeof(struct moat_net4_key), sizeof(struct moat_net_info) },
+	[MOAT_T_NET6] = { MOAT_TBL_NET6, sizeof(struct moat_net6_key), sizeof(struct moat_net_info) },
+	[MOAT_T_SUBJ] = { MOAT_TBL_SUBJ, sizeof(__u32), sizeof(struct moat_subject) },
 	[MOAT_T_PORTS] = { MOAT_TBL_PORTS, sizeof(struct moat_port_key), sizeof(struct moat_port_class) },
-	[MOAT_T_POL]   = { MOAT_TBL_POL, sizeof(struct moat_policy_key), sizeof(struct moat_policy_val) },
+	[MOAT_T_POL] = { MOAT_TBL_POL, sizeof(struct moat_policy_key), sizeof(struct moat_policy_val) },
 };
 
 const char *moat_tbl_name(enum moat_tbl t)
@@ -269,8 +269,7 @@ static int set_switched_max(struct moat_bpf *s, const char *base, __u32 n, int *
 	if (!a || !outer)
 		return -ENOENT;
 	copts.map_flags = bpf_map__map_flags(a);
-	fd = bpf_map_create(bpf_map__type(a), NULL, bpf_map__key_size(a),
-			    bpf_map__value_size(a), n, &copts);
+	fd = bpf_map_create(bpf_map__type(a), NULL, bpf_map__key_size(a), bpf_map__value_size(a), n, &copts);
 	if (fd < 0)
 		return -errno;
 	if (bpf_map__set_inner_map_fd(outer, fd)) {
@@ -318,8 +317,7 @@ void moat_dp_close(struct moat_dp *dp)
 	free(dp);
 }
 
-int moat_dp_open(const struct moat_dp_opts *opts, struct moat_dp **ret_dp,
-		 bool *ret_adopted)
+int moat_dp_open(const struct moat_dp_opts *opts, struct moat_dp **ret_dp, bool *ret_adopted)
 {
 	struct moat_dp_opts def = { .events = true };
 	LIBBPF_OPTS(bpf_object_open_opts, oopts);
@@ -422,8 +420,7 @@ int moat_dp_open(const struct moat_dp_opts *opts, struct moat_dp **ret_dp,
 		dp->tbl_cap[t] = bpf_map__max_entries(m);
 		snprintf(name, sizeof(name), "%s_b", tbl_desc[t].name);
 		dp->tbl_fd[t][1] = bpf_map__fd(bpf_object__find_map_by_name(dp->skel->obj, name));
-		dp->outer_fd[t] = bpf_map__fd(bpf_object__find_map_by_name(dp->skel->obj,
-									  tbl_desc[t].name));
+		dp->outer_fd[t] = bpf_map__fd(bpf_object__find_map_by_name(dp->skel->obj, tbl_desc[t].name));
 	}
 
 	dp->cfg_len = (sizeof(struct moat_config) + 4095) & ~4095ul;
@@ -577,8 +574,7 @@ int moat_dp_lookup(struct moat_dp *dp, enum moat_tbl t, const void *key, void *v
 }
 
 /* ---- conntrack ---------------------------------------------------------------- */
-static int ct_walk_one(int fd, int family,
-		       int (*fn)(const struct moat_ct_view *v, void *arg), void *arg)
+static int ct_walk_one(int fd, int family, int (*fn)(const struct moat_ct_view *v, void *arg), void *arg)
 {
 	size_t ksz = family == 4 ? sizeof(struct moat_ct4_key) : sizeof(struct moat_ct6_key);
 	__u8 key[sizeof(struct moat_ct6_key)], next[sizeof(struct moat_ct6_key)];
@@ -617,8 +613,7 @@ static int ct_walk_one(int fd, int family,
 	return 0;
 }
 
-int moat_dp_ct_walk(struct moat_dp *dp,
-		    int (*fn)(const struct moat_ct_view *v, void *arg), void *arg)
+int moat_dp_ct_walk(struct moat_dp *dp, int (*fn)(const struct moat_ct_view *v, void *arg), void *arg)
 {
 	int err = ct_walk_one(bpf_map__fd(dp->skel->maps.moat_ct4), 4, fn, arg);
 

@@ -17,12 +17,12 @@
 struct moat_dp;
 
 struct moat_dp_opts {
-	const char *pin_dir;      /* default MOAT_PIN_ROOT "/default" */
-	bool events;              /* emit perf events (default on) */
-	bool bench_no_ct;         /* benchmarks only: every packet is a new flow */
-	bool reset;               /* discard pinned maps of another ABI version */
-	bool no_pin;              /* tests: private maps, nothing pinned */
-	__u32 max_policy;         /* decision entries; 0 = default */
+	const char *pin_dir; /* default MOAT_PIN_ROOT "/default" */
+	bool events;         /* emit perf events (default on) */
+	bool bench_no_ct;    /* benchmarks only: every packet is a new flow */
+	bool reset;          /* discard pinned maps of another ABI version */
+	bool no_pin;         /* tests: private maps, nothing pinned */
+	__u32 max_policy;    /* decision entries; 0 = default */
 	__u32 max_ips;
 	__u32 max_ct;
 	__u32 max_identities;
@@ -34,8 +34,7 @@ struct moat_dp_opts {
  * pins them.  *ret_adopted says whether existing state was found.  bpffs is
  * mounted at /sys/fs/bpf if it is not; a pin_dir elsewhere that is not on
  * bpffs: -EMEDIUMTYPE, nothing created. */
-int moat_dp_open(const struct moat_dp_opts *opts, struct moat_dp **ret_dp,
-		 bool *ret_adopted);
+int moat_dp_open(const struct moat_dp_opts *opts, struct moat_dp **ret_dp, bool *ret_adopted);
 void moat_dp_close(struct moat_dp *dp);
 /* Removes every pin (maps, programs, links) under the pin directory: the
  * explicit uninstall.  Pinned links are detached first (another process,
@@ -62,28 +61,26 @@ const char *moat_mode_name(enum moat_mode m);
 int moat_mode_parse(const char *s, enum moat_mode *ret);
 
 struct moat_attach_req {
-	int hook;                 /* MOAT_HOOK_* */
-	int ifindex;              /* in netns_fd's namespace */
-	int netns_fd;             /* -1: the caller's namespace */
-	enum moat_mode mode;      /* AUTO: hw -> native -> generic */
-	bool hw_capable;          /* the NIC profile/probe says hw offload exists */
-	const char *name;         /* link pin name, unique per node */
+	int hook;            /* MOAT_HOOK_* */
+	int ifindex;         /* in netns_fd's namespace */
+	int netns_fd;        /* -1: the caller's namespace */
+	enum moat_mode mode; /* AUTO: hw -> native -> generic */
+	bool hw_capable;     /* the NIC profile/probe says hw offload exists */
+	const char *name;    /* link pin name, unique per node */
 };
 
 struct moat_attach_info {
-	enum moat_mode mode;      /* the mode that took */
-	bool replaced;            /* an existing link got the new program */
+	enum moat_mode mode;          /* the mode that took */
+	bool replaced;                /* an existing link got the new program */
 	char why[MOAT_MODE_MAX][160]; /* why each rejected mode failed */
 };
 
-int moat_dp_attach(struct moat_dp *dp, const struct moat_attach_req *req,
-		   struct moat_attach_info *info);
+int moat_dp_attach(struct moat_dp *dp, const struct moat_attach_req *req, struct moat_attach_info *info);
 /* Detaches and unpins the link of that name; -ENOENT if there is none. */
 int moat_dp_detach(struct moat_dp *dp, const char *name);
 /* Calls fn for every pinned link: its name and whether its interface still
  * exists (a link whose device vanished is defunct). */
-int moat_dp_links(struct moat_dp *dp,
-		  int (*fn)(const char *name, bool alive, void *arg), void *arg);
+int moat_dp_links(struct moat_dp *dp, int (*fn)(const char *name, bool alive, void *arg), void *arg);
 /* Pins removed from under a running process (its pin directory deleted, a
  * file unlinked) are pinned again from its own references: the maps (meta
  * last) and the links it holds that are still attached (a link's pin
@@ -144,8 +141,7 @@ struct moat_ct_view {
 };
 /* Walks both CT maps; fn returns 1 to delete the entry, 0 to keep it,
  * negative to stop. */
-int moat_dp_ct_walk(struct moat_dp *dp,
-		    int (*fn)(const struct moat_ct_view *v, void *arg), void *arg);
+int moat_dp_ct_walk(struct moat_dp *dp, int (*fn)(const struct moat_ct_view *v, void *arg), void *arg);
 int moat_dp_ct_flush(struct moat_dp *dp);
 
 /* Kernel clock used by the datapath for CT timestamps. */

@@ -14,13 +14,13 @@ struct moat_dp {
 	struct moat_bpf *skel;
 	char *pin_dir;
 	bool no_pin;
-	struct moat_config *cfg;      /* mmapped moat_config[0] */
+	struct moat_config *cfg; /* mmapped moat_config[0] */
 	size_t cfg_len;
-	int tbl_fd[MOAT_T_MAX][2];    /* inner maps of slots a, b */
+	int tbl_fd[MOAT_T_MAX][2]; /* inner maps of slots a, b */
 	int outer_fd[MOAT_T_MAX];
 	__u32 tbl_cap[MOAT_T_MAX];
-	__u32 generation;             /* last generation handed out */
-	bool inactive_dirty;          /* inactive slot may differ from the live one */
+	__u32 generation;    /* last generation handed out */
+	bool inactive_dirty; /* inactive slot may differ from the live one */
 
 	/* the last commit, to be replayed into the other slot */
 	pthread_mutex_t settle_lock;
@@ -36,7 +36,7 @@ struct moat_dp {
 	struct moat_held_link {
 		char *name;
 		int fd;
-	} *held;
+	} * held;
 	size_t nheld, held_cap;
 };
 

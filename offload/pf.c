@@ -14,29 +14,30 @@
 
 struct moat_pf {
 	struct prefilter_bpf *skel;
-	int ifindex;                  /* offloaded to; 0: host */
+	int ifindex; /* offloaded to; 0: host */
 	int fd[MOAT_PF_T_MAX];
 	__u32 cap[MOAT_PF_T_MAX];
 	int cfg_fd, stats_fd;
-	int link_fd;                  /* hardware attachment, or -1 */
+	int link_fd; /* hardware attachment, or -1 */
 	__u64 writes;
-	void (*hook)(void *arg);      /* tests */
+	void (*hook)(void *arg); /* tests */
 	void *hook_arg;
-	bool fail_armed;              /* tests: fail a write */
-	unsigned fail_after;          /* tests: writes that still succeed */
-	bool fail_stuck;              /* tests: keep failing after the first */
+	bool fail_armed;     /* tests: fail a write */
+	unsigned fail_after; /* tests: writes that still succeed */
+	bool fail_stuck;     /* tests: keep failing after the first */
 };
 
 static const struct {
 	const char *name;
 	size_t key, val;
 } pf_desc[MOAT_PF_T_MAX] = {
-	[MOAT_PF_T_LENS]  = { MOAT_PF_MAP_LENS, sizeof(__u32), sizeof(struct moat_pf_len) },
-	[MOAT_PF_T_SRC4]  = { MOAT_PF_MAP_SRC4, sizeof(struct moat_pf_src4_key), sizeof(struct moat_pf_src) },
-	[MOAT_PF_T_SRC6]  = { MOAT_PF_MAP_SRC6, sizeof(struct moat_pf_src6_key), sizeof(struct moat_pf_src) },
-	[MOAT_PF_T_DST4]  = { MOAT_PF_MAP_DST4, sizeof(struct moat_pf_dst4_key), sizeof(struct moat_pf_dst) },
-	[MOAT_PF_T_DST6]  = { MOAT_PF_MAP_DST6, sizeof(struct moat_pf_dst6_key), sizeof(struct moat_pf_dst) },
-	[MOAT_PF_T_PAIRS] = { MOAT_PF_MAP_PAIRS, sizeof(struct moat_pf_pair_key), sizeof(struct moat_pf_pair) },
+	[MOAT_PF_T_LENS] = { MOAT_PF_MAP_LENS, sizeof(__u32), sizeof(struct moat_pf_len) },
+	[MOAT_PF_T_SRC4] = { MOAT_PF_MAP_SRC4, sizeof(struct moat_pf_src4_key), sizeof(struct moat_pf_src) },
+	[MOAT_PF_T_SRC6] = { MOAT_PF_MAP_SRC6, sizeof(struct moat_pf_src6_key), sizeof(struct moat_pf_src) },
+	[MOAT_PF_T_DST4] = { MOAT_PF_MAP_DST4, sizeof(struct moat_pf_dst4_key), sizeof(struct moat_pf_dst) },
+	[MOAT_PF_T_DST6] = { MOAT_PF_MAP_DST6, sizeof(struct moat_pf_dst6_key), sizeof(struct moat_pf_dst) },
+	[MOAT_PF_T_PAIRS] = { MOAT_PF_MAP_PAIRS, sizeof(struct moat_pf_pair_key),
+			      sizeof(struct moat_pf_pair) },
 };
 
 const char *moat_pf_tbl_name(enum moat_pf_tbl t)

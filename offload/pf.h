@@ -19,10 +19,10 @@
 struct moat_pf;
 
 struct moat_pf_opts {
-	int ifindex;              /* > 0: offload program and maps to this device */
-	__u32 max_src;            /* entries per family; 0 = MOAT_PF_MAX_SRC */
-	__u32 max_dst;            /* 0 = MOAT_PF_MAX_DST */
-	__u32 max_pairs;          /* 0 = MOAT_PF_MAX_PAIRS */
+	int ifindex;     /* > 0: offload program and maps to this device */
+	__u32 max_src;   /* entries per family; 0 = MOAT_PF_MAX_SRC */
+	__u32 max_dst;   /* 0 = MOAT_PF_MAX_DST */
+	__u32 max_pairs; /* 0 = MOAT_PF_MAX_PAIRS */
 };
 
 enum moat_pf_tbl {

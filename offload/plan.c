@@ -21,10 +21,10 @@
 #include "pf.h"
 
 /* include/uapi/linux/netdev.h (not in every libc's kernel headers) */
-#define NETDEV_FAMILY_NAME_ "netdev"
-#define NETDEV_CMD_DEV_GET_ 1
-#define NETDEV_A_DEV_IFINDEX_ 1
-#define NETDEV_A_DEV_XDP_FEATURES_ 3
+#define NETDEV_FAMILY_NAME_           "netdev"
+#define NETDEV_CMD_DEV_GET_           1
+#define NETDEV_A_DEV_IFINDEX_         1
+#define NETDEV_A_DEV_XDP_FEATURES_    3
 #define NETDEV_A_DEV_XDP_ZC_MAX_SEGS_ 4
 
 static const char *const feature_names[MOAT_XDP_F_COUNT] = {
@@ -61,51 +61,46 @@ struct named_bit {
 	unsigned bit;
 };
 
-static const struct named_bit map_type_names[] = {
-	{ "hash", BPF_MAP_TYPE_HASH },
-	{ "array", BPF_MAP_TYPE_ARRAY },
-	{ "prog_array", BPF_MAP_TYPE_PROG_ARRAY },
-	{ "perf_event_array", BPF_MAP_TYPE_PERF_EVENT_ARRAY },
-	{ "percpu_hash", BPF_MAP_TYPE_PERCPU_HASH },
-	{ "percpu_array", BPF_MAP_TYPE_PERCPU_ARRAY },
-	{ "lru_hash", BPF_MAP_TYPE_LRU_HASH },
-	{ "lru_percpu_hash", BPF_MAP_TYPE_LRU_PERCPU_HASH },
-	{ "lpm_trie", BPF_MAP_TYPE_LPM_TRIE },
-	{ "array_of_maps", BPF_MAP_TYPE_ARRAY_OF_MAPS },
-	{ "hash_of_maps", BPF_MAP_TYPE_HASH_OF_MAPS },
-	{ "devmap", BPF_MAP_TYPE_DEVMAP },
-	{ "cpumap", BPF_MAP_TYPE_CPUMAP },
-	{ "xskmap", BPF_MAP_TYPE_XSKMAP },
-	{ "ringbuf", BPF_MAP_TYPE_RINGBUF },
-	{ NULL, 0 }
-};
+static const struct named_bit map_type_names[] = { { "hash", BPF_MAP_TYPE_HASH },
+						   { "array", BPF_MAP_TYPE_ARRAY },
+						   { "prog_array", BPF_MAP_TYPE_PROG_ARRAY },
+						   { "perf_event_array", BPF_MAP_TYPE_PERF_EVENT_ARRAY },
+						   { "percpu_hash", BPF_MAP_TYPE_PERCPU_HASH },
+						   { "percpu_array", BPF_MAP_TYPE_PERCPU_ARRAY },
+						   { "lru_hash", BPF_MAP_TYPE_LRU_HASH },
+						   { "lru_percpu_hash", BPF_MAP_TYPE_LRU_PERCPU_HASH },
+						   { "lpm_trie", BPF_MAP_TYPE_LPM_TRIE },
+						   { "array_of_maps", BPF_MAP_TYPE_ARRAY_OF_MAPS },
+						   { "hash_of_maps", BPF_MAP_TYPE_HASH_OF_MAPS },
+						   { "devmap", BPF_MAP_TYPE_DEVMAP },
+						   { "cpumap", BPF_MAP_TYPE_CPUMAP },
+						   { "xskmap", BPF_MAP_TYPE_XSKMAP },
+						   { "ringbuf", BPF_MAP_TYPE_RINGBUF },
+						   { NULL, 0 } };
 
 static const struct named_bit map_flag_names[] = {
-	{ "no_prealloc", 0 }, { "no_common_lru", 1 }, { "numa_node", 2 }, { "rdonly", 3 },
-	{ "wronly", 4 }, { "stack_build_id", 5 }, { "zero_seed", 6 }, { "rdonly_prog", 7 },
-	{ "wronly_prog", 8 }, { "clone", 9 }, { "mmapable", 10 }, { NULL, 0 }
+	{ "no_prealloc", 0 }, { "no_common_lru", 1 },  { "numa_node", 2 }, { "rdonly", 3 },
+	{ "wronly", 4 },      { "stack_build_id", 5 }, { "zero_seed", 6 }, { "rdonly_prog", 7 },
+	{ "wronly_prog", 8 }, { "clone", 9 },          { "mmapable", 10 }, { NULL, 0 }
 };
 
-static const struct named_bit atomic_names[] = {
-	{ "add", 0 }, { "and", 1 }, { "or", 2 }, { "xor", 3 }, { "fetch", 4 }, { "xchg", 5 },
-	{ "cmpxchg", 6 }, { NULL, 0 }
-};
+static const struct named_bit atomic_names[] = { { "add", 0 },     { "and", 1 },   { "or", 2 },
+						 { "xor", 3 },     { "fetch", 4 }, { "xchg", 5 },
+						 { "cmpxchg", 6 }, { NULL, 0 } };
 
-static const struct named_bit action_names[] = {
-	{ "aborted", XDP_ABORTED }, { "drop", XDP_DROP }, { "pass", XDP_PASS },
-	{ "tx", XDP_TX }, { "redirect", XDP_REDIRECT }, { NULL, 0 }
-};
+static const struct named_bit action_names[] = { { "aborted", XDP_ABORTED },   { "drop", XDP_DROP },
+						 { "pass", XDP_PASS },         { "tx", XDP_TX },
+						 { "redirect", XDP_REDIRECT }, { NULL, 0 } };
 
 static const struct named_bit mode_names[] = {
-	{ "hw", MOAT_MODE_HW }, { "native", MOAT_MODE_NATIVE }, { "generic", MOAT_MODE_GENERIC },
-	{ NULL, 0 }
+	{ "hw", MOAT_MODE_HW }, { "native", MOAT_MODE_NATIVE }, { "generic", MOAT_MODE_GENERIC }, { NULL, 0 }
 };
 
-static const struct named_bit fw_names[] = {
-	{ "max_insns", 0 }, { "max_stack", 1 }, { "max_packet_offset", 2 }, { "max_maps", 3 },
-	{ "max_entries", 4 }, { "max_key_size", 5 }, { "max_value_size", 6 },
-	{ "max_elem_size", 7 }, { "helpers", 8 }, { NULL, 0 }
-};
+static const struct named_bit fw_names[] = { { "max_insns", 0 },         { "max_stack", 1 },
+					     { "max_packet_offset", 2 }, { "max_maps", 3 },
+					     { "max_entries", 4 },       { "max_key_size", 5 },
+					     { "max_value_size", 6 },    { "max_elem_size", 7 },
+					     { "helpers", 8 },           { NULL, 0 } };
 
 struct pctx {
 	char *err;
@@ -135,7 +130,8 @@ static int closed(struct pctx *c, const char *where, json_t *o, const char *cons
 
 	if (!json_is_object(o))
 		return bad(c, "%s: must be an object", where);
-	json_object_foreach(o, k, v) {
+	json_object_foreach(o, k, v)
+	{
 		bool known = false;
 		for (size_t i = 0; keys[i]; i++)
 			known |= !strcmp(k, keys[i]);
@@ -145,8 +141,8 @@ static int closed(struct pctx *c, const char *where, json_t *o, const char *cons
 	return 0;
 }
 
-static int get_str(struct pctx *c, json_t *o, const char *where, const char *key, bool required,
-		   char *out, size_t outlen)
+static int get_str(struct pctx *c, json_t *o, const char *where, const char *key, bool required, char *out,
+		   size_t outlen)
 {
 	json_t *v = json_object_get(o, key);
 
@@ -176,8 +172,8 @@ static int get_bool(struct pctx *c, json_t *o, const char *where, const char *ke
 }
 
 /* A positive integer within [1, max]; null allowed (0 = unknown) if nullok. */
-static int get_uint(struct pctx *c, json_t *o, const char *where, const char *key, __u64 max,
-		    bool nullok, __u64 *out)
+static int get_uint(struct pctx *c, json_t *o, const char *where, const char *key, __u64 max, bool nullok,
+		    __u64 *out)
 {
 	json_t *v = json_object_get(o, key);
 
@@ -208,7 +204,8 @@ static int get_names(struct pctx *c, json_t *o, const char *where, const char *k
 		return bad(c, "%s.%s: must be a list", where, key);
 	if (nonempty && !json_array_size(v))
 		return bad(c, "%s.%s: must not be empty", where, key);
-	json_array_foreach(v, i, e) {
+	json_array_foreach(v, i, e)
+	{
 		const struct named_bit *nb;
 		if (!json_is_string(e))
 			return bad(c, "%s.%s[%zu]: must be a string", where, key, i);
@@ -233,22 +230,42 @@ static int get_text_list(struct pctx *c, json_t *o, const char *where, const cha
 		return 0;
 	if (!json_is_array(v))
 		return bad(c, "%s.%s: must be a list of strings", where, key);
-	json_array_foreach(v, i, e)
-		if (!json_is_string(e) || !json_string_length(e))
-			return bad(c, "%s.%s[%zu]: must be a non-empty string", where, key, i);
+	json_array_foreach(v, i, e) if (!json_is_string(e) || !json_string_length(e)) return bad(
+		c, "%s.%s[%zu]: must be a non-empty string", where, key, i);
 	return 0;
 }
 
 static int parse_offload(struct pctx *c, json_t *o, struct moat_nic_offload *off)
 {
 	static const char *const keys_off[] = { "supported", NULL };
-	static const char *const keys_on[] = {
-		"supported", "isa", "max_insns", "max_stack", "max_packet_offset", "map_types",
-		"host_map_types", "map_flags", "max_maps", "max_entries", "max_key_size",
-		"max_value_size", "max_elem_size", "helpers", "tail_calls", "lpm", "percpu_maps",
-		"perf_event_output", "modulo", "atomics", "map_value_stores", "bpf_calls",
-		"map_keys_on_stack", "actions", "ctx_writes", "fw_reported", "notes", NULL
-	};
+	static const char *const keys_on[] = { "supported",
+					       "isa",
+					       "max_insns",
+					       "max_stack",
+					       "max_packet_offset",
+					       "map_types",
+					       "host_map_types",
+					       "map_flags",
+					       "max_maps",
+					       "max_entries",
+					       "max_key_size",
+					       "max_value_size",
+					       "max_elem_size",
+					       "helpers",
+					       "tail_calls",
+					       "lpm",
+					       "percpu_maps",
+					       "perf_event_output",
+					       "modulo",
+					       "atomics",
+					       "map_value_stores",
+					       "bpf_calls",
+					       "map_keys_on_stack",
+					       "actions",
+					       "ctx_writes",
+					       "fw_reported",
+					       "notes",
+					       NULL };
 	const char *w = "offload";
 	json_t *v, *e;
 	__u64 u, bits;
@@ -266,9 +283,8 @@ static int parse_offload(struct pctx *c, json_t *o, struct moat_nic_offload *off
 		return rc;
 
 	v = json_object_get(o, "isa");
-	if (!json_is_string(v) || strlen(json_string_value(v)) != 2 ||
-	    json_string_value(v)[0] != 'v' || json_string_value(v)[1] < '1' ||
-	    json_string_value(v)[1] > '4')
+	if (!json_is_string(v) || strlen(json_string_value(v)) != 2 || json_string_value(v)[0] != 'v' ||
+	    json_string_value(v)[1] < '1' || json_string_value(v)[1] > '4')
 		return bad(c, "offload.isa: must be \"v1\" .. \"v4\"");
 	off->isa = json_string_value(v)[1] - '0';
 
@@ -314,7 +330,8 @@ static int parse_offload(struct pctx *c, json_t *o, struct moat_nic_offload *off
 		return bad(c, "offload.helpers: must be a non-empty list of {id, name}");
 	if (json_array_size(v) > MOAT_NIC_MAX_HELPERS)
 		return bad(c, "offload.helpers: more than %d", MOAT_NIC_MAX_HELPERS);
-	json_array_foreach(v, i, e) {
+	json_array_foreach(v, i, e)
+	{
 		static const char *const hk[] = { "id", "name", NULL };
 		json_t *id = json_object_get(e, "id"), *nm = json_object_get(e, "name");
 		char where[48];
@@ -348,9 +365,9 @@ static int parse_offload(struct pctx *c, json_t *o, struct moat_nic_offload *off
 		return bad(c, "offload.tail_calls: must match whether prog_array is a map type");
 	if (off->lpm != !!(off->map_types & (1ull << BPF_MAP_TYPE_LPM_TRIE)))
 		return bad(c, "offload.lpm: must match whether lpm_trie is a map type");
-	if (off->percpu_maps != !!(off->map_types & ((1ull << BPF_MAP_TYPE_PERCPU_HASH) |
-						   (1ull << BPF_MAP_TYPE_PERCPU_ARRAY) |
-						   (1ull << BPF_MAP_TYPE_LRU_PERCPU_HASH))))
+	if (off->percpu_maps !=
+	    !!(off->map_types & ((1ull << BPF_MAP_TYPE_PERCPU_HASH) | (1ull << BPF_MAP_TYPE_PERCPU_ARRAY) |
+				 (1ull << BPF_MAP_TYPE_LRU_PERCPU_HASH))))
 		return bad(c, "offload.percpu_maps: must match the per-CPU map types listed");
 
 	v = json_object_get(o, "perf_event_output");
@@ -385,9 +402,12 @@ static int parse_offload(struct pctx *c, json_t *o, struct moat_nic_offload *off
 	v = json_object_get(o, "ctx_writes");
 	if (!json_is_array(v))
 		return bad(c, "offload.ctx_writes: must be a list");
-	json_array_foreach(v, i, e) {
+	json_array_foreach(v, i, e)
+	{
 		if (!json_is_string(e) || strcmp(json_string_value(e), "rx_queue_index"))
-			return bad(c, "offload.ctx_writes[%zu]: only \"rx_queue_index\" is writable in xdp_md", i);
+			return bad(c,
+				   "offload.ctx_writes[%zu]: only \"rx_queue_index\" is writable in xdp_md",
+				   i);
 		off->ctx_write_rx_queue = true;
 	}
 	if (json_object_get(o, "fw_reported")) {
@@ -400,8 +420,8 @@ static int parse_offload(struct pctx *c, json_t *o, struct moat_nic_offload *off
 
 static int parse_profile(struct pctx *c, json_t *root, struct moat_nic_profile *p)
 {
-	static const char *const keys[] = { "schema", "name", "description", "drivers", "xdp",
-					    "offload", "sources", NULL };
+	static const char *const keys[] = { "schema", "name",    "description", "drivers",
+					    "xdp",    "offload", "sources",     NULL };
 	static const char *const xkeys[] = { "modes", "features", "notes", NULL };
 	char schema[64];
 	json_t *v, *e;
@@ -417,8 +437,7 @@ static int parse_profile(struct pctx *c, json_t *root, struct moat_nic_profile *
 	if (strcmp(schema, MOAT_NIC_PROFILE_SCHEMA))
 		return bad(c, "profile.schema: \"%s\", expected \"%s\"", schema, MOAT_NIC_PROFILE_SCHEMA);
 	if ((rc = get_str(c, root, "profile", "name", true, p->name, sizeof(p->name))) ||
-	    (rc = get_str(c, root, "profile", "description", true, p->description,
-			  sizeof(p->description))))
+	    (rc = get_str(c, root, "profile", "description", true, p->description, sizeof(p->description))))
 		return rc;
 	for (const char *s = p->name; *s; s++)
 		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_' || *s == '-'))
@@ -428,7 +447,8 @@ static int parse_profile(struct pctx *c, json_t *root, struct moat_nic_profile *
 		return bad(c, "profile.drivers: must be a list (empty only for the default profile)");
 	if (json_array_size(v) > MOAT_NIC_MAX_DRIVERS)
 		return bad(c, "profile.drivers: more than %d", MOAT_NIC_MAX_DRIVERS);
-	json_array_foreach(v, i, e) {
+	json_array_foreach(v, i, e)
+	{
 		if (!json_is_string(e) || !json_string_length(e) || json_string_length(e) >= 32)
 			return bad(c, "profile.drivers[%zu]: must be a driver name (1-31 characters)", i);
 		for (size_t j = 0; j < p->ndrivers; j++)
@@ -501,8 +521,8 @@ int moat_nic_profile_load(const char *path, struct moat_nic_profile *p, char *er
 	return rc;
 }
 
-int moat_nic_profile_find(const char *dir, const char *driver, struct moat_nic_profile *p,
-			  char *path, size_t pathlen, char *err, size_t errlen)
+int moat_nic_profile_find(const char *dir, const char *driver, struct moat_nic_profile *p, char *path,
+			  size_t pathlen, char *err, size_t errlen)
 {
 	char buf[4096];
 	struct dirent *de;
@@ -603,8 +623,8 @@ static void put_attr(struct genl_req *r, __u16 type, const void *data, __u16 len
 }
 
 /* One request, one answer: calls fn for each attribute of the reply. */
-static int genl_call(int fd, struct genl_req *r, __u32 seq,
-		     void (*fn)(const struct nlattr *a, void *arg), void *arg)
+static int genl_call(int fd, struct genl_req *r, __u32 seq, void (*fn)(const struct nlattr *a, void *arg),
+		     void *arg)
 {
 	char buf[8192];
 	ssize_t n;
@@ -631,8 +651,7 @@ static int genl_call(int fd, struct genl_req *r, __u32 seq,
 				const struct genlmsghdr *g = NLMSG_DATA(h);
 				int alen = (int)h->nlmsg_len - NLMSG_LENGTH(GENL_HDRLEN);
 				const struct nlattr *a = (const void *)((const char *)g + GENL_HDRLEN);
-				while (alen >= NLA_HDRLEN && a->nla_len >= NLA_HDRLEN &&
-				       a->nla_len <= alen) {
+				while (alen >= NLA_HDRLEN && a->nla_len >= NLA_HDRLEN && a->nla_len <= alen) {
 					fn(a, arg);
 					alen -= NLA_ALIGN(a->nla_len);
 					a = (const void *)((const char *)a + NLA_ALIGN(a->nla_len));
@@ -724,14 +743,15 @@ int moat_nic_probe(int ifindex, struct moat_nic_probe *out)
 	if (rc == -ENODEV)
 		return rc;
 	if (rc)
-		probe_why(out, rc == -ENOENT ? "netdev genl family (kernel < 6.3)" :
-			       "netdev genl XDP features", -rc);
+		probe_why(out,
+			  rc == -ENOENT ? "netdev genl family (kernel < 6.3)" : "netdev genl XDP features",
+			  -rc);
 	return 0;
 }
 
 /* ---- plan ----------------------------------------------------------------------- */
-__attribute__((format(printf, 3, 4))) static void plan_why(struct moat_attach_plan *p,
-							   enum moat_plan_kind k, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void plan_why(struct moat_attach_plan *p, enum moat_plan_kind k,
+							   const char *fmt, ...)
 {
 	va_list ap;
 
@@ -763,8 +783,7 @@ void moat_plan_decide(const struct moat_nic_profile *prof, const struct moat_nic
 
 	/* hardware pre-filter */
 	if (opts->requested == MOAT_MODE_GENERIC || opts->requested == MOAT_MODE_NATIVE)
-		plan_why(plan, MOAT_PLAN_HW_PREFILTER, "mode %s requested",
-			 moat_mode_name(opts->requested));
+		plan_why(plan, MOAT_PLAN_HW_PREFILTER, "mode %s requested", moat_mode_name(opts->requested));
 	else if (!opts->prefilter)
 		plan_why(plan, MOAT_PLAN_HW_PREFILTER, "no pre-filter wanted");
 	else if (!hw)
@@ -798,8 +817,7 @@ void moat_plan_decide(const struct moat_nic_profile *prof, const struct moat_nic
 		plan->full_mode = MOAT_MODE_GENERIC;
 	}
 	/* an operator's forced mode is final; otherwise native falls back */
-	plan->full_may_fall_back = plan->full_mode == MOAT_MODE_NATIVE &&
-				   opts->requested != MOAT_MODE_NATIVE;
+	plan->full_may_fall_back = plan->full_mode == MOAT_MODE_NATIVE && opts->requested != MOAT_MODE_NATIVE;
 	if (opts->requested == MOAT_MODE_HW && !plan->try_hw_prefilter)
 		plan->full_may_fall_back = true; /* hw asked of the pre-filter only */
 }
@@ -837,8 +855,8 @@ int moat_plan_execute(struct moat_dp *dp, const struct moat_attach_req *req,
 	/* The full program: never in hardware (hw_capable false), native
 	 * first when planned, generic as the fallback. */
 	full.hw_capable = false;
-	full.mode = plan->full_mode == MOAT_MODE_NATIVE && plan->full_may_fall_back ?
-		    MOAT_MODE_AUTO : plan->full_mode;
+	full.mode = plan->full_mode == MOAT_MODE_NATIVE && plan->full_may_fall_back ? MOAT_MODE_AUTO :
+										      plan->full_mode;
 	rc = moat_dp_attach(dp, &full, &res->full);
 	if (rc) {
 		if (res->full.why[MOAT_MODE_NATIVE][0] && !res->why[MOAT_PLAN_NATIVE][0])

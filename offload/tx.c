@@ -27,7 +27,7 @@
 struct tx_op {
 	__u8 tbl;
 	__u8 del;
-	__u8 had_old;   /* undo: the key existed before */
+	__u8 had_old; /* undo: the key existed before */
 	__u8 pad;
 	__u8 key[OP_KEY_MAX];
 	__u8 val[OP_VAL_MAX];

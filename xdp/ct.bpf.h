@@ -23,9 +23,8 @@ union ct_key {
 };
 
 /* Fills the canonical key; returns 1 if the packet's source is endpoint b. */
-static __always_inline int ct_make_key(union ct_key *k, __u8 family, __u8 proto,
-				       const union addr *s, const union addr *d,
-				       __be16 sport, __be16 dport)
+static __always_inline int ct_make_key(union ct_key *k, __u8 family, __u8 proto, const union addr *s,
+				       const union addr *d, __be16 sport, __be16 dport)
 {
 	int swap = 0;
 
@@ -84,8 +83,7 @@ static __always_inline struct moat_ct_entry *ct_lookup(union ct_key *k, __u8 fam
 	return bpf_map_lookup_elem(&moat_ct6, &k->k6);
 }
 
-static __always_inline int ct_update(union ct_key *k, __u8 family,
-				     struct moat_ct_entry *e)
+static __always_inline int ct_update(union ct_key *k, __u8 family, struct moat_ct_entry *e)
 {
 	if (family == 4)
 		return bpf_map_update_elem(&moat_ct4, &k->k4, e, BPF_ANY);
@@ -102,8 +100,7 @@ static __always_inline void ct_delete(union ct_key *k, __u8 family)
 
 static __always_inline int ct_is_closing(const struct moat_ct_entry *e)
 {
-	return (e->flags & MOAT_CT_RST) ||
-	       ((e->flags & MOAT_CT_FIN_INIT) && (e->flags & MOAT_CT_FIN_RESP));
+	return (e->flags & MOAT_CT_RST) || ((e->flags & MOAT_CT_FIN_INIT) && (e->flags & MOAT_CT_FIN_RESP));
 }
 
 static __always_inline __u64 ct_timeout_ns(const struct moat_ct_entry *e, __u8 proto,
@@ -127,8 +124,7 @@ static __always_inline int ct_expired(const struct moat_ct_entry *e, __u8 proto,
 
 /* Records one packet of an established flow.  Returns 1 when this packet
  * closed the flow (second FIN or first RST), so the caller reports its end. */
-static __always_inline int ct_account(struct moat_ct_entry *e, const struct pkt *pk,
-				      int is_reply, __u64 now)
+static __always_inline int ct_account(struct moat_ct_entry *e, const struct pkt *pk, int is_reply, __u64 now)
 {
 	__u32 set = 0;
 	int closed = 0;

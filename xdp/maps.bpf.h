@@ -112,45 +112,43 @@ struct {
  * and the two pinned slot maps share one definition.  Slots are set when
  * the outer map is created; a reused outer map keeps pointing at the
  * reused, pinned slot maps. */
-#define MOAT_DEFINE_SWITCHED(name, maptype, K, V, max, flg)                    \
-	struct name##_inner {                                                  \
-		__uint(type, maptype);                                         \
-		__uint(max_entries, max);                                      \
-		__uint(key_size, sizeof(K));                                   \
-		__uint(value_size, sizeof(V));                                 \
-		__uint(map_flags, flg);                                        \
-	};                                                                     \
-	struct {                                                               \
-		__uint(type, maptype);                                         \
-		__uint(max_entries, max);                                      \
-		__type(key, K);                                                \
-		__type(value, V);                                              \
-		__uint(map_flags, flg);                                        \
-		__uint(pinning, LIBBPF_PIN_BY_NAME);                           \
-	} name##_a SEC(".maps"), name##_b SEC(".maps");                        \
-	struct {                                                               \
-		__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);                      \
-		__uint(max_entries, 2);                                        \
-		__type(key, __u32);                                            \
-		__uint(pinning, LIBBPF_PIN_BY_NAME);                           \
-		__array(values, struct name##_inner);                          \
+#define MOAT_DEFINE_SWITCHED(name, maptype, K, V, max, flg) \
+	struct name##_inner {                               \
+		__uint(type, maptype);                      \
+		__uint(max_entries, max);                   \
+		__uint(key_size, sizeof(K));                \
+		__uint(value_size, sizeof(V));              \
+		__uint(map_flags, flg);                     \
+	};                                                  \
+	struct {                                            \
+		__uint(type, maptype);                      \
+		__uint(max_entries, max);                   \
+		__type(key, K);                             \
+		__type(value, V);                           \
+		__uint(map_flags, flg);                     \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);        \
+	} name##_a SEC(".maps"), name##_b SEC(".maps");     \
+	struct {                                            \
+		__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);   \
+		__uint(max_entries, 2);                     \
+		__type(key, __u32);                         \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);        \
+		__array(values, struct name##_inner);       \
 	} name SEC(".maps")
 
-MOAT_DEFINE_SWITCHED(moat_ep, BPF_MAP_TYPE_HASH, __u32, struct moat_endpoint,
-		     MOAT_MAX_ENDPOINTS, 0);
-MOAT_DEFINE_SWITCHED(moat_ip4, BPF_MAP_TYPE_HASH, struct moat_ip4_key,
-		     struct moat_ip_info, MOAT_MAX_IPS, BPF_F_NO_PREALLOC);
-MOAT_DEFINE_SWITCHED(moat_ip6, BPF_MAP_TYPE_HASH, struct moat_ip6_key,
-		     struct moat_ip_info, MOAT_MAX_IPS, BPF_F_NO_PREALLOC);
-MOAT_DEFINE_SWITCHED(moat_net4, BPF_MAP_TYPE_LPM_TRIE, struct moat_net4_key,
-		     struct moat_net_info, MOAT_MAX_NETS, BPF_F_NO_PREALLOC);
-MOAT_DEFINE_SWITCHED(moat_net6, BPF_MAP_TYPE_LPM_TRIE, struct moat_net6_key,
-		     struct moat_net_info, MOAT_MAX_NETS, BPF_F_NO_PREALLOC);
-MOAT_DEFINE_SWITCHED(moat_subj, BPF_MAP_TYPE_ARRAY, __u32, struct moat_subject,
-		     MOAT_MAX_IDENTITIES, 0);
-MOAT_DEFINE_SWITCHED(moat_ports, BPF_MAP_TYPE_LPM_TRIE, struct moat_port_key,
-		     struct moat_port_class, MOAT_MAX_PORTRANGES, BPF_F_NO_PREALLOC);
-MOAT_DEFINE_SWITCHED(moat_pol, BPF_MAP_TYPE_HASH, struct moat_policy_key,
-		     struct moat_policy_val, MOAT_MAX_POLICY, BPF_F_NO_PREALLOC);
+MOAT_DEFINE_SWITCHED(moat_ep, BPF_MAP_TYPE_HASH, __u32, struct moat_endpoint, MOAT_MAX_ENDPOINTS, 0);
+MOAT_DEFINE_SWITCHED(moat_ip4, BPF_MAP_TYPE_HASH, struct moat_ip4_key, struct moat_ip_info, MOAT_MAX_IPS,
+		     BPF_F_NO_PREALLOC);
+MOAT_DEFINE_SWITCHED(moat_ip6, BPF_MAP_TYPE_HASH, struct moat_ip6_key, struct moat_ip_info, MOAT_MAX_IPS,
+		     BPF_F_NO_PREALLOC);
+MOAT_DEFINE_SWITCHED(moat_net4, BPF_MAP_TYPE_LPM_TRIE, struct moat_net4_key, struct moat_net_info,
+		     MOAT_MAX_NETS, BPF_F_NO_PREALLOC);
+MOAT_DEFINE_SWITCHED(moat_net6, BPF_MAP_TYPE_LPM_TRIE, struct moat_net6_key, struct moat_net_info,
+		     MOAT_MAX_NETS, BPF_F_NO_PREALLOC);
+MOAT_DEFINE_SWITCHED(moat_subj, BPF_MAP_TYPE_ARRAY, __u32, struct moat_subject, MOAT_MAX_IDENTITIES, 0);
+MOAT_DEFINE_SWITCHED(moat_ports, BPF_MAP_TYPE_LPM_TRIE, struct moat_port_key, struct moat_port_class,
+		     MOAT_MAX_PORTRANGES, BPF_F_NO_PREALLOC);
+MOAT_DEFINE_SWITCHED(moat_pol, BPF_MAP_TYPE_HASH, struct moat_policy_key, struct moat_policy_val,
+		     MOAT_MAX_POLICY, BPF_F_NO_PREALLOC);
 
 #endif

@@ -23,15 +23,15 @@
 char LICENSE[] SEC("license") = "GPL";
 
 /* Load-time specialisation (set by offload/ before load). */
-const volatile __u32 cfg_events = 1;        /* emit perf events */
-const volatile __u32 cfg_bench_no_ct = 0;   /* bench only: never find a flow */
+const volatile __u32 cfg_events = 1;      /* emit perf events */
+const volatile __u32 cfg_bench_no_ct = 0; /* bench only: never find a flow */
 
 struct verdict {
 	__u32 rule;
 	__u8 verdict;
 	__u8 tier;
 	__u8 dir;
-	__u8 reason;      /* MOAT_DROP_* when denied */
+	__u8 reason; /* MOAT_DROP_* when denied */
 	__u32 src_id;
 	__u32 dst_id;
 	__u32 egress_rule;
@@ -49,7 +49,7 @@ struct tbucket {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);  /* 0: deny token bucket, 1: sample countdown + seq */
+	__uint(max_entries, 2); /* 0: deny token bucket, 1: sample countdown + seq */
 	__type(key, __u32);
 	__type(value, struct tbucket);
 } moat_evstate SEC(".maps");
@@ -119,8 +119,8 @@ static __always_inline int deny_event_allowed(const struct moat_config *cfg, __u
 #define EMIT_INFO(type, hook) ((__u32)(type) | ((__u32)(hook) << 8))
 
 /* Sends one event with the packet's first bytes.  Global: verified once. */
-__attribute__((noinline)) int moat_emit(struct xdp_md *ctx, const struct verdict *v,
-					__u32 info, __u64 fpkts, __u64 fbytes)
+__attribute__((noinline)) int moat_emit(struct xdp_md *ctx, const struct verdict *v, __u32 info, __u64 fpkts,
+					__u64 fbytes)
 {
 	struct moat_event ev = {};
 	struct moat_config *cfg;
@@ -161,16 +161,15 @@ __attribute__((noinline)) int moat_emit(struct xdp_md *ctx, const struct verdict
 		ev.seq = (__u32)st->tokens;
 		st->tokens++;
 	}
-	if (bpf_perf_event_output(ctx, &moat_events, (cap << 32) | BPF_F_CURRENT_CPU,
-				  &ev, sizeof(ev)))
+	if (bpf_perf_event_output(ctx, &moat_events, (cap << 32) | BPF_F_CURRENT_CPU, &ev, sizeof(ev)))
 		evstat_add(MOAT_EVS_FAILED);
 	else
 		evstat_add(MOAT_EVS_EMITTED);
 	return 0;
 }
 
-static __always_inline void emit(struct xdp_md *ctx, const struct verdict *v,
-				 __u8 type, __u8 hook, __u64 fpkts, __u64 fbytes)
+static __always_inline void emit(struct xdp_md *ctx, const struct verdict *v, __u8 type, __u8 hook,
+				 __u64 fpkts, __u64 fbytes)
 {
 	if (cfg_events)
 		moat_emit(ctx, v, EMIT_INFO(type, hook), fpkts, fbytes);
@@ -178,8 +177,7 @@ static __always_inline void emit(struct xdp_md *ctx, const struct verdict *v,
 
 /* 1-in-N sampling of packets that raised no other event: per flow when its
  * namespaces set the rate, else moat_config's rate over all packets. */
-static __always_inline int sample_due(const struct moat_config *cfg,
-				      const struct moat_ct_entry *e)
+static __always_inline int sample_due(const struct moat_config *cfg, const struct moat_ct_entry *e)
 {
 	__u32 k = 1;
 	struct tbucket *st;
@@ -199,8 +197,8 @@ static __always_inline int sample_due(const struct moat_config *cfg,
 }
 
 /* Address -> identity, class and CIDR region.  Global: verified once. */
-__attribute__((noinline)) int moat_ip_lookup(__u32 slot, __u32 family,
-					     const union addr *addr, struct peer *out)
+__attribute__((noinline)) int moat_ip_lookup(__u32 slot, __u32 family, const union addr *addr,
+					     struct peer *out)
 {
 	struct moat_ip_info *ii;
 	struct moat_net_info *ni = NULL;
@@ -263,7 +261,7 @@ struct judge_args {
 	__u32 family;
 	__u32 proto;
 	__u32 has_port;
-	__u32 dport;      /* host order */
+	__u32 dport; /* host order */
 	__u32 pkt_len;
 	__u32 tcp_flags;
 	__u64 now;
@@ -272,9 +270,8 @@ struct judge_args {
 	__u32 pad2;
 };
 
-static __always_inline void judge_dir(struct judge_args *j, __u32 subject, __u32 dir,
-				      const struct peer *peer, __u32 shadow,
-				      struct decide_args *a)
+static __always_inline void judge_dir(struct judge_args *j, __u32 subject, __u32 dir, const struct peer *peer,
+				      __u32 shadow, struct decide_args *a)
 {
 	a->slot = j->slot;
 	a->subject = subject;
@@ -392,8 +389,8 @@ __attribute__((noinline)) int moat_judge(struct judge_args *j)
 	return 0;
 }
 
-static __always_inline void judge_setup(struct judge_args *j, const struct moat_config *cfg,
-					__u32 slot, const struct pkt *pk, __u16 dport, __u64 now)
+static __always_inline void judge_setup(struct judge_args *j, const struct moat_config *cfg, __u32 slot,
+					const struct pkt *pk, __u16 dport, __u64 now)
 {
 	j->pkt_len = pk->len;
 	j->tcp_flags = pk->tcp_flags;
@@ -402,15 +399,13 @@ static __always_inline void judge_setup(struct judge_args *j, const struct moat_
 	j->cfg_flags = cfg->flags;
 	j->family = pk->family;
 	j->proto = pk->proto;
-	j->has_port = pk->has_ports && (pk->proto == IPPROTO_TCP ||
-					pk->proto == IPPROTO_UDP ||
-					pk->proto == IPPROTO_SCTP);
+	j->has_port = pk->has_ports &&
+		      (pk->proto == IPPROTO_TCP || pk->proto == IPPROTO_UDP || pk->proto == IPPROTO_SCTP);
 	j->dport = dport;
 }
 
 static __always_inline int finish_drop(struct xdp_md *ctx, const struct moat_config *cfg,
-				       const struct pkt *pk, struct verdict *v, __u8 hook,
-				       __u64 now)
+				       const struct pkt *pk, struct verdict *v, __u8 hook, __u64 now)
 {
 	v->verdict = MOAT_VERDICT_DENY;
 	stat_add(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), pk->len);
@@ -425,8 +420,8 @@ static __always_inline int finish_drop(struct xdp_md *ctx, const struct moat_con
 
 /* Remembers a judged deny for the flow's next packets.  Global: keeps the
  * entry off the main frame. */
-__attribute__((noinline)) int moat_deny_remember(union ct_key *ck, const struct verdict *v,
-						 __u32 family, __u32 generation, __u32 hook_swapped)
+__attribute__((noinline)) int moat_deny_remember(union ct_key *ck, const struct verdict *v, __u32 family,
+						 __u32 generation, __u32 hook_swapped)
 {
 	struct moat_deny_entry d = {};
 
@@ -441,7 +436,7 @@ __attribute__((noinline)) int moat_deny_remember(union ct_key *ck, const struct 
 	d.tier = v->tier;
 	d.dir = v->dir;
 	d.reason = v->reason;
-	d.hook = (__u8)hook_swapped;          /* hook | swapped << 8: five arguments at most */
+	d.hook = (__u8)hook_swapped; /* hook | swapped << 8: five arguments at most */
 	d.swapped = (__u8)(hook_swapped >> 8);
 	d.egress_tier = v->egress_tier;
 	d.ingress_tier = v->ingress_tier;
@@ -452,8 +447,8 @@ __attribute__((noinline)) int moat_deny_remember(union ct_key *ck, const struct 
 
 /* Creates the conntrack entry of an allowed (or handed-on) flow.  Global:
  * keeps the 64-byte entry off the main frame. */
-__attribute__((noinline)) int moat_ct_create(union ct_key *ck, const struct judge_args *j,
-					     __u32 flags, __u32 generation)
+__attribute__((noinline)) int moat_ct_create(union ct_key *ck, const struct judge_args *j, __u32 flags,
+					     __u32 generation)
 {
 	struct moat_ct_entry ne = {};
 
@@ -478,15 +473,18 @@ __attribute__((noinline)) int moat_ct_create(union ct_key *ck, const struct judg
 
 /* A first fragment's ports (and verdict), for its later fragments: every
  * first fragment that is judged or passes, new flow or not. */
-static __always_inline void frag_remember(const struct pkt *pk, __be16 sport, __be16 dport,
-					  __u8 verdict, __u64 now)
+static __always_inline void frag_remember(const struct pkt *pk, __be16 sport, __be16 dport, __u8 verdict,
+					  __u64 now)
 {
-	struct moat_frag_val fv = { .sport = sport, .dport = dport, .l4proto = pk->proto,
-				    .verdict = verdict, .seen_ns = now };
+	struct moat_frag_val fv = {
+		.sport = sport, .dport = dport, .l4proto = pk->proto, .verdict = verdict, .seen_ns = now
+	};
 
 	if (pk->family == 4) {
-		struct moat_frag4_key fk = { .saddr = pk->saddr.v4, .daddr = pk->daddr.v4,
-					     .id = bpf_htons(pk->frag_id), .proto = pk->frag_nh };
+		struct moat_frag4_key fk = { .saddr = pk->saddr.v4,
+					     .daddr = pk->daddr.v4,
+					     .id = bpf_htons(pk->frag_id),
+					     .proto = pk->frag_nh };
 		bpf_map_update_elem(&moat_frag4, &fk, &fv, BPF_ANY);
 	} else {
 		struct moat_frag6_key fk = { .id = bpf_htonl(pk->frag_id), .proto = pk->frag_nh };
@@ -565,8 +563,8 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 			return finish_drop(ctx, cfg, &pk, v, hook, now);
 		}
 		if ((pk.family == 4 && (!(ep->flags & MOAT_EP_F_HAS_IP4) || ep->ip4 != pk.saddr.v4)) ||
-		    (pk.family == 6 && (!(ep->flags & MOAT_EP_F_HAS_IP6) ||
-					!ip6_eq((const __u32 *)ep->ip6, pk.saddr.w)))) {
+		    (pk.family == 6 &&
+		     (!(ep->flags & MOAT_EP_F_HAS_IP6) || !ip6_eq((const __u32 *)ep->ip6, pk.saddr.w)))) {
 			v->reason = MOAT_DROP_SPOOFED;
 			v->rule = MOAT_RULE_SPOOF;
 			v->tier = MOAT_TIER_DATAPATH;
@@ -580,8 +578,10 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 		struct moat_frag_val *fv;
 		stat_add(MOAT_STAT_FRAG_LATER, pk.len);
 		if (pk.family == 4) {
-			struct moat_frag4_key fk = { .saddr = pk.saddr.v4, .daddr = pk.daddr.v4,
-						     .id = bpf_htons(pk.frag_id), .proto = pk.frag_nh };
+			struct moat_frag4_key fk = { .saddr = pk.saddr.v4,
+						     .daddr = pk.daddr.v4,
+						     .id = bpf_htons(pk.frag_id),
+						     .proto = pk.frag_nh };
 			fv = bpf_map_lookup_elem(&moat_frag4, &fk);
 		} else {
 			struct moat_frag6_key fk = { .id = bpf_htonl(pk.frag_id), .proto = pk.frag_nh };
@@ -605,10 +605,10 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 	 * when addressed to the sender of the offending packet.  Any other
 	 * destination would let a pod send anything to anyone by wrapping it
 	 * in an "error" about one of its own flows. */
-	if (pk.icmp_err && (pk.family == 4 ? pk.daddr.v4 == pk.inner_saddr.v4 :
-			    ip6_eq(pk.daddr.w, pk.inner_saddr.w))) {
-		ct_make_key(&ck, pk.family, pk.inner_proto, &pk.inner_saddr,
-			    &pk.inner_daddr, pk.inner_sport, pk.inner_dport);
+	if (pk.icmp_err &&
+	    (pk.family == 4 ? pk.daddr.v4 == pk.inner_saddr.v4 : ip6_eq(pk.daddr.w, pk.inner_saddr.w))) {
+		ct_make_key(&ck, pk.family, pk.inner_proto, &pk.inner_saddr, &pk.inner_daddr, pk.inner_sport,
+			    pk.inner_dport);
 		e = ct_lookup(&ck, pk.family);
 		if (e && !ct_expired(e, pk.inner_proto, cfg, now)) {
 			stat_add(MOAT_STAT_RELATED, pk.len);
@@ -624,16 +624,14 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 	if (e && ct_expired(e, pk.proto, cfg, now))
 		e = NULL;
 	/* A new TCP connection on a closing entry is a new flow. */
-	if (e && pk.proto == IPPROTO_TCP && ct_is_closing(e) &&
-	    (pk.tcp_flags & 0x12) == 0x02)
+	if (e && pk.proto == IPPROTO_TCP && ct_is_closing(e) && (pk.tcp_flags & 0x12) == 0x02)
 		e = NULL;
 
 	if (e) {
 		int is_reply = swapped != !!(e->flags & MOAT_CT_INIT_B);
 		__u32 rule;
 
-		if (e->generation != cur_gen &&
-		    (cfg->flags & MOAT_CFG_REVOKE_ESTABLISHED) &&
+		if (e->generation != cur_gen && (cfg->flags & MOAT_CFG_REVOKE_ESTABLISHED) &&
 		    !(e->flags & MOAT_CT_DEFERRED)) {
 			/* Judge the flow again as its initiator opened it. */
 			if (moat_ip_lookup(slot, pk.family, is_reply ? &pk.daddr : &pk.saddr, &j.src) ||
@@ -667,8 +665,9 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 		 * ingress side's if a policy decided there or there was no
 		 * egress decision, else the egress side's (as moat_judge) */
 		rule = e->ingress_rule && (e->ingress_tier != MOAT_TIER_DEFAULT || !e->egress_rule ||
-					   e->egress_tier == MOAT_TIER_DEFAULT)
-			       ? e->ingress_rule : e->egress_rule;
+					   e->egress_tier == MOAT_TIER_DEFAULT) ?
+			       e->ingress_rule :
+			       e->egress_rule;
 		rule_add(rule, pk.len);
 		rc = ct_account(e, &pk, is_reply, now);
 		if (cfg_events && (rc || sample_due(cfg, e))) {
@@ -677,8 +676,8 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 			v->rule = rule;
 			v->src_id = is_reply ? e->resp_identity : e->init_identity;
 			v->dst_id = is_reply ? e->init_identity : e->resp_identity;
-			emit(ctx, v, rc ? MOAT_EV_FLOW_END : MOAT_EV_SAMPLE, hook,
-			     rc ? e->packets : 0, rc ? e->bytes : 0);
+			emit(ctx, v, rc ? MOAT_EV_FLOW_END : MOAT_EV_SAMPLE, hook, rc ? e->packets : 0,
+			     rc ? e->bytes : 0);
 		}
 		return XDP_PASS;
 	}
@@ -686,8 +685,8 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 	/* A flow denied under this generation, at this hook and in this
 	 * direction: the same verdict, without judging it again. */
 	if (!cfg_bench_no_ct) {
-		struct moat_deny_entry *dn = pk.family == 4 ? bpf_map_lookup_elem(&moat_deny4, &ck.k4)
-							    : bpf_map_lookup_elem(&moat_deny6, &ck.k6);
+		struct moat_deny_entry *dn = pk.family == 4 ? bpf_map_lookup_elem(&moat_deny4, &ck.k4) :
+							      bpf_map_lookup_elem(&moat_deny6, &ck.k6);
 		if (dn && dn->generation == cur_gen && dn->hook == hook && dn->swapped == swapped) {
 			v->rule = dn->rule;
 			v->tier = dn->tier;

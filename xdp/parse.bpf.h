@@ -33,14 +33,14 @@
 #define IPPROTO_SCTP 132
 #endif
 #define MOAT_IP6_EXT_MAX 8
-#define OFF_MASK 0x1fff  /* headers are looked for in the first 8 KiB */
+#define OFF_MASK         0x1fff /* headers are looked for in the first 8 KiB */
 
-#define PARSE_OK       0
-#define PARSE_NOT_IP  (-1) /* not IPv4/IPv6: pass */
+#define PARSE_OK     0
+#define PARSE_NOT_IP (-1) /* not IPv4/IPv6: pass */
 
-#define FRAG_NONE      0
-#define FRAG_FIRST     1
-#define FRAG_LATER     2
+#define FRAG_NONE  0
+#define FRAG_FIRST 1
+#define FRAG_LATER 2
 
 struct vlan_hdr_m {
 	__be16 tci;
@@ -63,30 +63,29 @@ union addr {
 struct pkt {
 	union addr saddr;
 	union addr daddr;
-	union addr inner_saddr;   /* ICMP errors: the offending packet, as sent */
+	union addr inner_saddr; /* ICMP errors: the offending packet, as sent */
 	union addr inner_daddr;
 	__be16 sport;
 	__be16 dport;
 	__be16 inner_sport;
 	__be16 inner_dport;
-	__u32 frag_id;        /* IPv4 id (16 bits) or IPv6 fragment id */
+	__u32 frag_id; /* IPv4 id (16 bits) or IPv6 fragment id */
 	__u32 len;
-	__u8 family;          /* 4 or 6 */
-	__u8 proto;           /* L4 protocol after extension headers */
-	__u8 frag;            /* FRAG_* */
-	__u8 has_ports;       /* sport/dport are valid */
+	__u8 family;    /* 4 or 6 */
+	__u8 proto;     /* L4 protocol after extension headers */
+	__u8 frag;      /* FRAG_* */
+	__u8 has_ports; /* sport/dport are valid */
 	__u8 tcp_flags;
 	__u8 icmp_type;
-	__u8 icmp_err;        /* ICMP error: inner_* hold the offending flow */
-	__u8 is_nd;           /* IPv6 neighbour discovery / link-local only */
+	__u8 icmp_err; /* ICMP error: inner_* hold the offending flow */
+	__u8 is_nd;    /* IPv6 neighbour discovery / link-local only */
 	__u8 inner_proto;
-	__u8 hop_limit;       /* IPv6 */
-	__u8 frag_nh;         /* protocol named at the fragmentation point */
+	__u8 hop_limit; /* IPv6 */
+	__u8 frag_nh;   /* protocol named at the fragmentation point */
 	__u8 pad[5];
 };
 
-static __always_inline int parse_inner_ports(void *data, const void *end, __u32 off,
-					     struct pkt *pk)
+static __always_inline int parse_inner_ports(void *data, const void *end, __u32 off, struct pkt *pk)
 {
 	__u8 *p = data + (off & OFF_MASK);
 
@@ -195,8 +194,7 @@ static __always_inline int parse_l4(void *data, void *end, __u32 off, struct pkt
 			pk->is_nd = 1;
 			return PARSE_OK;
 		}
-		if (ic->icmp6_type == ICMPV6_ECHO_REQUEST ||
-		    ic->icmp6_type == ICMPV6_ECHO_REPLY) {
+		if (ic->icmp6_type == ICMPV6_ECHO_REQUEST || ic->icmp6_type == ICMPV6_ECHO_REPLY) {
 			pk->sport = ic->icmp6_identifier;
 			pk->dport = ic->icmp6_identifier;
 			pk->has_ports = 1;
@@ -298,8 +296,7 @@ static __always_inline int parse_ip6(void *data, void *end, __u32 off, struct pk
 			return MOAT_DROP_TRUNC_EXTHDR;
 		if (nh == 44) {
 			__u16 fo = ((__u16)h[2] << 8) | h[3];
-			pk->frag_id = ((__u32)h[4] << 24) | ((__u32)h[5] << 16) |
-				      ((__u32)h[6] << 8) | h[7];
+			pk->frag_id = ((__u32)h[4] << 24) | ((__u32)h[5] << 16) | ((__u32)h[6] << 8) | h[7];
 			pk->frag_nh = h[0];
 			if (fo & 0xfff8) {
 				/* a later fragment: what follows is payload, not

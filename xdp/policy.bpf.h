@@ -19,8 +19,8 @@
 struct peer {
 	__u32 identity;
 	__u32 region;
-	__u8 cls;     /* MOAT_CLASS_* */
-	__u8 flags;   /* MOAT_IP_F_* */
+	__u8 cls;   /* MOAT_CLASS_* */
+	__u8 flags; /* MOAT_IP_F_* */
 	__u8 family;
 	__u8 pad;
 };
@@ -28,28 +28,27 @@ struct peer {
 /* Arguments and result of decide(); on the stack so decide() can be a
  * global function, verified once however often it is called. */
 struct decide_args {
-	__u32 slot;       /* active table slot */
-	__u32 subject;    /* identity whose policy is judged */
-	__u32 dir;        /* MOAT_DIR_* */
-	__u32 shadow;     /* judge with audit-mode policies enforced */
+	__u32 slot;    /* active table slot */
+	__u32 subject; /* identity whose policy is judged */
+	__u32 dir;     /* MOAT_DIR_* */
+	__u32 shadow;  /* judge with audit-mode policies enforced */
 	__u32 peer_id;
 	__u32 peer_region;
 	__u32 peer_cls;
 	__u32 family;
 	__u32 proto;
-	__u32 port;       /* host order */
+	__u32 port; /* host order */
 	__u32 has_port;
 	/* result */
-	__u32 verdict;    /* MOAT_VERDICT_ALLOW or _DENY */
+	__u32 verdict; /* MOAT_VERDICT_ALLOW or _DENY */
 	__u32 tier;
 	__u32 rule;
-	__u32 subj_flags; /* the subject's MOAT_SUBJ_* for dir (0: none) */
-	__u32 subj_sample;/* its sample_every (with MOAT_SUBJ_SAMPLE) */
+	__u32 subj_flags;  /* the subject's MOAT_SUBJ_* for dir (0: none) */
+	__u32 subj_sample; /* its sample_every (with MOAT_SUBJ_SAMPLE) */
 };
 
-static __always_inline struct moat_policy_val *
-pol_chain(void *pol, __u32 subj, __u32 peer, __u32 cls_peer, __u8 proto,
-	  __u16 port, __u8 kflags, int has_port)
+static __always_inline struct moat_policy_val *pol_chain(void *pol, __u32 subj, __u32 peer, __u32 cls_peer,
+							 __u8 proto, __u16 port, __u8 kflags, int has_port)
 {
 	struct moat_policy_key k = {};
 	struct moat_policy_val *v;
@@ -98,12 +97,12 @@ static __always_inline __u32 range_flag(__u32 proto)
 	return 0;
 }
 
-#define DECIDE(a, verd, t, r)                                                  \
-	do {                                                                   \
-		(a)->verdict = (verd);                                         \
-		(a)->tier = (t);                                               \
-		(a)->rule = (r);                                               \
-		return 0;                                                      \
+#define DECIDE(a, verd, t, r)          \
+	do {                           \
+		(a)->verdict = (verd); \
+		(a)->tier = (t);       \
+		(a)->rule = (r);       \
+		return 0;              \
 	} while (0)
 
 __attribute__((noinline)) int decide(struct decide_args *a)
@@ -172,11 +171,10 @@ __attribute__((noinline)) int decide(struct decide_args *a)
 		}
 	}
 
-	v1 = pol_chain(pol, subj, a->peer_id, MOAT_PEER_CLASS(a->peer_cls & 0xff),
-		       a->proto, port, kflags, has_port);
+	v1 = pol_chain(pol, subj, a->peer_id, MOAT_PEER_CLASS(a->peer_cls & 0xff), a->proto, port, kflags,
+		       has_port);
 	if (f & (a->shadow ? MOAT_SUBJ_AUDIT_NETS : MOAT_SUBJ_NETS))
-		v2 = pol_chain(pol, subj, a->peer_region,
-			       a->family == 6 ? MOAT_PEER_NET6 : MOAT_PEER_NET4,
+		v2 = pol_chain(pol, subj, a->peer_region, a->family == 6 ? MOAT_PEER_NET6 : MOAT_PEER_NET4,
 			       a->proto, port, kflags | MOAT_PK_NET, has_port);
 
 	/* Admin tier: the first matching rule of either dimension. */

@@ -281,8 +281,7 @@ int moat_prefilter(struct xdp_md *ctx)
 			/* errors may be related to an allowed flow (the full
 			 * program passes them on conntrack, unjudged); neighbour
 			 * discovery is not policy */
-			if (proto == IPPROTO_ICMP &&
-			    (type == 3 || type == 4 || type == 11 || type == 12))
+			if (proto == IPPROTO_ICMP && (type == 3 || type == 4 || type == 11 || type == 12))
 				goto skip;
 			if (proto == IPPROTO_ICMPV6 &&
 			    ((type >= 1 && type <= 4) || (type >= 133 && type <= 137)))
@@ -302,8 +301,10 @@ int moat_prefilter(struct xdp_md *ctx)
 		 * a variable offset */
 		__u32 r0 = pv->rule[0], r1 = pv->rule[1], r2 = pv->rule[2], r3 = pv->rule[3];
 
-		ev.rule = grp == MOAT_PF_G_TCP ? r0 : grp == MOAT_PF_G_UDP ? r1 :
-			  grp == MOAT_PF_G_SCTP ? r2 : r3;
+		ev.rule = grp == MOAT_PF_G_TCP  ? r0 :
+			  grp == MOAT_PF_G_UDP  ? r1 :
+			  grp == MOAT_PF_G_SCTP ? r2 :
+						  r3;
 		ev.identity = pk.identity;
 		ev.set = pk.set;
 		ev.pkt_len = len;

@@ -61,7 +61,14 @@ enum {
 	R_ISO_A_IN = 16, /* NetworkPolicy isolating A's ingress */
 	R_ISO_A_EG,      /* ... A's egress */
 	R_ISO_B_IN,      /* ... B's ingress */
-	R_1 = 32, R_2, R_3, R_4, R_5, R_6, R_7, R_8,
+	R_1 = 32,
+	R_2,
+	R_3,
+	R_4,
+	R_5,
+	R_6,
+	R_7,
+	R_8,
 };
 
 static struct dpfix *F;
@@ -82,8 +89,7 @@ static int setup(void **state)
 	    fix_pod(F, ID_C, C4, C6, false) ||
 	    fix_ip(F, NODE4, ID_NODE, MOAT_CLASS_NODE, MOAT_IP_F_LOCAL, 0) ||
 	    fix_ip(F, RNODE4, ID_RNODE, MOAT_CLASS_NODE, 0, 0) ||
-	    fix_ip(F, VIP4, ID_VIP, MOAT_CLASS_VIP, 0, 0) ||
-	    fix_ip(F, VIP6, ID_VIP, MOAT_CLASS_VIP, 0, 0) ||
+	    fix_ip(F, VIP4, ID_VIP, MOAT_CLASS_VIP, 0, 0) || fix_ip(F, VIP6, ID_VIP, MOAT_CLASS_VIP, 0, 0) ||
 	    fix_endpoint(F, IF_A, ID_A, A4, A6) || fix_endpoint(F, IF_B, ID_B, B4, B6))
 		return -1;
 	return 0;
@@ -93,15 +99,14 @@ static int setup(void **state)
 static const char *stat_name(__u32 i)
 {
 	static const char *const drops[MOAT_DROP_MAX] = {
-		"NONE", "POLICY", "TRUNC_ETH", "TRUNC_VLAN", "VLAN_DEPTH", "TRUNC_IP4",
-		"BAD_IP4_HDR", "TRUNC_IP6", "TRUNC_EXTHDR", "EXTHDR_DEPTH", "TRUNC_L4",
-		"BAD_TCP_HDR", "FRAG_NO_FIRST", "SPOOFED", "NO_ENDPOINT", "CT_REVOKED",
-		"MAP_ERROR",
+		"NONE",          "POLICY",    "TRUNC_ETH",    "TRUNC_VLAN",   "VLAN_DEPTH", "TRUNC_IP4",
+		"BAD_IP4_HDR",   "TRUNC_IP6", "TRUNC_EXTHDR", "EXTHDR_DEPTH", "TRUNC_L4",   "BAD_TCP_HDR",
+		"FRAG_NO_FIRST", "SPOOFED",   "NO_ENDPOINT",  "CT_REVOKED",   "MAP_ERROR",
 	};
 	static const char *const verdicts[4] = { "NONE", "ALLOW", "DENY", "AUDIT" };
 	static const char *const ct[] = {
-		"CT_NEW", "CT_ESTABLISHED", "CT_REPLY", "CT_REVALIDATED", "CT_REVOKED",
-		"NOT_IP", "LINK_LOCAL", "FRAG_LATER", "RELATED", "DEFERRED", "NOT_OURS",
+		"CT_NEW",     "CT_ESTABLISHED", "CT_REPLY", "CT_REVALIDATED", "CT_REVOKED", "NOT_IP",
+		"LINK_LOCAL", "FRAG_LATER",     "RELATED",  "DEFERRED",       "NOT_OURS",
 	};
 	static char buf[32];
 
@@ -116,11 +121,10 @@ static const char *stat_name(__u32 i)
 	return buf;
 }
 
-#define LIST_END UINT64_MAX
+#define LIST_END          UINT64_MAX
 /* (index, packets) pairs. */
-#define S(idx, n) (__u64)(idx), (__u64)(n)
-#define expect_stats(...) \
-	expect_stats_at(__FILE__, __LINE__, (const __u64[]){ __VA_ARGS__, LIST_END })
+#define S(idx, n)         (__u64)(idx), (__u64)(n)
+#define expect_stats(...) expect_stats_at(__FILE__, __LINE__, (const __u64[]){ __VA_ARGS__, LIST_END })
 #define expect_no_stats() expect_stats_at(__FILE__, __LINE__, (const __u64[]){ LIST_END })
 
 static void expect_stats_at(const char *file, int line, const __u64 *pairs)
@@ -146,8 +150,7 @@ static void expect_stats_at(const char *file, int line, const __u64 *pairs)
 }
 
 /* (rule, packets) pairs; every other rule counter must be zero. */
-#define expect_rules(...) \
-	expect_rules_at(__FILE__, __LINE__, (const __u64[]){ __VA_ARGS__, LIST_END })
+#define expect_rules(...) expect_rules_at(__FILE__, __LINE__, (const __u64[]){ __VA_ARGS__, LIST_END })
 #define expect_no_rules() expect_rules_at(__FILE__, __LINE__, (const __u64[]){ LIST_END })
 
 static void expect_rules_at(const char *file, int line, const __u64 *pairs)
@@ -163,9 +166,8 @@ static void expect_rules_at(const char *file, int line, const __u64 *pairs)
 	for (const __u64 *p = pairs; p[0] != LIST_END; p += 2) {
 		__u64 got = fix_rule_packets(F, p[0]);
 		if (got != p[1]) {
-			print_error("rule %llu: %llu packets, expected %llu\n",
-				    (unsigned long long)p[0], (unsigned long long)got,
-				    (unsigned long long)p[1]);
+			print_error("rule %llu: %llu packets, expected %llu\n", (unsigned long long)p[0],
+				    (unsigned long long)got, (unsigned long long)p[1]);
 			bad = true;
 		}
 	}
@@ -188,11 +190,16 @@ static const char *action_name(int a)
 	static char buf[32];
 
 	switch (a) {
-	case XDP_ABORTED: return "XDP_ABORTED";
-	case XDP_DROP: return "XDP_DROP";
-	case XDP_PASS: return "XDP_PASS";
-	case XDP_TX: return "XDP_TX";
-	case XDP_REDIRECT: return "XDP_REDIRECT";
+	case XDP_ABORTED:
+		return "XDP_ABORTED";
+	case XDP_DROP:
+		return "XDP_DROP";
+	case XDP_PASS:
+		return "XDP_PASS";
+	case XDP_TX:
+		return "XDP_TX";
+	case XDP_REDIRECT:
+		return "XDP_REDIRECT";
 	default:
 		snprintf(buf, sizeof(buf), "%d (%s)", a, a < 0 ? strerror(-a) : "?");
 		return buf;
@@ -200,11 +207,10 @@ static const char *action_name(int a)
 }
 
 /* Runs a packet and checks the XDP action; dumps the packet on failure. */
-#define expect_action(run, pktp, want) \
-	expect_action_at(__FILE__, __LINE__, #run, (run), (pktp), (want))
+#define expect_action(run, pktp, want) expect_action_at(__FILE__, __LINE__, #run, (run), (pktp), (want))
 
-static void expect_action_at(const char *file, int line, const char *what, int got,
-			     const struct pkt *p, int want)
+static void expect_action_at(const char *file, int line, const char *what, int got, const struct pkt *p,
+			     int want)
 {
 	if (got == want)
 		return;
@@ -215,26 +221,25 @@ static void expect_action_at(const char *file, int line, const char *what, int g
 	_fail(file, line);
 }
 
-#define PASS XDP_PASS
-#define DROP XDP_DROP
-#define from_a(p) fix_from_pod(F, IF_A, p)
-#define from_b(p) fix_from_pod(F, IF_B, p)
-#define to_pod(p) fix_to_pod(F, p)
-#define uplink(p) fix_uplink(F, p)
+#define PASS                   XDP_PASS
+#define DROP                   XDP_DROP
+#define from_a(p)              fix_from_pod(F, IF_A, p)
+#define from_b(p)              fix_from_pod(F, IF_B, p)
+#define to_pod(p)              fix_to_pod(F, p)
+#define uplink(p)              fix_uplink(F, p)
 #define expect_from_a(p, want) expect_action(from_a(p), p, want)
 #define expect_from_b(p, want) expect_action(from_b(p), p, want)
 #define expect_to_pod(p, want) expect_action(to_pod(p), p, want)
 #define expect_uplink(p, want) expect_action(uplink(p), p, want)
 
-static struct moat_ct_entry ct_entry(__u8 proto, const char *s, __u16 sport, const char *d,
-				     __u16 dport)
+static struct moat_ct_entry ct_entry(__u8 proto, const char *s, __u16 sport, const char *d, __u16 dport)
 {
 	struct moat_ct_entry e;
 	int err = fix_ct_get(F, proto, s, sport, d, dport, &e);
 
 	if (err) {
-		print_error("no conntrack entry %s:%u -> %s:%u proto %u (%d)\n", s, sport, d,
-			    dport, proto, err);
+		print_error("no conntrack entry %s:%u -> %s:%u proto %u (%d)\n", s, sport, d, dport, proto,
+			    err);
 		fail();
 	}
 	return e;
@@ -263,8 +268,7 @@ static void eth_ip(struct pkt *p, const char *s, const char *d)
 		pkt_ip4(p, pkt_a4(s), pkt_a4(d));
 }
 
-static struct pkt *tcp(struct pkt *p, const char *s, __u16 sport, const char *d, __u16 dport,
-		       __u8 flags)
+static struct pkt *tcp(struct pkt *p, const char *s, __u16 sport, const char *d, __u16 dport, __u8 flags)
 {
 	eth_ip(p, s, d);
 	pkt_tcp(p, sport, dport, flags);
@@ -281,8 +285,7 @@ static struct pkt *udp(struct pkt *p, const char *s, __u16 sport, const char *d,
 	return p;
 }
 
-static struct pkt *sctp_init(struct pkt *p, const char *s, __u16 sport, const char *d,
-			     __u16 dport)
+static struct pkt *sctp_init(struct pkt *p, const char *s, __u16 sport, const char *d, __u16 dport)
 {
 	eth_ip(p, s, d);
 	pkt_sctp_init(p, sport, dport, 0x01020304);
@@ -305,9 +308,8 @@ static struct pkt *echo(struct pkt *p, const char *s, const char *d, __u16 id, b
 
 /* Destination/port unreachable from s to d about the UDP packet
  * in_s:in_sport -> in_d:in_dport. */
-static struct pkt *udp_unreachable(struct pkt *p, const char *s, const char *d,
-				   const char *in_s, __u16 in_sport, const char *in_d,
-				   __u16 in_dport)
+static struct pkt *udp_unreachable(struct pkt *p, const char *s, const char *d, const char *in_s,
+				   __u16 in_sport, const char *in_d, __u16 in_dport)
 {
 	eth_ip(p, s, d);
 	if (is6(s)) {
@@ -323,27 +325,27 @@ static struct pkt *udp_unreachable(struct pkt *p, const char *s, const char *d,
 	return p;
 }
 
-static struct pkt *udp_frag(struct pkt *p, const char *s, __u16 sport, const char *d,
-			    __u16 dport, __u32 id, bool first);
+static struct pkt *udp_frag(struct pkt *p, const char *s, __u16 sport, const char *d, __u16 dport, __u32 id,
+			    bool first);
 
 /* ---- policy shorthands -------------------------------------------------------- */
 /* B takes on ingress only what a NetworkPolicy rule allows. */
 static void isolate_b_ingress(void)
 {
-	assert_int_equal(fix_subject(F, ID_B, MOAT_DIR_INGRESS,
-				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED, R_ISO_B_IN), 0);
+	assert_int_equal(
+		fix_subject(F, ID_B, MOAT_DIR_INGRESS, MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED, R_ISO_B_IN), 0);
 }
 
 static void isolate_a_ingress(void)
 {
-	assert_int_equal(fix_subject(F, ID_A, MOAT_DIR_INGRESS,
-				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED, R_ISO_A_IN), 0);
+	assert_int_equal(
+		fix_subject(F, ID_A, MOAT_DIR_INGRESS, MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED, R_ISO_A_IN), 0);
 }
 
 static void allow_in(__u32 subject, __u32 peer, __u8 proto, __u16 port, __u32 rule)
 {
-	assert_int_equal(fix_rule(F, subject, MOAT_DIR_INGRESS, peer, proto, port, 0,
-				  fix_pv_netpol(rule)), 0);
+	assert_int_equal(fix_rule(F, subject, MOAT_DIR_INGRESS, peer, proto, port, 0, fix_pv_netpol(rule)),
+			 0);
 }
 
 static __u32 live_generation(void)
@@ -357,7 +359,7 @@ static __u32 live_generation(void)
  * ========================================================================== */
 
 /* A parsed, default-allowed new flow: the counters it leaves. */
-#define NEW_FLOWS(n) S(MOAT_STAT_VERDICT(MOAT_VERDICT_ALLOW), n), S(MOAT_STAT_CT_NEW, n)
+#define NEW_FLOWS(n)         S(MOAT_STAT_VERDICT(MOAT_VERDICT_ALLOW), n), S(MOAT_STAT_CT_NEW, n)
 /* A packet the parser dropped. */
 #define MALFORMED(reason, n) S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), n), S(MOAT_STAT_DROP(reason), n)
 
@@ -388,8 +390,7 @@ static void test_parse_ethernet_truncated(void **state)
 	(void)state;
 	udp(&p, A4, 1000, B4, 53);
 	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
-		expect_action(fix_run_data(F, MOAT_HOOK_FROM_POD, IF_A, p.data, lens[i]), NULL,
-			      DROP);
+		expect_action(fix_run_data(F, MOAT_HOOK_FROM_POD, IF_A, p.data, lens[i]), NULL, DROP);
 	expect_stats(MALFORMED(MOAT_DROP_TRUNC_ETH, 5));
 	expect_rules(S(MOAT_RULE_MALFORMED, 5));
 	/* exactly an Ethernet header announcing IPv4 */
@@ -546,16 +547,18 @@ static void test_parse_ip4_total_length(void **state)
 	pkt_ip4_hdr(&p)->tot_len = htons(ntohs(pkt_ip4_hdr(&p)->tot_len) - 10);
 	expect_from_a(&p, PASS);
 
-	expect_stats(S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 3),
-		     S(MOAT_STAT_DROP(MOAT_DROP_TRUNC_IP4), 1),
+	expect_stats(S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 3), S(MOAT_STAT_DROP(MOAT_DROP_TRUNC_IP4), 1),
 		     S(MOAT_STAT_DROP(MOAT_DROP_BAD_IP4_HDR), 2), NEW_FLOWS(1));
 }
 
 static void test_parse_ip6_each_extension_header(void **state)
 {
-	static const struct { __u8 type; size_t len; } ext[] = {
+	static const struct {
+		__u8 type;
+		size_t len;
+	} ext[] = {
 		{ PKT_IP6_HOPOPTS, 8 }, { PKT_IP6_ROUTING, 24 }, { PKT_IP6_DSTOPTS, 16 },
-		{ PKT_IP6_AH, 24 }, { PKT_IP6_FRAGMENT, 8 },
+		{ PKT_IP6_AH, 24 },     { PKT_IP6_FRAGMENT, 8 },
 	};
 	struct pkt p;
 	size_t i;
@@ -672,10 +675,10 @@ static void test_parse_ip6_truncated_header(void **state)
 static void test_parse_tcp_options(void **state)
 {
 	static const __u8 syn_opts[] = {
-		2, 4, 0x05, 0xb4,             /* MSS 1460 */
-		4, 2,                         /* SACK permitted */
-		8, 10, 0, 0, 0, 1, 0, 0, 0, 0, /* timestamps */
-		1, 3, 3, 7,                   /* NOP, window scale 7 */
+		2, 4,  0x05, 0xb4,                   /* MSS 1460 */
+		4, 2,                                /* SACK permitted */
+		8, 10, 0,    0,    0, 1, 0, 0, 0, 0, /* timestamps */
+		1, 3,  3,    7,                      /* NOP, window scale 7 */
 	};
 	__u8 nops[40];
 	struct pkt p;
@@ -733,11 +736,21 @@ static struct pkt *short_l4(struct pkt *p, const char *s, const char *d, __u8 pr
 {
 	eth_ip(p, s, d);
 	switch (proto) {
-	case IPPROTO_TCP: pkt_tcp(p, 1, 2, SYN); break;
-	case IPPROTO_UDP: pkt_udp(p, 1, 2); break;
-	case IPPROTO_SCTP: pkt_sctp(p, 1, 2, 0); break;
-	case IPPROTO_ICMP: pkt_icmp4_echo(p, 8, 1, 1); break;
-	case IPPROTO_ICMPV6: pkt_icmp6_echo(p, 128, 1, 1); break;
+	case IPPROTO_TCP:
+		pkt_tcp(p, 1, 2, SYN);
+		break;
+	case IPPROTO_UDP:
+		pkt_udp(p, 1, 2);
+		break;
+	case IPPROTO_SCTP:
+		pkt_sctp(p, 1, 2, 0);
+		break;
+	case IPPROTO_ICMP:
+		pkt_icmp4_echo(p, 8, 1, 1);
+		break;
+	case IPPROTO_ICMPV6:
+		pkt_icmp6_echo(p, 128, 1, 1);
+		break;
 	}
 	pkt_truncate(p, p->len - 1);
 	pkt_finish(p);
@@ -821,8 +834,7 @@ static void test_parse_icmp_error_inner_packet(void **state)
 	udp_unreachable(&p, B4, A4, A4, 1000, B4, 53);
 	((struct iphdr *)pkt_hdr(&p, PKT_L_IP4, 1))->version = 6;
 	expect_to_pod(&p, DROP);
-	expect_stats(S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 6),
-		     S(MOAT_STAT_DROP(MOAT_DROP_TRUNC_L4), 4),
+	expect_stats(S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 6), S(MOAT_STAT_DROP(MOAT_DROP_TRUNC_L4), 4),
 		     S(MOAT_STAT_DROP(MOAT_DROP_BAD_IP4_HDR), 2));
 	expect_rules(S(MOAT_RULE_MALFORMED, 6));
 }
@@ -902,7 +914,10 @@ static void test_parse_ndp_and_link_local_pass(void **state)
  * that short (lengths describe the cut) and cut in transit. */
 static void test_parse_truncation_sweep_tcp4(void **state)
 {
-	enum { OPT = 12, PAY = 10 };
+	enum {
+		OPT = 12,
+		PAY = 10
+	};
 	const size_t ip = ETH_HLEN, l4 = ip + 20, opt = l4 + 20, pay = opt + OPT;
 	__u64 want[MOAT_DROP_MAX] = { 0 }, passed = 0;
 	struct pkt p;
@@ -917,8 +932,11 @@ static void test_parse_truncation_sweep_tcp4(void **state)
 		pkt_payload(&p, "0123456789", PAY);
 		pkt_truncate(&p, cut);
 		assert_int_equal(pkt_finish(&p), 0);
-		reason = cut < ip ? MOAT_DROP_TRUNC_ETH : cut < l4 ? MOAT_DROP_TRUNC_IP4 :
-			 cut < opt ? MOAT_DROP_TRUNC_L4 : cut < pay ? MOAT_DROP_BAD_TCP_HDR : 0;
+		reason = cut < ip  ? MOAT_DROP_TRUNC_ETH :
+			 cut < l4  ? MOAT_DROP_TRUNC_IP4 :
+			 cut < opt ? MOAT_DROP_TRUNC_L4 :
+			 cut < pay ? MOAT_DROP_BAD_TCP_HDR :
+				     0;
 		rc = from_a(&p);
 		if (rc != (reason ? DROP : PASS)) {
 			print_error("cut at %zu: %s\n", cut, action_name(rc));
@@ -969,8 +987,11 @@ static void test_parse_truncation_sweep_ip6_ext(void **state)
 		pkt_payload(&p, "01234567", 8);
 		pkt_truncate(&p, cut);
 		assert_int_equal(pkt_finish(&p), 0);
-		reason = cut < ip ? MOAT_DROP_TRUNC_ETH : cut < hbh ? MOAT_DROP_TRUNC_IP6 :
-			 cut < l4 ? MOAT_DROP_TRUNC_EXTHDR : cut < pay ? MOAT_DROP_TRUNC_L4 : 0;
+		reason = cut < ip  ? MOAT_DROP_TRUNC_ETH :
+			 cut < hbh ? MOAT_DROP_TRUNC_IP6 :
+			 cut < l4  ? MOAT_DROP_TRUNC_EXTHDR :
+			 cut < pay ? MOAT_DROP_TRUNC_L4 :
+				     0;
 		rc = from_a(&p);
 		if (rc != (reason ? DROP : PASS)) {
 			print_error("cut at %zu: %s\n", cut, action_name(rc));
@@ -1022,7 +1043,7 @@ static void test_parse_other_l4_protocol(void **state)
  * Policy decision.
  * ========================================================================== */
 #define ALLOWED(n) S(MOAT_STAT_VERDICT(MOAT_VERDICT_ALLOW), n)
-#define DENIED(n) S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), n), S(MOAT_STAT_DROP(MOAT_DROP_POLICY), n)
+#define DENIED(n)  S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), n), S(MOAT_STAT_DROP(MOAT_DROP_POLICY), n)
 
 static void test_policy_netpol_exact_peer_and_port(void **state)
 {
@@ -1052,8 +1073,7 @@ static void test_policy_netpol_exact_peer_and_port(void **state)
 	expect_uplink(tcp(&p, C4, 40003, B4, 80, SYN), DROP);
 	expect_stats(ALLOWED(1), S(MOAT_STAT_CT_NEW, 1), DENIED(4));
 	expect_rules(S(R_1, 1), S(R_ISO_B_IN, 4));
-	assert_int_equal(fix_stat_bytes(F, MOAT_STAT_VERDICT(MOAT_VERDICT_ALLOW)),
-			 ETH_HLEN + 20 + 20);
+	assert_int_equal(fix_stat_bytes(F, MOAT_STAT_VERDICT(MOAT_VERDICT_ALLOW)), ETH_HLEN + 20 + 20);
 	assert_int_equal(fix_rule_bytes(F, R_1), ETH_HLEN + 20 + 20);
 	assert_int_equal(fix_ct_count(F), 1);
 }
@@ -1136,23 +1156,20 @@ static void test_policy_lookup_chain_first_hit_wins(void **state)
 
 	(void)state;
 	assert_int_equal(fix_subject(F, ID_B, MOAT_DIR_INGRESS, MOAT_SUBJ_ACTIVE, 0), 0);
-	fix_rule(F, ID_B, MOAT_DIR_INGRESS, ID_A, IPPROTO_TCP, 80, 0,
-		 fix_pv_admin(50, MOAT_ACT_ALLOW, R_1));
+	fix_rule(F, ID_B, MOAT_DIR_INGRESS, ID_A, IPPROTO_TCP, 80, 0, fix_pv_admin(50, MOAT_ACT_ALLOW, R_1));
 	fix_rule(F, ID_B, MOAT_DIR_INGRESS, ID_A, 0, 0, 0, fix_pv_admin(10, MOAT_ACT_DENY, R_2));
-	fix_rule(F, ID_B, MOAT_DIR_INGRESS, pods, IPPROTO_TCP, 80, 0,
-		 fix_pv_admin(1, MOAT_ACT_DENY, R_3));
+	fix_rule(F, ID_B, MOAT_DIR_INGRESS, pods, IPPROTO_TCP, 80, 0, fix_pv_admin(1, MOAT_ACT_DENY, R_3));
 	fix_rule(F, ID_B, MOAT_DIR_INGRESS, pods, 0, 0, 0, fix_pv_admin(1, MOAT_ACT_ALLOW, R_4));
-	expect_from_a(tcp(&p, A4, 40000, B4, 80, SYN), PASS);  /* exact */
-	expect_from_a(tcp(&p, A4, 40001, B4, 22, SYN), DROP);  /* A, any port */
-	expect_uplink(tcp(&p, C4, 40002, B4, 80, SYN), DROP);  /* pods, port 80 */
-	expect_uplink(tcp(&p, C4, 40003, B4, 22, SYN), PASS);  /* pods, any port */
+	expect_from_a(tcp(&p, A4, 40000, B4, 80, SYN), PASS);     /* exact */
+	expect_from_a(tcp(&p, A4, 40001, B4, 22, SYN), DROP);     /* A, any port */
+	expect_uplink(tcp(&p, C4, 40002, B4, 80, SYN), DROP);     /* pods, port 80 */
+	expect_uplink(tcp(&p, C4, 40003, B4, 22, SYN), PASS);     /* pods, any port */
 	expect_uplink(tcp(&p, WORLD4, 40004, B4, 80, SYN), PASS); /* no row: default */
 	expect_stats(ALLOWED(3), S(MOAT_STAT_CT_NEW, 3), DENIED(2));
 	expect_rules(S(R_1, 1), S(R_2, 1), S(R_3, 1), S(R_4, 1), S(MOAT_RULE_DEFAULT_ALLOW, 1));
 	assert_int_equal(ct_entry(IPPROTO_TCP, A4, 40000, B4, 80).ingress_tier, MOAT_TIER_ADMIN);
 	assert_int_equal(ct_entry(IPPROTO_TCP, C4, 40003, B4, 22).ingress_rule, R_4);
-	assert_int_equal(ct_entry(IPPROTO_TCP, WORLD4, 40004, B4, 80).ingress_tier,
-			 MOAT_TIER_DEFAULT);
+	assert_int_equal(ct_entry(IPPROTO_TCP, WORLD4, 40004, B4, 80).ingress_tier, MOAT_TIER_DEFAULT);
 }
 
 static void test_policy_cidr_regions_ipv4(void **state)
@@ -1162,30 +1179,28 @@ static void test_policy_cidr_regions_ipv4(void **state)
 
 	(void)state;
 	assert_int_equal(fix_subject(F, ID_A, MOAT_DIR_EGRESS,
-				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED | MOAT_SUBJ_NETS,
-				     R_ISO_A_EG), 0);
+				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED | MOAT_SUBJ_NETS, R_ISO_A_EG),
+			 0);
 	fix_cidr4(F, "8.8.0.0/16", 7);
 	fix_cidr4(F, "8.0.0.0/8", 8);
 	fix_ip(F, C4, ID_C, MOAT_CLASS_POD, 0, 11); /* C lies in a region too */
 	fix_rule(F, ID_A, MOAT_DIR_EGRESS, 7, IPPROTO_UDP, 53, MOAT_PK_NET, fix_pv_netpol(R_1));
-	fix_rule(F, ID_A, MOAT_DIR_EGRESS, MOAT_PEER_NET4, IPPROTO_TCP, 443, MOAT_PK_NET,
-		 fix_pv_netpol(R_2));
-	fix_rule(F, ID_A, MOAT_DIR_EGRESS, 11, IPPROTO_TCP, 8080, MOAT_PK_NET,
-		 fix_pv_netpol(R_3));
+	fix_rule(F, ID_A, MOAT_DIR_EGRESS, MOAT_PEER_NET4, IPPROTO_TCP, 443, MOAT_PK_NET, fix_pv_netpol(R_2));
+	fix_rule(F, ID_A, MOAT_DIR_EGRESS, 11, IPPROTO_TCP, 8080, MOAT_PK_NET, fix_pv_netpol(R_3));
 	/* an identity-dimension row keyed like the region must not match */
 	fix_rule(F, ID_A, MOAT_DIR_EGRESS, 8, 0, 0, 0, fix_pv_netpol(R_8));
 
-	expect_from_a(udp(&p, A4, 40000, WORLD4, 53), PASS);   /* region 7 */
+	expect_from_a(udp(&p, A4, 40000, WORLD4, 53), PASS); /* region 7 */
 	e = ct_entry(IPPROTO_UDP, A4, 40000, WORLD4, 53);
 	assert_int_equal(e.egress_rule, R_1);
 	assert_int_equal(e.egress_tier, MOAT_TIER_NETPOL);
 	assert_int_equal(e.ingress_rule, 0); /* not a pod: no ingress side */
 	assert_int_equal(e.resp_identity, MOAT_ID_WORLD);
-	expect_from_a(udp(&p, A4, 40001, WORLD4, 54), DROP);   /* region 7, other port */
-	expect_from_a(udp(&p, A4, 40002, "8.1.1.1", 53), DROP); /* region 8 */
+	expect_from_a(udp(&p, A4, 40001, WORLD4, 54), DROP);          /* region 7, other port */
+	expect_from_a(udp(&p, A4, 40002, "8.1.1.1", 53), DROP);       /* region 8 */
 	expect_from_a(tcp(&p, A4, 40003, "9.9.9.9", 443, SYN), PASS); /* no region: class row */
 	expect_from_a(tcp(&p, A4, 40004, "8.1.1.1", 443, SYN), PASS); /* region 8: class row */
-	expect_from_a(tcp(&p, A4, 40005, C4, 8080, SYN), PASS); /* a pod's region */
+	expect_from_a(tcp(&p, A4, 40005, C4, 8080, SYN), PASS);       /* a pod's region */
 	expect_from_a(tcp(&p, A4, 40006, C4, 8081, SYN), DROP);
 	expect_stats(ALLOWED(4), S(MOAT_STAT_CT_NEW, 4), DENIED(3));
 	expect_rules(S(R_1, 1), S(R_2, 2), S(R_3, 1), S(R_ISO_A_EG, 3));
@@ -1197,12 +1212,11 @@ static void test_policy_cidr_regions_ipv6(void **state)
 
 	(void)state;
 	assert_int_equal(fix_subject(F, ID_A, MOAT_DIR_EGRESS,
-				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED | MOAT_SUBJ_NETS,
-				     R_ISO_A_EG), 0);
+				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED | MOAT_SUBJ_NETS, R_ISO_A_EG),
+			 0);
 	fix_cidr6(F, "2001:4860::/32", 9);
 	fix_rule(F, ID_A, MOAT_DIR_EGRESS, 9, IPPROTO_TCP, 443, MOAT_PK_NET, fix_pv_netpol(R_1));
-	fix_rule(F, ID_A, MOAT_DIR_EGRESS, MOAT_PEER_NET6, IPPROTO_UDP, 123, MOAT_PK_NET,
-		 fix_pv_netpol(R_2));
+	fix_rule(F, ID_A, MOAT_DIR_EGRESS, MOAT_PEER_NET6, IPPROTO_UDP, 123, MOAT_PK_NET, fix_pv_netpol(R_2));
 	/* the IPv4 class row says nothing about IPv6 */
 	fix_rule(F, ID_A, MOAT_DIR_EGRESS, MOAT_PEER_NET4, 0, 0, MOAT_PK_NET, fix_pv_netpol(R_3));
 	expect_from_a(tcp(&p, A6, 40000, WORLD6, 443, SYN), PASS);
@@ -1222,21 +1236,17 @@ static void test_policy_rank_merge_admin(void **state)
 	struct pkt p;
 
 	(void)state;
-	assert_int_equal(fix_subject(F, ID_A, MOAT_DIR_EGRESS,
-				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_NETS, 0), 0);
+	assert_int_equal(fix_subject(F, ID_A, MOAT_DIR_EGRESS, MOAT_SUBJ_ACTIVE | MOAT_SUBJ_NETS, 0), 0);
 	fix_cidr4(F, "8.8.0.0/16", 7);
 	fix_rule(F, ID_A, MOAT_DIR_EGRESS, world, 0, 0, 0, fix_pv_admin(10, MOAT_ACT_DENY, R_1));
-	fix_rule(F, ID_A, MOAT_DIR_EGRESS, 7, 0, 0, MOAT_PK_NET,
-		 fix_pv_admin(5, MOAT_ACT_ALLOW, R_2));
+	fix_rule(F, ID_A, MOAT_DIR_EGRESS, 7, 0, 0, MOAT_PK_NET, fix_pv_admin(5, MOAT_ACT_ALLOW, R_2));
 	expect_from_a(udp(&p, A4, 40000, WORLD4, 53), PASS);
 	assert_int_equal(ct_entry(IPPROTO_UDP, A4, 40000, WORLD4, 53).egress_rule, R_2);
-	assert_int_equal(ct_entry(IPPROTO_UDP, A4, 40000, WORLD4, 53).egress_tier,
-			 MOAT_TIER_ADMIN);
+	assert_int_equal(ct_entry(IPPROTO_UDP, A4, 40000, WORLD4, 53).egress_tier, MOAT_TIER_ADMIN);
 	expect_from_a(udp(&p, A4, 40001, "9.9.9.9", 53), DROP); /* no region: identity only */
 	/* swap the ranks */
 	fix_rule(F, ID_A, MOAT_DIR_EGRESS, world, 0, 0, 0, fix_pv_admin(5, MOAT_ACT_DENY, R_1));
-	fix_rule(F, ID_A, MOAT_DIR_EGRESS, 7, 0, 0, MOAT_PK_NET,
-		 fix_pv_admin(10, MOAT_ACT_ALLOW, R_2));
+	fix_rule(F, ID_A, MOAT_DIR_EGRESS, 7, 0, 0, MOAT_PK_NET, fix_pv_admin(10, MOAT_ACT_ALLOW, R_2));
 	assert_int_equal(fix_commit(F, NULL), 0);
 	expect_from_a(udp(&p, A4, 40002, WORLD4, 53), DROP);
 	expect_stats(ALLOWED(1), S(MOAT_STAT_CT_NEW, 1), DENIED(2));
@@ -1249,19 +1259,14 @@ static void test_policy_rank_merge_baseline(void **state)
 	struct pkt p;
 
 	(void)state;
-	assert_int_equal(fix_subject(F, ID_A, MOAT_DIR_EGRESS,
-				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_NETS, 0), 0);
+	assert_int_equal(fix_subject(F, ID_A, MOAT_DIR_EGRESS, MOAT_SUBJ_ACTIVE | MOAT_SUBJ_NETS, 0), 0);
 	fix_cidr4(F, "8.8.0.0/16", 7);
-	fix_rule(F, ID_A, MOAT_DIR_EGRESS, world, 0, 0, 0,
-		 fix_pv_baseline(3, MOAT_ACT_ALLOW, R_1));
-	fix_rule(F, ID_A, MOAT_DIR_EGRESS, 7, 0, 0, MOAT_PK_NET,
-		 fix_pv_baseline(2, MOAT_ACT_DENY, R_2));
+	fix_rule(F, ID_A, MOAT_DIR_EGRESS, world, 0, 0, 0, fix_pv_baseline(3, MOAT_ACT_ALLOW, R_1));
+	fix_rule(F, ID_A, MOAT_DIR_EGRESS, 7, 0, 0, MOAT_PK_NET, fix_pv_baseline(2, MOAT_ACT_DENY, R_2));
 	expect_from_a(udp(&p, A4, 40000, WORLD4, 53), DROP);
 	expect_from_a(udp(&p, A4, 40001, "9.9.9.9", 53), PASS);
-	assert_int_equal(ct_entry(IPPROTO_UDP, A4, 40001, "9.9.9.9", 53).egress_tier,
-			 MOAT_TIER_BASELINE);
-	fix_rule(F, ID_A, MOAT_DIR_EGRESS, 7, 0, 0, MOAT_PK_NET,
-		 fix_pv_baseline(4, MOAT_ACT_DENY, R_2));
+	assert_int_equal(ct_entry(IPPROTO_UDP, A4, 40001, "9.9.9.9", 53).egress_tier, MOAT_TIER_BASELINE);
+	fix_rule(F, ID_A, MOAT_DIR_EGRESS, 7, 0, 0, MOAT_PK_NET, fix_pv_baseline(4, MOAT_ACT_DENY, R_2));
 	assert_int_equal(fix_commit(F, NULL), 0);
 	expect_from_a(udp(&p, A4, 40002, WORLD4, 53), PASS);
 	assert_int_equal(ct_entry(IPPROTO_UDP, A4, 40002, WORLD4, 53).egress_rule, R_1);
@@ -1277,8 +1282,8 @@ static void test_policy_admin_pass_goes_to_netpol(void **state)
 
 	(void)state;
 	assert_int_equal(fix_subject(F, ID_B, MOAT_DIR_INGRESS,
-				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED | MOAT_SUBJ_NETS,
-				     R_ISO_B_IN), 0);
+				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED | MOAT_SUBJ_NETS, R_ISO_B_IN),
+			 0);
 	v = fix_pv_admin(1, MOAT_ACT_PASS, R_1);
 	v.np_rule = R_2;
 	v.base_rank = 1;
@@ -1292,8 +1297,7 @@ static void test_policy_admin_pass_goes_to_netpol(void **state)
 		 fix_pv_admin(2, MOAT_ACT_DENY, R_4));
 	expect_from_a(tcp(&p, A4, 40000, B4, 80, SYN), PASS);
 	assert_int_equal(ct_entry(IPPROTO_TCP, A4, 40000, B4, 80).ingress_rule, R_2);
-	assert_int_equal(ct_entry(IPPROTO_TCP, A4, 40000, B4, 80).ingress_tier,
-			 MOAT_TIER_NETPOL);
+	assert_int_equal(ct_entry(IPPROTO_TCP, A4, 40000, B4, 80).ingress_tier, MOAT_TIER_NETPOL);
 	expect_uplink(tcp(&p, C4, 40001, B4, 80, SYN), DROP); /* passed, isolated, no rule */
 	/* an earlier Admin deny in the CIDR dimension wins over the pass */
 	fix_rule(F, ID_B, MOAT_DIR_INGRESS, MOAT_PEER_NET4, 0, 0, MOAT_PK_NET,
@@ -1310,14 +1314,12 @@ static void test_policy_baseline_after_netpol(void **state)
 
 	(void)state;
 	assert_int_equal(fix_subject(F, ID_B, MOAT_DIR_INGRESS, MOAT_SUBJ_ACTIVE, 0), 0);
-	fix_rule(F, ID_B, MOAT_DIR_INGRESS, ID_A, 0, 0, 0,
-		 fix_pv_baseline(1, MOAT_ACT_DENY, R_1));
+	fix_rule(F, ID_B, MOAT_DIR_INGRESS, ID_A, 0, 0, 0, fix_pv_baseline(1, MOAT_ACT_DENY, R_1));
 	fix_rule(F, ID_B, MOAT_DIR_INGRESS, MOAT_PEER_CLASS(MOAT_CLASS_POD), 0, 0, 0,
 		 fix_pv_baseline(2, MOAT_ACT_ALLOW, R_2));
 	expect_from_a(tcp(&p, A4, 40000, B4, 80, SYN), DROP);
 	expect_uplink(tcp(&p, C4, 40001, B4, 80, SYN), PASS);
-	assert_int_equal(ct_entry(IPPROTO_TCP, C4, 40001, B4, 80).ingress_tier,
-			 MOAT_TIER_BASELINE);
+	assert_int_equal(ct_entry(IPPROTO_TCP, C4, 40001, B4, 80).ingress_tier, MOAT_TIER_BASELINE);
 	assert_int_equal(ct_entry(IPPROTO_TCP, C4, 40001, B4, 80).ingress_rule, R_2);
 	expect_uplink(tcp(&p, WORLD4, 40002, B4, 80, SYN), PASS); /* nothing: default */
 	/* a NetworkPolicy isolating B comes before the Baseline tier */
@@ -1329,11 +1331,10 @@ static void test_policy_baseline_after_netpol(void **state)
 		fix_rule(F, ID_B, MOAT_DIR_INGRESS, ID_A, 0, 0, 0, v);
 	}
 	assert_int_equal(fix_commit(F, NULL), 0);
-	expect_from_a(tcp(&p, A4, 40003, B4, 80, SYN), PASS);      /* NP allows */
-	expect_uplink(tcp(&p, C4, 40004, B4, 80, SYN), DROP);      /* NP isolates */
+	expect_from_a(tcp(&p, A4, 40003, B4, 80, SYN), PASS); /* NP allows */
+	expect_uplink(tcp(&p, C4, 40004, B4, 80, SYN), DROP); /* NP isolates */
 	expect_stats(ALLOWED(3), S(MOAT_STAT_CT_NEW, 3), DENIED(2));
-	expect_rules(S(R_1, 1), S(R_2, 1), S(MOAT_RULE_DEFAULT_ALLOW, 1), S(R_3, 1),
-		     S(R_ISO_B_IN, 1));
+	expect_rules(S(R_1, 1), S(R_2, 1), S(MOAT_RULE_DEFAULT_ALLOW, 1), S(R_3, 1), S(R_ISO_B_IN, 1));
 }
 
 static void test_policy_default_allow(void **state)
@@ -1366,8 +1367,8 @@ static void test_policy_rule_attribution(void **state)
 	struct pkt p;
 
 	(void)state;
-	assert_int_equal(fix_subject(F, ID_A, MOAT_DIR_EGRESS,
-				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED, R_ISO_A_EG), 0);
+	assert_int_equal(
+		fix_subject(F, ID_A, MOAT_DIR_EGRESS, MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED, R_ISO_A_EG), 0);
 	fix_rule(F, ID_A, MOAT_DIR_EGRESS, ID_B, IPPROTO_TCP, 80, 0, fix_pv_netpol(R_1));
 	fix_rule(F, ID_A, MOAT_DIR_EGRESS, ID_B, IPPROTO_TCP, 81, 0, fix_pv_netpol(R_3));
 	isolate_b_ingress();
@@ -1395,8 +1396,7 @@ static void test_policy_rule_attribution(void **state)
 	assert_int_equal(e.egress_rule, R_3);
 	assert_int_equal(e.ingress_rule, MOAT_RULE_DEFAULT_ALLOW);
 	expect_rules(S(R_2, 2), S(R_ISO_B_IN, 1), S(R_ISO_A_EG, 1), S(R_3, 1));
-	expect_stats(ALLOWED(3), S(MOAT_STAT_CT_NEW, 2), S(MOAT_STAT_CT_ESTABLISHED, 1),
-		     DENIED(2));
+	expect_stats(ALLOWED(3), S(MOAT_STAT_CT_NEW, 2), S(MOAT_STAT_CT_ESTABLISHED, 1), DENIED(2));
 }
 
 static void test_policy_audit(void **state)
@@ -1407,21 +1407,21 @@ static void test_policy_audit(void **state)
 	/* enforced: nothing; shadow: B isolated, only pods on TCP 80 */
 	assert_int_equal(fix_subject(F, ID_B, MOAT_DIR_INGRESS,
 				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_AUDIT | MOAT_SUBJ_AUDIT_ACTIVE |
-				     MOAT_SUBJ_AUDIT_ISOLATED, 0), 0);
+					     MOAT_SUBJ_AUDIT_ISOLATED,
+				     0),
+			 0);
 	assert_int_equal(fix_subject_audit(F, ID_B, MOAT_DIR_INGRESS, R_5), 0);
-	fix_rule(F, ID_B, MOAT_DIR_INGRESS, MOAT_PEER_CLASS(MOAT_CLASS_POD), IPPROTO_TCP, 80,
-		 MOAT_PK_AUDIT, fix_pv_netpol(R_6));
+	fix_rule(F, ID_B, MOAT_DIR_INGRESS, MOAT_PEER_CLASS(MOAT_CLASS_POD), IPPROTO_TCP, 80, MOAT_PK_AUDIT,
+		 fix_pv_netpol(R_6));
 	expect_from_a(tcp(&p, A4, 40000, B4, 80, SYN), PASS);
 	assert_int_equal(ct_entry(IPPROTO_TCP, A4, 40000, B4, 80).flags, 0);
 	expect_from_a(tcp(&p, A4, 40001, B4, 22, SYN), PASS);
 	assert_int_equal(ct_entry(IPPROTO_TCP, A4, 40001, B4, 22).flags, MOAT_CT_AUDIT);
-	expect_stats(ALLOWED(1), S(MOAT_STAT_VERDICT(MOAT_VERDICT_AUDIT), 1),
-		     S(MOAT_STAT_CT_NEW, 2));
+	expect_stats(ALLOWED(1), S(MOAT_STAT_VERDICT(MOAT_VERDICT_AUDIT), 1), S(MOAT_STAT_CT_NEW, 2));
 	expect_rules(S(MOAT_RULE_DEFAULT_ALLOW, 1), S(R_5, 1));
 	/* egress shadow: an audit-mode Admin deny of A's egress to B */
 	assert_int_equal(fix_subject(F, ID_A, MOAT_DIR_EGRESS, MOAT_SUBJ_AUDIT_ACTIVE, 0), 0);
-	fix_rule(F, ID_A, MOAT_DIR_EGRESS, ID_B, 0, 0, MOAT_PK_AUDIT,
-		 fix_pv_admin(1, MOAT_ACT_DENY, R_7));
+	fix_rule(F, ID_A, MOAT_DIR_EGRESS, ID_B, 0, 0, MOAT_PK_AUDIT, fix_pv_admin(1, MOAT_ACT_DENY, R_7));
 	assert_int_equal(fix_commit(F, NULL), 0);
 	expect_from_a(tcp(&p, A4, 40002, B4, 80, SYN), PASS);
 	assert_int_equal(ct_entry(IPPROTO_TCP, A4, 40002, B4, 80).flags, MOAT_CT_AUDIT);
@@ -1429,8 +1429,8 @@ static void test_policy_audit(void **state)
 	isolate_b_ingress();
 	assert_int_equal(fix_commit(F, NULL), 0);
 	expect_from_a(tcp(&p, A4, 40003, B4, 80, SYN), DROP);
-	expect_stats(ALLOWED(1), S(MOAT_STAT_VERDICT(MOAT_VERDICT_AUDIT), 2),
-		     S(MOAT_STAT_CT_NEW, 3), DENIED(1));
+	expect_stats(ALLOWED(1), S(MOAT_STAT_VERDICT(MOAT_VERDICT_AUDIT), 2), S(MOAT_STAT_CT_NEW, 3),
+		     DENIED(1));
 	expect_rules(S(MOAT_RULE_DEFAULT_ALLOW, 1), S(R_5, 1), S(R_7, 1), S(R_ISO_B_IN, 1));
 }
 
@@ -1441,16 +1441,15 @@ static void test_policy_port_range_classes(void **state)
 
 	(void)state;
 	assert_int_equal(fix_subject(F, ID_B, MOAT_DIR_INGRESS,
-				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED | MOAT_SUBJ_RANGE_TCP,
-				     R_ISO_B_IN), 0);
+				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED | MOAT_SUBJ_RANGE_TCP, R_ISO_B_IN),
+			 0);
 	/* 8000-8007 -> class 1, 8008-8009 -> class 2 */
 	assert_int_equal(fix_port_class(F, ID_B, MOAT_DIR_INGRESS, IPPROTO_TCP, 8000, 13, 1), 0);
 	assert_int_equal(fix_port_class(F, ID_B, MOAT_DIR_INGRESS, IPPROTO_TCP, 8008, 15, 2), 0);
 	/* the same range for another subject and direction must not leak */
 	assert_int_equal(fix_port_class(F, ID_A, MOAT_DIR_INGRESS, IPPROTO_TCP, 8010, 15, 1), 0);
 	assert_int_equal(fix_port_class(F, ID_B, MOAT_DIR_EGRESS, IPPROTO_TCP, 8010, 15, 1), 0);
-	fix_rule(F, ID_B, MOAT_DIR_INGRESS, ID_A, IPPROTO_TCP, 1, MOAT_PK_PORTCLASS,
-		 fix_pv_netpol(R_1));
+	fix_rule(F, ID_B, MOAT_DIR_INGRESS, ID_A, IPPROTO_TCP, 1, MOAT_PK_PORTCLASS, fix_pv_netpol(R_1));
 	fix_rule(F, ID_B, MOAT_DIR_INGRESS, MOAT_PEER_CLASS(MOAT_CLASS_POD), IPPROTO_TCP, 2,
 		 MOAT_PK_PORTCLASS, fix_pv_netpol(R_2));
 	/* UDP ports are plain ports (no RANGE_UDP) */
@@ -1461,11 +1460,11 @@ static void test_policy_port_range_classes(void **state)
 		 fix_pv_netpol(R_6));
 	expect_from_a(tcp(&p, A4, 40000, B4, 8000, SYN), PASS);
 	expect_from_a(tcp(&p, A4, 40001, B4, 8007, SYN), PASS);
-	expect_from_a(tcp(&p, A4, 40002, B4, 8008, SYN), PASS);  /* class 2, class row */
-	expect_from_a(tcp(&p, A4, 40003, B4, 8010, SYN), DROP);  /* in no class */
+	expect_from_a(tcp(&p, A4, 40002, B4, 8008, SYN), PASS); /* class 2, class row */
+	expect_from_a(tcp(&p, A4, 40003, B4, 8010, SYN), DROP); /* in no class */
 	expect_from_a(tcp(&p, A4, 40004, B4, 7999, SYN), DROP);
-	expect_from_a(tcp(&p, A4, 40005, B4, 1, SYN), DROP);     /* port = a class number */
-	expect_from_a(udp(&p, A4, 40006, B4, 8000), PASS);       /* UDP ports are ports */
+	expect_from_a(tcp(&p, A4, 40005, B4, 1, SYN), DROP); /* port = a class number */
+	expect_from_a(udp(&p, A4, 40006, B4, 8000), PASS);   /* UDP ports are ports */
 	expect_from_a(udp(&p, A4, 40007, B4, 8001), DROP);
 	expect_stats(ALLOWED(4), S(MOAT_STAT_CT_NEW, 4), DENIED(4));
 	expect_rules(S(R_1, 2), S(R_2, 1), S(R_3, 1), S(R_ISO_B_IN, 4));
@@ -1524,12 +1523,11 @@ static void test_antispoofing(void **state)
 	struct pkt p;
 
 	(void)state;
-	expect_from_a(udp(&p, B4, 40000, C4, 53), DROP);     /* B's address from A */
+	expect_from_a(udp(&p, B4, 40000, C4, 53), DROP); /* B's address from A */
 	expect_from_a(udp(&p, "10.0.0.99", 40000, C4, 53), DROP);
 	expect_from_a(udp(&p, "fd00::99", 40000, C6, 53), DROP);
 	expect_from_b(udp(&p, A6, 40000, C6, 53), DROP);
-	expect_stats(S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 4),
-		     S(MOAT_STAT_DROP(MOAT_DROP_SPOOFED), 4));
+	expect_stats(S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 4), S(MOAT_STAT_DROP(MOAT_DROP_SPOOFED), 4));
 	expect_rules(S(MOAT_RULE_SPOOF, 4));
 	/* the own addresses pass */
 	expect_from_a(udp(&p, A4, 40000, C4, 53), PASS);
@@ -1556,7 +1554,7 @@ static void test_antispoofing_covers_tracked_flows(void **state)
 	struct pkt p;
 
 	(void)state;
-	expect_from_a(udp(&p, A4, 5353, C4, 53), PASS);   /* A's DNS query to C */
+	expect_from_a(udp(&p, A4, 5353, C4, 53), PASS); /* A's DNS query to C */
 	expect_from_a(tcp(&p, A6, 40000, C6, 80, SYN), PASS);
 	/* B forges C's answers */
 	expect_from_b(udp(&p, C4, 53, A4, 5353), DROP);
@@ -1577,10 +1575,8 @@ static void test_antispoofing_covers_tracked_flows(void **state)
 	expect_action(fix_from_pod(F, IF_LO, udp(&p, A4, 5353, C4, 53)), &p, DROP);
 	expect_stats(ALLOWED(4), S(MOAT_STAT_CT_NEW, 2), S(MOAT_STAT_CT_ESTABLISHED, 1),
 		     S(MOAT_STAT_CT_REPLY, 1), S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 5),
-		     S(MOAT_STAT_DROP(MOAT_DROP_SPOOFED), 4),
-		     S(MOAT_STAT_DROP(MOAT_DROP_NO_ENDPOINT), 1));
-	expect_rules(S(MOAT_RULE_DEFAULT_ALLOW, 4), S(MOAT_RULE_SPOOF, 4),
-		     S(MOAT_RULE_NO_ENDPOINT, 1));
+		     S(MOAT_STAT_DROP(MOAT_DROP_SPOOFED), 4), S(MOAT_STAT_DROP(MOAT_DROP_NO_ENDPOINT), 1));
+	expect_rules(S(MOAT_RULE_DEFAULT_ALLOW, 4), S(MOAT_RULE_SPOOF, 4), S(MOAT_RULE_NO_ENDPOINT, 1));
 	assert_int_equal(ct_entry(IPPROTO_UDP, A4, 5353, C4, 53).packets, 3);
 }
 
@@ -1591,8 +1587,7 @@ static void test_unknown_interface(void **state)
 	(void)state;
 	expect_action(fix_from_pod(F, IF_LO, udp(&p, A4, 40000, B4, 53)), &p, DROP);
 	expect_action(fix_from_pod(F, IF_LO, tcp(&p, A6, 40000, B6, 80, SYN)), &p, DROP);
-	expect_stats(S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 2),
-		     S(MOAT_STAT_DROP(MOAT_DROP_NO_ENDPOINT), 2));
+	expect_stats(S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 2), S(MOAT_STAT_DROP(MOAT_DROP_NO_ENDPOINT), 2));
 	expect_rules(S(MOAT_RULE_NO_ENDPOINT, 2));
 	assert_int_equal(fix_ct_count(F), 0);
 }
@@ -1602,12 +1597,11 @@ static void test_to_pod_unknown_destination(void **state)
 	struct pkt p;
 
 	(void)state;
-	expect_to_pod(udp(&p, C4, 40000, "10.0.0.99", 53), DROP);  /* not known yet */
+	expect_to_pod(udp(&p, C4, 40000, "10.0.0.99", 53), DROP); /* not known yet */
 	expect_to_pod(udp(&p, C6, 40000, "fd00::99", 53), DROP);
-	expect_to_pod(udp(&p, C4, 40000, NODE4, 53), DROP);        /* not a pod */
+	expect_to_pod(udp(&p, C4, 40000, NODE4, 53), DROP); /* not a pod */
 	expect_to_pod(udp(&p, C4, 40000, VIP4, 53), DROP);
-	expect_stats(S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 4),
-		     S(MOAT_STAT_DROP(MOAT_DROP_NO_ENDPOINT), 4));
+	expect_stats(S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 4), S(MOAT_STAT_DROP(MOAT_DROP_NO_ENDPOINT), 4));
 	expect_rules(S(MOAT_RULE_NO_ENDPOINT, 4));
 	expect_to_pod(udp(&p, C4, 40000, B4, 53), PASS);
 }
@@ -1619,8 +1613,8 @@ static void test_vip_deferred(void **state)
 	struct pkt p;
 
 	(void)state;
-	assert_int_equal(fix_subject(F, ID_A, MOAT_DIR_EGRESS,
-				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED, R_ISO_A_EG), 0);
+	assert_int_equal(
+		fix_subject(F, ID_A, MOAT_DIR_EGRESS, MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED, R_ISO_A_EG), 0);
 	fix_rule(F, ID_A, MOAT_DIR_EGRESS, ID_C, IPPROTO_TCP, 8080, 0, fix_pv_netpol(R_1));
 	expect_from_a(tcp(&p, A4, 40000, VIP4, 80, SYN), PASS);
 	e = ct_entry(IPPROTO_TCP, A4, 40000, VIP4, 80);
@@ -1648,7 +1642,7 @@ static void test_uplink_not_ours(void **state)
 
 	(void)state;
 	isolate_b_ingress();
-	expect_uplink(tcp(&p, WORLD4, 40000, C4, 80, SYN), PASS);   /* remote pod */
+	expect_uplink(tcp(&p, WORLD4, 40000, C4, 80, SYN), PASS);    /* remote pod */
 	expect_uplink(tcp(&p, WORLD4, 40000, NODE4, 22, SYN), PASS); /* the node */
 	expect_uplink(tcp(&p, WORLD6, 40000, "2001:db8::5", 22, SYN), PASS);
 	expect_stats(S(MOAT_STAT_NOT_OURS, 3));
@@ -1697,19 +1691,17 @@ static void test_ct_initiator_is_endpoint_b(void **state)
 	struct pkt p;
 
 	(void)state;
-	assert_int_equal(fix_subject(F, ID_B, MOAT_DIR_INGRESS,
-				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED, R_ISO_B_IN), 0);
+	assert_int_equal(
+		fix_subject(F, ID_B, MOAT_DIR_INGRESS, MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED, R_ISO_B_IN), 0);
 	expect_from_b(tcp(&p, B4, 40000, A4, 80, SYN), PASS);
 	assert_int_equal(ct_entry(IPPROTO_TCP, B4, 40000, A4, 80).flags, MOAT_CT_INIT_B);
 	expect_from_a(tcp(&p, A4, 80, B4, 40000, SYN | ACK), PASS);
 	expect_from_b(tcp(&p, B4, 40000, A4, 80, ACK), PASS);
-	assert_int_equal(ct_entry(IPPROTO_TCP, B4, 40000, A4, 80).flags,
-			 MOAT_CT_INIT_B | MOAT_CT_SEEN_REPLY);
+	assert_int_equal(ct_entry(IPPROTO_TCP, B4, 40000, A4, 80).flags, MOAT_CT_INIT_B | MOAT_CT_SEEN_REPLY);
 	/* same address, ports decide: a pod talking to itself */
 	expect_from_a(udp(&p, A4, 9000, A4, 53), PASS);
 	expect_to_pod(udp(&p, A4, 53, A4, 9000), PASS);
-	assert_int_equal(ct_entry(IPPROTO_UDP, A4, 9000, A4, 53).flags,
-			 MOAT_CT_INIT_B | MOAT_CT_SEEN_REPLY);
+	assert_int_equal(ct_entry(IPPROTO_UDP, A4, 9000, A4, 53).flags, MOAT_CT_INIT_B | MOAT_CT_SEEN_REPLY);
 	expect_stats(ALLOWED(5), S(MOAT_STAT_CT_NEW, 2), S(MOAT_STAT_CT_REPLY, 2),
 		     S(MOAT_STAT_CT_ESTABLISHED, 1));
 }
@@ -1741,7 +1733,7 @@ static void test_ct_icmp_echo_reply(void **state)
 	isolate_a_ingress();
 	expect_from_a(echo(&p, A4, B4, 7, false), PASS);
 	expect_to_pod(echo(&p, B4, A4, 7, true), PASS);
-	expect_to_pod(echo(&p, B4, A4, 8, true), DROP);  /* another identifier */
+	expect_to_pod(echo(&p, B4, A4, 8, true), DROP); /* another identifier */
 	expect_from_a(echo(&p, A6, B6, 7, false), PASS);
 	expect_to_pod(echo(&p, B6, A6, 7, true), PASS);
 	expect_to_pod(echo(&p, B6, A6, 8, true), DROP);
@@ -1804,8 +1796,8 @@ static void test_ct_icmp_error_to_third_party_is_judged(void **state)
 	struct pkt p;
 
 	(void)state;
-	assert_int_equal(fix_subject(F, ID_A, MOAT_DIR_EGRESS,
-				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED, R_ISO_A_EG), 0);
+	assert_int_equal(
+		fix_subject(F, ID_A, MOAT_DIR_EGRESS, MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED, R_ISO_A_EG), 0);
 	fix_rule(F, ID_A, MOAT_DIR_EGRESS, ID_B, IPPROTO_UDP, 53, 0, fix_pv_netpol(R_1));
 	expect_from_a(udp(&p, A4, 5353, B4, 53), PASS);
 	expect_from_a(udp(&p, A6, 5353, B6, 53), PASS);
@@ -1951,8 +1943,7 @@ static void test_ct_revoked_by_new_generation(void **state)
 	assert_false(ct_exists(IPPROTO_TCP, A4, 40000, B4, 80));
 	expect_stats(ALLOWED(2), S(MOAT_STAT_CT_NEW, 1), S(MOAT_STAT_CT_REPLY, 1),
 		     S(MOAT_STAT_CT_REVALIDATED, 1), S(MOAT_STAT_CT_REVOKED, 1),
-		     S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 1),
-		     S(MOAT_STAT_DROP(MOAT_DROP_CT_REVOKED), 1));
+		     S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 1), S(MOAT_STAT_DROP(MOAT_DROP_CT_REVOKED), 1));
 	expect_rules(S(R_1, 2), S(R_ISO_B_IN, 1));
 	/* the flow is gone: B's next packet is a new flow B -> A (allowed) */
 	expect_from_b(tcp(&p, B4, 80, A4, 40000, ACK), PASS);
@@ -2041,8 +2032,8 @@ static void test_ct_deferred_not_revalidated(void **state)
 
 	(void)state;
 	expect_from_a(tcp(&p, A4, 40000, VIP4, 80, SYN), PASS);
-	assert_int_equal(fix_subject(F, ID_A, MOAT_DIR_EGRESS,
-				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED, R_ISO_A_EG), 0);
+	assert_int_equal(
+		fix_subject(F, ID_A, MOAT_DIR_EGRESS, MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED, R_ISO_A_EG), 0);
 	assert_int_equal(fix_commit(F, NULL), 0);
 	expect_from_a(tcp(&p, A4, 40000, VIP4, 80, ACK), PASS);
 	expect_stats(ALLOWED(2), S(MOAT_STAT_DEFERRED, 1), S(MOAT_STAT_CT_ESTABLISHED, 1));
@@ -2133,12 +2124,10 @@ static void test_enforce_cleared_counts_but_passes(void **state)
 	expect_from_a(udp(&p, "10.0.0.99", 1, B4, 53), PASS); /* spoofed */
 	expect_from_a(vlan_udp(&p, 3, 1), PASS);              /* malformed */
 	expect_stats(ALLOWED(2), S(MOAT_STAT_CT_NEW, 1), S(MOAT_STAT_CT_REPLY, 1),
-		     S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 4),
-		     S(MOAT_STAT_DROP(MOAT_DROP_POLICY), 2),
-		     S(MOAT_STAT_DROP(MOAT_DROP_SPOOFED), 1),
-		     S(MOAT_STAT_DROP(MOAT_DROP_VLAN_DEPTH), 1), S(MOAT_STAT_DENY_CACHED, 1));
-	expect_rules(S(R_1, 2), S(R_ISO_B_IN, 2), S(MOAT_RULE_SPOOF, 1),
-		     S(MOAT_RULE_MALFORMED, 1));
+		     S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 4), S(MOAT_STAT_DROP(MOAT_DROP_POLICY), 2),
+		     S(MOAT_STAT_DROP(MOAT_DROP_SPOOFED), 1), S(MOAT_STAT_DROP(MOAT_DROP_VLAN_DEPTH), 1),
+		     S(MOAT_STAT_DENY_CACHED, 1));
+	expect_rules(S(R_1, 2), S(R_ISO_B_IN, 2), S(MOAT_RULE_SPOOF, 1), S(MOAT_RULE_MALFORMED, 1));
 	/* revocation still deletes the entry */
 	fix_rule_del(F, ID_B, MOAT_DIR_INGRESS, ID_A, IPPROTO_TCP, 80, 0);
 	assert_int_equal(fix_commit(F, NULL), 0);
@@ -2173,8 +2162,8 @@ static void test_ct_ipv6_handshake(void **state)
 /* ---- fragments ------------------------------------------------------------ */
 /* UDP sport -> dport in two fragments: the first with the UDP header and
  * 16 bytes, the second with 8 more. */
-static struct pkt *udp_frag(struct pkt *p, const char *s, __u16 sport, const char *d,
-			    __u16 dport, __u32 id, bool first)
+static struct pkt *udp_frag(struct pkt *p, const char *s, __u16 sport, const char *d, __u16 dport, __u32 id,
+			    bool first)
 {
 	eth_ip(p, s, d);
 	if (is6(s)) {
@@ -2253,8 +2242,7 @@ static void test_frag_later_without_first_dropped(void **state)
 	expect_from_a(udp_frag(&p, A4, 5353, B4, 53, 0x1112, true), PASS);
 	expect_from_a(udp_frag(&p, A4, 5353, B4, 53, 0x1111, false), DROP);
 	expect_stats(S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 3),
-		     S(MOAT_STAT_DROP(MOAT_DROP_FRAG_NO_FIRST), 3),
-		     S(MOAT_STAT_FRAG_LATER, 3), NEW_FLOWS(1));
+		     S(MOAT_STAT_DROP(MOAT_DROP_FRAG_NO_FIRST), 3), S(MOAT_STAT_FRAG_LATER, 3), NEW_FLOWS(1));
 	expect_rules(S(MOAT_RULE_MALFORMED, 3), S(MOAT_RULE_DEFAULT_ALLOW, 1));
 }
 
@@ -2306,11 +2294,9 @@ static void test_frag_to_vip(void **state)
 static void test_generation_switch(void **state)
 {
 	struct moat_config *cfg = moat_dp_config(F->dp);
-	struct moat_policy_key k = { .subject = ID_B, .peer = ID_A, .port = 80,
-				     .proto = IPPROTO_TCP };
+	struct moat_policy_key k = { .subject = ID_B, .peer = ID_A, .port = 80, .proto = IPPROTO_TCP };
 	struct moat_policy_val v = fix_pv_netpol(R_1), got;
-	int slot_fd[2] = { moat_dp_map_fd(F->dp, "moat_pol_a"),
-			   moat_dp_map_fd(F->dp, "moat_pol_b") };
+	int slot_fd[2] = { moat_dp_map_fd(F->dp, "moat_pol_a"), moat_dp_map_fd(F->dp, "moat_pol_b") };
 	__u32 gen0, gen1, active0;
 	struct moat_tx *tx;
 
@@ -2389,8 +2375,7 @@ static void test_run_repeat(void **state)
 	(void)state;
 	expect_from_a(tcp(&p, A4, 40000, B4, 80, SYN), PASS);
 	tcp(&p, A4, 40000, B4, 80, ACK);
-	assert_int_equal(fix_run_repeat(F, MOAT_HOOK_FROM_POD, IF_A, p.data, p.len, 1000, &ns),
-			 XDP_PASS);
+	assert_int_equal(fix_run_repeat(F, MOAT_HOOK_FROM_POD, IF_A, p.data, p.len, 1000, &ns), XDP_PASS);
 	assert_true(ns > 0);
 	expect_stats(ALLOWED(1001), S(MOAT_STAT_CT_NEW, 1), S(MOAT_STAT_CT_ESTABLISHED, 1000));
 	assert_int_equal(ct_entry(IPPROTO_TCP, A4, 40000, B4, 80).packets, 1001);
@@ -2492,8 +2477,7 @@ int main(void)
 	}
 	err = fix_private_netns(veth, ifindex);
 	if (err) {
-		fprintf(stderr, "skip: no private network namespace with a veth pair: %s\n",
-			strerror(-err));
+		fprintf(stderr, "skip: no private network namespace with a veth pair: %s\n", strerror(-err));
 		return 77;
 	}
 	IF_A = ifindex[0];

@@ -117,7 +117,7 @@ static void test_vlan_ip6_extension_headers(void **state)
 	off = pkt_offset(&p, PKT_L_IP6_EXT, 1);
 	assert_int_equal(p.data[off], IPPROTO_UDP);
 	assert_int_equal(p.data[off + 1], 1);
-	assert_int_equal(p.data[off + 2], 1);  /* PadN */
+	assert_int_equal(p.data[off + 2], 1); /* PadN */
 	assert_int_equal(p.data[off + 3], 12);
 	assert_int_equal(csum_of(&p, PKT_L_UDP, 0, 6), 0xc6ea);
 }
@@ -346,8 +346,8 @@ static void test_hexdump(void **state)
 	pkt_hexdump(out, "ABCDEFGHIJKLMNOPQ", 17);
 	fclose(out);
 	assert_string_equal(buf,
-		"0000  41 42 43 44 45 46 47 48  49 4a 4b 4c 4d 4e 4f 50  |ABCDEFGHIJKLMNOP|\n"
-		"0010  51                                                |Q|\n");
+			    "0000  41 42 43 44 45 46 47 48  49 4a 4b 4c 4d 4e 4f 50  |ABCDEFGHIJKLMNOP|\n"
+			    "0010  51                                                |Q|\n");
 }
 
 int main(void)

@@ -209,33 +209,59 @@ static const char *const policy_b_yaml =
 	"  - {action: Allow, from: [{namespaces: {}}], ports: [{portRange: {protocol: TCP, start: 6000, end: 7000}}]}\n";
 
 /* What the datapath's hooks need to know of addresses, as plain data. */
-enum hclass { H_WORLD, H_POD_LOCAL, H_POD_REMOTE, H_NODE_LOCAL, H_NODE_REMOTE, H_VIP };
+enum hclass {
+	H_WORLD,
+	H_POD_LOCAL,
+	H_POD_REMOTE,
+	H_NODE_LOCAL,
+	H_NODE_REMOTE,
+	H_VIP
+};
 
 static const struct {
 	const char *ip;
 	enum hclass cls;
 } hosts[] = {
-	{ WEB4, H_POD_LOCAL }, { WEB6, H_POD_LOCAL }, { API4, H_POD_LOCAL }, { API6, H_POD_LOCAL },
-	{ OPEN4, H_POD_LOCAL }, { OPEN6, H_POD_LOCAL }, { DB4, H_POD_REMOTE }, { DB6, H_POD_REMOTE },
+	{ WEB4, H_POD_LOCAL },  { WEB6, H_POD_LOCAL },  { API4, H_POD_LOCAL },   { API6, H_POD_LOCAL },
+	{ OPEN4, H_POD_LOCAL }, { OPEN6, H_POD_LOCAL }, { DB4, H_POD_REMOTE },   { DB6, H_POD_REMOTE },
 	{ N1_4, H_NODE_LOCAL }, { N1_6, H_NODE_LOCAL }, { N2_4, H_NODE_REMOTE }, { N2_6, H_NODE_REMOTE },
-	{ VIP4, H_VIP }, { VIP6, H_VIP },
+	{ VIP4, H_VIP },        { VIP6, H_VIP },
 };
 
 /* Interesting addresses: the cluster's, inside and outside the policies'
  * prefixes and excepts, link-local, multicast. */
 static const char *const pool4[] = {
-	WEB4, API4, DB4, OPEN4, N1_4, N2_4, VIP4, WEB4, API4,
-	"192.0.2.5", "192.0.2.127", "192.0.2.128", "192.0.2.200", "203.0.113.7", "203.0.113.9",
-	"198.51.100.1", "8.8.8.8", "10.5.5.5", "0.0.0.0", "255.255.255.255", "192.0.2.100",
+	WEB4,           API4,          DB4,           OPEN4,         N1_4,
+	N2_4,           VIP4,          WEB4,          API4,          "192.0.2.5",
+	"192.0.2.127",  "192.0.2.128", "192.0.2.200", "203.0.113.7", "203.0.113.9",
+	"198.51.100.1", "8.8.8.8",     "10.5.5.5",    "0.0.0.0",     "255.255.255.255",
+	"192.0.2.100",
 };
 static const char *const pool6[] = {
-	WEB6, API6, DB6, OPEN6, N1_6, N2_6, VIP6, WEB6, API6,
-	"2001:db8::5", "2001:db8:bad::1", "2001:db8:baf::1", "2001:4860::8888", "fd00:9::9",
-	"fe80::1", "fe80::2", "ff02::1", "ff02::1:ff00:1", "::", "febf::1",
+	WEB6,
+	API6,
+	DB6,
+	OPEN6,
+	N1_6,
+	N2_6,
+	VIP6,
+	WEB6,
+	API6,
+	"2001:db8::5",
+	"2001:db8:bad::1",
+	"2001:db8:baf::1",
+	"2001:4860::8888",
+	"fd00:9::9",
+	"fe80::1",
+	"fe80::2",
+	"ff02::1",
+	"ff02::1:ff00:1",
+	"::",
+	"febf::1",
 };
-static const __u16 port_pool[] = { 80, 443, 53, 8000, 8050, 8099, 8100, 7999, 9000, 22,
-				   6666, 1000, 1500, 2000, 2001, 5000, 5005, 5010, 5011, 0,
-				   65535, 40000, 6500, 6000, 7000 };
+static const __u16 port_pool[] = { 80,   443,  53,    8000,  8050, 8099, 8100, 7999, 9000,
+				   22,   6666, 1000,  1500,  2000, 2001, 5000, 5005, 5010,
+				   5011, 0,    65535, 40000, 6500, 6000, 7000 };
 
 static struct dpfix *F;
 static struct moat_compiler *C;
@@ -249,7 +275,7 @@ static long ONLY_SEQ = -1;
 static unsigned long MAXBAD = 20;
 static double SWITCH_SECS; /* time spent switching policy sets */
 #define FULL_EVERY 16      /* sequences between walks of the state maps */
-#define MAX_FRAME 3520
+#define MAX_FRAME  3520
 static bool VERBOSE;
 
 /* ---- random numbers (splitmix64: deterministic, seeded per sequence) ---------- */
@@ -279,22 +305,26 @@ static bool chance(unsigned pct)
  * ============================================================================ */
 #define NSTAT (MOAT_STAT_DENY_CACHED + 1)
 
-enum { M_FRAG_NONE, M_FRAG_FIRST, M_FRAG_LATER };
+enum {
+	M_FRAG_NONE,
+	M_FRAG_FIRST,
+	M_FRAG_LATER
+};
 
 struct mparsed {
 	int fam;
 	__u8 src[16], dst[16];
-	__u8 hop;            /* IPv6 hop limit */
-	__u8 proto;          /* transport protocol (IPv6: after extension headers) */
+	__u8 hop;   /* IPv6 hop limit */
+	__u8 proto; /* transport protocol (IPv6: after extension headers) */
 	int frag;
 	__u32 frag_id;
-	__u8 frag_nh;        /* the protocol named at the fragmentation point */
+	__u8 frag_nh; /* the protocol named at the fragmentation point */
 	bool ports;
-	__u16 sport, dport;  /* host order */
+	__u16 sport, dport; /* host order */
 	__u8 tcp_flags;
-	bool nd;             /* neighbour discovery / link-local only */
-	bool ll;             /* the latter */
-	bool err;            /* ICMP error */
+	bool nd;  /* neighbour discovery / link-local only */
+	bool ll;  /* the latter */
+	bool err; /* ICMP error */
 	int in_fam;
 	__u8 in_src[16], in_dst[16];
 	__u8 in_proto;
@@ -303,19 +333,19 @@ struct mparsed {
 
 /* Rule references: the per-rule counters moat_rulestats[0..NRULES) are
  * read; the compiler's references for this small policy are far below. */
-#define NRULES 128
+#define NRULES            128
 #define RULE_NONE_COUNTED (-1) /* no rule counter moves */
 #define RULE_ANY          (-2) /* model: exactly one, which one is learnt */
 #define RULE_SEVERAL      (-3) /* datapath: more than one moved */
 
 struct outcome {
-	int action;          /* XDP_PASS / XDP_DROP */
-	int reason;          /* MOAT_DROP_* of a drop */
-	__u64 stat[NSTAT];   /* counter increments (packets) */
-	__u64 bytes[NSTAT];  /* and bytes */
-	int rule;            /* the rule counter that moved (RULE_* above) */
-	int events;          /* perf events the program tried to send */
-	const char *why;     /* model only: the path taken */
+	int action;         /* XDP_PASS / XDP_DROP */
+	int reason;         /* MOAT_DROP_* of a drop */
+	__u64 stat[NSTAT];  /* counter increments (packets) */
+	__u64 bytes[NSTAT]; /* and bytes */
+	int rule;           /* the rule counter that moved (RULE_* above) */
+	int events;         /* perf events the program tried to send */
+	const char *why;    /* model only: the path taken */
 };
 
 #define PARSE_NOT_IP (-1)
@@ -407,8 +437,7 @@ static int m_transport(const __u8 *d, size_t len, size_t off, struct mparsed *m)
 		}
 		in_room = in_off <= len ? len - in_off : 0;
 		m->in_sport = m->in_dport = 0;
-		if (m->in_proto == IPPROTO_TCP || m->in_proto == IPPROTO_UDP ||
-		    m->in_proto == IPPROTO_SCTP) {
+		if (m->in_proto == IPPROTO_TCP || m->in_proto == IPPROTO_UDP || m->in_proto == IPPROTO_SCTP) {
 			if (in_room < 4)
 				return MOAT_DROP_TRUNC_L4;
 			m->in_sport = be16(d + in_off);
@@ -561,20 +590,20 @@ struct mct {
 	__u8 proto;
 	struct mend init, resp;
 	bool deferred, seen_reply, fin_init, fin_resp, rst;
-	bool audit;          /* its first packet: allowed, an audit policy would deny */
-	unsigned gen;        /* policy generation it was judged under */
+	bool audit;   /* its first packet: allowed, an audit policy would deny */
+	unsigned gen; /* policy generation it was judged under */
 	__u64 packets;
-	int rule;            /* rule its packets are counted against */
+	int rule; /* rule its packets are counted against */
 };
 
 struct mdeny {
 	int fam;
 	__u8 proto;
-	struct mend x, y;    /* the flow's endpoints, unordered */
-	struct mend src;     /* source of the packet judged */
+	struct mend x, y; /* the flow's endpoints, unordered */
+	struct mend src;  /* source of the packet judged */
 	int hook;
 	unsigned gen;
-	int rule;            /* rule the judged packet was counted against */
+	int rule; /* rule the judged packet was counted against */
 };
 
 struct mfrag {
@@ -626,8 +655,7 @@ static struct mct *ct_find(int fam, __u8 proto, const __u8 *s, __u16 sp, const _
 	return NULL;
 }
 
-static void ct_new(int fam, __u8 proto, const __u8 *s, __u16 sp, const __u8 *d, __u16 dp,
-		   bool deferred)
+static void ct_new(int fam, __u8 proto, const __u8 *s, __u16 sp, const __u8 *d, __u16 dp, bool deferred)
 {
 	struct mct *c = ct_find(fam, proto, s, sp, d, dp);
 
@@ -787,27 +815,27 @@ static bool port_proto(__u8 proto)
 	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP;
 }
 
-#define OUT_DROP(o, r, w)                                                           \
-	do {                                                                        \
-		if ((r) != MOAT_DROP_POLICY && (r) != MOAT_DROP_CT_REVOKED)          \
+#define OUT_DROP(o, r, w)                                                                  \
+	do {                                                                               \
+		if ((r) != MOAT_DROP_POLICY && (r) != MOAT_DROP_CT_REVOKED)                \
 			(o)->rule = (r) == MOAT_DROP_NO_ENDPOINT ? MOAT_RULE_NO_ENDPOINT : \
-				    (r) == MOAT_DROP_SPOOFED ? MOAT_RULE_SPOOF :      \
-								MOAT_RULE_MALFORMED;  \
-		(o)->action = M_ENFORCE ? XDP_DROP : XDP_PASS;                      \
-		(o)->reason = (r);                                                  \
-		(o)->stat[MOAT_STAT_VERDICT(MOAT_VERDICT_DENY)]++;                  \
-		(o)->stat[MOAT_STAT_DROP(r)]++;                                     \
-		(o)->events++; /* a deny event */                                   \
-		(o)->why = (w);                                                     \
-		return;                                                             \
+				    (r) == MOAT_DROP_SPOOFED     ? MOAT_RULE_SPOOF :       \
+								   MOAT_RULE_MALFORMED;        \
+		(o)->action = M_ENFORCE ? XDP_DROP : XDP_PASS;                             \
+		(o)->reason = (r);                                                         \
+		(o)->stat[MOAT_STAT_VERDICT(MOAT_VERDICT_DENY)]++;                         \
+		(o)->stat[MOAT_STAT_DROP(r)]++;                                            \
+		(o)->events++; /* a deny event */                                          \
+		(o)->why = (w);                                                            \
+		return;                                                                    \
 	} while (0)
 
-#define OUT_PASS(o, s, w)                                                           \
-	do {                                                                        \
-		(o)->action = XDP_PASS;                                             \
-		(o)->stat[s]++;                                                     \
-		(o)->why = (w);                                                     \
-		return;                                                             \
+#define OUT_PASS(o, s, w)               \
+	do {                            \
+		(o)->action = XDP_PASS; \
+		(o)->stat[s]++;         \
+		(o)->why = (w);         \
+		return;                 \
 	} while (0)
 
 static void path_count(const char *why);
@@ -919,7 +947,9 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 		}
 		o->stat[MOAT_STAT_VERDICT(MOAT_VERDICT_ALLOW)]++;
 		OUT_PASS(o, reply ? MOAT_STAT_CT_REPLY : MOAT_STAT_CT_ESTABLISHED,
-			 o->why ? o->why : reply ? "conntrack reply" : "conntrack established");
+			 o->why ? o->why :
+			 reply  ? "conntrack reply" :
+				  "conntrack established");
 	}
 
 	dn = deny_find(m.fam, m.proto, m.src, sp, m.dst, dp);
@@ -974,8 +1004,9 @@ static void model(const __u8 *d, size_t len, int hook, int ifindex, struct outco
 	}
 	o->stat[MOAT_STAT_VERDICT(verdict)]++;
 	o->events++; /* new flow, or audit */
-	OUT_PASS(o, MOAT_STAT_CT_NEW, verdict == MOAT_VERDICT_AUDIT ? "audit: allowed, an audit policy denies"
-								    : "policy allows: new flow");
+	OUT_PASS(o, MOAT_STAT_CT_NEW,
+		 verdict == MOAT_VERDICT_AUDIT ? "audit: allowed, an audit policy denies" :
+						 "policy allows: new flow");
 }
 
 /* ==============================================================================
@@ -1011,9 +1042,8 @@ static void read_counters(int fd, int n, __u64 *packets, __u64 *bytes)
 	}
 }
 
-
-static size_t canon_key(int fam, __u8 proto, const struct mend *x, const struct mend *y,
-			__u8 key[40], bool *swapped);
+static size_t canon_key(int fam, __u8 proto, const struct mend *x, const struct mend *y, __u8 key[40],
+			bool *swapped);
 static size_t frag_key(const struct mfrag *fr, __u8 key[40]);
 
 /* Empties conntrack, the deny cache and the fragment maps: all of them
@@ -1022,7 +1052,7 @@ static size_t frag_key(const struct mfrag *fr, __u8 key[40]);
  * hold too. */
 static void dp_clear_state(bool full)
 {
-	static const char *const maps[] = { MOAT_MAP_CT4, MOAT_MAP_CT6, MOAT_MAP_DENY4,
+	static const char *const maps[] = { MOAT_MAP_CT4,   MOAT_MAP_CT6,   MOAT_MAP_DENY4,
 					    MOAT_MAP_DENY6, MOAT_MAP_FRAG4, MOAT_MAP_FRAG6 };
 	__u8 key[64];
 	bool sw;
@@ -1030,18 +1060,20 @@ static void dp_clear_state(bool full)
 	if (!full) {
 		for (int i = 0; i < MS.nct; i++) {
 			canon_key(MS.ct[i].fam, MS.ct[i].proto, &MS.ct[i].init, &MS.ct[i].resp, key, &sw);
-			bpf_map_delete_elem(moat_dp_map_fd(F->dp, MS.ct[i].fam == 4 ? MOAT_MAP_CT4
-										     : MOAT_MAP_CT6), key);
+			bpf_map_delete_elem(
+				moat_dp_map_fd(F->dp, MS.ct[i].fam == 4 ? MOAT_MAP_CT4 : MOAT_MAP_CT6), key);
 		}
 		for (int i = 0; i < MS.ndeny; i++) {
 			canon_key(MS.deny[i].fam, MS.deny[i].proto, &MS.deny[i].x, &MS.deny[i].y, key, &sw);
-			bpf_map_delete_elem(moat_dp_map_fd(F->dp, MS.deny[i].fam == 4 ? MOAT_MAP_DENY4
-										       : MOAT_MAP_DENY6), key);
+			bpf_map_delete_elem(moat_dp_map_fd(F->dp, MS.deny[i].fam == 4 ? MOAT_MAP_DENY4 :
+											MOAT_MAP_DENY6),
+					    key);
 		}
 		for (int i = 0; i < MS.nfrag; i++) {
 			frag_key(&MS.frag[i], key);
-			bpf_map_delete_elem(moat_dp_map_fd(F->dp, MS.frag[i].fam == 4 ? MOAT_MAP_FRAG4
-										       : MOAT_MAP_FRAG6), key);
+			bpf_map_delete_elem(moat_dp_map_fd(F->dp, MS.frag[i].fam == 4 ? MOAT_MAP_FRAG4 :
+											MOAT_MAP_FRAG6),
+					    key);
 		}
 		memset(&MS, 0, sizeof(MS));
 		return;
@@ -1110,29 +1142,48 @@ static const char *stat_name(int i)
 		return buf;
 	}
 	switch (i) {
-	case MOAT_STAT_VERDICT(MOAT_VERDICT_ALLOW): return "allow";
-	case MOAT_STAT_VERDICT(MOAT_VERDICT_DENY): return "deny";
-	case MOAT_STAT_VERDICT(MOAT_VERDICT_AUDIT): return "audit";
-	case MOAT_STAT_CT_NEW: return "ct-new";
-	case MOAT_STAT_CT_ESTABLISHED: return "ct-established";
-	case MOAT_STAT_CT_REPLY: return "ct-reply";
-	case MOAT_STAT_CT_REVALIDATED: return "ct-revalidated";
-	case MOAT_STAT_CT_REVOKED: return "ct-revoked";
-	case MOAT_STAT_NOT_IP: return "not-ip";
-	case MOAT_STAT_LINK_LOCAL: return "link-local";
-	case MOAT_STAT_FRAG_LATER: return "frag-later";
-	case MOAT_STAT_RELATED: return "related";
-	case MOAT_STAT_DEFERRED: return "deferred";
-	case MOAT_STAT_NOT_OURS: return "not-ours";
-	case MOAT_STAT_DENY_CACHED: return "deny-cached";
-	default: snprintf(buf, sizeof(buf), "stat%d", i); return buf;
+	case MOAT_STAT_VERDICT(MOAT_VERDICT_ALLOW):
+		return "allow";
+	case MOAT_STAT_VERDICT(MOAT_VERDICT_DENY):
+		return "deny";
+	case MOAT_STAT_VERDICT(MOAT_VERDICT_AUDIT):
+		return "audit";
+	case MOAT_STAT_CT_NEW:
+		return "ct-new";
+	case MOAT_STAT_CT_ESTABLISHED:
+		return "ct-established";
+	case MOAT_STAT_CT_REPLY:
+		return "ct-reply";
+	case MOAT_STAT_CT_REVALIDATED:
+		return "ct-revalidated";
+	case MOAT_STAT_CT_REVOKED:
+		return "ct-revoked";
+	case MOAT_STAT_NOT_IP:
+		return "not-ip";
+	case MOAT_STAT_LINK_LOCAL:
+		return "link-local";
+	case MOAT_STAT_FRAG_LATER:
+		return "frag-later";
+	case MOAT_STAT_RELATED:
+		return "related";
+	case MOAT_STAT_DEFERRED:
+		return "deferred";
+	case MOAT_STAT_NOT_OURS:
+		return "not-ours";
+	case MOAT_STAT_DENY_CACHED:
+		return "deny-cached";
+	default:
+		snprintf(buf, sizeof(buf), "stat%d", i);
+		return buf;
 	}
 }
 
 static void print_outcome(const char *who, const struct outcome *o)
 {
-	fprintf(stderr, "  %-9s %s", who, o->action == XDP_PASS ? "XDP_PASS" :
-					 o->action == XDP_DROP ? "XDP_DROP" : "XDP_?");
+	fprintf(stderr, "  %-9s %s", who,
+		o->action == XDP_PASS ? "XDP_PASS" :
+		o->action == XDP_DROP ? "XDP_DROP" :
+					"XDP_?");
 	for (int i = 0; i < NSTAT; i++)
 		if (o->stat[i] || o->bytes[i])
 			fprintf(stderr, " %s%s[%llu B]", stat_name(i), o->stat[i] > 1 ? "(x2+)" : "",
@@ -1140,8 +1191,10 @@ static void print_outcome(const char *who, const struct outcome *o)
 	if (o->rule >= 0)
 		fprintf(stderr, " rule %d", o->rule);
 	else
-		fprintf(stderr, " %s", o->rule == RULE_NONE_COUNTED ? "no rule" :
-					o->rule == RULE_ANY ? "some rule" : "several rules");
+		fprintf(stderr, " %s",
+			o->rule == RULE_NONE_COUNTED ? "no rule" :
+			o->rule == RULE_ANY          ? "some rule" :
+						       "several rules");
 	fprintf(stderr, ", %d event%s", o->events, o->events == 1 ? "" : "s");
 	if (o->why)
 		fprintf(stderr, "  [%s]", o->why);
@@ -1158,8 +1211,7 @@ static void print_hex(const __u8 *d, size_t len)
 }
 
 static struct {
-	unsigned long packets, seqs, disagreements, state_checks, full_state_checks,
-		switches, events;
+	unsigned long packets, seqs, disagreements, state_checks, full_state_checks, switches, events;
 	unsigned long seq_observe, seq_no_local, seq_no_revoke;
 	unsigned long action[3];   /* drop, pass */
 	unsigned long stat[NSTAT]; /* how often each counter moved: coverage */
@@ -1215,7 +1267,8 @@ static bool compare(const __u8 *d, size_t len, int hook, int ifindex, const char
 		if (got.stat[i])
 			N.stat[i]++;
 	if (VERBOSE || want.action != got.action || want.rule != got.rule || want.events != got.events ||
-	    memcmp(want.stat, got.stat, sizeof(want.stat)) || memcmp(want.bytes, got.bytes, sizeof(want.bytes))) {
+	    memcmp(want.stat, got.stat, sizeof(want.stat)) ||
+	    memcmp(want.bytes, got.bytes, sizeof(want.bytes))) {
 		bool bad = want.action != got.action || want.rule != got.rule || want.events != got.events ||
 			   memcmp(want.stat, got.stat, sizeof(want.stat)) ||
 			   memcmp(want.bytes, got.bytes, sizeof(want.bytes));
@@ -1226,8 +1279,9 @@ static bool compare(const __u8 *d, size_t len, int hook, int ifindex, const char
 		print_outcome("model", &want);
 		print_outcome("datapath", &got);
 		if (bad) {
-			fprintf(stderr, "  replay: PKT_DIFF_SEED=%lu PKT_DIFF_SEQ=%lu PKT_DIFF_POLICY=%d %s\n",
-				SEED, CUR_SEQ, START_POL, "build/tests/bpf/test_pkt_diff");
+			fprintf(stderr,
+				"  replay: PKT_DIFF_SEED=%lu PKT_DIFF_SEQ=%lu PKT_DIFF_POLICY=%d %s\n", SEED,
+				CUR_SEQ, START_POL, "build/tests/bpf/test_pkt_diff");
 			N.disagreements++;
 			return false;
 		}
@@ -1247,8 +1301,8 @@ static int end_cmp(int fam, const struct mend *x, const struct mend *y)
 }
 
 /* Canonical key bytes as the ABI lays them out (struct moat_ct4/6_key). */
-static size_t canon_key(int fam, __u8 proto, const struct mend *x, const struct mend *y,
-			__u8 key[40], bool *swapped)
+static size_t canon_key(int fam, __u8 proto, const struct mend *x, const struct mend *y, __u8 key[40],
+			bool *swapped)
 {
 	const struct mend *a = x, *b = y;
 	size_t alen = fam == 4 ? 4 : 16;
@@ -1309,7 +1363,8 @@ static int map_count(const char *name)
 
 static bool state_bad(const char *what)
 {
-	fprintf(stderr, "DISAGREEMENT: seed %lu, sequence %lu: tables after the sequence: %s\n"
+	fprintf(stderr,
+		"DISAGREEMENT: seed %lu, sequence %lu: tables after the sequence: %s\n"
 		"  replay: PKT_DIFF_SEED=%lu PKT_DIFF_SEQ=%lu PKT_DIFF_POLICY=%d build/tests/bpf/test_pkt_diff"
 		" (extra entries: any of the %d sequences before it)\n",
 		SEED, CUR_SEQ, what, SEED, CUR_SEQ, START_POL, FULL_EVERY);
@@ -1331,10 +1386,11 @@ static bool compare_state(bool full)
 		bool sw;
 		__u32 want;
 		canon_key(c->fam, c->proto, &c->init, &c->resp, key, &sw);
-		if (bpf_map_lookup_elem(moat_dp_map_fd(F->dp, c->fam == 4 ? MOAT_MAP_CT4 : MOAT_MAP_CT6),
-					key, &e)) {
-			snprintf(msg, sizeof(msg), "conntrack entry %d of the model (proto %u, ports %u -> %u) missing",
-				 i, c->proto, c->init.port, c->resp.port);
+		if (bpf_map_lookup_elem(moat_dp_map_fd(F->dp, c->fam == 4 ? MOAT_MAP_CT4 : MOAT_MAP_CT6), key,
+					&e)) {
+			snprintf(msg, sizeof(msg),
+				 "conntrack entry %d of the model (proto %u, ports %u -> %u) missing", i,
+				 c->proto, c->init.port, c->resp.port);
 			return state_bad(msg);
 		}
 		want = (sw ? MOAT_CT_INIT_B : 0) | (c->deferred ? MOAT_CT_DEFERRED : 0) |
@@ -1342,9 +1398,11 @@ static bool compare_state(bool full)
 		       (c->fin_resp ? MOAT_CT_FIN_RESP : 0) | (c->rst ? MOAT_CT_RST : 0) |
 		       (c->audit ? MOAT_CT_AUDIT : 0);
 		if (e.flags != want || e.packets != c->packets) {
-			snprintf(msg, sizeof(msg), "conntrack entry %d (proto %u, ports %u -> %u): flags %#x "
-				 "packets %llu, model %#x %llu", i, c->proto, c->init.port, c->resp.port,
-				 e.flags, (unsigned long long)e.packets, want, (unsigned long long)c->packets);
+			snprintf(msg, sizeof(msg),
+				 "conntrack entry %d (proto %u, ports %u -> %u): flags %#x "
+				 "packets %llu, model %#x %llu",
+				 i, c->proto, c->init.port, c->resp.port, e.flags,
+				 (unsigned long long)e.packets, want, (unsigned long long)c->packets);
 			return state_bad(msg);
 		}
 		*(c->fam == 4 ? &n4 : &n6) += 1;
@@ -1360,8 +1418,9 @@ static bool compare_state(bool full)
 					key, &e))
 			return state_bad("a deny cache entry of the model missing");
 		if (e.hook != x->hook || e.swapped != sw || e.reason != MOAT_DROP_POLICY) {
-			snprintf(msg, sizeof(msg), "deny cache entry %d: hook %u swapped %u reason %u, model %d %d",
-				 i, e.hook, e.swapped, e.reason, x->hook, sw);
+			snprintf(msg, sizeof(msg),
+				 "deny cache entry %d: hook %u swapped %u reason %u, model %d %d", i, e.hook,
+				 e.swapped, e.reason, x->hook, sw);
 			return state_bad(msg);
 		}
 		*(x->fam == 4 ? &d4 : &d6) += 1;
@@ -1376,9 +1435,11 @@ static bool compare_state(bool full)
 			return state_bad("a fragment entry of the model missing");
 		if (ntohs(v.sport) != fr->sport || ntohs(v.dport) != fr->dport || v.l4proto != fr->l4proto ||
 		    v.verdict != (fr->deny ? MOAT_VERDICT_DENY : MOAT_VERDICT_ALLOW)) {
-			snprintf(msg, sizeof(msg), "fragment entry %d: ports %u -> %u proto %u verdict %u, model "
-				 "%u -> %u %u %s", i, ntohs(v.sport), ntohs(v.dport), v.l4proto, v.verdict,
-				 fr->sport, fr->dport, fr->l4proto, fr->deny ? "deny" : "allow");
+			snprintf(msg, sizeof(msg),
+				 "fragment entry %d: ports %u -> %u proto %u verdict %u, model "
+				 "%u -> %u %u %s",
+				 i, ntohs(v.sport), ntohs(v.dport), v.l4proto, v.verdict, fr->sport,
+				 fr->dport, fr->l4proto, fr->deny ? "deny" : "allow");
 			return state_bad(msg);
 		}
 		*(fr->fam == 4 ? &f4 : &f6) += 1;
@@ -1406,7 +1467,7 @@ struct flow {
 	__u8 src[16], dst[16];
 	__u8 proto;
 	__u16 sport, dport;
-	__u8 icmp_type;      /* ICMP flows: echo request, or another type */
+	__u8 icmp_type; /* ICMP flows: echo request, or another type */
 };
 
 static void addr_of(const char *s, int fam, __u8 out[16])
@@ -1461,8 +1522,8 @@ static void rand_flow(struct flow *fl)
 	memset(fl, 0, sizeof(*fl));
 	fl->fam = chance(50) ? 4 : 6;
 	if (chance(50))
-		addr_of(fl->fam == 4 ? (chance(50) ? WEB4 : API4) : (chance(50) ? WEB6 : API6),
-			fl->fam, fl->src);
+		addr_of(fl->fam == 4 ? (chance(50) ? WEB4 : API4) : (chance(50) ? WEB6 : API6), fl->fam,
+			fl->src);
 	else
 		rand_addr(fl->fam, fl->src);
 	if (chance(45)) {
@@ -1508,7 +1569,7 @@ static struct in6_addr a6(const __u8 *a)
 
 /* What a built packet is, for later fragments and errors about it. */
 struct built {
-	struct flow fl;      /* as sent (src -> dst) */
+	struct flow fl; /* as sent (src -> dst) */
 	__u32 frag_id;
 	__u8 frag_nh;
 };
@@ -1570,8 +1631,7 @@ static void push_l4(struct pkt *p, const struct flow *fl, bool reply, __u8 tcp_f
 
 /* A packet of fl (reversed for a reply).  frag: 0 whole, 1 first fragment,
  * 2 a later fragment of b (same addresses, id, protocol). */
-static int build(struct pkt *p, const struct flow *fl, bool reply, int frag, __u8 tcp_flags,
-		 struct built *b)
+static int build(struct pkt *p, const struct flow *fl, bool reply, int frag, __u8 tcp_flags, struct built *b)
 {
 	const __u8 *s = reply ? fl->dst : fl->src, *d = reply ? fl->src : fl->dst;
 	bool ether_nh = fl->proto == 0 || fl->proto == 43 || fl->proto == 44 || fl->proto == 51 ||
@@ -1720,8 +1780,8 @@ static void fix_lengths(__u8 *d, size_t len)
 
 static const char *mutate(__u8 *d, size_t *len, size_t cap)
 {
-	static const __u8 vals[] = { 0, 0xff, 1, 6, 17, 58, 132, 0, 43, 44, 51, 60, 59, 0x45, 0x4f,
-				     0x60, 0x81, 0x86, 0xdd, 0x08, 0x88, 0xa8, 255, 0x80, 135 };
+	static const __u8 vals[] = { 0,    0xff, 1,    6,    17,   58,   132,  0,    43,   44,  51,   60, 59,
+				     0x45, 0x4f, 0x60, 0x81, 0x86, 0xdd, 0x08, 0x88, 0xa8, 255, 0x80, 135 };
 	size_t l3 = l3_offset(d, *len);
 	unsigned k = rnd(11);
 
@@ -1876,10 +1936,11 @@ static bool packets(void)
 	/* now and then the policy changes in the middle of a flow between
 	 * cluster addresses (a switch costs a grace period: kept rare) */
 	if (rnd(200) == 0) {
-		static const char *const c4[] = { WEB4, API4, DB4, OPEN4, N1_4, N2_4, "192.0.2.5",
-						  "192.0.2.100", "198.51.100.1", "203.0.113.9" };
-		static const char *const c6[] = { WEB6, API6, DB6, OPEN6, N1_6, N2_6, "2001:db8::5",
-						  "2001:db8:bad::1" };
+		static const char *const c4[] = { WEB4,           API4,         DB4,         OPEN4,
+						  N1_4,           N2_4,         "192.0.2.5", "192.0.2.100",
+						  "198.51.100.1", "203.0.113.9" };
+		static const char *const c6[] = { WEB6, API6, DB6,           OPEN6,
+						  N1_6, N2_6, "2001:db8::5", "2001:db8:bad::1" };
 		static const __u16 cp[] = { 80, 53, 443, 8050, 5005, 6500, 6666, 9000 };
 		static const __u8 pr[] = { IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP, 0 };
 		const char *const *c = fl.fam == 4 ? c4 : c6;
@@ -1900,11 +1961,16 @@ static bool packets(void)
 				__u8 proto;
 				__u16 port;
 			} flip[] = {
-				{ DB4, WEB4, IPPROTO_TCP, 22 }, { API4, WEB4, IPPROTO_TCP, 8050 },
-				{ WEB4, "198.51.100.1", IPPROTO_UDP, 5005 }, { N2_4, WEB4, IPPROTO_TCP, 80 },
-				{ WEB4, API4, IPPROTO_TCP, 80 }, { API4, WEB4, IPPROTO_UDP, 5005 },
-				{ DB6, WEB6, IPPROTO_TCP, 22 }, { API6, WEB6, IPPROTO_TCP, 8050 },
-				{ N2_6, WEB6, IPPROTO_TCP, 80 }, { WEB6, API6, IPPROTO_TCP, 80 },
+				{ DB4, WEB4, IPPROTO_TCP, 22 },
+				{ API4, WEB4, IPPROTO_TCP, 8050 },
+				{ WEB4, "198.51.100.1", IPPROTO_UDP, 5005 },
+				{ N2_4, WEB4, IPPROTO_TCP, 80 },
+				{ WEB4, API4, IPPROTO_TCP, 80 },
+				{ API4, WEB4, IPPROTO_UDP, 5005 },
+				{ DB6, WEB6, IPPROTO_TCP, 22 },
+				{ API6, WEB6, IPPROTO_TCP, 8050 },
+				{ N2_6, WEB6, IPPROTO_TCP, 80 },
+				{ WEB6, API6, IPPROTO_TCP, 80 },
 			};
 			unsigned x = rnd(NELEM(flip));
 			fl.fam = strchr(flip[x].s, ':') ? 6 : 4;
@@ -1943,9 +2009,12 @@ static bool packets(void)
 			switch_policy(!CURPOL);
 		if (k < 25) { /* the flow's packet, maybe a first fragment */
 			int frag = chance(20) ? 1 : 0;
-			__u8 fl_flags = i == 0 ? PKT_TCP_SYN : chance(50) ? PKT_TCP_ACK :
-				(__u8)(chance(50) ? PKT_TCP_FIN | PKT_TCP_ACK : chance(50) ? PKT_TCP_RST :
-				       chance(50) ? PKT_TCP_SYN : rnd(256));
+			__u8 fl_flags = i == 0     ? PKT_TCP_SYN :
+					chance(50) ? PKT_TCP_ACK :
+						     (__u8)(chance(50) ? PKT_TCP_FIN | PKT_TCP_ACK :
+							    chance(50) ? PKT_TCP_RST :
+							    chance(50) ? PKT_TCP_SYN :
+									 rnd(256));
 			hook = rand_hook(&fl, false, &ifx);
 			build(&p, &fl, false, frag, fl_flags, &b);
 			if (frag && !p.err)
@@ -1953,8 +2022,10 @@ static bool packets(void)
 			ok = send_pkt(&p, hook, ifx, i == 0 ? 15 : 25, frag ? "first fragment" : "packet");
 		} else if (k < 50) { /* a reply */
 			__u8 fl_flags = chance(50) ? PKT_TCP_SYN | PKT_TCP_ACK :
-				chance(50) ? PKT_TCP_ACK : chance(50) ? PKT_TCP_FIN | PKT_TCP_ACK :
-				chance(50) ? PKT_TCP_RST : (__u8)rnd(256);
+					chance(50) ? PKT_TCP_ACK :
+					chance(50) ? PKT_TCP_FIN | PKT_TCP_ACK :
+					chance(50) ? PKT_TCP_RST :
+						     (__u8)rnd(256);
 			hook = rand_hook(&fl, true, &ifx);
 			build(&p, &fl, true, chance(10) ? 1 : 0, fl_flags, &b);
 			ok = send_pkt(&p, hook, ifx, 20, "reply");
@@ -1978,8 +2049,9 @@ static bool packets(void)
 				rand_addr(fl.fam, from);
 				to = fl.dst; /* not to the sender: judged like any packet */
 			}
-			hook = chance(30) ? MOAT_HOOK_FROM_POD : chance(50) ? MOAT_HOOK_TO_POD
-									  : MOAT_HOOK_UPLINK;
+			hook = chance(30) ? MOAT_HOOK_FROM_POD :
+			       chance(50) ? MOAT_HOOK_TO_POD :
+					    MOAT_HOOK_UPLINK;
 			ifx = 0;
 			if (hook == MOAT_HOOK_FROM_POD) {
 				__u8 w[16];
@@ -2022,8 +2094,7 @@ static bool sequence(unsigned long idx)
 	N.seq_observe += !M_ENFORCE;
 	N.seq_no_local += !M_LOCAL_NODE;
 	N.seq_no_revoke += !M_REVOKE;
-	cfg->flags = (flags & ~(MOAT_CFG_ENFORCE | MOAT_CFG_ALLOW_LOCAL_NODE |
-				MOAT_CFG_REVOKE_ESTABLISHED)) |
+	cfg->flags = (flags & ~(MOAT_CFG_ENFORCE | MOAT_CFG_ALLOW_LOCAL_NODE | MOAT_CFG_REVOKE_ESTABLISHED)) |
 		     (M_ENFORCE ? MOAT_CFG_ENFORCE : 0) | (M_LOCAL_NODE ? MOAT_CFG_ALLOW_LOCAL_NODE : 0) |
 		     (M_REVOKE ? MOAT_CFG_REVOKE_ESTABLISHED : 0);
 	ok = packets();
@@ -2042,11 +2113,11 @@ static bool sequence(unsigned long idx)
 struct fixed {
 	const char *name;
 	int hook;
-	int ifindex;         /* 0, or -1 IF_WEB, -2 IF_API */
-	const char *hex[4];  /* a sequence of packets */
+	int ifindex;        /* 0, or -1 IF_WEB, -2 IF_API */
+	const char *hex[4]; /* a sequence of packets */
 	int action[4];
-	int reason[4];       /* MOAT_DROP_* of a drop */
-	bool same_rule;      /* every packet counts the first one's rule, a policy's */
+	int reason[4];  /* MOAT_DROP_* of a drop */
+	bool same_rule; /* every packet counts the first one's rule, a policy's */
 };
 
 #define PASS XDP_PASS
@@ -2058,7 +2129,9 @@ static const struct fixed fixed_cases[] = {
 	 * fragment-without-first: fragmented traffic to the node itself (or
 	 * routed through it) broke once moat_uplink was attached.  Seed 1,
 	 * sequence 31 (IPv6, to ff02::1), and the same in IPv4 to node n1. */
-	{ "uplink: later fragment of a first fragment not ours (IPv6)", MOAT_HOOK_UPLINK, 0,
+	{ "uplink: later fragment of a first fragment not ours (IPv6)",
+	  MOAT_HOOK_UPLINK,
+	  0,
 	  { "02000000000202000000000186dd60000000003c2c4020010db823b09cbdd3e750f6aaf019f0ff0200000000"
 	    "000000000000000000013c000001fdca5cef2f01010c00000000000000000000000000000000000000000000"
 	    "0000000000000000000000000000000000000000000000000000",
@@ -2066,39 +2139,57 @@ static const struct fixed fixed_cases[] = {
 	    "000000000000000000013303011c000000000000000000000000000000000000000000000000000000002c02"
 	    "00000000010000000001000000003c000291fdca5cef00000000000000000000000000000000000000000000"
 	    "0000000000000000000000000000000000000000000000000000000000000000000000" },
-	  { PASS, PASS }, { 0, 0 }, false },
-	{ "uplink: later fragment of a first fragment not ours (IPv4)", MOAT_HOOK_UPLINK, 0,
+	  { PASS, PASS },
+	  { 0, 0 },
+	  false },
+	{ "uplink: later fragment of a first fragment not ours (IPv4)",
+	  MOAT_HOOK_UPLINK,
+	  0,
 	  { "02000000000202000000000108004500002c4242200040110000080808080a6300019c40003500180000000000"
 	    "00000000000000000000000000",
 	    "0200000000020200000000010800450000244242000340110000080808080a6300010000000000000000000000"
 	    "0000000000000000" },
-	  { PASS, PASS }, { 0, 0 }, false },
+	  { PASS, PASS },
+	  { 0, 0 },
+	  false },
 	/* Protocol 1 in IPv6 was parsed as ICMP (and 58 in IPv4 as ICMPv6):
 	 * this 4-byte payload from db to web (web allows anything from its
 	 * namespace) dropped as truncated-l4; an "ICMP error" of the other
 	 * family could pass as related.  Seed 1, sequence 18189. */
-	{ "protocol 1 in IPv6 is not ICMP", MOAT_HOOK_TO_POD, 0,
+	{ "protocol 1 in IPv6 is not ICMP",
+	  MOAT_HOOK_TO_POD,
+	  0,
 	  { "02000000000202000000000186dd6000000000040140fd000001000000000000000000000002fd000001000000"
 	    "00000000000000000100000000" },
-	  { PASS }, { 0 }, false },
-	{ "protocol 1 in IPv6 is not ICMP: judged as protocol 1", MOAT_HOOK_FROM_POD, -2,
+	  { PASS },
+	  { 0 },
+	  false },
+	{ "protocol 1 in IPv6 is not ICMP: judged as protocol 1",
+	  MOAT_HOOK_FROM_POD,
+	  -2,
 	  { "02000000000202000000000186dd6000000000300040fd000002000000000000000000000001fd990000000000"
 	    "0000000000000000013301ffff000000013c000001c010ffff2b0000007b0192610000814a01019ba101011d01"
 	    "010181220101ce01010101af" },
-	  { DROP }, { MOAT_DROP_POLICY }, false },
+	  { DROP },
+	  { MOAT_DROP_POLICY },
+	  false },
 	/* Packets of an established flow were counted against the ingress
 	 * side's rule even when that side decided nothing (default-allow) and
 	 * an egress rule had allowed the flow, which its first packet was
 	 * counted against: api -> open TCP 2001 (api-eg allows anything to
 	 * open), then open's reply.  Seed 1, sequence 350. */
-	{ "established packets count the rule that allowed the flow", MOAT_HOOK_TO_POD, 0,
+	{ "established packets count the rule that allowed the flow",
+	  MOAT_HOOK_TO_POD,
+	  0,
 	  { "02000000000202000000000186dd60000000002f0640fd000002000000000000000000000001fd0000030000"
 	    "0000000000000000000107d17c8900000001000000008002ffff0fd90000520101a50101f7e0a40101010000"
 	    "00000000000000000000000000",
 	    "02000000000202000000000188a8060f86dd60000000002b2c40fd000003000000000000000000000001fd00"
 	    "00020000000000000000000000013c000001cc5e0e6106000104000000007c8907d100000001000000015012"
 	    "ffff3167000000000000000000" },
-	  { PASS, PASS }, { 0, 0 }, true },
+	  { PASS, PASS },
+	  { 0, 0 },
+	  true },
 	{ NULL, 0, 0, { NULL }, { 0 }, { 0 }, false },
 };
 
@@ -2196,14 +2287,16 @@ static void test_random(void **state)
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-	fprintf(stderr, "pkt-diff: seed %lu: %lu packets in %lu sequences, %lu disagreements, "
+	fprintf(stderr,
+		"pkt-diff: seed %lu: %lu packets in %lu sequences, %lu disagreements, "
 		"%.1f s (%lu passed, %lu dropped; %lu policy judgements)\n",
-		SEED, N.packets, N.seqs, N.disagreements, secs, N.action[XDP_PASS],
-		N.action[XDP_DROP], REF_CALLS);
-	fprintf(stderr, "pkt-diff: %lu table comparisons after sequences (%lu with a walk of every "
+		SEED, N.packets, N.seqs, N.disagreements, secs, N.action[XDP_PASS], N.action[XDP_DROP],
+		REF_CALLS);
+	fprintf(stderr,
+		"pkt-diff: %lu table comparisons after sequences (%lu with a walk of every "
 		"map), %lu policy switches (%.1f s), %lu sequences observe-only, %lu without the "
-		"own-node exemption, %lu without revocation; %lu events\n", N.state_checks,
-		N.full_state_checks, N.switches, SWITCH_SECS, N.seq_observe, N.seq_no_local,
+		"own-node exemption, %lu without revocation; %lu events\n",
+		N.state_checks, N.full_state_checks, N.switches, SWITCH_SECS, N.seq_observe, N.seq_no_local,
 		N.seq_no_revoke, N.events);
 	fprintf(stderr, "pkt-diff: counters exercised:");
 	for (int i = 0; i < NSTAT; i++)
@@ -2219,10 +2312,10 @@ static void test_random(void **state)
 	/* the run must reach every path the model has */
 	if (ONLY_SEQ < 0 && NPKTS >= 100000) {
 		static const int must[] = {
-			MOAT_STAT_NOT_IP, MOAT_STAT_LINK_LOCAL, MOAT_STAT_CT_NEW, MOAT_STAT_CT_REPLY,
-			MOAT_STAT_CT_ESTABLISHED, MOAT_STAT_FRAG_LATER, MOAT_STAT_RELATED,
-			MOAT_STAT_DEFERRED, MOAT_STAT_NOT_OURS, MOAT_STAT_DENY_CACHED,
-			MOAT_STAT_CT_REVALIDATED, MOAT_STAT_CT_REVOKED,
+			MOAT_STAT_NOT_IP,      MOAT_STAT_LINK_LOCAL,     MOAT_STAT_CT_NEW,
+			MOAT_STAT_CT_REPLY,    MOAT_STAT_CT_ESTABLISHED, MOAT_STAT_FRAG_LATER,
+			MOAT_STAT_RELATED,     MOAT_STAT_DEFERRED,       MOAT_STAT_NOT_OURS,
+			MOAT_STAT_DENY_CACHED, MOAT_STAT_CT_REVALIDATED, MOAT_STAT_CT_REVOKED,
 		};
 		for (size_t i = 0; i < NELEM(must); i++)
 			if (!N.stat[must[i]])

@@ -98,24 +98,47 @@ static const char *base_yaml =
 
 /* CIDRs policies name: inside the cluster, and outside it (nested). */
 static const char *const cidrs4[] = {
-	"0.0.0.0/0", "10.0.0.0/8", "10.0.1.0/24",
-	"203.0.113.0/24", "203.0.113.128/25", "203.0.113.192/26", "203.0.113.7/32",
-	"198.51.100.0/24", "198.51.100.64/26", "192.0.2.0/24", "192.0.0.0/16",
+	"0.0.0.0/0",        "10.0.0.0/8",       "10.0.1.0/24",    "203.0.113.0/24",
+	"203.0.113.128/25", "203.0.113.192/26", "203.0.113.7/32", "198.51.100.0/24",
+	"198.51.100.64/26", "192.0.2.0/24",     "192.0.0.0/16",
 };
 static const char *const cidrs6[] = {
-	"::/0", "fd00::/8", "fd00:1::/64",
-	"2001:db8::/32", "2001:db8:1::/48", "2001:db8:1:2::/64", "2001:db8:1:2::9/128",
+	"::/0",
+	"fd00::/8",
+	"fd00:1::/64",
+	"2001:db8::/32",
+	"2001:db8:1::/48",
+	"2001:db8:1:2::/64",
+	"2001:db8:1:2::9/128",
 	"2001:db8:ff00::/40",
 };
 /* Sources: inside those prefixes, outside all of them, cluster addresses. */
 static const char *const srcs4[] = {
-	"203.0.113.1", "203.0.113.7", "203.0.113.130", "203.0.113.200", "203.0.113.255",
-	"198.51.100.1", "198.51.100.70", "192.0.2.33", "192.0.99.1", "8.8.8.8",
-	DB4, N2, N1, VIP4, "10.5.5.5",
+	"203.0.113.1",
+	"203.0.113.7",
+	"203.0.113.130",
+	"203.0.113.200",
+	"203.0.113.255",
+	"198.51.100.1",
+	"198.51.100.70",
+	"192.0.2.33",
+	"192.0.99.1",
+	"8.8.8.8",
+	DB4,
+	N2,
+	N1,
+	VIP4,
+	"10.5.5.5",
 };
 static const char *const srcs6[] = {
-	"2001:db8::1", "2001:db8:1::5", "2001:db8:1:2::9", "2001:db8:1:2::a",
-	"2001:db8:ff00::1", "2001:4860::8888", DB6, "fd00:9::9",
+	"2001:db8::1",
+	"2001:db8:1::5",
+	"2001:db8:1:2::9",
+	"2001:db8:1:2::a",
+	"2001:db8:ff00::1",
+	"2001:4860::8888",
+	DB6,
+	"fd00:9::9",
 };
 static const __u16 ports[] = { 80, 443, 53, 8080, 5000, 5005, 5010, 1, 65535, 33333 };
 
@@ -151,7 +174,7 @@ static void load(const char *yaml)
 	load_one(B.c, yaml);
 }
 
-static void delete(const char *key)
+static void delete (const char *key)
 {
 	assert_int_equal(moat_compiler_delete(A.c, key), 0);
 	assert_int_equal(moat_compiler_delete(B.c, key), 0);
@@ -177,7 +200,7 @@ struct desc {
 	struct pkt p;
 	int hook, ifindex;
 	/* for the per-write checks: what the compiler must deny */
-	bool judged;                  /* a flow packet with addresses and ports */
+	bool judged; /* a flow packet with addresses and ports */
 	char s[64], d[64];
 	__u8 proto;
 	__u16 sport, dport;
@@ -200,11 +223,20 @@ static void eth_ip(struct pkt *p, const char *s, const char *d, int vlans)
 		pkt_ip4(p, pkt_a4(s), pkt_a4(d));
 }
 
-enum kind { K_TCP, K_UDP, K_SCTP, K_ECHO, K_ECHO_REPLY, K_GRE, K_ICMP_ERR, K_FRAG_LATER,
-	    K_FRAG_FIRST, K_MAX };
+enum kind {
+	K_TCP,
+	K_UDP,
+	K_SCTP,
+	K_ECHO,
+	K_ECHO_REPLY,
+	K_GRE,
+	K_ICMP_ERR,
+	K_FRAG_LATER,
+	K_FRAG_FIRST,
+	K_MAX
+};
 
-static void build(struct desc *x, enum kind k, const char *s, const char *d, __u16 sp, __u16 dp,
-		  int vlans)
+static void build(struct desc *x, enum kind k, const char *s, const char *d, __u16 sp, __u16 dp, int vlans)
 {
 	struct pkt *p = &x->p;
 	bool v6 = is6(s);
@@ -265,8 +297,7 @@ static void build(struct desc *x, enum kind k, const char *s, const char *d, __u
 		if (v6) {
 			pkt_ip6_frag(p, 0x4242 + sp, k == K_FRAG_FIRST ? 0 : 24, k == K_FRAG_FIRST);
 		} else {
-			pkt_ip4_frag(p, (__u16)(0x4242 + sp), k == K_FRAG_FIRST ? 0 : 24,
-				     k == K_FRAG_FIRST);
+			pkt_ip4_frag(p, (__u16)(0x4242 + sp), k == K_FRAG_FIRST ? 0 : 24, k == K_FRAG_FIRST);
 		}
 		if (k == K_FRAG_FIRST) {
 			pkt_udp(p, sp, dp);
@@ -282,8 +313,8 @@ static void build(struct desc *x, enum kind k, const char *s, const char *d, __u
 	}
 	if (pkt_finish(p))
 		fail_msg("cannot build a packet %s -> %s kind %d", s, d, k);
-	snprintf(x->text, sizeof(x->text), "%s %s:%u -> %s:%u kind %d vlans %d", v6 ? "v6" : "v4", s,
-		 sp, d, dp, k, vlans);
+	snprintf(x->text, sizeof(x->text), "%s %s:%u -> %s:%u kind %d vlans %d", v6 ? "v6" : "v4", s, sp, d,
+		 dp, k, vlans);
 	x->hook = MOAT_HOOK_UPLINK;
 }
 
@@ -307,8 +338,8 @@ static void check(struct desc *x, const char *stage)
 		fail_msg("seed %u: the pre-filter dropped what the full program allows: %s (%s)", SEED,
 			 x->text, stage);
 	if (va != vb)
-		fail_msg("seed %u: full %d, pair %d (pre-filter %d) for %s (%s)", SEED, va, vb, vp,
-			 x->text, stage);
+		fail_msg("seed %u: full %d, pair %d (pre-filter %d) for %s (%s)", SEED, va, vb, vp, x->text,
+			 stage);
 	N.packets++;
 	N.pf_drops += vp == XDP_DROP;
 	N.full_drops += va == XDP_DROP;
@@ -386,13 +417,20 @@ static const char *rcidr(bool v6)
 static const char *inside(const char *cidr)
 {
 	static const char *const pairs[][2] = {
-		{ "0.0.0.0/0", "203.0.113.0/24" }, { "0.0.0.0/0", "198.51.100.0/24" },
-		{ "0.0.0.0/0", "10.0.0.0/8" }, { "10.0.0.0/8", "10.0.1.0/24" },
-		{ "203.0.113.0/24", "203.0.113.128/25" }, { "203.0.113.0/24", "203.0.113.7/32" },
-		{ "203.0.113.128/25", "203.0.113.192/26" }, { "198.51.100.0/24", "198.51.100.64/26" },
-		{ "192.0.0.0/16", "192.0.2.0/24" }, { "::/0", "2001:db8::/32" },
-		{ "2001:db8::/32", "2001:db8:1::/48" }, { "2001:db8:1::/48", "2001:db8:1:2::/64" },
-		{ "2001:db8:1:2::/64", "2001:db8:1:2::9/128" }, { "::/0", "fd00::/8" },
+		{ "0.0.0.0/0", "203.0.113.0/24" },
+		{ "0.0.0.0/0", "198.51.100.0/24" },
+		{ "0.0.0.0/0", "10.0.0.0/8" },
+		{ "10.0.0.0/8", "10.0.1.0/24" },
+		{ "203.0.113.0/24", "203.0.113.128/25" },
+		{ "203.0.113.0/24", "203.0.113.7/32" },
+		{ "203.0.113.128/25", "203.0.113.192/26" },
+		{ "198.51.100.0/24", "198.51.100.64/26" },
+		{ "192.0.0.0/16", "192.0.2.0/24" },
+		{ "::/0", "2001:db8::/32" },
+		{ "2001:db8::/32", "2001:db8:1::/48" },
+		{ "2001:db8:1::/48", "2001:db8:1:2::/64" },
+		{ "2001:db8:1:2::/64", "2001:db8:1:2::9/128" },
+		{ "::/0", "fd00::/8" },
 	};
 	const char *cand[8];
 	size_t n = 0;
@@ -427,10 +465,11 @@ static void netpol(struct yb *b, int idx)
 	bool in = rnd(3) != 0, eg = !in || rnd(3) == 0;
 	const char *ns = rnd(2) ? "a" : "b";
 
-	yadd(b, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
-		"metadata: {name: p%d, namespace: %s}\nspec:\n  podSelector: {}\n"
-		"  policyTypes: [%s%s%s]\n", idx, ns, in ? "Ingress" : "", in && eg ? ", " : "",
-	     eg ? "Egress" : "");
+	yadd(b,
+	     "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+	     "metadata: {name: p%d, namespace: %s}\nspec:\n  podSelector: {}\n"
+	     "  policyTypes: [%s%s%s]\n",
+	     idx, ns, in ? "Ingress" : "", in && eg ? ", " : "", eg ? "Egress" : "");
 	for (int d = 0; d < 2; d++) {
 		unsigned nr = rnd(3);
 		if ((d == 0 && !in) || (d == 1 && !eg))
@@ -467,8 +506,8 @@ static void anp_ports(struct yb *b, bool cnp)
 			if (rnd(3) == 0)
 				yadd(b, "%s{%s: {}}", i ? ", " : "", prl[x]);
 			else if (rnd(3) == 0 && p < 60000)
-				yadd(b, "%s{%s: {destinationPort: {range: {start: %u, end: %u}}}}", i ? ", " : "",
-				     prl[x], p, p + 1 + rnd(20));
+				yadd(b, "%s{%s: {destinationPort: {range: {start: %u, end: %u}}}}",
+				     i ? ", " : "", prl[x], p, p + 1 + rnd(20));
 			else
 				yadd(b, "%s{%s: {destinationPort: {number: %u}}}", i ? ", " : "", prl[x], p);
 		} else if (rnd(3) == 0 && p < 60000) {
@@ -491,15 +530,18 @@ static void cluster_pol(struct yb *b, int idx)
 	unsigned nr = 1 + rnd(3);
 
 	if (kind == 0)
-		yadd(b, "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n"
-			"metadata: {name: p%d}\nspec:\n  priority: %u\n", idx, rnd(50));
+		yadd(b,
+		     "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n"
+		     "metadata: {name: p%d}\nspec:\n  priority: %u\n",
+		     idx, rnd(50));
 	else if (kind == 1)
 		yadd(b, "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: BaselineAdminNetworkPolicy\n"
 			"metadata: {name: default}\nspec:\n");
 	else
-		yadd(b, "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\n"
-			"metadata: {name: p%d}\nspec:\n  tier: %s\n  priority: %u\n", idx,
-		     rnd(2) ? "Admin" : "Baseline", rnd(50));
+		yadd(b,
+		     "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\n"
+		     "metadata: {name: p%d}\nspec:\n  tier: %s\n  priority: %u\n",
+		     idx, rnd(2) ? "Admin" : "Baseline", rnd(50));
 	yadd(b, "  subject: %s\n  egress: [", subj);
 	for (unsigned r = 0; r < nr; r++) {
 		static const char *const acts[] = { "Allow", "Deny", "Pass" };
@@ -520,8 +562,7 @@ static void cluster_pol(struct yb *b, int idx)
 	yadd(b, "]\n");
 	if (rnd(3) == 0) {
 		/* pods-only ingress rules: they never concern the world */
-		yadd(b, "  ingress: [{action: %s, from: [{namespaces: {}}]}]\n",
-		     cnp ? "Accept" : "Allow");
+		yadd(b, "  ingress: [{action: %s, from: [{namespaces: {}}]}]\n", cnp ? "Accept" : "Allow");
 	}
 }
 
@@ -536,7 +577,7 @@ static void new_policy_set(void)
 	bool banp = false;
 
 	for (int i = 0; i < nkeys; i++) {
-		delete(keys[i]);
+		delete (keys[i]);
 		free(keys[i]);
 	}
 	nkeys = 0;
@@ -547,7 +588,8 @@ static void new_policy_set(void)
 		start = b.n;
 		if (rnd(2)) {
 			netpol(&b, i);
-			keys[nkeys++] = xasprintf("NetworkPolicy/%s/p%d", strstr(b.s + start, "namespace: a") ? "a" : "b", i);
+			keys[nkeys++] = xasprintf("NetworkPolicy/%s/p%d",
+						  strstr(b.s + start, "namespace: a") ? "a" : "b", i);
 		} else {
 			cluster_pol(&b, i);
 			if (strstr(b.s + start, "kind: BaselineAdminNetworkPolicy")) {
@@ -641,8 +683,10 @@ static void same_tables(void)
 		static const char *const ips[] = { WEB4, API6, DB4, N2 };
 		struct moat_explain xa, xb;
 		char err[128];
-		assert_int_equal(moat_compiler_explain(A.c, ips[i], WEB4, IPPROTO_TCP, 80, &xa, err, sizeof(err)), 0);
-		assert_int_equal(moat_compiler_explain(B.c, ips[i], WEB4, IPPROTO_TCP, 80, &xb, err, sizeof(err)), 0);
+		assert_int_equal(
+			moat_compiler_explain(A.c, ips[i], WEB4, IPPROTO_TCP, 80, &xa, err, sizeof(err)), 0);
+		assert_int_equal(
+			moat_compiler_explain(B.c, ips[i], WEB4, IPPROTO_TCP, 80, &xb, err, sizeof(err)), 0);
 		assert_int_equal(xa.src_identity, xb.src_identity);
 		assert_int_equal(xa.verdict, xb.verdict);
 	}
@@ -748,7 +792,7 @@ static void test_one_way_deny_is_not_offloaded(void **state)
 	struct moat_pfc_stats st;
 
 	(void)state;
-	delete("AdminNetworkPolicy/no-bad");
+	delete ("AdminNetworkPolicy/no-bad");
 	free(keys[--nkeys]);
 	apply(0);
 	moat_pfc_get_stats(PFC, &st);
@@ -803,7 +847,7 @@ static void test_cluster_prefixes_stay_native(void **state)
 
 	(void)state;
 	for (int i = 0; i < nkeys; i++) {
-		delete(keys[i]);
+		delete (keys[i]);
 		free(keys[i]);
 	}
 	nkeys = 0;
@@ -844,7 +888,6 @@ static void test_observe_only(void **state)
 	assert_int_equal(pf_run(&x.p), XDP_DROP);
 }
 
-
 /* Not a pass/fail figure: the host cost of both programs on the same
  * packets, measured side by side (BPF_PROG_TEST_RUN, repeat 1e6). */
 static __u32 pf_ns(const struct pkt *p, __u32 repeat)
@@ -871,12 +914,12 @@ static void test_cost(void **state)
 	assert_int_equal(pf_run(&pass.p), XDP_PASS);
 	fix_run_repeat(A.f, MOAT_HOOK_UPLINK, 0, drop.p.data, drop.p.len, r, &full_drop);
 	fix_run_repeat(A.f, MOAT_HOOK_UPLINK, 0, pass.p.data, pass.p.len, r, &full_pass);
-	fprintf(stderr, "host cost per packet (ns, repeat %u): pre-filter drop %u, pre-filter pass "
-			"(no pair) %u; full program on the same packets (repeats after the first hit its "
-			"caches): denied %u, allowed %u\n",
+	fprintf(stderr,
+		"host cost per packet (ns, repeat %u): pre-filter drop %u, pre-filter pass "
+		"(no pair) %u; full program on the same packets (repeats after the first hit its "
+		"caches): denied %u, allowed %u\n",
 		r, pf_ns(&drop.p, r), pf_ns(&pass.p, r), full_drop, full_pass);
 }
-
 
 /* The budget: whole prefix trees only, and what does not fit stays with the
  * full program (a smaller pre-filter drops less, never wrongly).  Then the
@@ -894,7 +937,7 @@ static void test_budget_and_scale(void **state)
 
 	(void)state;
 	for (int i = 0; i < nkeys; i++) {
-		delete(keys[i]);
+		delete (keys[i]);
 		free(keys[i]);
 	}
 	nkeys = 0;
@@ -958,8 +1001,9 @@ static void test_budget_and_scale(void **state)
 	t0 = moat_now_ns();
 	apply(0);
 	moat_pfc_get_stats(PFC, &st);
-	fprintf(stderr, "scale: %u regions, %u pairs placed; build %.1f ms, two-half update %.1f ms, "
-			"%llu map writes (one firmware round trip each on a NIC); whole apply %.1f ms\n",
+	fprintf(stderr,
+		"scale: %u regions, %u pairs placed; build %.1f ms, two-half update %.1f ms, "
+		"%llu map writes (one firmware round trip each on a NIC); whole apply %.1f ms\n",
 		st.regions, st.pairs, st.build_ns / 1e6, st.apply_ns / 1e6, (unsigned long long)st.writes,
 		(moat_now_ns() - t0) / 1e6);
 	assert_int_equal(st.pairs, 405); /* 400 + the 5 regions above */
@@ -991,8 +1035,9 @@ static void test_random_policy_sets(void **state)
 		same_tables();
 		traffic("settled", NPACKETS);
 	}
-	fprintf(stderr, "differential: seed %u, %u policy sets, %lu packets, %lu dropped by the "
-			"full program, %lu of them by the pre-filter, %lu generation updates\n",
+	fprintf(stderr,
+		"differential: seed %u, %u policy sets, %lu packets, %lu dropped by the "
+		"full program, %lu of them by the pre-filter, %lu generation updates\n",
 		SEED, NSETS, N.packets, N.full_drops, N.pf_drops, N.phases);
 	/* the run must have exercised the pre-filter's drops */
 	assert_true(N.pf_drops > drops0);
@@ -1001,9 +1046,9 @@ static void test_random_policy_sets(void **state)
 /* Every single map write of an update leaves a pre-filter that drops only
  * what the compiler denies in both directions, in the generation the full
  * program enforces at that moment. */
-static const char *probe_srcs[] = { "203.0.113.1", "203.0.113.7", "203.0.113.130", "203.0.113.200",
-				    "198.51.100.70", "192.0.2.33", "2001:db8::1", "2001:db8:1:2::9",
-				    "2001:db8:1::5" };
+static const char *probe_srcs[] = { "203.0.113.1",   "203.0.113.7",     "203.0.113.130",
+				    "203.0.113.200", "198.51.100.70",   "192.0.2.33",
+				    "2001:db8::1",   "2001:db8:1:2::9", "2001:db8:1::5" };
 
 /* The full program's lookups over one view of B's compiler: the world
  * address's CIDR region by longest prefix over the region table, then the
@@ -1096,7 +1141,8 @@ static void probe_all(const char *stage, bool next)
 				assert_int_equal(view_verdicts(next, &x, &in, &out), 0);
 				if (in != MOAT_VERDICT_DENY || out != MOAT_VERDICT_DENY)
 					fail_msg("seed %u: %s: pre-filter drops %s, the enforced generation "
-						 "says ingress %d, egress back %d", SEED, stage, x.text, in, out);
+						 "says ingress %d, egress back %d",
+						 SEED, stage, x.text, in, out);
 				N.write_checks++;
 			}
 		}
@@ -1131,8 +1177,7 @@ static void test_every_write_is_safe(void **state)
 		assert_int_equal(moat_pfc_apply_after(PFC, PF), 0);
 		moat_pf_set_write_hook(PF, NULL, NULL);
 	}
-	fprintf(stderr, "every write: %lu pre-filter drops checked against the compiler\n",
-		N.write_checks);
+	fprintf(stderr, "every write: %lu pre-filter drops checked against the compiler\n", N.write_checks);
 	assert_true(N.write_checks > 0);
 }
 
@@ -1145,7 +1190,7 @@ static void test_failed_write_disables(void **state)
 
 	(void)state;
 	for (int i = 0; i < nkeys; i++) {
-		delete(keys[i]);
+		delete (keys[i]);
 		free(keys[i]);
 	}
 	nkeys = 0;
@@ -1203,7 +1248,6 @@ static void test_failed_write_disables(void **state)
 	check(&x, "rewritten");
 }
 
-
 /* moatd's sequence through the manager (hostd/pfmgr.c): a pre-filter taken
  * over with the live generation, kept in step around each switch, its
  * settings followed, its drops sampled, all of it in the status. */
@@ -1228,7 +1272,7 @@ static void test_manager(void **state)
 
 	(void)state;
 	for (int i = 0; i < nkeys; i++) {
-		delete(keys[i]);
+		delete (keys[i]);
 		free(keys[i]);
 	}
 	nkeys = 0;
@@ -1276,12 +1320,14 @@ static void test_manager(void **state)
 	assert_int_equal(json_integer_value(json_object_get(t, "pairs")), 1);
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(st, "counters"), "dropped")), 3);
 	assert_int_equal(json_array_size(json_object_get(st, "pairs")), 1);
-	assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(st, "pairs"), 0),
-							       "source")), "203.0.113.0/24");
+	assert_string_equal(
+		json_string_value(json_object_get(json_array_get(json_object_get(st, "pairs"), 0), "source")),
+		"203.0.113.0/24");
 	/* every drop sampled (shift 0): three events read from the perf buffer */
 	assert_int_equal(json_array_size(json_object_get(st, "samples")), 3);
-	assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(st, "samples"), 0),
-							       "src")), "203.0.113.1");
+	assert_string_equal(
+		json_string_value(json_object_get(json_array_get(json_object_get(st, "samples"), 0), "src")),
+		"203.0.113.1");
 	json_decref(st);
 
 	/* observe-only: counted, passed */
@@ -1306,7 +1352,7 @@ static void test_manager(void **state)
 	o.revoke = true;
 	moat_pfmgr_configure(m, &o, B.c);
 	/* the policy goes: so do the pairs, in step with the generation */
-	delete("AdminNetworkPolicy/no-bad");
+	delete ("AdminNetworkPolicy/no-bad");
 	free(keys[--nkeys]);
 	pfmgr_generation(m);
 	{

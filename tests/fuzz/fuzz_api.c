@@ -213,7 +213,8 @@ static const char *const HIDDEN[] = { "hiddenb", "hiddenc", "10.0.2.", "10.0.3."
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const char *const toks[] = { NULL, "tok-nope-0123456789", "tok-admin-0123456789", "tok-viewer-a-0123456789", "tok-admin-0123456789-b" };
+	static const char *const toks[] = { NULL, "tok-nope-0123456789", "tok-admin-0123456789",
+					    "tok-viewer-a-0123456789", "tok-admin-0123456789-b" };
 	const char *p = (const char *)data, *end = p + size, *nl, *sp;
 	char method[16], path[2048], *req, *resp, *body;
 	size_t rlen, blen, plen;
@@ -250,10 +251,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	blen = (size_t)(end - body);
 	{
 		char hdr[2400];
-		int hl = snprintf(hdr, sizeof(hdr),
-				  "%s %s HTTP/1.1\r\nHost: moat\r\nConnection: close\r\n%s%s%sContent-Length: %zu\r\n\r\n",
-				  method, path, toks[who] ? "Authorization: Bearer " : "",
-				  toks[who] ? toks[who] : "", toks[who] ? "\r\n" : "", blen);
+		int hl = snprintf(
+			hdr, sizeof(hdr),
+			"%s %s HTTP/1.1\r\nHost: moat\r\nConnection: close\r\n%s%s%sContent-Length: %zu\r\n\r\n",
+			method, path, toks[who] ? "Authorization: Bearer " : "", toks[who] ? toks[who] : "",
+			toks[who] ? "\r\n" : "", blen);
 		req = xcalloc(1, (size_t)hl + blen + 1);
 		memcpy(req, hdr, (size_t)hl);
 		memcpy(req + hl, body, blen);
@@ -281,7 +283,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t dlen = 0;
 		for (size_t i = 0; i < size; i++) {
 			unsigned x;
-			if (data[i] == '%' && i + 2 < size && sscanf((const char *)data + i + 1, "%2x", &x) == 1) {
+			if (data[i] == '%' && i + 2 < size &&
+			    sscanf((const char *)data + i + 1, "%2x", &x) == 1) {
 				dec[dlen++] = (char)x;
 				i += 2;
 			} else {

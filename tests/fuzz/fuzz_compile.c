@@ -69,8 +69,8 @@ static unsigned rd(struct in *in)
 static const char *const NS[] = { "a", "b", "c" };
 static const char *const KEYS[] = { "app", "tier", "team", "kubernetes.io/metadata.name" };
 static const char *const VALS[] = { "web", "db", "x", "y", "a", "b" };
-static const char *const CIDRS[] = { "10.0.0.0/8",  "10.1.0.0/16", "10.1.0.1/32", "10.2.0.0/24",
-				     "0.0.0.0/0",   "10.99.0.0/24", "10.1.0.2/31", "192.0.2.0/24" };
+static const char *const CIDRS[] = { "10.0.0.0/8", "10.1.0.0/16",  "10.1.0.1/32", "10.2.0.0/24",
+				     "0.0.0.0/0",  "10.99.0.0/24", "10.1.0.2/31", "192.0.2.0/24" };
 static const char *const EXCEPT[] = { "10.1.0.0/24", "10.1.0.1/32", "10.99.0.1/32", "10.2.0.0/25" };
 
 static json_t *labels(struct in *in)
@@ -98,8 +98,7 @@ static json_t *selector(struct in *in)
 		break; /* everything */
 	case 1:
 	case 2:
-		json_object_set_new(s, "matchLabels",
-				    json_pack("{s:s}", key, VALS[(b >> 5) % 6]));
+		json_object_set_new(s, "matchLabels", json_pack("{s:s}", key, VALS[(b >> 5) % 6]));
 		break;
 	default: {
 		static const char *const ops[] = { "In", "NotIn", "Exists", "DoesNotExist" };
@@ -108,8 +107,8 @@ static json_t *selector(struct in *in)
 		if ((b >> 5 & 3) < 2) {
 			unsigned v = rd(in);
 			json_object_set_new(r, "values",
-					    v & 0x80 ? json_pack("[s,s]", VALS[v % 6], VALS[(v >> 3) % 6])
-						     : json_pack("[s]", VALS[v % 6]));
+					    v & 0x80 ? json_pack("[s,s]", VALS[v % 6], VALS[(v >> 3) % 6]) :
+						       json_pack("[s]", VALS[v % 6]));
 		}
 		json_object_set_new(s, "matchExpressions", json_pack("[o]", r));
 		if (b % 6 == 5)
@@ -138,8 +137,7 @@ static json_t *np_peer(struct in *in)
 	case 1:
 		return json_pack("{s:o}", "namespaceSelector", selector(in));
 	case 2:
-		return json_pack("{s:o,s:o}", "namespaceSelector", selector(in), "podSelector",
-				 selector(in));
+		return json_pack("{s:o,s:o}", "namespaceSelector", selector(in), "podSelector", selector(in));
 	default: {
 		json_t *ib = json_pack("{s:s}", "cidr", CIDRS[(b >> 2) & 7]);
 		if (b & 0x20)
@@ -223,8 +221,8 @@ static json_t *netpol(struct in *in, int i)
 	if (b & 0x20)
 		json_object_set_new(spec, "egress", np_rules(in, "to"));
 	return json_pack("{s:s,s:s,s:{s:s,s:s},s:o}", "apiVersion", "networking.k8s.io/v1", "kind",
-			 "NetworkPolicy", "metadata", "name", name, "namespace", NS[(b & 3) % 3],
-			 "spec", spec);
+			 "NetworkPolicy", "metadata", "name", name, "namespace", NS[(b & 3) % 3], "spec",
+			 spec);
 }
 
 /* ---- the cluster kinds ----------------------------------------------------------------------- */
@@ -235,8 +233,8 @@ static json_t *cl_peer(struct in *in, bool egress)
 	case 0:
 		return json_pack("{s:o}", "namespaces", selector(in));
 	case 1:
-		return json_pack("{s:{s:o,s:o}}", "pods", "namespaceSelector", selector(in),
-				 "podSelector", selector(in));
+		return json_pack("{s:{s:o,s:o}}", "pods", "namespaceSelector", selector(in), "podSelector",
+				 selector(in));
 	case 2:
 		return json_pack("{s:[s]}", "networks", CIDRS[(b >> 2) & 7]);
 	default:
@@ -288,9 +286,9 @@ static json_t *cl_rules(struct in *in, int kind, bool egress)
 	for (unsigned i = 0; i < n; i++) {
 		unsigned b = rd(in), np = 1 + b % 2, nq = (b >> 2) % 3;
 		json_t *pa = json_array(), *r;
-		const char *act = kind == MOAT_K_CNP ? a2[(b >> 4) % 3]
-				  : kind == MOAT_K_BANP ? a1[(b >> 4) & 1]
-							: a1[(b >> 4) % 3];
+		const char *act = kind == MOAT_K_CNP  ? a2[(b >> 4) % 3] :
+				  kind == MOAT_K_BANP ? a1[(b >> 4) & 1] :
+							a1[(b >> 4) % 3];
 		for (unsigned k = 0; k < np; k++)
 			json_array_append_new(pa, cl_peer(in, egress));
 		r = json_pack("{s:s,s:o}", "action", act, egress ? "to" : "from", pa);
@@ -312,14 +310,14 @@ static json_t *cluster(struct in *in, int kind, int i)
 	static const char *const names[] = { "alpha", "beta", "gamma", "delta", "eps" };
 	unsigned b = rd(in);
 	json_t *spec = json_object(), *subj;
-	const char *api = kind == MOAT_K_CNP ? "policy.networking.k8s.io/v1alpha2"
-					     : "policy.networking.k8s.io/v1alpha1";
-	const char *k = kind == MOAT_K_ANP ? "AdminNetworkPolicy"
-			: kind == MOAT_K_BANP ? "BaselineAdminNetworkPolicy"
-					      : "ClusterNetworkPolicy";
+	const char *api = kind == MOAT_K_CNP ? "policy.networking.k8s.io/v1alpha2" :
+					       "policy.networking.k8s.io/v1alpha1";
+	const char *k = kind == MOAT_K_ANP  ? "AdminNetworkPolicy" :
+			kind == MOAT_K_BANP ? "BaselineAdminNetworkPolicy" :
+					      "ClusterNetworkPolicy";
 
-	subj = b & 1 ? json_pack("{s:o}", "namespaces", selector(in))
-		     : json_pack("{s:{s:o,s:o}}", "pods", "namespaceSelector", selector(in), "podSelector",
+	subj = b & 1 ? json_pack("{s:o}", "namespaces", selector(in)) :
+		       json_pack("{s:{s:o,s:o}}", "pods", "namespaceSelector", selector(in), "podSelector",
 				 selector(in));
 	json_object_set_new(spec, "subject", subj);
 	if (kind != MOAT_K_BANP)
@@ -336,13 +334,13 @@ static json_t *cluster(struct in *in, int kind, int i)
 
 /* ---- the world ------------------------------------------------------------------------------- */
 #define MAXOBJ 16
-#define MAXEP 9
+#define MAXEP  9
 
 struct world {
 	json_t *objs[MAXOBJ];
-	size_t n, npol;            /* policies are objs[n - npol .. n) */
+	size_t n, npol; /* policies are objs[n - npol .. n) */
 	char ips[MAXEP][20];
-	const char *node[MAXEP];   /* a pod's node */
+	const char *node[MAXEP]; /* a pod's node */
 	size_t nips;
 	uint16_t extra_port;
 };
@@ -410,9 +408,10 @@ static void build(struct world *w, struct in *in)
 		char name[8], ip[20];
 		snprintf(name, sizeof(name), "n%d", i);
 		snprintf(ip, sizeof(ip), "10.99.0.%d", i);
-		add(w, json_pack("{s:s,s:s,s:{s:s,s:{s:s}},s:{s:[{s:s,s:s}]}}", "apiVersion", "v1", "kind",
-				 "Node", "metadata", "name", name, "labels", "team", i == 1 ? "x" : "y",
-				 "status", "addresses", "type", "InternalIP", "address", ip),
+		add(w,
+		    json_pack("{s:s,s:s,s:{s:s,s:{s:s}},s:{s:[{s:s,s:s}]}}", "apiVersion", "v1", "kind",
+			      "Node", "metadata", "name", name, "labels", "team", i == 1 ? "x" : "y",
+			      "status", "addresses", "type", "InternalIP", "address", ip),
 		    false);
 		snprintf(w->ips[w->nips++], sizeof(w->ips[0]), "%s", ip);
 	}
@@ -430,13 +429,14 @@ static void build(struct world *w, struct in *in)
 			json_array_append_new(ports, json_pack("{s:s,s:i,s:s}", "name", "dns",
 							       "containerPort", 53, "protocol", "UDP"));
 		if (b & 0x10)
-			json_array_append_new(ports, json_pack("{s:s,s:i,s:s}", "name", "s",
-							       "containerPort", 9000, "protocol", "SCTP"));
-		add(w, json_pack("{s:s,s:s,s:{s:s,s:s,s:o},s:{s:s,s:[{s:s,s:o}]},s:{s:s,s:[{s:s}]}}",
-				 "apiVersion", "v1", "kind", "Pod", "metadata", "name", name, "namespace",
-				 NS[(b & 3) % 3], "labels", labels(in), "spec", "nodeName",
-				 b & 0x20 ? "n2" : "n1", "containers", "name", "c", "ports", ports,
-				 "status", "podIP", ip, "podIPs", "ip", ip),
+			json_array_append_new(ports, json_pack("{s:s,s:i,s:s}", "name", "s", "containerPort",
+							       9000, "protocol", "SCTP"));
+		add(w,
+		    json_pack("{s:s,s:s,s:{s:s,s:s,s:o},s:{s:s,s:[{s:s,s:o}]},s:{s:s,s:[{s:s}]}}",
+			      "apiVersion", "v1", "kind", "Pod", "metadata", "name", name, "namespace",
+			      NS[(b & 3) % 3], "labels", labels(in), "spec", "nodeName",
+			      b & 0x20 ? "n2" : "n1", "containers", "name", "c", "ports", ports, "status",
+			      "podIP", ip, "podIPs", "ip", ip),
 		    false);
 		w->node[w->nips] = b & 0x20 ? "n2" : "n1";
 		snprintf(w->ips[w->nips++], sizeof(w->ips[0]), "%s", ip);
@@ -481,7 +481,7 @@ struct probe {
 };
 
 #define NPROTO 4
-#define NPORT 8
+#define NPORT  8
 
 static size_t nprobes(const struct world *w)
 {
@@ -490,8 +490,7 @@ static size_t nprobes(const struct world *w)
 
 /* Every probe explained, in a fixed order; checked against the reference
  * when rw is given. */
-static struct probe *explain_all(struct moat_compiler *c, const struct world *w,
-				 struct ref_world *rw)
+static struct probe *explain_all(struct moat_compiler *c, const struct world *w, struct ref_world *rw)
 {
 	static const uint8_t protos[NPROTO] = { IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP, IPPROTO_ICMP };
 	uint16_t ports[NPORT] = { 1, 53, 80, 81, 8080, 9000, 65535, w->extra_port };
@@ -529,7 +528,8 @@ static struct probe *explain_all(struct moat_compiler *c, const struct world *w,
 					moat_addr_parse(w->ips[b], &da);
 					ref_judge(rw, &sa, &da, pr, port, &r);
 					if (x.verdict != r.verdict ||
-					    (r.verdict == MOAT_VERDICT_DENY && (x.dir != r.dir || x.tier != r.tier))) {
+					    (r.verdict == MOAT_VERDICT_DENY &&
+					     (x.dir != r.dir || x.tier != r.tier))) {
 						fprintf(stderr,
 							"%s -> %s %u/%s: reference %s (dir %d tier %d), compiled %s (dir %d tier %d, %s)\n",
 							w->ips[a], w->ips[b], port, moat_proto_name(pr),
@@ -655,8 +655,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		l = labels(&in);
 		kind = json_string_value(json_object_get(obj, "kind"));
 		if (!strcmp(kind, "Namespace"))
-			json_object_set_new(l, "kubernetes.io/metadata.name",
-					    json_incref(json_object_get(json_object_get(obj, "metadata"), "name")));
+			json_object_set_new(
+				l, "kubernetes.io/metadata.name",
+				json_incref(json_object_get(json_object_get(obj, "metadata"), "name")));
 		json_object_set_new(json_object_get(obj, "metadata"), "labels", l);
 		json_decref(w.objs[t]);
 		w.objs[t] = obj;

@@ -138,7 +138,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		moat_fit_report_free(&r2);
 		return 0;
 	}
-	assert(r.nviol == r2.nviol && r.dropped == r2.dropped && r.nprogs == r2.nprogs && r.nmaps == r2.nmaps);
+	assert(r.nviol == r2.nviol && r.dropped == r2.dropped && r.nprogs == r2.nprogs &&
+	       r.nmaps == r2.nmaps);
 	assert(r.nviol <= MOAT_FIT_MAX_VIOLATIONS);
 	assert(r.dropped == 0 || r.nviol == MOAT_FIT_MAX_VIOLATIONS);
 	for (int k = 0; k < MOAT_FIT_KIND_MAX; k++)

@@ -37,7 +37,7 @@
 #include "pcapng.h"
 #include "util.h"
 
-#define T0 1795849200000000000ull /* 2026-11-28T07:00:00Z */
+#define T0  1795849200000000000ull /* 2026-11-28T07:00:00Z */
 #define SEC 1000000000ull
 
 struct blk {
@@ -131,7 +131,8 @@ static void check_block(const struct pcapng_block *b)
 		struct pcapng_idb_view v;
 		if (!pcapng_parse_idb(b, &v)) {
 			assert(inside(b, v.opts, v.opts_len));
-			assert(memchr(v.name, 0, sizeof(v.name)) && memchr(v.description, 0, sizeof(v.description)));
+			assert(memchr(v.name, 0, sizeof(v.name)) &&
+			       memchr(v.description, 0, sizeof(v.description)));
 			assert(v.ts_div_num && v.ts_div_den);
 			(void)pcapng_ts_ns(&v, UINT64_MAX);
 			check_opts(v.opts, v.opts_len);
@@ -153,7 +154,8 @@ static void check_block(const struct pcapng_block *b)
 					/* what the query writes back parses to the same record */
 					assert(!moat_rec_parse(s, strlen(s), &r2) && r2.n == r.n);
 					for (size_t i = 0; i < r.n; i++)
-						assert(!strcmp(r.key[i], r2.key[i]) && !strcmp(r.val[i], r2.val[i]));
+						assert(!strcmp(r.key[i], r2.key[i]) &&
+						       !strcmp(r.val[i], r2.val[i]));
 					moat_rec_free(&r2);
 					free(s);
 					moat_rec_free(&r);
@@ -286,8 +288,9 @@ static int count_rec(json_t *rec, void *arg)
 
 static void query(const char *dir, int format, const char *filter)
 {
-	struct moat_archive_query q = { .verdict = -1, .format = format, .flows = true, .all = true,
-					.node = "n1", .filter = filter };
+	struct moat_archive_query q = {
+		.verdict = -1, .format = format, .flows = true, .all = true, .node = "n1", .filter = filter
+	};
 	struct moat_aq *aq;
 	struct moat_aq_stats st;
 	struct pcapng_buf out = { 0 };

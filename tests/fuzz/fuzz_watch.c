@@ -44,7 +44,7 @@ struct st {
 	bool namespaced;
 	size_t max_objects, max_object_bytes;
 	bool list_phase;
-	struct hmap live;    /* key -> the same string */
+	struct hmap live; /* key -> the same string */
 	size_t nerr;
 };
 
@@ -73,8 +73,8 @@ static void on_event(void *arg, const struct moat_k8s_event *ev)
 		assert(sget(ev->obj, "apiVersion", NULL));
 		assert(rv && *rv && strlen(rv) <= 128);
 		assert(name && *name && !strchr(name, '/'));
-		key = s->namespaced ? xasprintf("%s/%s/%s", s->kind, ns, name)
-				    : xasprintf("%s/%s", s->kind, name);
+		key = s->namespaced ? xasprintf("%s/%s/%s", s->kind, ns, name) :
+				      xasprintf("%s/%s", s->kind, name);
 		assert(!strcmp(key, ev->key));
 		free(key);
 		if (s->list_phase)

@@ -35,20 +35,18 @@
 
 #include "pcapng.h"
 
-#define T0 1795849200000000000ull
+#define T0  1795849200000000000ull
 #define SEC 1000000000ull
 
 static const uint8_t tcp4[60] = {
-	0x0e, 0, 0, 0, 0, 2, 0x0e, 0, 0, 0, 0, 1, 0x08, 0x00,
-	0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 1, 1, 10, 0, 1, 2,
-	0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0x20, 0, 0, 0, 0, 0,
+	0x0e, 0,  0,    0, 0,  2, 0x0e, 0, 0,  0, 0,    1,    0x08, 0x00, 0x45, 0, 0,    40,
+	0,    1,  0x40, 0, 64, 6, 0,    0, 10, 0, 1,    1,    10,   0,    1,    2, 0x9c, 0x40,
+	0,    80, 0,    0, 0,  1, 0,    0, 0,  0, 0x50, 0x02, 0x20, 0,    0,    0, 0,    0,
 };
 static const uint8_t udp6[66] = {
-	0x0e, 0, 0, 0, 0, 2, 0x0e, 0, 0, 0, 0, 1, 0x86, 0xdd,
-	0x60, 0, 0, 0, 0, 12, 17, 64,
-	0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
-	0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,
-	0x13, 0x88, 0, 53, 0, 12, 0, 0, 'a', 'b', 'c', 'd',
+	0x0e, 0, 0, 0, 0, 2, 0x0e, 0, 0, 0, 0,    1,    0x86, 0xdd, 0x60, 0,  0,    0, 0,   12,  17,  64,
+	0xfd, 0, 0, 0, 0, 0, 0,    0, 0, 0, 0,    0,    0,    0,    0,    1,  0xfd, 0, 0,   0,   0,   0,
+	0,    0, 0, 0, 0, 0, 0,    0, 0, 2, 0x13, 0x88, 0,    53,   0,    12, 0,    0, 'a', 'b', 'c', 'd',
 };
 
 static int save(const char *dir, const char *name, const void *p, size_t len)
@@ -67,9 +65,13 @@ static int save(const char *dir, const char *name, const void *p, size_t len)
 
 static void section(struct pcapng_buf *b, int variant)
 {
-	struct pcapng_shb_info shb = { .hardware = "n1", .os = "Linux", .userappl = "moatd",
+	struct pcapng_shb_info shb = { .hardware = "n1",
+				       .os = "Linux",
+				       .userappl = "moatd",
 				       .comment = variant ? NULL : "moat archive segment" };
-	struct pcapng_idb_info i0 = { .linktype = 1, .snaplen = 65535, .name = "h_veth0", .description = "pod a/x" };
+	struct pcapng_idb_info i0 = {
+		.linktype = 1, .snaplen = 65535, .name = "h_veth0", .description = "pod a/x"
+	};
 	struct pcapng_idb_info i1 = { .linktype = 1, .snaplen = 256, .name = "p_veth1" };
 
 	pcapng_put_shb(b, &shb);
@@ -82,17 +84,29 @@ static void packets(struct pcapng_buf *b, int n, int first_id)
 	for (int i = 0; i < n; i++) {
 		char c[256];
 		struct pcapng_epb_info e = {
-			.ifid = (uint32_t)(i & 1), .ts_ns = T0 + (uint64_t)i * SEC, .data = i % 3 == 2 ? udp6 : tcp4,
-			.caplen = i % 3 == 2 ? sizeof(udp6) : sizeof(tcp4), .origlen = i % 3 == 2 ? 66 : 1500,
-			.flags = i & 1 ? PCAPNG_DIR_OUTBOUND : PCAPNG_DIR_INBOUND, .has_dropcount = i == 1,
-			.dropcount = 3, .has_packetid = true, .packetid = (uint64_t)(first_id + i),
-			.has_verdict = true, .verdict_type = PCAPNG_VERDICT_XDP, .verdict = i == 1 ? 1 : 2,
+			.ifid = (uint32_t)(i & 1),
+			.ts_ns = T0 + (uint64_t)i * SEC,
+			.data = i % 3 == 2 ? udp6 : tcp4,
+			.caplen = i % 3 == 2 ? sizeof(udp6) : sizeof(tcp4),
+			.origlen = i % 3 == 2 ? 66 : 1500,
+			.flags = i & 1 ? PCAPNG_DIR_OUTBOUND : PCAPNG_DIR_INBOUND,
+			.has_dropcount = i == 1,
+			.dropcount = 3,
+			.has_packetid = true,
+			.packetid = (uint64_t)(first_id + i),
+			.has_verdict = true,
+			.verdict_type = PCAPNG_VERDICT_XDP,
+			.verdict = i == 1 ? 1 : 2,
 			.comment = c,
 		};
-		snprintf(c, sizeof(c),
-			 "moat: id=1.%d verdict=%s hook=from-pod src=a/x dst=b/y rule=\"b/only-from-b ingress #0\" "
-			 "rule_ns=b tier=netpol",
-			 first_id + i, i == 1 ? "deny" : i == 2 ? "audit" : "allow");
+		snprintf(
+			c, sizeof(c),
+			"moat: id=1.%d verdict=%s hook=from-pod src=a/x dst=b/y rule=\"b/only-from-b ingress #0\" "
+			"rule_ns=b tier=netpol",
+			first_id + i,
+			i == 1 ? "deny" :
+			i == 2 ? "audit" :
+				 "allow");
 		pcapng_put_epb(b, &e);
 	}
 }
@@ -101,13 +115,14 @@ static void records(struct pcapng_buf *b, int id)
 {
 	char j[512];
 
-	snprintf(j, sizeof(j),
-		 "{\"moat\":\"flow\",\"v\":1,\"id\":\"1.%d\",\"state\":\"end\",\"proto\":\"tcp\",\"proto_num\":6,"
-		 "\"src\":{\"ip\":\"10.0.1.1\",\"port\":40000,\"namespace\":\"a\",\"pod\":\"x\"},"
-		 "\"dst\":{\"ip\":\"10.0.1.2\",\"port\":80,\"namespace\":\"b\",\"pod\":\"y\"},"
-		 "\"verdict\":\"allow\",\"rule\":\"b/only-from-b ingress #0\",\"rule_ns\":\"b\","
-		 "\"first_ns\":%llu,\"last_ns\":%llu,\"packets\":4,\"bytes\":240}",
-		 id, (unsigned long long)T0, (unsigned long long)(T0 + 2 * SEC));
+	snprintf(
+		j, sizeof(j),
+		"{\"moat\":\"flow\",\"v\":1,\"id\":\"1.%d\",\"state\":\"end\",\"proto\":\"tcp\",\"proto_num\":6,"
+		"\"src\":{\"ip\":\"10.0.1.1\",\"port\":40000,\"namespace\":\"a\",\"pod\":\"x\"},"
+		"\"dst\":{\"ip\":\"10.0.1.2\",\"port\":80,\"namespace\":\"b\",\"pod\":\"y\"},"
+		"\"verdict\":\"allow\",\"rule\":\"b/only-from-b ingress #0\",\"rule_ns\":\"b\","
+		"\"first_ns\":%llu,\"last_ns\":%llu,\"packets\":4,\"bytes\":240}",
+		id, (unsigned long long)T0, (unsigned long long)(T0 + 2 * SEC));
 	pcapng_put_custom(b, 32473, j, strlen(j));
 	snprintf(j, sizeof(j),
 		 "{\"moat\":\"loss\",\"v\":1,\"node\":\"n1\",\"run\":1,\"time\":\"2026-11-28T07:00:05Z\","
@@ -120,8 +135,14 @@ static void records(struct pcapng_buf *b, int id)
 
 static void isb(struct pcapng_buf *b)
 {
-	struct pcapng_isb_info s = { .ifid = 0, .ts_ns = T0 + 9 * SEC, .start_ns = T0, .end_ns = T0 + 9 * SEC,
-				     .has_counters = true, .ifrecv = 10, .ifdrop = 1, .usrdeliv = 9,
+	struct pcapng_isb_info s = { .ifid = 0,
+				     .ts_ns = T0 + 9 * SEC,
+				     .start_ns = T0,
+				     .end_ns = T0 + 9 * SEC,
+				     .has_counters = true,
+				     .ifrecv = 10,
+				     .ifdrop = 1,
+				     .usrdeliv = 9,
 				     .comment = "counters" };
 	pcapng_put_isb(b, &s);
 }
@@ -203,8 +224,9 @@ static void add(struct pcapng_buf *b, struct nl_msg *m)
 static struct nl_msg *link_msg(int type, int ifindex, const char *name, const char *kind, int peer, int nsid)
 {
 	struct nl_msg *m = nlmsg_alloc_simple(type, 0);
-	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC, .ifi_index = ifindex, .ifi_flags = IFF_UP,
-				 .ifi_change = 0xffffffff };
+	struct ifinfomsg ifi = {
+		.ifi_family = AF_UNSPEC, .ifi_index = ifindex, .ifi_flags = IFF_UP, .ifi_change = 0xffffffff
+	};
 
 	nlmsg_append(m, &ifi, sizeof(ifi), NLMSG_ALIGNTO);
 	if (name)
@@ -225,9 +247,12 @@ static struct nl_msg *link_msg(int type, int ifindex, const char *name, const ch
 static struct nl_msg *route_msg(int type, int family, const char *dst, int plen, int oif, int table)
 {
 	struct nl_msg *m = nlmsg_alloc_simple(type, 0);
-	struct rtmsg rt = { .rtm_family = (unsigned char)family, .rtm_dst_len = (unsigned char)plen,
-			    .rtm_table = RT_TABLE_MAIN, .rtm_protocol = RTPROT_BOOT,
-			    .rtm_scope = RT_SCOPE_LINK, .rtm_type = RTN_UNICAST };
+	struct rtmsg rt = { .rtm_family = (unsigned char)family,
+			    .rtm_dst_len = (unsigned char)plen,
+			    .rtm_table = RT_TABLE_MAIN,
+			    .rtm_protocol = RTPROT_BOOT,
+			    .rtm_scope = RT_SCOPE_LINK,
+			    .rtm_type = RTN_UNICAST };
 	uint8_t a[16];
 
 	inet_pton(family, dst, a);

@@ -152,8 +152,7 @@ int fix_reset(struct dpfix *f)
 	if (!err)
 		err = percpu_zero(f, MOAT_MAP_STATS, MOAT_STAT_MAX, sizeof(struct moat_stat));
 	if (!err)
-		err = percpu_zero(f, MOAT_MAP_RULESTATS, FIX_MAX_RULES,
-				  sizeof(struct moat_rule_stat));
+		err = percpu_zero(f, MOAT_MAP_RULESTATS, FIX_MAX_RULES, sizeof(struct moat_rule_stat));
 	if (!err)
 		err = percpu_zero(f, MOAT_MAP_EVSTATS, MOAT_EVS_MAX, sizeof(__u64));
 	if (!err)
@@ -212,11 +211,13 @@ static bool is_ip6(const char *s)
 	return strchr(s, ':') != NULL;
 }
 
-int fix_ip(struct dpfix *f, const char *ip, __u32 identity, __u8 cls, __u8 flags,
-	   __u32 region)
+int fix_ip(struct dpfix *f, const char *ip, __u32 identity, __u8 cls, __u8 flags, __u32 region)
 {
 	struct moat_ip_info info = {
-		.identity = identity, .region = region, .class = cls, .flags = flags,
+		.identity = identity,
+		.region = region,
+		.class = cls,
+		.flags = flags,
 	};
 
 	if (is_ip6(ip)) {
@@ -244,8 +245,7 @@ int fix_pod(struct dpfix *f, __u32 identity, const char *ip4, const char *ip6, b
 	return err;
 }
 
-int fix_endpoint(struct dpfix *f, int ifindex, __u32 identity, const char *ip4,
-		 const char *ip6)
+int fix_endpoint(struct dpfix *f, int ifindex, __u32 identity, const char *ip4, const char *ip6)
 {
 	struct moat_endpoint ep = { .identity = identity };
 	__u32 key = ifindex;
@@ -275,8 +275,7 @@ static struct moat_subject *subject_copy(struct dpfix *f, __u32 identity)
 	return &f->subj[f->nsubj++].s;
 }
 
-int fix_subject(struct dpfix *f, __u32 identity, __u32 dir, __u32 flags,
-		__u32 isolate_rule)
+int fix_subject(struct dpfix *f, __u32 identity, __u32 dir, __u32 flags, __u32 isolate_rule)
 {
 	struct moat_subject *s;
 
@@ -303,8 +302,8 @@ int fix_subject_audit(struct dpfix *f, __u32 identity, __u32 dir, __u32 audit_is
 	return tx_put(f, MOAT_T_SUBJ, &identity, s);
 }
 
-static struct moat_policy_key policy_key(__u32 subject, __u32 dir, __u32 peer, __u8 proto,
-					 __u16 port, __u8 kflags)
+static struct moat_policy_key policy_key(__u32 subject, __u32 dir, __u32 peer, __u8 proto, __u16 port,
+					 __u8 kflags)
 {
 	struct moat_policy_key k;
 
@@ -317,16 +316,15 @@ static struct moat_policy_key policy_key(__u32 subject, __u32 dir, __u32 peer, _
 	return k;
 }
 
-int fix_rule(struct dpfix *f, __u32 subject, __u32 dir, __u32 peer, __u8 proto,
-	     __u16 port, __u8 kflags, struct moat_policy_val val)
+int fix_rule(struct dpfix *f, __u32 subject, __u32 dir, __u32 peer, __u8 proto, __u16 port, __u8 kflags,
+	     struct moat_policy_val val)
 {
 	struct moat_policy_key k = policy_key(subject, dir, peer, proto, port, kflags);
 
 	return tx_put(f, MOAT_T_POL, &k, &val);
 }
 
-int fix_rule_del(struct dpfix *f, __u32 subject, __u32 dir, __u32 peer, __u8 proto,
-		 __u16 port, __u8 kflags)
+int fix_rule_del(struct dpfix *f, __u32 subject, __u32 dir, __u32 peer, __u8 proto, __u16 port, __u8 kflags)
 {
 	struct moat_policy_key k = policy_key(subject, dir, peer, proto, port, kflags);
 
@@ -374,8 +372,8 @@ int fix_cidr6(struct dpfix *f, const char *prefix, __u32 region)
 	return err ? err : tx_put(f, MOAT_T_NET6, &k, &v);
 }
 
-int fix_port_class(struct dpfix *f, __u32 subject, __u32 dir, __u8 proto, __u16 first,
-		   __u32 prefix_bits, __u32 cls)
+int fix_port_class(struct dpfix *f, __u32 subject, __u32 dir, __u8 proto, __u16 first, __u32 prefix_bits,
+		   __u32 cls)
 {
 	struct moat_port_key k;
 	struct moat_port_class v = { .cls = cls };
@@ -446,8 +444,7 @@ int fix_commit(struct dpfix *f, __u32 *gen)
 }
 
 /* ---- running packets ---------------------------------------------------------- */
-static int run(struct dpfix *f, int hook, int ifindex, const void *data, size_t len,
-	       __u32 repeat)
+static int run(struct dpfix *f, int hook, int ifindex, const void *data, size_t len, __u32 repeat)
 {
 	LIBBPF_OPTS(bpf_test_run_opts, o);
 	struct xdp_md ctx;
@@ -499,8 +496,8 @@ int fix_run(struct dpfix *f, int hook, int ifindex, const struct pkt *p)
 	return run(f, hook, ifindex, p->data, p->len, 1);
 }
 
-int fix_run_repeat(struct dpfix *f, int hook, int ifindex, const void *data, size_t len,
-		   __u32 repeat, __u32 *ns_per_run)
+int fix_run_repeat(struct dpfix *f, int hook, int ifindex, const void *data, size_t len, __u32 repeat,
+		   __u32 *ns_per_run)
 {
 	int rc = run(f, hook, ifindex, data, len, repeat);
 
@@ -521,8 +518,7 @@ __u64 fix_events_tried(struct dpfix *f)
 {
 	__u64 a = 0, b = 0;
 
-	if (moat_dp_event_stat(f->dp, MOAT_EVS_EMITTED, &a) ||
-	    moat_dp_event_stat(f->dp, MOAT_EVS_FAILED, &b))
+	if (moat_dp_event_stat(f->dp, MOAT_EVS_EMITTED, &a) || moat_dp_event_stat(f->dp, MOAT_EVS_FAILED, &b))
 		return UINT64_MAX;
 	return a + b;
 }
@@ -597,8 +593,8 @@ union ct_key {
 };
 
 /* The datapath's canonical key: endpoint a = the lower (address, port). */
-static int ct_key(__u8 proto, const char *saddr, __u16 sport, const char *daddr,
-		  __u16 dport, int *family, union ct_key *k)
+static int ct_key(__u8 proto, const char *saddr, __u16 sport, const char *daddr, __u16 dport, int *family,
+		  union ct_key *k)
 {
 	__u8 s[16], d[16];
 	int af = is_ip6(saddr) ? AF_INET6 : AF_INET;
@@ -636,8 +632,8 @@ static int ct_key(__u8 proto, const char *saddr, __u16 sport, const char *daddr,
 	return 0;
 }
 
-int fix_ct_get(struct dpfix *f, __u8 proto, const char *saddr, __u16 sport,
-	       const char *daddr, __u16 dport, struct moat_ct_entry *e)
+int fix_ct_get(struct dpfix *f, __u8 proto, const char *saddr, __u16 sport, const char *daddr, __u16 dport,
+	       struct moat_ct_entry *e)
 {
 	union ct_key k;
 	int family, fd;
@@ -651,8 +647,8 @@ int fix_ct_get(struct dpfix *f, __u8 proto, const char *saddr, __u16 sport,
 	return bpf_map_lookup_elem(fd, &k, e) ? -errno : 0;
 }
 
-int fix_ct_put(struct dpfix *f, __u8 proto, const char *saddr, __u16 sport,
-	       const char *daddr, __u16 dport, const struct moat_ct_entry *e)
+int fix_ct_put(struct dpfix *f, __u8 proto, const char *saddr, __u16 sport, const char *daddr, __u16 dport,
+	       const struct moat_ct_entry *e)
 {
 	union ct_key k;
 	int family, fd;

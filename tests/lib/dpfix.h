@@ -34,7 +34,7 @@ struct pkt;
 
 struct dpfix {
 	struct moat_dp *dp;
-	struct moat_tx *tx;          /* pending table writes, or NULL */
+	struct moat_tx *tx; /* pending table writes, or NULL */
 	int prog_fd[MOAT_HOOK_MAX];
 	int ncpu;
 	/* the subject table holds both directions in one value: a copy of
@@ -67,29 +67,25 @@ int fix_private_netns(const char *const names[2], int ifindex[2]);
 /* A pod: ipcache entries (class POD, MOAT_IP_F_LOCAL if local). */
 int fix_pod(struct dpfix *f, __u32 identity, const char *ip4, const char *ip6, bool local);
 /* Any ipcache entry: class MOAT_CLASS_*, flags MOAT_IP_F_*, region. */
-int fix_ip(struct dpfix *f, const char *ip, __u32 identity, __u8 cls, __u8 flags,
-	   __u32 region);
+int fix_ip(struct dpfix *f, const char *ip, __u32 identity, __u8 cls, __u8 flags, __u32 region);
 /* The host-side veth of a local pod (anti-spoofing addresses). */
-int fix_endpoint(struct dpfix *f, int ifindex, __u32 identity, const char *ip4,
-		 const char *ip6);
+int fix_endpoint(struct dpfix *f, int ifindex, __u32 identity, const char *ip4, const char *ip6);
 /* Subject flags (MOAT_SUBJ_*) and isolating rule for one direction. */
-int fix_subject(struct dpfix *f, __u32 identity, __u32 dir, __u32 flags,
-		__u32 isolate_rule);
+int fix_subject(struct dpfix *f, __u32 identity, __u32 dir, __u32 flags, __u32 isolate_rule);
 /* The rule named when the audit shadow isolates (MOAT_SUBJ_AUDIT_ISOLATED). */
 int fix_subject_audit(struct dpfix *f, __u32 identity, __u32 dir, __u32 audit_isolate_rule);
 /* A decision-table row.  kflags: MOAT_PK_NET, MOAT_PK_PORTCLASS,
  * MOAT_PK_AUDIT (MOAT_PK_EGRESS follows dir). */
-int fix_rule(struct dpfix *f, __u32 subject, __u32 dir, __u32 peer, __u8 proto,
-	     __u16 port, __u8 kflags, struct moat_policy_val val);
-int fix_rule_del(struct dpfix *f, __u32 subject, __u32 dir, __u32 peer, __u8 proto,
-		 __u16 port, __u8 kflags);
+int fix_rule(struct dpfix *f, __u32 subject, __u32 dir, __u32 peer, __u8 proto, __u16 port, __u8 kflags,
+	     struct moat_policy_val val);
+int fix_rule_del(struct dpfix *f, __u32 subject, __u32 dir, __u32 peer, __u8 proto, __u16 port, __u8 kflags);
 /* CIDR regions: "8.8.0.0/16" -> region. */
 int fix_cidr4(struct dpfix *f, const char *prefix, __u32 region);
 int fix_cidr6(struct dpfix *f, const char *prefix, __u32 region);
 /* A port class: ports first..first+2^(16-prefix_bits)-1 of (subject, dir,
  * proto) are class cls.  first must be aligned to the prefix. */
-int fix_port_class(struct dpfix *f, __u32 subject, __u32 dir, __u8 proto, __u16 first,
-		   __u32 prefix_bits, __u32 cls);
+int fix_port_class(struct dpfix *f, __u32 subject, __u32 dir, __u8 proto, __u16 first, __u32 prefix_bits,
+		   __u32 cls);
 
 /* Decision values: one tier each; combine by assigning fields. */
 struct moat_policy_val fix_pv_none(void);
@@ -109,8 +105,8 @@ int fix_commit(struct dpfix *f, __u32 *gen);
 int fix_run(struct dpfix *f, int hook, int ifindex, const struct pkt *p);
 int fix_run_data(struct dpfix *f, int hook, int ifindex, const void *data, size_t len);
 /* Benchmarks: repeat runs, average duration in *ns_per_run. */
-int fix_run_repeat(struct dpfix *f, int hook, int ifindex, const void *data, size_t len,
-		   __u32 repeat, __u32 *ns_per_run);
+int fix_run_repeat(struct dpfix *f, int hook, int ifindex, const void *data, size_t len, __u32 repeat,
+		   __u32 *ns_per_run);
 /* Intent names. */
 #define fix_from_pod(f, ifindex, p) fix_run(f, MOAT_HOOK_FROM_POD, ifindex, p)
 #define fix_to_pod(f, p)            fix_run(f, MOAT_HOOK_TO_POD, 0, p)
@@ -134,10 +130,10 @@ int fix_rules_counted(struct dpfix *f, __u32 *rules, int max);
 /* ---- conntrack and fragments ---------------------------------------------- */
 /* The entry of the flow between two endpoints, either direction
  * (canonical key as the datapath builds it).  ICMP echo: port = id. */
-int fix_ct_get(struct dpfix *f, __u8 proto, const char *saddr, __u16 sport,
-	       const char *daddr, __u16 dport, struct moat_ct_entry *e);
-int fix_ct_put(struct dpfix *f, __u8 proto, const char *saddr, __u16 sport,
-	       const char *daddr, __u16 dport, const struct moat_ct_entry *e);
+int fix_ct_get(struct dpfix *f, __u8 proto, const char *saddr, __u16 sport, const char *daddr, __u16 dport,
+	       struct moat_ct_entry *e);
+int fix_ct_put(struct dpfix *f, __u8 proto, const char *saddr, __u16 sport, const char *daddr, __u16 dport,
+	       const struct moat_ct_entry *e);
 /* Entries in both CT maps. */
 int fix_ct_count(struct dpfix *f);
 int fix_frag_count(struct dpfix *f);

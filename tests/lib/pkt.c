@@ -16,12 +16,12 @@
 #define IPPROTO_SCTP 132
 #endif
 
-#define IP4_HLEN 20
-#define IP6_HLEN 40
-#define TCP_HLEN 20
-#define UDP_HLEN 8
-#define SCTP_HLEN 12
-#define ICMP_HLEN 8
+#define IP4_HLEN           20
+#define IP6_HLEN           40
+#define TCP_HLEN           20
+#define UDP_HLEN           8
+#define SCTP_HLEN          12
+#define ICMP_HLEN          8
 #define IP6_NO_NEXT_HEADER 59
 
 static const __u8 default_dst_mac[6] = { 0x02, 0x00, 0x00, 0x00, 0x00, 0x02 };
@@ -81,8 +81,7 @@ static struct pkt_layer *last_layer(struct pkt *p)
 }
 
 /* Names the new layer in the header before it. */
-static void link_previous(struct pkt *p, const struct pkt_layer *prev,
-			  const struct pkt_layer *next)
+static void link_previous(struct pkt *p, const struct pkt_layer *prev, const struct pkt_layer *next)
 {
 	__u8 *h = p->data + prev->off;
 
@@ -114,8 +113,7 @@ static void link_previous(struct pkt *p, const struct pkt_layer *prev,
 }
 
 /* Appends a zeroed header of hlen bytes; returns it or NULL (error set). */
-static __u8 *push(struct pkt *p, enum pkt_layer_kind kind, size_t hlen, __u8 proto,
-		  __u16 ethertype)
+static __u8 *push(struct pkt *p, enum pkt_layer_kind kind, size_t hlen, __u8 proto, __u16 ethertype)
 {
 	struct pkt_layer *prev = last_layer(p), *l;
 
@@ -170,7 +168,7 @@ int pkt_arp(struct pkt *p, __u16 op, __be32 sender_ip, __be32 target_ip)
 
 	if (!h)
 		return p->err;
-	put16(h, 1);         /* Ethernet */
+	put16(h, 1); /* Ethernet */
 	put16(h + 2, ETH_P_IP);
 	h[4] = 6;
 	h[5] = 4;
@@ -190,9 +188,9 @@ int pkt_ip4(struct pkt *p, __be32 saddr, __be32 daddr)
 	if (!h)
 		return p->err;
 	h[0] = 0x45;
-	put16(h + 4, 0x1234);  /* id */
-	h[8] = 64;             /* ttl */
-	h[9] = 255;            /* protocol: set by the next layer */
+	put16(h + 4, 0x1234); /* id */
+	h[8] = 64;            /* ttl */
+	h[9] = 255;           /* protocol: set by the next layer */
 	memcpy(h + 12, &saddr, 4);
 	memcpy(h + 16, &daddr, 4);
 	return 0;
@@ -206,8 +204,7 @@ int pkt_ip4_options(struct pkt *p, const void *opts, size_t len)
 
 	if (p->err)
 		return p->err;
-	if (!l || l->kind != PKT_L_IP4 || l->hlen + padded > 60 || p->finished ||
-	    p->len != p->built_len)
+	if (!l || l->kind != PKT_L_IP4 || l->hlen + padded > 60 || p->finished || p->len != p->built_len)
 		return fail(p, -EINVAL);
 	if (p->len + padded > PKT_MAX_LEN)
 		return fail(p, -ENOSPC);
@@ -273,8 +270,7 @@ int pkt_ip6_ext(struct pkt *p, __u8 type, size_t len)
 	if (type == PKT_IP6_AH) {
 		if (len < 12 || len % 4 || len / 4 - 2 > 255)
 			return fail(p, -EINVAL);
-	} else if (type == PKT_IP6_HOPOPTS || type == PKT_IP6_ROUTING ||
-		   type == PKT_IP6_DSTOPTS) {
+	} else if (type == PKT_IP6_HOPOPTS || type == PKT_IP6_ROUTING || type == PKT_IP6_DSTOPTS) {
 		if (len < 8 || len % 8 || len / 8 - 1 > 255)
 			return fail(p, -EINVAL);
 	} else {
@@ -339,8 +335,7 @@ int pkt_tcp_options(struct pkt *p, const void *opts, size_t len)
 
 	if (p->err)
 		return p->err;
-	if (!l || l->kind != PKT_L_TCP || l->hlen + padded > 60 || p->finished ||
-	    p->len != p->built_len)
+	if (!l || l->kind != PKT_L_TCP || l->hlen + padded > 60 || p->finished || p->len != p->built_len)
 		return fail(p, -EINVAL);
 	if (p->len + padded > PKT_MAX_LEN)
 		return fail(p, -ENOSPC);
@@ -397,12 +392,12 @@ int pkt_sctp_init(struct pkt *p, __u16 sport, __u16 dport, __u32 initiate_tag)
 	/* An INIT travels with verification tag 0. */
 	if (pkt_sctp(p, sport, dport, 0))
 		return p->err;
-	chunk[0] = 1;            /* INIT */
+	chunk[0] = 1; /* INIT */
 	put16(chunk + 2, sizeof(chunk));
 	put32(chunk + 4, initiate_tag);
-	put32(chunk + 8, 65536); /* a_rwnd */
-	put16(chunk + 12, 1);    /* outbound streams */
-	put16(chunk + 14, 1);    /* inbound streams */
+	put32(chunk + 8, 65536);         /* a_rwnd */
+	put16(chunk + 12, 1);            /* outbound streams */
+	put16(chunk + 14, 1);            /* inbound streams */
 	put32(chunk + 16, initiate_tag); /* initial TSN */
 	return pkt_payload(p, chunk, sizeof(chunk));
 }
@@ -459,10 +454,10 @@ int pkt_icmp6_ns(struct pkt *p, struct in6_addr target)
 
 	if (!h)
 		return p->err;
-	h[0] = 135;             /* neighbour solicitation */
+	h[0] = 135; /* neighbour solicitation */
 	memcpy(h + 8, &target, 16);
-	h[24] = 1;              /* source link-layer address option */
-	h[25] = 1;              /* 8 bytes */
+	h[24] = 1; /* source link-layer address option */
+	h[25] = 1; /* 8 bytes */
 	memcpy(h + 26, default_src_mac, 6);
 	return 0;
 }
@@ -719,18 +714,17 @@ void pkt_hexdump(FILE *out, const void *data, size_t len)
 void pkt_dump(FILE *out, const struct pkt *p)
 {
 	static const char *const names[] = {
-		[PKT_L_ETH] = "eth", [PKT_L_VLAN] = "vlan", [PKT_L_ARP] = "arp",
-		[PKT_L_IP4] = "ip4", [PKT_L_IP6] = "ip6", [PKT_L_IP6_EXT] = "ip6-ext",
-		[PKT_L_IP6_FRAG] = "ip6-frag", [PKT_L_TCP] = "tcp", [PKT_L_UDP] = "udp",
-		[PKT_L_SCTP] = "sctp", [PKT_L_ICMP4] = "icmp", [PKT_L_ICMP6] = "icmp6",
+		[PKT_L_ETH] = "eth",           [PKT_L_VLAN] = "vlan",  [PKT_L_ARP] = "arp",
+		[PKT_L_IP4] = "ip4",           [PKT_L_IP6] = "ip6",    [PKT_L_IP6_EXT] = "ip6-ext",
+		[PKT_L_IP6_FRAG] = "ip6-frag", [PKT_L_TCP] = "tcp",    [PKT_L_UDP] = "udp",
+		[PKT_L_SCTP] = "sctp",         [PKT_L_ICMP4] = "icmp", [PKT_L_ICMP6] = "icmp6",
 		[PKT_L_RAW] = "payload",
 	};
 
-	fprintf(out, "packet: %zu bytes (%zu built)%s", p->len, p->built_len,
-		p->err ? " [build error]" : "");
+	fprintf(out, "packet: %zu bytes (%zu built)%s", p->len, p->built_len, p->err ? " [build error]" : "");
 	for (int i = 0; i < p->nlayers; i++)
-		fprintf(out, "%s%s@%u+%u", i ? " / " : ": ", names[p->layer[i].kind],
-			p->layer[i].off, p->layer[i].hlen);
+		fprintf(out, "%s%s@%u+%u", i ? " / " : ": ", names[p->layer[i].kind], p->layer[i].off,
+			p->layer[i].hlen);
 	fputc('\n', out);
 	pkt_hexdump(out, p->data, p->len);
 }

@@ -36,7 +36,7 @@
 #include <netinet/in.h>
 #include <linux/types.h>
 
-#define PKT_MAX_LEN    4096  /* more than XDP test runs take (about 3.5 KiB) */
+#define PKT_MAX_LEN    4096 /* more than XDP test runs take (about 3.5 KiB) */
 #define PKT_MAX_LAYERS 32
 
 enum pkt_layer_kind {
@@ -45,14 +45,14 @@ enum pkt_layer_kind {
 	PKT_L_ARP,
 	PKT_L_IP4,
 	PKT_L_IP6,
-	PKT_L_IP6_EXT,   /* hop-by-hop, routing, destination options, AH */
+	PKT_L_IP6_EXT, /* hop-by-hop, routing, destination options, AH */
 	PKT_L_IP6_FRAG,
 	PKT_L_TCP,
 	PKT_L_UDP,
 	PKT_L_SCTP,
 	PKT_L_ICMP4,
 	PKT_L_ICMP6,
-	PKT_L_RAW,       /* payload bytes */
+	PKT_L_RAW, /* payload bytes */
 };
 
 struct pkt_layer {
@@ -64,11 +64,11 @@ struct pkt_layer {
 };
 
 struct pkt {
-	size_t len;          /* bytes of the packet */
-	size_t built_len;    /* bytes pushed; > len after a truncation */
+	size_t len;       /* bytes of the packet */
+	size_t built_len; /* bytes pushed; > len after a truncation */
 	struct pkt_layer layer[PKT_MAX_LAYERS];
 	int nlayers;
-	int err;             /* first error, sticky */
+	int err; /* first error, sticky */
 	bool finished;
 	__u8 align_pad[1];
 	/* 2 bytes past an 8-byte boundary, like NET_IP_ALIGN: the headers
@@ -162,11 +162,11 @@ int pkt_truncate(struct pkt *p, size_t len);
 /* The nth (0-based) layer of a kind, or NULL. */
 void *pkt_hdr(struct pkt *p, enum pkt_layer_kind kind, int nth);
 const struct pkt_layer *pkt_layer_of(const struct pkt *p, enum pkt_layer_kind kind, int nth);
-#define pkt_eth_hdr(p)  ((struct ethhdr *)pkt_hdr(p, PKT_L_ETH, 0))
-#define pkt_ip4_hdr(p)  ((struct iphdr *)pkt_hdr(p, PKT_L_IP4, 0))
-#define pkt_ip6_hdr(p)  ((struct ipv6hdr *)pkt_hdr(p, PKT_L_IP6, 0))
-#define pkt_tcp_hdr(p)  ((struct tcphdr *)pkt_hdr(p, PKT_L_TCP, 0))
-#define pkt_udp_hdr(p)  ((struct udphdr *)pkt_hdr(p, PKT_L_UDP, 0))
+#define pkt_eth_hdr(p) ((struct ethhdr *)pkt_hdr(p, PKT_L_ETH, 0))
+#define pkt_ip4_hdr(p) ((struct iphdr *)pkt_hdr(p, PKT_L_IP4, 0))
+#define pkt_ip6_hdr(p) ((struct ipv6hdr *)pkt_hdr(p, PKT_L_IP6, 0))
+#define pkt_tcp_hdr(p) ((struct tcphdr *)pkt_hdr(p, PKT_L_TCP, 0))
+#define pkt_udp_hdr(p) ((struct udphdr *)pkt_hdr(p, PKT_L_UDP, 0))
 /* Offset of a layer's header, or -ENOENT. */
 int pkt_offset(const struct pkt *p, enum pkt_layer_kind kind, int nth);
 

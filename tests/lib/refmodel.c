@@ -89,8 +89,8 @@ struct peer_ctx {
 	const struct moat_node *node; /* node owning addr */
 };
 
-static bool peer_match(const struct ref_world *w, const struct moat_policy *p,
-		       const struct moat_peer *pr, const struct peer_ctx *pc, bool *by_selector)
+static bool peer_match(const struct ref_world *w, const struct moat_policy *p, const struct moat_peer *pr,
+		       const struct peer_ctx *pc, bool *by_selector)
 {
 	switch (pr->kind) {
 	case MOAT_PEER_PODS:
@@ -122,8 +122,8 @@ static bool peer_match(const struct ref_world *w, const struct moat_policy *p,
 /* Does the rule match?  *forced_deny: a Deny/Pass rule with a peer we do
  * not understand matches everything as Deny (fail closed). */
 static bool rule_match(const struct ref_world *w, const struct moat_policy *p, const struct moat_rule *r,
-		       int dir, const struct moat_pod *subject, const struct peer_ctx *pc,
-		       uint8_t proto, uint16_t port, bool *forced_deny)
+		       int dir, const struct moat_pod *subject, const struct peer_ctx *pc, uint8_t proto,
+		       uint16_t port, bool *forced_deny)
 {
 	bool invalid = false, peer_ok = false, sel = false, named_ok = false;
 
@@ -162,7 +162,8 @@ static bool rule_match(const struct ref_world *w, const struct moat_policy *p, c
 		if (ps->named) {
 			/* resolved on the destination pod: the subject for ingress;
 			 * for egress only a peer selected as a pod (documented) */
-			const struct moat_pod *dst = dir == MOAT_DIR_INGRESS ? subject : (sel ? pc->pod : NULL);
+			const struct moat_pod *dst = dir == MOAT_DIR_INGRESS ? subject :
+									       (sel ? pc->pod : NULL);
 			if (!dst || (p->kind == MOAT_K_NETPOL && ps->proto != proto))
 				continue;
 			for (size_t k = 0; k < dst->nports; k++)
@@ -200,8 +201,8 @@ static int cmp_admin(const void *a, const void *b)
 }
 
 /* One direction of one subject pod: MOAT_VERDICT_ALLOW or _DENY. */
-static int judge_dir(const struct ref_world *w, const struct moat_pod *s, int dir,
-		     const struct peer_ctx *pc, uint8_t proto, uint16_t port, bool with_audit, int *tier)
+static int judge_dir(const struct ref_world *w, const struct moat_pod *s, int dir, const struct peer_ctx *pc,
+		     uint8_t proto, uint16_t port, bool with_audit, int *tier)
 {
 	const struct moat_policy **list = calloc(w->n + 1, sizeof(*list));
 	size_t n;
@@ -227,7 +228,8 @@ static int judge_dir(const struct ref_world *w, const struct moat_pod *s, int di
 				isolated = true;
 				for (size_t r = 0; r < list[i]->nrules[dir]; r++) {
 					bool fd;
-					if (rule_match(w, list[i], &list[i]->rules[dir][r], dir, s, pc, proto, port, &fd))
+					if (rule_match(w, list[i], &list[i]->rules[dir][r], dir, s, pc, proto,
+						       port, &fd))
 						np_allow = true;
 				}
 			}
@@ -282,7 +284,8 @@ void ref_judge(const struct ref_world *w, const struct moat_addr *src, const str
 	r->dir = MOAT_DIR_INGRESS;
 	r->tier = MOAT_TIER_DEFAULT;
 	if (sp.pod) {
-		if (judge_dir(w, sp.pod, MOAT_DIR_EGRESS, &dp, proto, port, false, &tier) == MOAT_VERDICT_DENY) {
+		if (judge_dir(w, sp.pod, MOAT_DIR_EGRESS, &dp, proto, port, false, &tier) ==
+		    MOAT_VERDICT_DENY) {
 			r->verdict = MOAT_VERDICT_DENY;
 			r->dir = MOAT_DIR_EGRESS;
 			r->tier = tier;

@@ -13,15 +13,15 @@
 
 struct ref_world {
 	size_t n;
-	const struct moat_object **objs;  /* not owned */
-	const char *node;                 /* local node (for the local-node exemption) */
+	const struct moat_object **objs; /* not owned */
+	const char *node;                /* local node (for the local-node exemption) */
 	bool allow_local_node;
 };
 
 struct ref_result {
-	int verdict;      /* MOAT_VERDICT_ALLOW / _DENY / _AUDIT */
-	int dir;          /* which side decided (MOAT_DIR_*) */
-	int tier;         /* MOAT_TIER_* of the deciding side */
+	int verdict; /* MOAT_VERDICT_ALLOW / _DENY / _AUDIT */
+	int dir;     /* which side decided (MOAT_DIR_*) */
+	int tier;    /* MOAT_TIER_* of the deciding side */
 };
 
 /* The verdict for a new flow src -> dst (addresses), proto/port. */

@@ -47,13 +47,11 @@ static void on_sig(int sig)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "netns", required_argument, NULL, 'n' },
-		{ "mode", required_argument, NULL, 'm' },
-		{ "hook", required_argument, NULL, 'k' },
-		{ "keep", no_argument, NULL, 'K' },
-		{ 0 }
-	};
+	static const struct option opts[] = { { "netns", required_argument, NULL, 'n' },
+					      { "mode", required_argument, NULL, 'm' },
+					      { "hook", required_argument, NULL, 'k' },
+					      { "keep", no_argument, NULL, 'K' },
+					      { 0 } };
 	const char *netns = NULL, *ifname;
 	enum moat_mode mode = MOAT_MODE_AUTO;
 	int hook = MOAT_HOOK_UPLINK, ns_fd = -1, self_fd = -1, ifindex, c, err, rc = 0;
@@ -66,7 +64,9 @@ int main(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'n': netns = optarg; break;
+		case 'n':
+			netns = optarg;
+			break;
 		case 'm':
 			if (moat_mode_parse(optarg, &mode))
 				usage();
@@ -81,8 +81,11 @@ int main(int argc, char **argv)
 			else
 				usage();
 			break;
-		case 'K': keep = true; break;
-		default: usage();
+		case 'K':
+			keep = true;
+			break;
+		default:
+			usage();
 		}
 	}
 	if (optind != argc - 1)

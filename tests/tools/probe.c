@@ -52,20 +52,28 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
-#define EX_USAGE_ 64
-#define MAX_PORTS 128           /* per protocol, keeps fds bounded */
-#define MAX_JOBS 100000
-#define MAX_PARALLEL 4096
-#define DEF_PARALLEL 512
+#define EX_USAGE_      64
+#define MAX_PORTS      128 /* per protocol, keeps fds bounded */
+#define MAX_JOBS       100000
+#define MAX_PARALLEL   4096
+#define DEF_PARALLEL   512
 #define DEF_TIMEOUT_MS 2000
-#define RESEND_MS 500           /* UDP/SCTP request retransmission */
-#define NAME_MAX_ 64
-#define IPPROTO_SCTP_ 132
+#define RESEND_MS      500 /* UDP/SCTP request retransmission */
+#define NAME_MAX_      64
+#define IPPROTO_SCTP_  132
 
-enum verdict { V_OK = 0, V_TIMEOUT = 1, V_REFUSED = 2 };
+enum verdict {
+	V_OK = 0,
+	V_TIMEOUT = 1,
+	V_REFUSED = 2
+};
 static const char *const verdict_name[] = { "ok", "timeout", "refused" };
 
-enum proto { P_TCP, P_UDP, P_SCTP };
+enum proto {
+	P_TCP,
+	P_UDP,
+	P_SCTP
+};
 
 struct addr {
 	struct sockaddr_storage ss;
@@ -73,8 +81,8 @@ struct addr {
 };
 
 static const char *prog = "probe";
-static bool quiet;              /* no reasons on stderr (batch children) */
-static char what[320] = "probe";  /* prefix of reasons: "[ID] proto addr:port" */
+static bool quiet;               /* no reasons on stderr (batch children) */
+static char what[320] = "probe"; /* prefix of reasons: "[ID] proto addr:port" */
 
 static void warnx_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void warnx_(const char *fmt, ...)
@@ -100,16 +108,15 @@ static void warnx_(const char *fmt, ...)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage:\n"
-		"  probe serve [--tcp P,..] [--udp P,..] [--sctp P,..] [--addr A] [--name N]\n"
-		"              [--netns PATH] [-v]\n"
-		"  probe connect --proto tcp|udp|sctp ADDR PORT [--timeout SEC] [--src ADDR]\n"
-		"              [--netns PATH] [--reply] [-q]\n"
-		"  probe batch [--timeout SEC] [--parallel N] [-v]  < 'ID NETNS PROTO ADDR PORT' lines\n"
-		"connect prints ok (exit 0), timeout (1) or refused (2); usage errors exit 64.\n"
-		"Ports: 80,81,9000-9010.  Addresses with ':' are IPv6.  SCTP runs on raw sockets\n"
-		"(INIT/INIT-ACK only) and is ok or timeout.\n");
+	fprintf(f, "usage:\n"
+		   "  probe serve [--tcp P,..] [--udp P,..] [--sctp P,..] [--addr A] [--name N]\n"
+		   "              [--netns PATH] [-v]\n"
+		   "  probe connect --proto tcp|udp|sctp ADDR PORT [--timeout SEC] [--src ADDR]\n"
+		   "              [--netns PATH] [--reply] [-q]\n"
+		   "  probe batch [--timeout SEC] [--parallel N] [-v]  < 'ID NETNS PROTO ADDR PORT' lines\n"
+		   "connect prints ok (exit 0), timeout (1) or refused (2); usage errors exit 64.\n"
+		   "Ports: 80,81,9000-9010.  Addresses with ':' are IPv6.  SCTP runs on raw sockets\n"
+		   "(INIT/INIT-ACK only) and is ok or timeout.\n");
 }
 
 static __attribute__((noreturn)) void usage_error(const char *fmt, ...)
@@ -164,7 +171,7 @@ static int parse_addr(const char *s, uint16_t port, struct addr *a)
 
 	if (n == 0 || n >= sizeof(buf))
 		return -EINVAL;
-	if (s[0] == '[' && s[n - 1] == ']') {   /* [v6] */
+	if (s[0] == '[' && s[n - 1] == ']') { /* [v6] */
 		memcpy(buf, s + 1, n - 2);
 		buf[n - 2] = 0;
 	} else {
@@ -338,10 +345,10 @@ static void set_rcvbuf(int fd, int bytes)
 
 /* ---- SCTP on raw sockets ---------------------------------------------------- */
 
-#define SCTP_HDR 12
-#define CHUNK_INIT 1
-#define CHUNK_INIT_ACK 2
-#define INIT_LEN 20             /* chunk header + fixed INIT/INIT-ACK fields */
+#define SCTP_HDR           12
+#define CHUNK_INIT         1
+#define CHUNK_INIT_ACK     2
+#define INIT_LEN           20 /* chunk header + fixed INIT/INIT-ACK fields */
 #define PARAM_STATE_COOKIE 7
 
 static uint32_t crc32c_table[256];
@@ -368,15 +375,25 @@ static uint32_t crc32c(const uint8_t *p, size_t n)
 	return ~c;
 }
 
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
 static uint32_t get32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
-static void put16(uint8_t *p, uint16_t v) { p[0] = v >> 8; p[1] = v & 0xff; }
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = v >> 8;
+	p[1] = v & 0xff;
+}
 static void put32(uint8_t *p, uint32_t v)
 {
-	p[0] = v >> 24; p[1] = (v >> 16) & 0xff; p[2] = (v >> 8) & 0xff; p[3] = v & 0xff;
+	p[0] = v >> 24;
+	p[1] = (v >> 16) & 0xff;
+	p[2] = (v >> 8) & 0xff;
+	p[3] = v & 0xff;
 }
 
 /* The checksum field holds the CRC32c little-endian (as Linux's sctp_compute_cksum). */
@@ -400,8 +417,7 @@ static bool sctp_csum_ok(const uint8_t *pkt, size_t len)
 	if (len > sizeof(buf) || len < SCTP_HDR)
 		return false;
 	memcpy(buf, pkt, len);
-	got = (uint32_t)pkt[8] | (uint32_t)pkt[9] << 8 | (uint32_t)pkt[10] << 16 |
-	      (uint32_t)pkt[11] << 24;
+	got = (uint32_t)pkt[8] | (uint32_t)pkt[9] << 8 | (uint32_t)pkt[10] << 16 | (uint32_t)pkt[11] << 24;
 	memset(buf + 8, 0, 4);
 	want = crc32c(buf, len);
 	return got == want;
@@ -417,8 +433,8 @@ static uint32_t rand32(void)
 }
 
 /* INIT or INIT-ACK (with an optional state cookie); returns its length */
-static size_t sctp_build_init(uint8_t *pkt, uint8_t type, uint16_t sport, uint16_t dport,
-			      uint32_t vtag, uint32_t itag, const char *cookie)
+static size_t sctp_build_init(uint8_t *pkt, uint8_t type, uint16_t sport, uint16_t dport, uint32_t vtag,
+			      uint32_t itag, const char *cookie)
 {
 	size_t len = SCTP_HDR + INIT_LEN, clen = cookie ? strlen(cookie) : 0;
 	uint8_t *c = pkt + SCTP_HDR;
@@ -430,10 +446,10 @@ static size_t sctp_build_init(uint8_t *pkt, uint8_t type, uint16_t sport, uint16
 	c[0] = type;
 	c[1] = 0;
 	put32(c + 4, itag);
-	put32(c + 8, 65535);    /* a_rwnd */
-	put16(c + 12, 1);       /* outbound streams */
-	put16(c + 14, 1);       /* inbound streams */
-	put32(c + 16, rand32());/* initial TSN */
+	put32(c + 8, 65535);     /* a_rwnd */
+	put16(c + 12, 1);        /* outbound streams */
+	put16(c + 14, 1);        /* inbound streams */
+	put32(c + 16, rand32()); /* initial TSN */
 	if (type == CHUNK_INIT_ACK) {
 		/* INIT-ACK must carry a state cookie: ours is the server's name */
 		if (clen > NAME_MAX_)
@@ -442,7 +458,7 @@ static size_t sctp_build_init(uint8_t *pkt, uint8_t type, uint16_t sport, uint16
 		put16(c + INIT_LEN + 2, (uint16_t)(4 + clen));
 		memcpy(c + INIT_LEN + 4, cookie, clen);
 		put16(c + 2, (uint16_t)(INIT_LEN + 4 + clen));
-		len += (4 + clen + 3) & ~(size_t)3;   /* zero padding to 4 bytes */
+		len += (4 + clen + 3) & ~(size_t)3; /* zero padding to 4 bytes */
 	} else {
 		put16(c + 2, INIT_LEN);
 	}
@@ -477,7 +493,7 @@ struct probe_req {
 	struct addr dst;
 	const struct addr *src;
 	int timeout_ms;
-	char *reply;            /* optional: what the server said */
+	char *reply; /* optional: what the server said */
 	size_t reply_len;
 };
 
@@ -593,8 +609,8 @@ static enum verdict probe_udp(struct probe_req *r)
 	while (now_ms() < deadline) {
 		int64_t next = now_ms() + RESEND_MS;
 
-		if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) < 0 && errno != EAGAIN &&
-		    errno != ENOBUFS && errno != EPERM) {
+		if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) < 0 && errno != EAGAIN && errno != ENOBUFS &&
+		    errno != EPERM) {
 			/* EPERM: a local firewall dropped it, which is a drop */
 			warnx_("send: %s", strerror(errno));
 			v = V_REFUSED;
@@ -649,7 +665,7 @@ static enum verdict probe_sctp(struct probe_req *r)
 		((struct sockaddr_in *)&dst.ss)->sin_port = 0;
 	} else {
 		dport = ntohs(((struct sockaddr_in6 *)&dst.ss)->sin6_port);
-		((struct sockaddr_in6 *)&dst.ss)->sin6_port = 0;  /* raw: 0 or the protocol */
+		((struct sockaddr_in6 *)&dst.ss)->sin6_port = 0; /* raw: 0 or the protocol */
 	}
 	fd = open_sock(family, SOCK_RAW, IPPROTO_SCTP_, NULL);
 	if (fd < 0) {
@@ -664,7 +680,8 @@ static enum verdict probe_sctp(struct probe_req *r)
 		else
 			((struct sockaddr_in6 *)&s.ss)->sin6_port = 0;
 		if (s.ss.ss_family != family || bind(fd, (struct sockaddr *)&s.ss, s.len)) {
-			warnx_("bind: %s", s.ss.ss_family != family ? "address family mismatch" : strerror(errno));
+			warnx_("bind: %s",
+			       s.ss.ss_family != family ? "address family mismatch" : strerror(errno));
 			v = V_REFUSED;
 			goto out;
 		}
@@ -701,7 +718,7 @@ static enum verdict probe_sctp(struct probe_req *r)
 			if (n < 0) {
 				if (errno == EAGAIN || errno == EINTR)
 					continue;
-				continue;       /* ICMP error reported on the socket: ignore */
+				continue; /* ICMP error reported on the socket: ignore */
 			}
 			s = sctp_payload(family, buf, (size_t)n, &sl);
 			if (!s)
@@ -756,14 +773,10 @@ static enum verdict run_probe(struct probe_req *r, const char *id)
 static int cmd_connect(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "proto", required_argument, NULL, 'p' },
-		{ "timeout", required_argument, NULL, 't' },
-		{ "src", required_argument, NULL, 's' },
-		{ "netns", required_argument, NULL, 'n' },
-		{ "reply", no_argument, NULL, 'r' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+		{ "proto", required_argument, NULL, 'p' }, { "timeout", required_argument, NULL, 't' },
+		{ "src", required_argument, NULL, 's' },   { "netns", required_argument, NULL, 'n' },
+		{ "reply", no_argument, NULL, 'r' },       { "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },        { 0 },
 	};
 	struct probe_req r = { .timeout_ms = DEF_TIMEOUT_MS };
 	const char *src = NULL, *netns = NULL;
@@ -904,8 +917,7 @@ static int read_jobs(FILE *in, int timeout_ms, struct job **out, size_t *count)
 		memset(j, 0, sizeof(*j));
 		j->req.timeout_ms = timeout_ms;
 		if (parse_proto(f[2], &j->req.proto) || parse_port(f[4], &port) ||
-		    parse_addr(f[3], port, &j->req.dst) || strlen(f[0]) > 256 ||
-		    strlen(f[1]) >= PATH_MAX) {
+		    parse_addr(f[3], port, &j->req.dst) || strlen(f[0]) > 256 || strlen(f[1]) >= PATH_MAX) {
 			fprintf(stderr, "%s: line %zu: bad protocol, address, port or ID\n", prog, lineno);
 			err = -EINVAL;
 			goto out;
@@ -990,7 +1002,7 @@ static int cmd_batch(int argc, char **argv)
 	err = read_jobs(stdin, timeout_ms, &jobs, &n);
 	if (err)
 		return EX_USAGE_;
-	quiet = !verbose;       /* children inherit: reasons only with -v */
+	quiet = !verbose; /* children inherit: reasons only with -v */
 	raise_nofile();
 	pids = calloc(parallel, sizeof(*pids));
 	slot_job = calloc(parallel, sizeof(*slot_job));
@@ -1012,7 +1024,7 @@ static int cmd_batch(int argc, char **argv)
 				batch_child(&jobs[next]);
 			if (pid < 0) {
 				if (running > 0)
-					break;  /* EAGAIN: wait for a child, then retry */
+					break; /* EAGAIN: wait for a child, then retry */
 				fprintf(stderr, "%s: %s: fork: %s\n", prog, jobs[next].id, strerror(errno));
 				jobs[next++].v = V_REFUSED;
 				done++;
@@ -1039,7 +1051,7 @@ static int cmd_batch(int argc, char **argv)
 			for (s = 0; s < parallel && pids[s] != pid; s++)
 				;
 			if (s == parallel)
-				continue;       /* not ours */
+				continue; /* not ours */
 			if (WIFEXITED(st) && WEXITSTATUS(st) <= V_REFUSED) {
 				jobs[slot_job[s]].v = (enum verdict)WEXITSTATUS(st);
 			} else {
@@ -1071,7 +1083,12 @@ out:
 
 /* ---- serve ------------------------------------------------------------------- */
 
-enum skind { S_TCP, S_UDP, S_SCTP, S_SIGNAL };
+enum skind {
+	S_TCP,
+	S_UDP,
+	S_SCTP,
+	S_SIGNAL
+};
 
 struct lsock {
 	int fd;
@@ -1082,7 +1099,7 @@ struct lsock {
 
 struct server {
 	char name[NAME_MAX_ + 1];
-	char line[NAME_MAX_ + 2];       /* name + '\n' */
+	char line[NAME_MAX_ + 2]; /* name + '\n' */
 	size_t line_len;
 	uint16_t sctp_ports[MAX_PORTS];
 	int n_sctp;
@@ -1139,8 +1156,7 @@ static int open_server_sock(int family, int type, int protocol, uint16_t port, c
 	if (type != SOCK_STREAM) {
 		if (family == AF_INET && setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one)))
 			goto fail;
-		if (family == AF_INET6 &&
-		    setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one)))
+		if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one)))
 			goto fail;
 		set_rcvbuf(fd, 4 << 20);
 	}
@@ -1175,8 +1191,8 @@ static void serve_tcp(struct server *sv, struct lsock *l)
 }
 
 /* Reply with src = the request's destination; cmsg copied from the request's pktinfo. */
-static ssize_t reply_from_dst(int fd, int family, const void *data, size_t len,
-			      struct sockaddr_storage *peer, socklen_t pl, const struct msghdr *req)
+static ssize_t reply_from_dst(int fd, int family, const void *data, size_t len, struct sockaddr_storage *peer,
+			      socklen_t pl, const struct msghdr *req)
 {
 	union {
 		char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
@@ -1193,7 +1209,7 @@ static ssize_t reply_from_dst(int fd, int family, const void *data, size_t len,
 			struct cmsghdr *o;
 
 			memcpy(&in, CMSG_DATA(c), sizeof(in));
-			out.ipi_spec_dst = in.ipi_spec_dst;  /* our local address of the request */
+			out.ipi_spec_dst = in.ipi_spec_dst; /* our local address of the request */
 			m.msg_control = ctl.buf;
 			m.msg_controllen = CMSG_SPACE(sizeof(out));
 			o = CMSG_FIRSTHDR(&m);
@@ -1237,8 +1253,12 @@ static void serve_dgram(struct server *sv, struct lsock *l)
 		} ctl;
 		struct sockaddr_storage peer;
 		struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
-		struct msghdr m = { .msg_name = &peer, .msg_namelen = sizeof(peer), .msg_iov = &iov,
-				    .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof(ctl.b) };
+		struct msghdr m = { .msg_name = &peer,
+				    .msg_namelen = sizeof(peer),
+				    .msg_iov = &iov,
+				    .msg_iovlen = 1,
+				    .msg_control = ctl.b,
+				    .msg_controllen = sizeof(ctl.b) };
 		ssize_t n = recvmsg(l->fd, &m, MSG_DONTWAIT);
 		char b[80];
 
@@ -1248,8 +1268,9 @@ static void serve_dgram(struct server *sv, struct lsock *l)
 			if (sv->verbose)
 				fprintf(stderr, "%s: udp/%u <- %s\n", prog, l->port,
 					addr_str((struct sockaddr *)&peer, b, sizeof(b)));
-			if (reply_from_dst(l->fd, l->family, sv->line, sv->line_len, &peer,
-					   m.msg_namelen, &m) < 0 && sv->verbose)
+			if (reply_from_dst(l->fd, l->family, sv->line, sv->line_len, &peer, m.msg_namelen,
+					   &m) < 0 &&
+			    sv->verbose)
 				fprintf(stderr, "%s: udp reply: %s\n", prog, strerror(errno));
 			continue;
 		}

@@ -32,7 +32,7 @@
 #include "srcdir.h"
 #include "util.h"
 
-#define T0 1795849200000000000ull /* 2026-11-28T07:00:00Z */
+#define T0  1795849200000000000ull /* 2026-11-28T07:00:00Z */
 #define SEC 1000000000ull
 
 static const char *world =
@@ -53,10 +53,10 @@ struct fx {
 	char mdir[300];
 	struct moat_compiler *c;
 	struct moat_archive *a;
-	uint64_t clock;               /* fake wall clock; 0 = real */
+	uint64_t clock; /* fake wall clock; 0 = real */
 	char log[16][512];
 	int nlog;
-	uint32_t deny_rule;           /* a/x -> b/y: b's NetworkPolicy isolates */
+	uint32_t deny_rule; /* a/x -> b/y: b's NetworkPolicy isolates */
 	uint32_t id_x, id_y, id_z;
 };
 
@@ -173,9 +173,9 @@ static struct moat_archive_opts *opts(void)
 }
 
 /* An event as events.c hands it over. */
-static void ev(struct fx *f, const char *sns, const char *spod, const char *sip, uint32_t sid, const char *dns,
-	       const char *dpod, const char *dip, uint32_t did, int proto, uint16_t sport, uint16_t dport,
-	       int verdict, uint32_t rule, uint64_t wall)
+static void ev(struct fx *f, const char *sns, const char *spod, const char *sip, uint32_t sid,
+	       const char *dns, const char *dpod, const char *dip, uint32_t did, int proto, uint16_t sport,
+	       uint16_t dport, int verdict, uint32_t rule, uint64_t wall)
 {
 	struct moat_ev e;
 	struct moat_ev_sink s = moat_archive_sink(f->a);
@@ -217,8 +217,9 @@ static void ev(struct fx *f, const char *sns, const char *spod, const char *sip,
 	s.event(s.arg, &e);
 }
 
-static void flow(struct fx *f, bool start, const char *sns, const char *spod, const char *sip, const char *dns,
-		 const char *dpod, const char *dip, uint16_t dport, int verdict, uint32_t rule, uint64_t wall)
+static void flow(struct fx *f, bool start, const char *sns, const char *spod, const char *sip,
+		 const char *dns, const char *dpod, const char *dip, uint16_t dport, int verdict,
+		 uint32_t rule, uint64_t wall)
 {
 	struct moat_ev_sink s = moat_archive_sink(f->a);
 	struct moat_flow fl;
@@ -270,8 +271,8 @@ static void parse_result(const uint8_t *buf, size_t len, struct result *r)
 			struct pcapng_epb_view e;
 			assert_int_equal(pcapng_parse_epb(&b, &e), 0);
 			if (r->packets < 64) {
-				snprintf(r->comments[r->packets], sizeof(r->comments[0]), "%.*s", (int)e.comment_len,
-					 e.comment ? e.comment : "");
+				snprintf(r->comments[r->packets], sizeof(r->comments[0]), "%.*s",
+					 (int)e.comment_len, e.comment ? e.comment : "");
 				r->ts[r->packets] = e.ts_raw;
 			}
 			r->packets++;
@@ -282,7 +283,8 @@ static void parse_result(const uint8_t *buf, size_t len, struct result *r)
 			assert_int_equal(pcapng_parse_custom(&b, &pen, &d, &l), 0);
 			if (strstr((const char *)d, "\"moat\":\"flow\"")) {
 				if (r->flows < 16)
-					snprintf(r->flowjson[r->flows], sizeof(r->flowjson[0]), "%.*s", (int)l, d);
+					snprintf(r->flowjson[r->flows], sizeof(r->flowjson[0]), "%.*s",
+						 (int)l, d);
 				r->flows++;
 			} else {
 				r->losses++;
@@ -295,7 +297,7 @@ static void parse_result(const uint8_t *buf, size_t len, struct result *r)
 }
 
 struct qargs {
-	const char *tenant;           /* NULL: platform-admin */
+	const char *tenant; /* NULL: platform-admin */
 	const char *ns, *pod, *policy, *filter;
 	int verdict;
 	uint64_t since, until;
@@ -372,7 +374,8 @@ static void traffic(struct fx *f)
 	 * e5: b/y -> the world, TCP 443 (b only) */
 	ev(f, "a", "x", "10.0.1.1", f->id_x, "b", "y", "10.0.1.2", f->id_y, IPPROTO_TCP, 40000, 80,
 	   MOAT_VERDICT_DENY, f->deny_rule, T0 + 1 * SEC);
-	flow(f, true, "a", "x", "10.0.1.1", "b", "y", "10.0.1.2", 80, MOAT_VERDICT_DENY, f->deny_rule, T0 + 1 * SEC);
+	flow(f, true, "a", "x", "10.0.1.1", "b", "y", "10.0.1.2", 80, MOAT_VERDICT_DENY, f->deny_rule,
+	     T0 + 1 * SEC);
 	ev(f, "a", "x", "10.0.1.1", f->id_x, "a", "z", "10.0.1.3", f->id_z, IPPROTO_TCP, 40001, 5432,
 	   MOAT_VERDICT_ALLOW, MOAT_RULE_DEFAULT_ALLOW, T0 + 2 * SEC);
 	ev(f, "a", "x", "10.0.1.1", f->id_x, "", "", "8.8.8.8", MOAT_ID_WORLD, IPPROTO_UDP, 40002, 53,
@@ -435,15 +438,19 @@ static void test_partitions_and_tenancy(void **state)
 	{
 		static const char *const nss[] = { NULL, "a", "b", "_node", "n1" };
 		static const char *const pods[] = { NULL, "b/y", "y", "a/x" };
-		static const char *const filters[] = { NULL, "host 10.0.1.2", "host 9.9.9.9", "host 1.1.1.1", "tcp" };
+		static const char *const filters[] = { NULL, "host 10.0.1.2", "host 9.9.9.9", "host 1.1.1.1",
+						       "tcp" };
 		static const int verdicts[] = { 0, MOAT_VERDICT_DENY, MOAT_VERDICT_ALLOW };
 		size_t checked = 0;
 		for (size_t i = 0; i < 5; i++)
 			for (size_t j = 0; j < 4; j++)
 				for (size_t k = 0; k < 5; k++)
 					for (size_t v = 0; v < 3; v++) {
-						struct qargs qa = { .tenant = "a", .ns = nss[i], .pod = pods[j],
-								    .filter = filters[k], .verdict = verdicts[v] };
+						struct qargs qa = { .tenant = "a",
+								    .ns = nss[i],
+								    .pod = pods[j],
+								    .filter = filters[k],
+								    .verdict = verdicts[v] };
 						int rc = query(f, &qa, r, NULL, NULL);
 						if (nss[i] && strcmp(nss[i], "a")) {
 							assert_int_equal(rc, -EACCES);
@@ -477,10 +484,12 @@ static void test_partitions_and_tenancy(void **state)
 	assert_int_equal(count_packets(f, &(struct qargs){ .pod = "y" }), 2);
 	assert_int_equal(count_packets(f, &(struct qargs){ .ns = "_node" }), 0); /* "_node" is no namespace */
 	assert_int_equal(count_packets(f, &(struct qargs){ .since = T0 + 3 * SEC }), 3);
-	assert_int_equal(count_packets(f, &(struct qargs){ .since = T0 + 2 * SEC, .until = T0 + 4 * SEC }), 3);
+	assert_int_equal(count_packets(f, &(struct qargs){ .since = T0 + 2 * SEC, .until = T0 + 4 * SEC }),
+			 3);
 	assert_int_equal(count_packets(f, &(struct qargs){ .until = T0 }), 0);
 	/* the flow passes the tcpdump filter by its addresses and ports */
-	assert_int_equal(query(f, &(struct qargs){ .filter = "tcp dst port 80 and host 10.0.1.2" }, r, NULL, NULL), 0);
+	assert_int_equal(
+		query(f, &(struct qargs){ .filter = "tcp dst port 80 and host 10.0.1.2" }, r, NULL, NULL), 0);
 	assert_int_equal(r->packets, 1);
 	assert_int_equal(r->flows, 1);
 	assert_int_equal(query(f, &(struct qargs){ .filter = "port 81" }, r, NULL, NULL), 0);
@@ -498,7 +507,8 @@ static void test_partitions_and_tenancy(void **state)
 		uint8_t *raw;
 		size_t len;
 		uint32_t magic;
-		assert_int_equal(query(f, &(struct qargs){ .format = MOAT_AQ_PCAP, .tenant = "a" }, r, &raw, &len), 0);
+		assert_int_equal(
+			query(f, &(struct qargs){ .format = MOAT_AQ_PCAP, .tenant = "a" }, r, &raw, &len), 0);
 		memcpy(&magic, raw, 4);
 		assert_int_equal(magic, 0xa1b23c4d);
 		/* 3 records: header 24 + 3 x (16 + 54/54/42) */
@@ -656,14 +666,17 @@ static void test_retention_by_bytes(void **state)
 
 	o->segment_bytes = 64 << 10;
 	o->total_bytes = 96 << 10;
-	assert_int_equal(moat_archive_parse_ns_limits("{\"a\": {\"maxSize\": \"32Ki\"}}", o, err, sizeof(err)), 0);
+	assert_int_equal(
+		moat_archive_parse_ns_limits("{\"a\": {\"maxSize\": \"32Ki\"}}", o, err, sizeof(err)), 0);
 	open_archive(f, o);
 	for (int round = 0; round < 10; round++) {
 		for (int i = 0; i < 200; i++) {
 			ev(f, "a", "x", "10.0.1.1", f->id_x, "a", "z", "10.0.1.3", f->id_z, IPPROTO_TCP,
-			   (uint16_t)(1000 + i), 80, MOAT_VERDICT_ALLOW, MOAT_RULE_DEFAULT_ALLOW, T0 + (uint64_t)i);
+			   (uint16_t)(1000 + i), 80, MOAT_VERDICT_ALLOW, MOAT_RULE_DEFAULT_ALLOW,
+			   T0 + (uint64_t)i);
 			ev(f, "b", "y", "10.0.1.2", f->id_y, "", "", "9.9.9.9", MOAT_ID_WORLD, IPPROTO_TCP,
-			   (uint16_t)(1000 + i), 443, MOAT_VERDICT_ALLOW, MOAT_RULE_DEFAULT_ALLOW, T0 + (uint64_t)i);
+			   (uint16_t)(1000 + i), 443, MOAT_VERDICT_ALLOW, MOAT_RULE_DEFAULT_ALLOW,
+			   T0 + (uint64_t)i);
 		}
 		moat_archive_flush(f->a, 5000);
 	}
@@ -710,14 +723,19 @@ static void test_recovery(void **state)
 	pcapng_put_idb(&b, &idb);
 	for (int i = 0; i < 3; i++) {
 		char c[64];
-		struct pcapng_epb_info e = { .ts_ns = T0 + (uint64_t)i * SEC, .data = data, .caplen = 60, .origlen = 60,
+		struct pcapng_epb_info e = { .ts_ns = T0 + (uint64_t)i * SEC,
+					     .data = data,
+					     .caplen = 60,
+					     .origlen = 60,
 					     .comment = c };
 		snprintf(c, sizeof(c), "moat: verdict=allow id=1.%d", i + 1);
 		pcapng_put_epb(&b, &e);
 	}
 	whole = b.len;
 	{
-		struct pcapng_epb_info e = { .ts_ns = T0 + 9 * SEC, .data = data, .caplen = 60, .origlen = 60 };
+		struct pcapng_epb_info e = {
+			.ts_ns = T0 + 9 * SEC, .data = data, .caplen = 60, .origlen = 60
+		};
 		pcapng_put_epb(&b, &e);
 	}
 	snprintf(p, sizeof(p), "%s/a", f->dir);
@@ -791,7 +809,8 @@ static void test_disk_full(void **state)
 	for (int round = 0; round < 20; round++) {
 		for (int i = 0; i < 100; i++)
 			ev(f, "a", "x", "10.0.1.1", f->id_x, "a", "z", "10.0.1.3", f->id_z, IPPROTO_TCP,
-			   (uint16_t)(1000 + i), 80, MOAT_VERDICT_ALLOW, MOAT_RULE_DEFAULT_ALLOW, T0 + (uint64_t)i);
+			   (uint16_t)(1000 + i), 80, MOAT_VERDICT_ALLOW, MOAT_RULE_DEFAULT_ALLOW,
+			   T0 + (uint64_t)i);
 		moat_archive_flush(f->a, 5000);
 	}
 	moat_archive_stats(f->a, &st);
@@ -811,7 +830,8 @@ static void test_disk_full(void **state)
 	for (int round = 0; round < 3; round++) {
 		for (int i = 0; i < 100; i++)
 			ev(f, "a", "x", "10.0.1.1", f->id_x, "a", "z", "10.0.1.3", f->id_z, IPPROTO_TCP,
-			   (uint16_t)(2000 + i), 80, MOAT_VERDICT_ALLOW, MOAT_RULE_DEFAULT_ALLOW, T0 + 10 * SEC);
+			   (uint16_t)(2000 + i), 80, MOAT_VERDICT_ALLOW, MOAT_RULE_DEFAULT_ALLOW,
+			   T0 + 10 * SEC);
 		moat_archive_flush(f->a, 5000);
 		usleep(600000);
 	}
@@ -865,7 +885,8 @@ static void test_queue_overflow(void **state)
 	open_archive(f, o);
 	for (int i = 0; i < 50000; i++)
 		ev(f, "a", "x", "10.0.1.1", f->id_x, "a", "z", "10.0.1.3", f->id_z, IPPROTO_TCP,
-		   (uint16_t)(1000 + i % 1000), 80, MOAT_VERDICT_ALLOW, MOAT_RULE_DEFAULT_ALLOW, T0 + (uint64_t)i);
+		   (uint16_t)(1000 + i % 1000), 80, MOAT_VERDICT_ALLOW, MOAT_RULE_DEFAULT_ALLOW,
+		   T0 + (uint64_t)i);
 	moat_archive_flush(f->a, 5000);
 	moat_archive_stats(f->a, &st);
 	assert_int_equal(st.offered, 50000);
@@ -1013,8 +1034,9 @@ static void test_parsers(void **state)
 		assert_non_null(strstr(err, "maxAge"));
 		assert_int_equal(moat_archive_parse_ns_limits("Bad_NS=1d", o, err, sizeof(err)), -EINVAL);
 		assert_non_null(strstr(err, "Bad_NS"));
-		assert_int_equal(moat_archive_parse_ns_limits("{\"a\": {\"maxAge\": 3600, \"other\": 1}}", o, err,
-							      sizeof(err)), -EINVAL);
+		assert_int_equal(moat_archive_parse_ns_limits("{\"a\": {\"maxAge\": 3600, \"other\": 1}}", o,
+							      err, sizeof(err)),
+				 -EINVAL);
 		assert_non_null(strstr(err, "a.other"));
 		free(o);
 	}
@@ -1033,7 +1055,8 @@ static void test_config(void **state)
 	fp = fopen(p, "w");
 	fputs("node: n1\narchive:\n  dir: /var/lib/moat/archive\n  segmentSize: 8Mi\n  segmentAge: 10m\n"
 	      "  maxAge: 2d\n  maxSize: 100Mi\n  totalSize: 1Gi\n"
-	      "  namespaces: {shop: {maxAge: 30d, maxSize: 5Gi}, dev: {maxAge: 1h}}\n", fp);
+	      "  namespaces: {shop: {maxAge: 30d, maxSize: 5Gi}, dev: {maxAge: 1h}}\n",
+	      fp);
 	fclose(fp);
 	assert_int_equal(moatd_config_load(p, &c, false, err, sizeof(err)), 0);
 	assert_string_equal(c.archive_dir, "/var/lib/moat/archive");
@@ -1073,9 +1096,15 @@ static void test_config(void **state)
 	assert_non_null(strstr(err, "archive.maxAge"));
 	{
 		/* the configuration's strings (the daemon keeps them for its life) */
-		char **owned[] = { &c.node, &c.archive_dir, &c.archive_segment_size, &c.archive_segment_age,
-				  &c.archive_max_age, &c.archive_max_size, &c.archive_total_size,
-				  &c.archive_queue_size, &c.archive_namespaces };
+		char **owned[] = { &c.node,
+				   &c.archive_dir,
+				   &c.archive_segment_size,
+				   &c.archive_segment_age,
+				   &c.archive_max_age,
+				   &c.archive_max_size,
+				   &c.archive_total_size,
+				   &c.archive_queue_size,
+				   &c.archive_namespaces };
 		for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
 			free(owned[i][0]);
 	}

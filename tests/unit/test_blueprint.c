@@ -150,8 +150,8 @@ static int teardown(void **state)
 
 /* Asserts the verdict and that the deciding rule's description mentions
  * needle (NULL: anything). */
-static void expect(struct fx *f, const char *from, const char *to, uint8_t proto, uint16_t port,
-		   int want, const char *needle)
+static void expect(struct fx *f, const char *from, const char *to, uint8_t proto, uint16_t port, int want,
+		   const char *needle)
 {
 	struct moat_explain x;
 	char err[256], *d;
@@ -175,10 +175,12 @@ static const char *status_of(struct fx *f, const char *bp, const char *ns, bool 
 	size_t i, k;
 
 	out[0] = 0;
-	json_array_foreach(st, i, b) {
+	json_array_foreach(st, i, b)
+	{
 		if (strcmp(json_string_value(json_object_get(b, "name")), bp))
 			continue;
-		json_array_foreach(json_object_get(b, "namespaces"), k, n) {
+		json_array_foreach(json_object_get(b, "namespaces"), k, n)
+		{
 			if (strcmp(json_string_value(json_object_get(n, "namespace")), ns))
 				continue;
 			snprintf(out, sizeof(out), "%s", json_string_value(json_object_get(n, "version")));
@@ -196,9 +198,8 @@ static char *status_errors(struct fx *f, const char *bp)
 	char *s = NULL;
 	size_t i;
 
-	json_array_foreach(st, i, b)
-		if (!strcmp(json_string_value(json_object_get(b, "name")), bp))
-			s = json_dumps(json_object_get(b, "errors"), JSON_COMPACT);
+	json_array_foreach(st, i, b) if (!strcmp(json_string_value(json_object_get(b, "name")), bp))
+		s = json_dumps(json_object_get(b, "errors"), JSON_COMPACT);
 	json_decref(st);
 	return s ? s : xstrdup("[]");
 }
@@ -269,7 +270,8 @@ static void test_rollout_diff_and_rollback(void **state)
 	diff = moat_compiler_blueprint_diff(f->c, cand->u.blueprint);
 	assert_string_equal(json_string_value(json_object_get(diff, "from")), "2");
 	assert_string_equal(json_string_value(json_object_get(diff, "to")), "1");
-	json_array_foreach(json_object_get(diff, "namespaces"), i, x) {
+	json_array_foreach(json_object_get(diff, "namespaces"), i, x)
+	{
 		const char *ns = json_string_value(json_object_get(x, "namespace"));
 		assert_string_not_equal(ns, "legacy"); /* pinned: unchanged */
 		if (!strcmp(ns, "pay")) {
@@ -278,7 +280,8 @@ static void test_rollout_diff_and_rollback(void **state)
 			assert_string_equal(json_string_value(json_object_get(x, "to")), "1");
 		}
 	}
-	json_array_foreach(json_object_get(diff, "changes"), i, x) {
+	json_array_foreach(json_object_get(diff, "changes"), i, x)
+	{
 		char *nss = json_dumps(json_object_get(x, "namespaces"), JSON_COMPACT);
 		assert_string_equal(json_string_value(json_object_get(x, "policy")),
 				    "ClusterNetworkPolicy baseline:default-deny");
@@ -317,20 +320,24 @@ static void test_pinning(void **state)
 	bool pinned;
 	char *e;
 
-	load_ok(f, "apiVersion: v1\nkind: Namespace\nmetadata: {name: pay, annotations: {blueprint.moat.io/baseline: \"1\"}}\n");
+	load_ok(f,
+		"apiVersion: v1\nkind: Namespace\nmetadata: {name: pay, annotations: {blueprint.moat.io/baseline: \"1\"}}\n");
 	flush(f);
 	expect(f, "pay/app", "kube-system/dns", IPPROTO_TCP, 53, D, "@1");
 	assert_string_equal(status_of(f, "baseline", "pay", &pinned), "1");
 	assert_true(pinned);
 	/* a pin to a version the blueprint does not have: spec.version runs,
 	 * and the status says why */
-	load_ok(f, "apiVersion: v1\nkind: Namespace\nmetadata: {name: pay, annotations: {blueprint.moat.io/baseline: \"9\"}}\n");
+	load_ok(f,
+		"apiVersion: v1\nkind: Namespace\nmetadata: {name: pay, annotations: {blueprint.moat.io/baseline: \"9\"}}\n");
 	flush(f);
 	expect(f, "pay/app", "kube-system/dns", IPPROTO_TCP, 53, A, "@2");
 	assert_string_equal(status_of(f, "baseline", "pay", &pinned), "2");
 	assert_false(pinned);
 	e = status_errors(f, "baseline");
-	assert_non_null(strstr(e, "Namespace pay: annotation blueprint.moat.io/baseline: version \\\"9\\\" is not in spec.versions; running 2"));
+	assert_non_null(strstr(
+		e,
+		"Namespace pay: annotation blueprint.moat.io/baseline: version \\\"9\\\" is not in spec.versions; running 2"));
 	free(e);
 	/* unpinned: the current version */
 	load_ok(f, "apiVersion: v1\nkind: Namespace\nmetadata: {name: pay}\n");
@@ -340,7 +347,8 @@ static void test_pinning(void **state)
 	assert_string_equal(e, "[]");
 	free(e);
 	/* a namespace leaving the selector loses the baseline */
-	load_ok(f, "apiVersion: v1\nkind: Namespace\nmetadata: {name: pay, labels: {moat.io/baseline: \"off\"}}\n");
+	load_ok(f,
+		"apiVersion: v1\nkind: Namespace\nmetadata: {name: pay, labels: {moat.io/baseline: \"off\"}}\n");
 	flush(f);
 	expect(f, "pay/app", "open/srv", IPPROTO_TCP, 80, A, NULL);
 	assert_string_equal(status_of(f, "baseline", "pay", NULL), "");
@@ -366,18 +374,21 @@ static void test_parameters(void **state)
 	expect(f, "monitoring/prom", "open/srv", IPPROTO_TCP, 8080, A, "web:allow-port");
 	expect(f, "monitoring/prom", "open/srv", IPPROTO_TCP, 9000, D, "web:allow-port");
 	/* the namespace overrides both parameters */
-	load_ok(f, "apiVersion: v1\nkind: Namespace\nmetadata: {name: open, labels: {moat.io/baseline: \"off\"}, "
-		   "annotations: {web.blueprint.moat.io/port: \"9000\", web.blueprint.moat.io/peer: shop}}\n");
+	load_ok(f,
+		"apiVersion: v1\nkind: Namespace\nmetadata: {name: open, labels: {moat.io/baseline: \"off\"}, "
+		"annotations: {web.blueprint.moat.io/port: \"9000\", web.blueprint.moat.io/peer: shop}}\n");
 	flush(f);
 	expect(f, "monitoring/prom", "open/srv", IPPROTO_TCP, 8080, D, "web:allow-port");
 	expect(f, "shop/web", "open/srv", IPPROTO_TCP, 9000, A, "web:allow-port");
 	/* a value that makes the instance invalid: reported, last good kept */
-	load_ok(f, "apiVersion: v1\nkind: Namespace\nmetadata: {name: open, labels: {moat.io/baseline: \"off\"}, "
-		   "annotations: {web.blueprint.moat.io/port: \"70000\", web.blueprint.moat.io/peer: shop}}\n");
+	load_ok(f,
+		"apiVersion: v1\nkind: Namespace\nmetadata: {name: open, labels: {moat.io/baseline: \"off\"}, "
+		"annotations: {web.blueprint.moat.io/port: \"70000\", web.blueprint.moat.io/peer: shop}}\n");
 	flush(f);
 	expect(f, "shop/web", "open/srv", IPPROTO_TCP, 9000, A, "web:allow-port");
 	e = status_errors(f, "web");
-	if (!strstr(e, "NetworkPolicy open/web:allow-port: spec.ingress[0].ports[0].port: 70000 is not a port"))
+	if (!strstr(e,
+		    "NetworkPolicy open/web:allow-port: spec.ingress[0].ports[0].port: 70000 is not a port"))
 		fail_msg("errors: %s", e);
 	free(e);
 }
@@ -439,29 +450,41 @@ static void test_bad_blueprint_messages(void **state)
 		     "bp.yaml: Blueprint b: spec.version: \"3\" is not one of spec.versions");
 	expect_error(BP_HEAD "spec: {version: \"1\", versions: [{version: \"1\"}]}\n",
 		     "bp.yaml: Blueprint b: spec.namespaceSelector: required");
-	expect_error(BP_HEAD "spec: {version: \"1\", namespaceSelector: {}, versions: [{version: \"1\"}, {version: \"1\"}]}\n",
-		     "bp.yaml: Blueprint b: spec.versions[1].version: \"1\": listed twice");
-	expect_error(BP_HEAD "spec: {version: \"1\", namespaceSelector: {}, versions: [{version: \"1\", networkPolicies: "
-		     "[{name: x, spec: {podSelector: {}, ingress: [{ports: [{port: \"${nope}\"}]}]}}]}]}\n",
-		     "bp.yaml: Blueprint b: spec.versions[0].networkPolicies[0]: spec.ingress[0].ports[0].port: "
-		     "${nope}: no such parameter in spec.parameters");
-	expect_error(BP_HEAD "spec: {version: \"1\", namespaceSelector: {}, versions: [{version: \"1\", networkPolicies: "
-		     "[{name: x, spec: {podSelector: {}, ingress: [{ports: [{port: 70000}]}]}}]}]}\n",
-		     "bp.yaml: Blueprint b: spec.versions[0].networkPolicies[0]: spec.ingress[0].ports[0].port: "
-		     "70000 is not a port");
-	expect_error(BP_HEAD "spec: {version: \"1\", namespaceSelector: {}, versions: [{version: \"1\", clusterNetworkPolicies: "
-		     "[{name: x, spec: {tier: Admin, priority: 1, subject: {namespaces: {matchLabels: {a: \"${namespace}\"}}}}}]}]}\n",
-		     "bp.yaml: Blueprint b: spec.versions[0].clusterNetworkPolicies[0]: "
-		     "spec.subject.namespaces.matchLabels.a: ${namespace} is not available in a "
-		     "ClusterNetworkPolicy template (one instance covers many namespaces)");
-	expect_error(BP_HEAD "spec: {version: \"1\", namespaceSelector: {}, parameters: [{name: version, default: x}], versions: [{version: \"1\"}]}\n",
-		     "bp.yaml: Blueprint b: spec.parameters[0].name: \"version\" is not a parameter name "
-		     "(a letter, then letters, digits or _; not namespace, blueprint or version)");
-	expect_error(BP_HEAD "spec: {version: \"1 0\", namespaceSelector: {}, versions: [{version: \"1 0\"}]}\n",
+	expect_error(
+		BP_HEAD
+		"spec: {version: \"1\", namespaceSelector: {}, versions: [{version: \"1\"}, {version: \"1\"}]}\n",
+		"bp.yaml: Blueprint b: spec.versions[1].version: \"1\": listed twice");
+	expect_error(
+		BP_HEAD
+		"spec: {version: \"1\", namespaceSelector: {}, versions: [{version: \"1\", networkPolicies: "
+		"[{name: x, spec: {podSelector: {}, ingress: [{ports: [{port: \"${nope}\"}]}]}}]}]}\n",
+		"bp.yaml: Blueprint b: spec.versions[0].networkPolicies[0]: spec.ingress[0].ports[0].port: "
+		"${nope}: no such parameter in spec.parameters");
+	expect_error(
+		BP_HEAD
+		"spec: {version: \"1\", namespaceSelector: {}, versions: [{version: \"1\", networkPolicies: "
+		"[{name: x, spec: {podSelector: {}, ingress: [{ports: [{port: 70000}]}]}}]}]}\n",
+		"bp.yaml: Blueprint b: spec.versions[0].networkPolicies[0]: spec.ingress[0].ports[0].port: "
+		"70000 is not a port");
+	expect_error(
+		BP_HEAD
+		"spec: {version: \"1\", namespaceSelector: {}, versions: [{version: \"1\", clusterNetworkPolicies: "
+		"[{name: x, spec: {tier: Admin, priority: 1, subject: {namespaces: {matchLabels: {a: \"${namespace}\"}}}}}]}]}\n",
+		"bp.yaml: Blueprint b: spec.versions[0].clusterNetworkPolicies[0]: "
+		"spec.subject.namespaces.matchLabels.a: ${namespace} is not available in a "
+		"ClusterNetworkPolicy template (one instance covers many namespaces)");
+	expect_error(
+		BP_HEAD
+		"spec: {version: \"1\", namespaceSelector: {}, parameters: [{name: version, default: x}], versions: [{version: \"1\"}]}\n",
+		"bp.yaml: Blueprint b: spec.parameters[0].name: \"version\" is not a parameter name "
+		"(a letter, then letters, digits or _; not namespace, blueprint or version)");
+	expect_error(BP_HEAD
+		     "spec: {version: \"1 0\", namespaceSelector: {}, versions: [{version: \"1 0\"}]}\n",
 		     "bp.yaml: Blueprint b: spec.versions[0].version: \"1 0\" is not a version (at most 63 "
 		     "letters, digits, '-', '.', '_', starting and ending alphanumeric)");
-	expect_error("apiVersion: moat.io/v1alpha1\nkind: Blueprint\nmetadata: {name: B}\nspec: {}\n",
-		     "bp.yaml: Blueprint: metadata.name: \"B\" is not a valid name (a lowercase RFC 1123 label)");
+	expect_error(
+		"apiVersion: moat.io/v1alpha1\nkind: Blueprint\nmetadata: {name: B}\nspec: {}\n",
+		"bp.yaml: Blueprint: metadata.name: \"B\" is not a valid name (a lowercase RFC 1123 label)");
 }
 
 int main(void)

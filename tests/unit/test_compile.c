@@ -33,8 +33,8 @@ static const char *corpus_dir(void)
 
 /* ---- a world of objects, kept as JSON so steps can edit it --------------- */
 struct world {
-	json_t *objs;              /* object key -> JSON object */
-	struct hmap ips;           /* "ns/pod" -> ip string */
+	json_t *objs;    /* object key -> JSON object */
+	struct hmap ips; /* "ns/pod" -> ip string */
 	char node_ip[32];
 };
 
@@ -78,16 +78,14 @@ static json_t *subst(json_t *v, struct world *w)
 		json_t *n = json_object();
 		const char *k;
 		json_t *x;
-		json_object_foreach(v, k, x)
-			json_object_set_new(n, k, subst(x, w));
+		json_object_foreach(v, k, x) json_object_set_new(n, k, subst(x, w));
 		return n;
 	}
 	if (json_is_array(v)) {
 		json_t *n = json_array();
 		size_t i;
 		json_t *x;
-		json_array_foreach(v, i, x)
-			json_array_append_new(n, subst(x, w));
+		json_array_foreach(v, i, x) json_array_append_new(n, subst(x, w));
 		return n;
 	}
 	return json_incref(v);
@@ -121,13 +119,15 @@ static void world_sync(struct world *w, struct moat_compiler *c, json_t *applied
 	struct moat_flush_stats st;
 	char err[256];
 
-	json_object_foreach_safe(applied, tmp, k, o) {
+	json_object_foreach_safe(applied, tmp, k, o)
+	{
 		if (!json_object_get(w->objs, k)) {
 			assert_int_equal(moat_compiler_delete(c, k), 0);
 			json_object_del(applied, k);
 		}
 	}
-	json_object_foreach(w->objs, k, o) {
+	json_object_foreach(w->objs, k, o)
+	{
 		json_t *prev = json_object_get(applied, k);
 		if (prev && json_equal(prev, o))
 			continue;
@@ -169,8 +169,7 @@ static struct ref_world refw(struct world *w, const struct moat_object ***keep)
 	json_t *o;
 	const struct moat_object **objs = calloc(n + 1, sizeof(*objs));
 
-	json_object_foreach(w->objs, k, o)
-		objs[i++] = decode_or_fail(o);
+	json_object_foreach(w->objs, k, o) objs[i++] = decode_or_fail(o);
 	rw.n = i;
 	rw.objs = objs;
 	*keep = objs;
@@ -225,7 +224,8 @@ static void check_all_pairs(struct checker *ck, const char **ids, size_t nids)
 			moat_addr_parse(sip, &sa);
 			moat_addr_parse(dip, &da);
 			for (size_t pi = 0; pi < 4; pi++)
-				for (size_t po = 0; po < (pi < 3 ? sizeof(ports) / sizeof(ports[0]) : 1); po++) {
+				for (size_t po = 0; po < (pi < 3 ? sizeof(ports) / sizeof(ports[0]) : 1);
+				     po++) {
 					uint8_t proto = pi < 3 ? protos[pi] : IPPROTO_ICMP;
 					uint16_t port = pi < 3 ? ports[po] : 0;
 					struct ref_result r;
@@ -235,10 +235,13 @@ static void check_all_pairs(struct checker *ck, const char **ids, size_t nids)
 					full = explain_verdict(fc, sip, dip, proto, port);
 					if (inc != r.verdict || full != r.verdict) {
 						if (ck->failures++ < 20)
-							print_error("%s: %s -> %s %u/%s: reference %s, compiled %s, fresh %s\n",
-								    ck->ctx, ids[a], ids[b], port, moat_proto_name(proto),
-								    moat_verdict_name(r.verdict), moat_verdict_name(inc),
-								    moat_verdict_name(full));
+							print_error(
+								"%s: %s -> %s %u/%s: reference %s, compiled %s, fresh %s\n",
+								ck->ctx, ids[a], ids[b], port,
+								moat_proto_name(proto),
+								moat_verdict_name(r.verdict),
+								moat_verdict_name(inc),
+								moat_verdict_name(full));
 					}
 				}
 		}
@@ -253,30 +256,33 @@ static void netpol_model(struct world *w, json_t *model)
 	size_t i;
 	int n = 1;
 
-	json_array_foreach(json_object_get(model, "namespaces"), i, v) {
+	json_array_foreach(json_object_get(model, "namespaces"), i, v)
+	{
 		json_t *ns = json_pack("{s:s,s:s,s:{s:s,s:O}}", "apiVersion", "v1", "kind", "Namespace",
 				       "metadata", "name", json_string_value(json_object_get(v, "name")),
 				       "labels", json_object_get(v, "labels"));
 		world_put(w, ns);
 		json_decref(ns);
 	}
-	json_array_foreach(json_object_get(model, "pods"), i, v) {
+	json_array_foreach(json_object_get(model, "pods"), i, v)
+	{
 		char ip[32];
 		json_t *ports = json_array(), *c;
 		size_t k;
 		snprintf(ip, sizeof(ip), "10.1.0.%d", n++);
 		char *id = xstrdup(json_string_value(json_object_get(v, "id")));
 		hmap_put(&w->ips, id, strlen(id), xstrdup(ip), NULL);
-		json_array_foreach(json_object_get(model, "containers"), k, c)
-			json_array_append_new(ports, json_pack("{s:O,s:O,s:O}", "name", json_object_get(c, "portName"),
-							       "containerPort", json_object_get(c, "containerPort"),
-							       "protocol", json_object_get(c, "protocol")));
+		json_array_foreach(json_object_get(model, "containers"), k, c) json_array_append_new(
+			ports, json_pack("{s:O,s:O,s:O}", "name", json_object_get(c, "portName"),
+					 "containerPort", json_object_get(c, "containerPort"), "protocol",
+					 json_object_get(c, "protocol")));
 		json_t *pod = json_pack("{s:s,s:s,s:{s:O,s:O,s:O},s:{s:s,s:[{s:s,s:o}]},s:{s:s,s:[{s:s}]}}",
 					"apiVersion", "v1", "kind", "Pod", "metadata", "name",
-					json_object_get(v, "name"), "namespace", json_object_get(v, "namespace"),
-					"labels", json_object_get(v, "labels"), "spec", "nodeName", "n1",
-					"containers", "name", "c", "ports", ports, "status", "podIP", ip,
-					"podIPs", "ip", ip);
+					json_object_get(v, "name"), "namespace",
+					json_object_get(v, "namespace"), "labels",
+					json_object_get(v, "labels"), "spec", "nodeName", "n1", "containers",
+					"name", "c", "ports", ports, "status", "podIP", ip, "podIPs", "ip",
+					ip);
 		world_put(w, pod);
 		json_decref(pod);
 	}
@@ -334,7 +340,8 @@ static void test_netpol_corpus(void **state)
 	if (!corpus)
 		skip();
 	model = json_object_get(corpus, "model");
-	json_array_foreach(json_object_get(corpus, "cases"), ci, cs) {
+	json_array_foreach(json_object_get(corpus, "cases"), ci, cs)
+	{
 		struct world w;
 		struct moat_compiler *c;
 		struct moat_compiler_opts o = { .node = "n1" };
@@ -347,11 +354,13 @@ static void test_netpol_corpus(void **state)
 		for (size_t i = 0; i < nids && i < 16; i++)
 			ids[i] = json_string_value(json_array_get(pod_order, i));
 		moat_compiler_new(&o, &c);
-		json_array_foreach(json_object_get(cs, "steps"), si, st) {
+		json_array_foreach(json_object_get(cs, "steps"), si, st)
+		{
 			json_t *a, *pr;
 			size_t ai, pi;
 			char ctx[256];
-			json_array_foreach(json_object_get(st, "actions"), ai, a) {
+			json_array_foreach(json_object_get(st, "actions"), ai, a)
+			{
 				const char *op = json_string_value(json_object_get(a, "op"));
 				if (!strcmp(op, "create_policy") || !strcmp(op, "update_policy")) {
 					world_put(&w, json_object_get(a, "policy"));
@@ -359,11 +368,13 @@ static void test_netpol_corpus(void **state)
 					const char *k;
 					json_t *x;
 					void *tmp;
-					json_object_foreach_safe(w.objs, tmp, k, x)
-						if (!strncmp(k, "NetworkPolicy/", 14))
-							json_object_del(w.objs, k);
+					json_object_foreach_safe(w.objs, tmp, k,
+								 x) if (!strncmp(k, "NetworkPolicy/", 14))
+						json_object_del(w.objs, k);
 				} else if (!strcmp(op, "add_namespace_labels")) {
-					char *k = xasprintf("Namespace/%s", json_string_value(json_object_get(a, "namespace")));
+					char *k =
+						xasprintf("Namespace/%s",
+							  json_string_value(json_object_get(a, "namespace")));
 					merge_labels(&w, k, json_object_get(a, "labels"));
 					free(k);
 				} else if (!strcmp(op, "add_pod_labels")) {
@@ -376,14 +387,19 @@ static void test_netpol_corpus(void **state)
 				}
 			}
 			world_sync(&w, c, applied);
-			snprintf(ctx, sizeof(ctx), "%s step %zu", json_string_value(json_object_get(cs, "id")), si + 1);
+			snprintf(ctx, sizeof(ctx), "%s step %zu",
+				 json_string_value(json_object_get(cs, "id")), si + 1);
 			{
 				const struct moat_object **keep;
 				struct ref_world rw = refw(&w, &keep);
-				json_array_foreach(json_object_get(st, "probes"), pi, pr) {
-					json_t *mx = json_object_get(json_object_get(pr, "expected"), "matrix");
-					uint8_t proto = proto_of(json_string_value(json_object_get(pr, "protocol")));
-					uint16_t port = (uint16_t)json_integer_value(json_object_get(pr, "port"));
+				json_array_foreach(json_object_get(st, "probes"), pi, pr)
+				{
+					json_t *mx =
+						json_object_get(json_object_get(pr, "expected"), "matrix");
+					uint8_t proto =
+						proto_of(json_string_value(json_object_get(pr, "protocol")));
+					uint16_t port =
+						(uint16_t)json_integer_value(json_object_get(pr, "port"));
 					for (size_t a2 = 0; a2 < nids; a2++)
 						for (size_t b = 0; b < nids; b++) {
 							char e = json_string_value(json_array_get(mx, a2))[b];
@@ -394,7 +410,8 @@ static void test_netpol_corpus(void **state)
 							int want, got;
 							if (e == '-')
 								continue;
-							want = e == '.' ? MOAT_VERDICT_ALLOW : MOAT_VERDICT_DENY;
+							want = e == '.' ? MOAT_VERDICT_ALLOW :
+									  MOAT_VERDICT_DENY;
 							moat_addr_parse(sip, &sa);
 							moat_addr_parse(dip, &da);
 							ref_judge(&rw, &sa, &da, proto, port, &r);
@@ -402,10 +419,13 @@ static void test_netpol_corpus(void **state)
 							probes++;
 							if (r.verdict != want || got != want) {
 								if (total_fail++ < 30)
-									print_error("%s: %s -> %s %u/%s: expected %s, reference %s, compiled %s\n",
-										    ctx, ids[a2], ids[b], port, moat_proto_name(proto),
-										    moat_verdict_name(want), moat_verdict_name(r.verdict),
-										    moat_verdict_name(got));
+									print_error(
+										"%s: %s -> %s %u/%s: expected %s, reference %s, compiled %s\n",
+										ctx, ids[a2], ids[b], port,
+										moat_proto_name(proto),
+										moat_verdict_name(want),
+										moat_verdict_name(r.verdict),
+										moat_verdict_name(got));
 							}
 						}
 				}
@@ -440,14 +460,16 @@ static void anp_model(struct world *w, json_t *base)
 				 "addresses", "type", "InternalIP", "address", w->node_ip);
 	world_put(w, node);
 	json_decref(node);
-	json_array_foreach(json_object_get(base, "namespaces"), i, v) {
+	json_array_foreach(json_object_get(base, "namespaces"), i, v)
+	{
 		json_t *ns = json_pack("{s:s,s:s,s:{s:O,s:O}}", "apiVersion", "v1", "kind", "Namespace",
 				       "metadata", "name", json_object_get(v, "name"), "labels",
 				       json_object_get(v, "labels"));
 		world_put(w, ns);
 		json_decref(ns);
 	}
-	json_array_foreach(json_object_get(base, "pods"), i, v) {
+	json_array_foreach(json_object_get(base, "pods"), i, v)
+	{
 		char ip[32];
 		bool hn = json_is_true(json_object_get(v, "hostNetwork"));
 		char *id = xasprintf("%s/%s", json_string_value(json_object_get(v, "namespace")),
@@ -457,13 +479,14 @@ static void anp_model(struct world *w, json_t *base)
 		else
 			snprintf(ip, sizeof(ip), "10.2.0.%d", n++);
 		hmap_put(&w->ips, id, strlen(id), xstrdup(ip), NULL);
-		json_t *pod = json_pack("{s:s,s:s,s:{s:O,s:O,s:O},s:{s:s,s:b,s:[{s:s,s:O}]},s:{s:s,s:[{s:s}]}}",
-					"apiVersion", "v1", "kind", "Pod", "metadata", "name",
-					json_object_get(v, "name"), "namespace", json_object_get(v, "namespace"),
-					"labels", json_object_get(v, "labels"), "spec", "nodeName", "n1",
-					"hostNetwork", hn, "containers", "name", "c", "ports",
-					json_object_get(v, "containerPorts") ? json_object_get(v, "containerPorts") : json_array(),
-					"status", "podIP", ip, "podIPs", "ip", ip);
+		json_t *pod = json_pack(
+			"{s:s,s:s,s:{s:O,s:O,s:O},s:{s:s,s:b,s:[{s:s,s:O}]},s:{s:s,s:[{s:s}]}}", "apiVersion",
+			"v1", "kind", "Pod", "metadata", "name", json_object_get(v, "name"), "namespace",
+			json_object_get(v, "namespace"), "labels", json_object_get(v, "labels"), "spec",
+			"nodeName", "n1", "hostNetwork", hn, "containers", "name", "c", "ports",
+			json_object_get(v, "containerPorts") ? json_object_get(v, "containerPorts") :
+							       json_array(),
+			"status", "podIP", ip, "podIPs", "ip", ip);
 		world_put(w, pod);
 		json_decref(pod);
 	}
@@ -483,7 +506,8 @@ static void test_anp_corpus(void **state)
 	if (!corpus)
 		skip();
 	base = json_object_get(corpus, "baseModel");
-	json_array_foreach(json_object_get(corpus, "cases"), ci, cs) {
+	json_array_foreach(json_object_get(corpus, "cases"), ci, cs)
+	{
 		struct world w;
 		struct moat_compiler *c;
 		struct moat_compiler_opts o = { .node = "n1" };
@@ -496,10 +520,12 @@ static void test_anp_corpus(void **state)
 		{
 			json_t *p;
 			size_t k;
-			json_array_foreach(json_object_get(base, "pods"), k, p) {
+			json_array_foreach(json_object_get(base, "pods"), k, p)
+			{
 				if (json_is_true(json_object_get(p, "hostNetwork")))
 					continue;
-				char *id = xasprintf("%s/%s", json_string_value(json_object_get(p, "namespace")),
+				char *id = xasprintf("%s/%s",
+						     json_string_value(json_object_get(p, "namespace")),
 						     json_string_value(json_object_get(p, "name")));
 				const void *kk;
 				size_t it = 0, kl;
@@ -510,14 +536,15 @@ static void test_anp_corpus(void **state)
 				free(id);
 			}
 		}
-		json_array_foreach(json_object_get(cs, "objects"), oi, ob)
-			world_put(&w, ob);
+		json_array_foreach(json_object_get(cs, "objects"), oi, ob) world_put(&w, ob);
 		moat_compiler_new(&o, &c);
-		json_array_foreach(json_object_get(cs, "steps"), si, st) {
+		json_array_foreach(json_object_get(cs, "steps"), si, st)
+		{
 			json_t *ch, *pr;
 			size_t k, pi;
 			char ctx[256];
-			json_array_foreach(json_object_get(st, "changes"), k, ch) {
+			json_array_foreach(json_object_get(st, "changes"), k, ch)
+			{
 				const char *act = json_string_value(json_object_get(ch, "action"));
 				if (!strcmp(act, "update")) {
 					world_put(&w, json_object_get(ch, "object"));
@@ -525,7 +552,8 @@ static void test_anp_corpus(void **state)
 					const char *kind = json_string_value(json_object_get(ch, "kind"));
 					const char *name = json_string_value(json_object_get(ch, "name"));
 					const char *ns = json_string_value(json_object_get(ch, "namespace"));
-					char *key = ns ? xasprintf("%s/%s/%s", kind, ns, name) : xasprintf("%s/%s", kind, name);
+					char *key = ns ? xasprintf("%s/%s/%s", kind, ns, name) :
+							 xasprintf("%s/%s", kind, name);
 					json_object_del(w.objs, key);
 					free(key);
 				} else if (!strcmp(act, "setNamespaceLabels")) {
@@ -543,18 +571,25 @@ static void test_anp_corpus(void **state)
 				}
 			}
 			world_sync(&w, c, applied);
-			snprintf(ctx, sizeof(ctx), "%s step %zu", json_string_value(json_object_get(cs, "id")), si + 1);
+			snprintf(ctx, sizeof(ctx), "%s step %zu",
+				 json_string_value(json_object_get(cs, "id")), si + 1);
 			{
 				const struct moat_object **keep;
 				struct ref_world rw = refw(&w, &keep);
-				json_array_foreach(json_object_get(st, "probes"), pi, pr) {
+				json_array_foreach(json_object_get(st, "probes"), pi, pr)
+				{
 					const char *from = json_string_value(json_object_get(pr, "from"));
 					const char *to = json_string_value(json_object_get(pr, "to"));
-					const char *sip = hmap_gets(&w.ips, from), *dip = hmap_gets(&w.ips, to);
-					uint8_t proto = proto_of(json_string_value(json_object_get(pr, "protocol")));
-					uint16_t port = (uint16_t)json_integer_value(json_object_get(pr, "port"));
-					int want = !strcmp(json_string_value(json_object_get(pr, "expect")), "allow") ?
-						   MOAT_VERDICT_ALLOW : MOAT_VERDICT_DENY;
+					const char *sip = hmap_gets(&w.ips, from),
+						   *dip = hmap_gets(&w.ips, to);
+					uint8_t proto =
+						proto_of(json_string_value(json_object_get(pr, "protocol")));
+					uint16_t port =
+						(uint16_t)json_integer_value(json_object_get(pr, "port"));
+					int want = !strcmp(json_string_value(json_object_get(pr, "expect")),
+							   "allow") ?
+							   MOAT_VERDICT_ALLOW :
+							   MOAT_VERDICT_DENY;
 					struct moat_addr sa, da;
 					struct ref_result r;
 					int got;
@@ -567,10 +602,12 @@ static void test_anp_corpus(void **state)
 					probes++;
 					if (r.verdict != want || got != want) {
 						if (total_fail++ < 30)
-							print_error("%s: %s -> %s %u/%s: expected %s, reference %s, compiled %s\n",
-								    ctx, from, to, port, moat_proto_name(proto),
-								    moat_verdict_name(want), moat_verdict_name(r.verdict),
-								    moat_verdict_name(got));
+							print_error(
+								"%s: %s -> %s %u/%s: expected %s, reference %s, compiled %s\n",
+								ctx, from, to, port, moat_proto_name(proto),
+								moat_verdict_name(want),
+								moat_verdict_name(r.verdict),
+								moat_verdict_name(got));
 					}
 				}
 				refw_free(keep, rw.n);

@@ -118,22 +118,22 @@ static const char *addr_s(const struct moat_addr *a)
 #define NP_HEAD \
 	"{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: allow-db, namespace: y}, spec: "
 #define NP(spec) NP_HEAD spec "}"
-#define NPE "t.yaml: NetworkPolicy y/allow-db: "
+#define NPE      "t.yaml: NetworkPolicy y/allow-db: "
 #define ANP_HEAD \
 	"{apiVersion: policy.networking.k8s.io/v1alpha1, kind: AdminNetworkPolicy, metadata: {name: a}, spec: "
 #define ANP(spec) ANP_HEAD spec "}"
-#define ANPE "t.yaml: AdminNetworkPolicy a: "
+#define ANPE      "t.yaml: AdminNetworkPolicy a: "
 #define BANP_HEAD \
 	"{apiVersion: policy.networking.k8s.io/v1alpha1, kind: BaselineAdminNetworkPolicy, metadata: {name: default}, spec: "
 #define BANP(spec) BANP_HEAD spec "}"
-#define BANPE "t.yaml: BaselineAdminNetworkPolicy default: "
+#define BANPE      "t.yaml: BaselineAdminNetworkPolicy default: "
 #define CNP_HEAD \
 	"{apiVersion: policy.networking.k8s.io/v1alpha2, kind: ClusterNetworkPolicy, metadata: {name: c}, spec: "
 #define CNP(spec) CNP_HEAD spec "}"
-#define CNPE "t.yaml: ClusterNetworkPolicy c: "
-#define SUBJ "subject: {namespaces: {}}"
-#define TO_NS "to: [{namespaces: {}}]"
-#define FROM_NS "from: [{namespaces: {}}]"
+#define CNPE      "t.yaml: ClusterNetworkPolicy c: "
+#define SUBJ      "subject: {namespaces: {}}"
+#define TO_NS     "to: [{namespaces: {}}]"
+#define FROM_NS   "from: [{namespaces: {}}]"
 
 /* ---- the conformance corpus ------------------------------------------------------------ */
 static const char *corpus_dir(void)
@@ -192,7 +192,8 @@ static size_t decode_all(json_t *arr, const char *what, size_t *npol)
 	size_t i, n = 0;
 	json_t *v;
 
-	json_array_foreach(arr, i, v) {
+	json_array_foreach(arr, i, v)
+	{
 		struct moat_object *o = NULL;
 		char err[512];
 
@@ -219,16 +220,19 @@ static void t_corpus_netpol(void **state)
 		skip();
 	cs = json_object_get(c, "cases");
 	assert_true(json_array_size(cs) > 0);
-	json_array_foreach(cs, i, k) {
+	json_array_foreach(cs, i, k)
+	{
 		decode_all(json_object_get(k, "policies"), "policies", &n);
-		json_array_foreach(json_object_get(k, "steps"), j, s) {
+		json_array_foreach(json_object_get(k, "steps"), j, s)
+		{
 			decode_all(json_object_get(s, "policies_in_effect"), "policies_in_effect", &n);
-			json_array_foreach(json_object_get(s, "actions"), l, a)
-				if (json_object_get(a, "policy")) {
-					json_t *one = json_pack("[O]", json_object_get(a, "policy"));
-					decode_all(one, "actions.policy", &n);
-					json_decref(one);
-				}
+			json_array_foreach(json_object_get(s, "actions"), l,
+					   a) if (json_object_get(a, "policy"))
+			{
+				json_t *one = json_pack("[O]", json_object_get(a, "policy"));
+				decode_all(one, "actions.policy", &n);
+				json_decref(one);
+			}
 		}
 	}
 	print_message("netpol corpus: %zu policy objects decoded\n", n);
@@ -246,16 +250,19 @@ static void t_corpus_anp(void **state)
 		skip();
 	cs = json_object_get(c, "cases");
 	assert_true(json_array_size(cs) > 0);
-	json_array_foreach(cs, i, k) {
+	json_array_foreach(cs, i, k)
+	{
 		decode_all(json_object_get(k, "objects"), "objects", &n);
-		json_array_foreach(json_object_get(k, "steps"), j, s) {
+		json_array_foreach(json_object_get(k, "steps"), j, s)
+		{
 			decode_all(json_object_get(s, "objectsInEffect"), "objectsInEffect", &n);
-			json_array_foreach(json_object_get(s, "changes"), l, ch)
-				if (json_object_get(ch, "object")) {
-					json_t *one = json_pack("[O]", json_object_get(ch, "object"));
-					decode_all(one, "changes.object", &n);
-					json_decref(one);
-				}
+			json_array_foreach(json_object_get(s, "changes"), l,
+					   ch) if (json_object_get(ch, "object"))
+			{
+				json_t *one = json_pack("[O]", json_object_get(ch, "object"));
+				decode_all(one, "changes.object", &n);
+				json_decref(one);
+			}
 		}
 	}
 	print_message("anp corpus: %zu policy objects decoded\n", n);
@@ -276,7 +283,8 @@ static void t_corpus_models(void **state)
 	json_t *models[2] = { json_object_get(np, "model"), json_object_get(anp, "baseModel") };
 	for (int x = 0; x < 2; x++) {
 		m = models[x];
-		json_array_foreach(json_object_get(m, "namespaces"), i, v) {
+		json_array_foreach(json_object_get(m, "namespaces"), i, v)
+		{
 			json_t *o = json_pack("{s:s,s:s,s:{s:O,s:O}}", "apiVersion", "v1", "kind",
 					      "Namespace", "metadata", "name", json_object_get(v, "name"),
 					      "labels", json_object_get(v, "labels"));
@@ -291,14 +299,17 @@ static void t_corpus_models(void **state)
 			json_decref(o);
 			n++;
 		}
-		json_array_foreach(json_object_get(m, "pods"), i, v) {
-			json_t *ports = json_array(), *cps = x ? json_object_get(v, "containerPorts")
-							       : json_object_get(m, "containers");
+		json_array_foreach(json_object_get(m, "pods"), i, v)
+		{
+			json_t *ports = json_array(), *cps = x ? json_object_get(v, "containerPorts") :
+								 json_object_get(m, "containers");
 			char ipbuf[32];
 
-			json_array_foreach(cps, k, c) {
-				e = json_pack("{s:O,s:O}", "containerPort", json_object_get(c, "containerPort"),
-					      "protocol", json_object_get(c, "protocol"));
+			json_array_foreach(cps, k, c)
+			{
+				e = json_pack("{s:O,s:O}", "containerPort",
+					      json_object_get(c, "containerPort"), "protocol",
+					      json_object_get(c, "protocol"));
 				json_object_set(e, "name", json_object_get(c, x ? "name" : "portName"));
 				json_array_append_new(ports, e);
 			}
@@ -479,8 +490,8 @@ static void t_netpol_bad(void **state)
 		  NPE "spec.ingress[0].ports[0].port: 0 is not a port" },
 		{ NP("{ingress: [{ports: [{port: 65536}]}]}"),
 		  NPE "spec.ingress[0].ports[0].port: 65536 is not a port" },
-		{ NP("{ingress: [{ports: [{port: '80'}]}]}"),
-		  NPE "spec.ingress[0].ports[0].port: \"80\" is a number in quotes; a port name needs a letter" },
+		{ NP("{ingress: [{ports: [{port: '80'}]}]}"), NPE
+		  "spec.ingress[0].ports[0].port: \"80\" is a number in quotes; a port name needs a letter" },
 		{ NP("{ingress: [{ports: [{port: Bad_Name}]}]}"),
 		  NPE "spec.ingress[0].ports[0].port: \"Bad_Name\" is not a valid port name" },
 		{ NP("{ingress: [{ports: [{port: a-very-long-port-name}]}]}"),
@@ -495,14 +506,15 @@ static void t_netpol_bad(void **state)
 		  NPE "spec.ingress[0].ports[0].endPort: must be an integer" },
 		{ NP("{policyTypes: [Ingress, Foo]}"),
 		  NPE "spec.policyTypes[1]: \"Foo\" is not one of Ingress, Egress" },
-		{ NP("{policyTypes: [Ingress, Egress, Ingress]}"), NPE "spec.policyTypes: more than 2 items" },
+		{ NP("{policyTypes: [Ingress, Egress, Ingress]}"),
+		  NPE "spec.policyTypes: more than 2 items" },
 		{ NP("{policyTypes: Ingress}"), NPE "spec.policyTypes: must be a list" },
 		{ NP("{ingress: [{from: [{}]}]}"),
 		  NPE "spec.ingress[0].from[0]: must set podSelector, namespaceSelector or ipBlock" },
 		{ NP("{ingress: [{}, {from: [{podSelector: null}]}]}"),
 		  NPE "spec.ingress[1].from[0]: must set podSelector, namespaceSelector or ipBlock" },
-		{ NP("{egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8}, podSelector: {}}]}]}"),
-		  NPE "spec.egress[0].to[0]: ipBlock cannot be combined with podSelector or namespaceSelector" },
+		{ NP("{egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8}, podSelector: {}}]}]}"), NPE
+		  "spec.egress[0].to[0]: ipBlock cannot be combined with podSelector or namespaceSelector" },
 		{ NP("{egress: [{to: [{podSelector: {}}, {ipBlock: {cidr: 10.0.0/8}}]}]}"),
 		  NPE "spec.egress[0].to[1].ipBlock.cidr: \"10.0.0/8\" is not a CIDR" },
 		{ NP("{egress: [{to: [{ipBlock: {cidr: 10.0.0.1}}]}]}"),
@@ -511,20 +523,20 @@ static void t_netpol_bad(void **state)
 		  NPE "spec.egress[0].to[0].ipBlock.cidr: \"10.0.0.0/33\" is not a CIDR" },
 		{ NP("{egress: [{to: [{ipBlock: {}}]}]}"),
 		  NPE "spec.egress[0].to[0].ipBlock.cidr: required" },
-		{ NP("{egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8, except: [11.0.0.0/16]}}]}]}"),
-		  NPE "spec.egress[0].to[0].ipBlock.except[0]: \"11.0.0.0/16\" is not strictly inside 10.0.0.0/8" },
+		{ NP("{egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8, except: [11.0.0.0/16]}}]}]}"), NPE
+		  "spec.egress[0].to[0].ipBlock.except[0]: \"11.0.0.0/16\" is not strictly inside 10.0.0.0/8" },
 		{ NP("{egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16, '::/0']}}]}]}"),
 		  NPE "spec.egress[0].to[0].ipBlock.except[1]: \"::/0\" is not strictly inside 10.0.0.0/8" },
-		{ NP("{egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.0.0.0/8]}}]}]}"),
-		  NPE "spec.egress[0].to[0].ipBlock.except[0]: \"10.0.0.0/8\" is not strictly inside 10.0.0.0/8" },
-		{ NP("{egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.0.0.0/7]}}]}]}"),
-		  NPE "spec.egress[0].to[0].ipBlock.except[0]: \"10.0.0.0/7\" is not strictly inside 10.0.0.0/8" },
-		{ NP("{podSelector: {matchExpressions: [{key: app, operator: in, values: [a]}]}}"),
-		  NPE "spec.podSelector.matchExpressions[0].operator: \"in\" is not one of In, NotIn, Exists, DoesNotExist" },
-		{ NP("{podSelector: {matchExpressions: [{key: app, operator: In}]}}"),
-		  NPE "spec.podSelector.matchExpressions[0].values: must have at least one item for operator In" },
-		{ NP("{podSelector: {matchExpressions: [{key: app, operator: NotIn, values: []}]}}"),
-		  NPE "spec.podSelector.matchExpressions[0].values: must have at least one item for operator NotIn" },
+		{ NP("{egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.0.0.0/8]}}]}]}"), NPE
+		  "spec.egress[0].to[0].ipBlock.except[0]: \"10.0.0.0/8\" is not strictly inside 10.0.0.0/8" },
+		{ NP("{egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.0.0.0/7]}}]}]}"), NPE
+		  "spec.egress[0].to[0].ipBlock.except[0]: \"10.0.0.0/7\" is not strictly inside 10.0.0.0/8" },
+		{ NP("{podSelector: {matchExpressions: [{key: app, operator: in, values: [a]}]}}"), NPE
+		  "spec.podSelector.matchExpressions[0].operator: \"in\" is not one of In, NotIn, Exists, DoesNotExist" },
+		{ NP("{podSelector: {matchExpressions: [{key: app, operator: In}]}}"), NPE
+		  "spec.podSelector.matchExpressions[0].values: must have at least one item for operator In" },
+		{ NP("{podSelector: {matchExpressions: [{key: app, operator: NotIn, values: []}]}}"), NPE
+		  "spec.podSelector.matchExpressions[0].values: must have at least one item for operator NotIn" },
 		{ NP("{podSelector: {matchExpressions: [{key: app, operator: Exists, values: [a]}]}}"),
 		  NPE "spec.podSelector.matchExpressions[0].values: must be empty for operator Exists" },
 		{ NP("{podSelector: {matchExpressions: [{operator: Exists}]}}"),
@@ -532,7 +544,8 @@ static void t_netpol_bad(void **state)
 		{ NP("{podSelector: {matchExpressions: [{key: app}]}}"),
 		  NPE "spec.podSelector.matchExpressions[0].operator: required" },
 		{ NP("{podSelector: {matchExpressions: [{key: app, operator: In, values: [ok, 'not ok']}]}}"),
-		  NPE "spec.podSelector.matchExpressions[0].values[1]: \"not ok\" is not a valid label value" },
+		  NPE
+		  "spec.podSelector.matchExpressions[0].values[1]: \"not ok\" is not a valid label value" },
 		{ NP("{podSelector: {matchExpressions: [{key: app, operator: In, values: [1]}]}}"),
 		  NPE "spec.podSelector.matchExpressions[0].values[0]: must be a string" },
 		{ NP("{podSelector: {matchLabels: {-bad: x}}}"),
@@ -542,7 +555,8 @@ static void t_netpol_bad(void **state)
 		{ NP("{podSelector: {matchLabels: {app: 5}}}"),
 		  NPE "spec.podSelector.matchLabels.app: must be a string" },
 		{ NP("{ingress: [{from: [{namespaceSelector: {matchExpressions: [{key: 'a/b/c', operator: Exists}]}}]}]}"),
-		  NPE "spec.ingress[0].from[0].namespaceSelector.matchExpressions[0].key: \"a/b/c\" is not a valid label key" },
+		  NPE
+		  "spec.ingress[0].from[0].namespaceSelector.matchExpressions[0].key: \"a/b/c\" is not a valid label key" },
 		{ NP("{podSelector: []}"), NPE "spec.podSelector: must be an object" },
 		{ NP("{ingress: {}}"), NPE "spec.ingress: must be a list" },
 		{ NP("{ingress: [5]}"), NPE "spec.ingress[0]: must be an object" },
@@ -556,9 +570,11 @@ static void t_netpol_bad(void **state)
 		{ "{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy}",
 		  "t.yaml: NetworkPolicy: metadata: required" },
 		{ "{apiVersion: networking.k8s.io/v1beta1, kind: NetworkPolicy, metadata: {name: allow-db, namespace: y}}",
-		  NPE "apiVersion: \"networking.k8s.io/v1beta1\" is not supported for NetworkPolicy (want networking.k8s.io/v1)" },
+		  NPE
+		  "apiVersion: \"networking.k8s.io/v1beta1\" is not supported for NetworkPolicy (want networking.k8s.io/v1)" },
 		{ "{apiVersion: extensions/v1beta1, kind: NetworkPolicy, metadata: {name: allow-db, namespace: y}}",
-		  NPE "apiVersion: \"extensions/v1beta1\" is not supported for NetworkPolicy (want networking.k8s.io/v1)" },
+		  NPE
+		  "apiVersion: \"extensions/v1beta1\" is not supported for NetworkPolicy (want networking.k8s.io/v1)" },
 		{ "{kind: NetworkPolicy, metadata: {name: allow-db, namespace: y}}",
 		  NPE "apiVersion: required" },
 		{ "{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: allow-db, namespace: y, annotations: {moat.io/audit: 'yes'}}}",
@@ -621,8 +637,8 @@ static void t_netpol_limits(void **state)
 	expect_result(repeat(NP_HEAD "{egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8, except: [", "10.0.0.0/9",
 			     MOAT_MAX_EXCEPT + 1, "]}}]}]}}"),
 		      NPE "spec.egress[0].to[0].ipBlock.except: more than 64 items");
-	expect_result(repeat(NP_HEAD "{podSelector: {matchExpressions: [{key: k, operator: In, values: [", "v",
-			     MOAT_MAX_SEL_VALUES + 1, "]}]}}}"),
+	expect_result(repeat(NP_HEAD "{podSelector: {matchExpressions: [{key: k, operator: In, values: [",
+			     "v", MOAT_MAX_SEL_VALUES + 1, "]}]}}}"),
 		      NPE "spec.podSelector.matchExpressions[0].values: more than 64 items");
 	expect_result(repeat(NP_HEAD "{podSelector: {matchExpressions: [", "{key: k, operator: Exists}",
 			     MOAT_MAX_SEL_REQS + 1, "]}}}"),
@@ -634,7 +650,8 @@ static void t_netpol_limits(void **state)
 	sprintf(t, NP("{podSelector: {matchLabels: {%s}}}"), lbl);
 	expect_result(t, NULL);
 	t = malloc(strlen(lbl) + 200);
-	sprintf(t, NP("{podSelector: {matchLabels: {%s}, matchExpressions: [{key: x, operator: Exists}]}}"), lbl);
+	sprintf(t, NP("{podSelector: {matchLabels: {%s}, matchExpressions: [{key: x, operator: Exists}]}}"),
+		lbl);
 	expect_result(t, NPE "spec.podSelector: more than 32 requirements");
 }
 
@@ -646,14 +663,16 @@ static void t_selector_canonical(void **state)
 	char *s1;
 
 	(void)state;
-	p1 = okp(NP("{podSelector: {matchLabels: {b: '2', a: '1'},"
-		    " matchExpressions: [{key: c, operator: NotIn, values: [z, y, z]}, {key: a, operator: In, values: ['1']},"
-		    " {key: d, operator: DoesNotExist}, {key: e, operator: Exists}]}}"),
-		 &o1);
-	p2 = okp(NP("{podSelector: {matchExpressions: [{key: e, operator: Exists}, {key: d, operator: DoesNotExist},"
-		    " {key: c, operator: NotIn, values: [y, z]}, {key: b, operator: In, values: ['2']},"
-		    " {key: a, operator: In, values: ['1']}]}}"),
-		 &o2);
+	p1 = okp(
+		NP("{podSelector: {matchLabels: {b: '2', a: '1'},"
+		   " matchExpressions: [{key: c, operator: NotIn, values: [z, y, z]}, {key: a, operator: In, values: ['1']},"
+		   " {key: d, operator: DoesNotExist}, {key: e, operator: Exists}]}}"),
+		&o1);
+	p2 = okp(
+		NP("{podSelector: {matchExpressions: [{key: e, operator: Exists}, {key: d, operator: DoesNotExist},"
+		   " {key: c, operator: NotIn, values: [y, z]}, {key: b, operator: In, values: ['2']},"
+		   " {key: a, operator: In, values: ['1']}]}}"),
+		&o2);
 	/* duplicates dropped, requirements and values sorted */
 	assert_int_equal(p1->subj_pod->n, 5);
 	assert_string_equal(p1->subj_pod->reqs[0].key, "a");
@@ -770,7 +789,7 @@ static void t_banp_map(void **state)
 	p = okp(BANP("{subject: {namespaces: {matchLabels: {a: b}}},"
 		     " egress: [{action: Deny, to: [{domainNames: [example.com]}, {networks: [0.0.0.0/0]}]}],"
 		     " ingress: [{action: Allow, from: [{pods: {namespaceSelector: {}, podSelector: {}}}]}]}"),
-		 &o);
+		&o);
 	assert_int_equal(p->kind, MOAT_K_BANP);
 	assert_int_equal(p->tier, MOAT_TIER_BASELINE);
 	assert_int_equal(p->priority, 0);
@@ -792,7 +811,8 @@ static void t_anp_bad(void **state)
 		{ ANP("{priority: 5}"), ANPE "spec.subject: required" },
 		{ ANP("{priority: 5, subject: {namespaces: {}, pods: {namespaceSelector: {}, podSelector: {}}}}"),
 		  ANPE "spec.subject: must set exactly one of namespaces, pods" },
-		{ ANP("{priority: 5, subject: {}}"), ANPE "spec.subject: must set exactly one of namespaces, pods" },
+		{ ANP("{priority: 5, subject: {}}"),
+		  ANPE "spec.subject: must set exactly one of namespaces, pods" },
 		{ ANP("{priority: 5, subject: {pods: {podSelector: {}}}}"),
 		  ANPE "spec.subject.pods.namespaceSelector: required" },
 		{ ANP("{priority: 5, subject: {pods: {namespaceSelector: {}}}}"),
@@ -807,9 +827,11 @@ static void t_anp_bad(void **state)
 		  ANPE "spec.ingress[0].from: must have at least one item" },
 		{ ANP("{priority: 5, " SUBJ ", egress: [{action: Allow, " FROM_NS "}]}"),
 		  ANPE "spec.egress[0].to: required" },
-		{ ANP("{priority: 5, " SUBJ ", egress: [{action: Allow, to: [{namespaces: {}, pods: {namespaceSelector: {}, podSelector: {}}}]}]}"),
+		{ ANP("{priority: 5, " SUBJ
+		      ", egress: [{action: Allow, to: [{namespaces: {}, pods: {namespaceSelector: {}, podSelector: {}}}]}]}"),
 		  ANPE "spec.egress[0].to[0]: sets namespaces and pods; a peer has exactly one" },
-		{ ANP("{priority: 5, " SUBJ ", egress: [{action: Allow, " TO_NS "}, {action: Deny, " TO_NS "},"
+		{ ANP("{priority: 5, " SUBJ ", egress: [{action: Allow, " TO_NS "}, {action: Deny, " TO_NS
+		      "},"
 		      " {action: Deny, to: [{namespaces: {}}, {networks: [10.0.0.0/8, 10.0.0.0/33]}]}]}"),
 		  ANPE "spec.egress[2].to[1].networks[1]: \"10.0.0.0/33\" is not a CIDR" },
 		{ ANP("{priority: 5, " SUBJ ", egress: [{action: Deny, to: [{networks: [10.0.0.0]}]}]}"),
@@ -820,9 +842,11 @@ static void t_anp_bad(void **state)
 		  ANPE "spec.egress[0].to[0].networks: must have at least one item" },
 		{ ANP("{priority: 5, " SUBJ ", egress: [{action: Deny, to: [{networks: 10.0.0.0/8}]}]}"),
 		  ANPE "spec.egress[0].to[0].networks: must be a list" },
-		{ ANP("{priority: 5, " SUBJ ", egress: [{action: Deny, to: [{domainNames: [example.com]}]}]}"),
+		{ ANP("{priority: 5, " SUBJ
+		      ", egress: [{action: Deny, to: [{domainNames: [example.com]}]}]}"),
 		  ANPE "spec.egress[0].to[0].domainNames: only allowed in Allow rules" },
-		{ ANP("{priority: 5, " SUBJ ", egress: [{action: Allow, to: [{domainNames: [kubernetes]}]}]}"),
+		{ ANP("{priority: 5, " SUBJ
+		      ", egress: [{action: Allow, to: [{domainNames: [kubernetes]}]}]}"),
 		  ANPE "spec.egress[0].to[0].domainNames[0]: \"kubernetes\" is not a domain name" },
 		{ ANP("{priority: 5, " SUBJ ", egress: [{action: Allow, to: [{domainNames: ['a.*.io']}]}]}"),
 		  ANPE "spec.egress[0].to[0].domainNames[0]: \"a.*.io\" is not a domain name" },
@@ -832,37 +856,51 @@ static void t_anp_bad(void **state)
 		  ANPE "spec.egress[0].to[0].pods.namespaceSelector: required" },
 		{ ANP("{priority: 5, " SUBJ ", egress: [{action: Allow, to: [5]}]}"),
 		  ANPE "spec.egress[0].to[0]: must be an object" },
-		{ ANP("{priority: 5, " SUBJ ", ingress: [{action: Allow, " FROM_NS ", ports: [{portNumber: {port: 80}, namedPort: web}]}]}"),
+		{ ANP("{priority: 5, " SUBJ ", ingress: [{action: Allow, " FROM_NS
+		      ", ports: [{portNumber: {port: 80}, namedPort: web}]}]}"),
 		  ANPE "spec.ingress[0].ports[0]: must set exactly one of portNumber, portRange, namedPort" },
 		{ ANP("{priority: 5, " SUBJ ", ingress: [{action: Allow, " FROM_NS ", ports: [{}]}]}"),
 		  ANPE "spec.ingress[0].ports[0]: must set exactly one of portNumber, portRange, namedPort" },
-		{ ANP("{priority: 5, " SUBJ ", ingress: [{action: Allow, " FROM_NS ", ports: [{portNumber: {port: 0}}]}]}"),
+		{ ANP("{priority: 5, " SUBJ ", ingress: [{action: Allow, " FROM_NS
+		      ", ports: [{portNumber: {port: 0}}]}]}"),
 		  ANPE "spec.ingress[0].ports[0].portNumber.port: 0 is not a port" },
-		{ ANP("{priority: 5, " SUBJ ", ingress: [{action: Allow, " FROM_NS ", ports: [{portNumber: {protocol: TCP}}]}]}"),
+		{ ANP("{priority: 5, " SUBJ ", ingress: [{action: Allow, " FROM_NS
+		      ", ports: [{portNumber: {protocol: TCP}}]}]}"),
 		  ANPE "spec.ingress[0].ports[0].portNumber.port: required" },
-		{ ANP("{priority: 5, " SUBJ ", ingress: [{action: Allow, " FROM_NS ", ports: [{portNumber: {protocol: ICMP, port: 1}}]}]}"),
-		  ANPE "spec.ingress[0].ports[0].portNumber.protocol: \"ICMP\" is not one of TCP, UDP, SCTP" },
-		{ ANP("{priority: 5, " SUBJ ", ingress: [{action: Allow, " FROM_NS ", ports: [{portRange: {start: 90, end: 80}}]}]}"),
+		{ ANP("{priority: 5, " SUBJ ", ingress: [{action: Allow, " FROM_NS
+		      ", ports: [{portNumber: {protocol: ICMP, port: 1}}]}]}"),
+		  ANPE
+		  "spec.ingress[0].ports[0].portNumber.protocol: \"ICMP\" is not one of TCP, UDP, SCTP" },
+		{ ANP("{priority: 5, " SUBJ ", ingress: [{action: Allow, " FROM_NS
+		      ", ports: [{portRange: {start: 90, end: 80}}]}]}"),
 		  ANPE "spec.ingress[0].ports[0].portRange.end: 80 is less than start 90" },
-		{ ANP("{priority: 5, " SUBJ ", ingress: [{action: Allow, " FROM_NS ", ports: [{portRange: {start: 90, end: 65536}}]}]}"),
+		{ ANP("{priority: 5, " SUBJ ", ingress: [{action: Allow, " FROM_NS
+		      ", ports: [{portRange: {start: 90, end: 65536}}]}]}"),
 		  ANPE "spec.ingress[0].ports[0].portRange.end: 65536 is not a port" },
-		{ ANP("{priority: 5, " SUBJ ", ingress: [{action: Allow, " FROM_NS ", ports: [{portRange: {end: 80}}]}]}"),
+		{ ANP("{priority: 5, " SUBJ ", ingress: [{action: Allow, " FROM_NS
+		      ", ports: [{portRange: {end: 80}}]}]}"),
 		  ANPE "spec.ingress[0].ports[0].portRange.start: required" },
-		{ ANP("{priority: 5, " SUBJ ", ingress: [{action: Allow, " FROM_NS ", ports: [{namedPort: WEB}]}]}"),
+		{ ANP("{priority: 5, " SUBJ ", ingress: [{action: Allow, " FROM_NS
+		      ", ports: [{namedPort: WEB}]}]}"),
 		  ANPE "spec.ingress[0].ports[0].namedPort: \"WEB\" is not a valid port name" },
 		{ ANP("{priority: 5, " SUBJ ", ingress: [{action: Allow, " FROM_NS ", ports: []}]}"),
 		  ANPE "spec.ingress[0].ports: must have at least one item" },
-		{ ANP("{priority: 5, " SUBJ ", ingress: [{action: Allow, " FROM_NS ", protocols: [{tcp: {}}]}]}"),
+		{ ANP("{priority: 5, " SUBJ ", ingress: [{action: Allow, " FROM_NS
+		      ", protocols: [{tcp: {}}]}]}"),
 		  ANPE "spec.ingress[0].protocols: not a field of AdminNetworkPolicy; use ports" },
-		{ ANP("{priority: 5, " SUBJ ", ingress: [{name: r1234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890, action: Allow, " FROM_NS "}]}"),
+		{ ANP("{priority: 5, " SUBJ
+		      ", ingress: [{name: r1234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890, action: Allow, " FROM_NS
+		      "}]}"),
 		  ANPE "spec.ingress[0].name: longer than 100 characters" },
 		{ "{apiVersion: policy.networking.k8s.io/v1alpha2, kind: AdminNetworkPolicy, metadata: {name: a}, spec: {}}",
-		  ANPE "apiVersion: \"policy.networking.k8s.io/v1alpha2\" is not supported for AdminNetworkPolicy (want policy.networking.k8s.io/v1alpha1)" },
+		  ANPE
+		  "apiVersion: \"policy.networking.k8s.io/v1alpha2\" is not supported for AdminNetworkPolicy (want policy.networking.k8s.io/v1alpha1)" },
 		{ "{apiVersion: policy.networking.k8s.io/v1alpha1, kind: AdminNetworkPolicy, metadata: {name: a}}",
 		  ANPE "spec: required" },
 		{ "{apiVersion: policy.networking.k8s.io/v1alpha1, kind: AdminNetworkPolicy, metadata: {name: a_b}, spec: {}}",
 		  "t.yaml: AdminNetworkPolicy: metadata.name: \"a_b\" is not a valid name (a lowercase RFC 1123 subdomain)" },
-		{ "{apiVersion: policy.networking.k8s.io/v1alpha1, kind: BaselineAdminNetworkPolicy, metadata: {name: foo}, spec: {" SUBJ "}}",
+		{ "{apiVersion: policy.networking.k8s.io/v1alpha1, kind: BaselineAdminNetworkPolicy, metadata: {name: foo}, spec: {" SUBJ
+		  "}}",
 		  "t.yaml: BaselineAdminNetworkPolicy foo: metadata.name: must be \"default\" (the only BaselineAdminNetworkPolicy)" },
 		{ BANP("{" SUBJ ", ingress: [{action: Pass, " FROM_NS "}]}"),
 		  BANPE "spec.ingress[0].action: \"Pass\" is not one of Allow, Deny" },
@@ -879,23 +917,32 @@ static void t_anp_bad(void **state)
 static void t_anp_limits(void **state)
 {
 	(void)state;
-	expect_result(repeat(ANP_HEAD "{priority: 1, " SUBJ ", ingress: [", "{action: Allow, " FROM_NS "}", 100, "]}}"), NULL);
-	expect_result(repeat(ANP_HEAD "{priority: 1, " SUBJ ", ingress: [", "{action: Allow, " FROM_NS "}", 101, "]}}"),
+	expect_result(repeat(ANP_HEAD "{priority: 1, " SUBJ ", ingress: [", "{action: Allow, " FROM_NS "}",
+			     100, "]}}"),
+		      NULL);
+	expect_result(repeat(ANP_HEAD "{priority: 1, " SUBJ ", ingress: [", "{action: Allow, " FROM_NS "}",
+			     101, "]}}"),
 		      ANPE "spec.ingress: more than 100 items");
-	expect_result(repeat(ANP_HEAD "{priority: 1, " SUBJ ", egress: [{action: Allow, to: [", "{namespaces: {}}", 101, "]}]}}"),
+	expect_result(repeat(ANP_HEAD "{priority: 1, " SUBJ ", egress: [{action: Allow, to: [",
+			     "{namespaces: {}}", 101, "]}]}}"),
 		      ANPE "spec.egress[0].to: more than 100 items");
 	expect_result(repeat(ANP_HEAD "{priority: 1, " SUBJ ", egress: [{action: Allow, " TO_NS ", ports: [",
 			     "{portNumber: {port: 1}}", 101, "]}]}}"),
 		      ANPE "spec.egress[0].ports: more than 100 items");
-	expect_result(repeat(ANP_HEAD "{priority: 1, " SUBJ ", egress: [{action: Allow, to: [{networks: [", "1.0.0.0/8", 25, "]}]}]}}"),
+	expect_result(repeat(ANP_HEAD "{priority: 1, " SUBJ ", egress: [{action: Allow, to: [{networks: [",
+			     "1.0.0.0/8", 25, "]}]}]}}"),
 		      NULL);
-	expect_result(repeat(ANP_HEAD "{priority: 1, " SUBJ ", egress: [{action: Allow, to: [{networks: [", "1.0.0.0/8", 26, "]}]}]}}"),
+	expect_result(repeat(ANP_HEAD "{priority: 1, " SUBJ ", egress: [{action: Allow, to: [{networks: [",
+			     "1.0.0.0/8", 26, "]}]}]}}"),
 		      ANPE "spec.egress[0].to[0].networks: more than 25 items");
 	/* expanded networks are bounded per policy: 100 rules x 5 x 25 */
-	char *rule = repeat("{action: Deny, to: [", "{networks: [1.0.0.0/8, 2.0.0.0/8, 3.0.0.0/8, 4.0.0.0/8, 5.0.0.0/8,"
-			    " 6.0.0.0/8, 7.0.0.0/8, 8.0.0.0/8, 9.0.0.0/8, 10.0.0.0/8, 11.0.0.0/8, 12.0.0.0/8, 13.0.0.0/8,"
-			    " 14.0.0.0/8, 15.0.0.0/8, 16.0.0.0/8, 17.0.0.0/8, 18.0.0.0/8, 19.0.0.0/8, 20.0.0.0/8,"
-			    " 21.0.0.0/8, 22.0.0.0/8, 23.0.0.0/8, 24.0.0.0/8, 25.0.0.0/8]}", 5, "]}");
+	char *rule = repeat(
+		"{action: Deny, to: [",
+		"{networks: [1.0.0.0/8, 2.0.0.0/8, 3.0.0.0/8, 4.0.0.0/8, 5.0.0.0/8,"
+		" 6.0.0.0/8, 7.0.0.0/8, 8.0.0.0/8, 9.0.0.0/8, 10.0.0.0/8, 11.0.0.0/8, 12.0.0.0/8, 13.0.0.0/8,"
+		" 14.0.0.0/8, 15.0.0.0/8, 16.0.0.0/8, 17.0.0.0/8, 18.0.0.0/8, 19.0.0.0/8, 20.0.0.0/8,"
+		" 21.0.0.0/8, 22.0.0.0/8, 23.0.0.0/8, 24.0.0.0/8, 25.0.0.0/8]}",
+		5, "]}");
 	expect_result(repeat(ANP_HEAD "{priority: 1, " SUBJ ", egress: [", rule, 80, "]}}"), NULL);
 	expect_result(repeat(ANP_HEAD "{priority: 1, " SUBJ ", egress: [", rule, 81, "]}}"),
 		      ANPE "spec.egress[80].to[0].networks[0]: the policy has more than 10000 peers");
@@ -959,45 +1006,69 @@ static void t_cnp_bad(void **state)
 {
 	static const struct bad v[] = {
 		{ CNP("{priority: 1, " SUBJ "}"), CNPE "spec.tier: required" },
-		{ CNP("{tier: admin, priority: 1, " SUBJ "}"), CNPE "spec.tier: \"admin\" is not one of Admin, Baseline" },
+		{ CNP("{tier: admin, priority: 1, " SUBJ "}"),
+		  CNPE "spec.tier: \"admin\" is not one of Admin, Baseline" },
 		{ CNP("{tier: Admin, " SUBJ "}"), CNPE "spec.priority: required" },
-		{ CNP("{tier: Baseline, priority: 2000, " SUBJ "}"), CNPE "spec.priority: 2000 is out of range 0..1000" },
+		{ CNP("{tier: Baseline, priority: 2000, " SUBJ "}"),
+		  CNPE "spec.priority: 2000 is out of range 0..1000" },
 		{ CNP("{tier: Admin, priority: 1, subject: {pods: {namespaceSelector: {}}}}"),
 		  CNPE "spec.subject.pods.podSelector: required" },
 		{ CNP("{tier: Admin, priority: 1, " SUBJ ", ingress: [{action: Allow, " FROM_NS "}]}"),
 		  CNPE "spec.ingress[0].action: \"Allow\" is not one of Accept, Deny, Pass" },
-		{ CNP("{tier: Admin, priority: 1, " SUBJ ", ingress: [{action: Accept, " FROM_NS ", ports: [{portNumber: {port: 80}}]}]}"),
+		{ CNP("{tier: Admin, priority: 1, " SUBJ ", ingress: [{action: Accept, " FROM_NS
+		      ", ports: [{portNumber: {port: 80}}]}]}"),
 		  CNPE "spec.ingress[0].ports: not a field of ClusterNetworkPolicy; use protocols" },
-		{ CNP("{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, " TO_NS ", protocols: [{tcp: {}, udp: {}}]}]}"),
-		  CNPE "spec.egress[0].protocols[0]: must set exactly one of tcp, udp, sctp, destinationNamedPort" },
-		{ CNP("{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, " TO_NS ", protocols: [{icmp: {}}]}]}"),
-		  CNPE "spec.egress[0].protocols[0]: must set exactly one of tcp, udp, sctp, destinationNamedPort" },
-		{ CNP("{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, " TO_NS ", protocols: [{tcp: {destinationPort: {number: 80, range: {start: 1, end: 2}}}}]}]}"),
-		  CNPE "spec.egress[0].protocols[0].tcp.destinationPort: must set exactly one of number, range" },
-		{ CNP("{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, " TO_NS ", protocols: [{udp: {destinationPort: {}}}]}]}"),
-		  CNPE "spec.egress[0].protocols[0].udp.destinationPort: must set exactly one of number, range" },
-		{ CNP("{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, " TO_NS ", protocols: [{tcp: {destinationPort: {range: {start: 80, end: 80}}}}]}]}"),
-		  CNPE "spec.egress[0].protocols[0].tcp.destinationPort.range.end: 80 is not greater than start 80" },
-		{ CNP("{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, " TO_NS ", protocols: [{sctp: {destinationPort: {number: 70000}}}]}]}"),
+		{ CNP("{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, " TO_NS
+		      ", protocols: [{tcp: {}, udp: {}}]}]}"),
+		  CNPE
+		  "spec.egress[0].protocols[0]: must set exactly one of tcp, udp, sctp, destinationNamedPort" },
+		{ CNP("{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, " TO_NS
+		      ", protocols: [{icmp: {}}]}]}"),
+		  CNPE
+		  "spec.egress[0].protocols[0]: must set exactly one of tcp, udp, sctp, destinationNamedPort" },
+		{ CNP("{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, " TO_NS
+		      ", protocols: [{tcp: {destinationPort: {number: 80, range: {start: 1, end: 2}}}}]}]}"),
+		  CNPE
+		  "spec.egress[0].protocols[0].tcp.destinationPort: must set exactly one of number, range" },
+		{ CNP("{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, " TO_NS
+		      ", protocols: [{udp: {destinationPort: {}}}]}]}"),
+		  CNPE
+		  "spec.egress[0].protocols[0].udp.destinationPort: must set exactly one of number, range" },
+		{ CNP("{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, " TO_NS
+		      ", protocols: [{tcp: {destinationPort: {range: {start: 80, end: 80}}}}]}]}"),
+		  CNPE
+		  "spec.egress[0].protocols[0].tcp.destinationPort.range.end: 80 is not greater than start 80" },
+		{ CNP("{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, " TO_NS
+		      ", protocols: [{sctp: {destinationPort: {number: 70000}}}]}]}"),
 		  CNPE "spec.egress[0].protocols[0].sctp.destinationPort.number: 70000 is not a port" },
-		{ CNP("{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, " TO_NS ", protocols: [{destinationNamedPort: 'x y'}]}]}"),
+		{ CNP("{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, " TO_NS
+		      ", protocols: [{destinationNamedPort: 'x y'}]}]}"),
 		  CNPE "spec.egress[0].protocols[0].destinationNamedPort: \"x y\" is not a valid port name" },
-		{ CNP("{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, " TO_NS ", protocols: [{tcp: []}]}]}"),
+		{ CNP("{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, " TO_NS
+		      ", protocols: [{tcp: []}]}]}"),
 		  CNPE "spec.egress[0].protocols[0].tcp: must be an object" },
-		{ CNP("{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, to: [{domainNames: [example.com]}]}]}"),
+		{ CNP("{tier: Admin, priority: 1, " SUBJ
+		      ", egress: [{action: Deny, to: [{domainNames: [example.com]}]}]}"),
 		  CNPE "spec.egress[0].to[0].domainNames: only allowed in Accept rules" },
 		{ "{apiVersion: policy.networking.k8s.io/v1alpha1, kind: ClusterNetworkPolicy, metadata: {name: c}, spec: {}}",
-		  CNPE "apiVersion: \"policy.networking.k8s.io/v1alpha1\" is not supported for ClusterNetworkPolicy (want policy.networking.k8s.io/v1alpha2)" },
+		  CNPE
+		  "apiVersion: \"policy.networking.k8s.io/v1alpha1\" is not supported for ClusterNetworkPolicy (want policy.networking.k8s.io/v1alpha2)" },
 	};
 
 	(void)state;
 	check_bad(v, sizeof(v) / sizeof(v[0]));
-	expect_result(repeat(CNP_HEAD "{tier: Admin, priority: 1, " SUBJ ", ingress: [", "{action: Deny, " FROM_NS "}", 25, "]}}"), NULL);
-	expect_result(repeat(CNP_HEAD "{tier: Admin, priority: 1, " SUBJ ", ingress: [", "{action: Deny, " FROM_NS "}", 26, "]}}"),
+	expect_result(repeat(CNP_HEAD "{tier: Admin, priority: 1, " SUBJ ", ingress: [",
+			     "{action: Deny, " FROM_NS "}", 25, "]}}"),
+		      NULL);
+	expect_result(repeat(CNP_HEAD "{tier: Admin, priority: 1, " SUBJ ", ingress: [",
+			     "{action: Deny, " FROM_NS "}", 26, "]}}"),
 		      CNPE "spec.ingress: more than 25 items");
-	expect_result(repeat(CNP_HEAD "{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, to: [", "{namespaces: {}}", 26, "]}]}}"),
+	expect_result(repeat(CNP_HEAD "{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, to: [",
+			     "{namespaces: {}}", 26, "]}]}}"),
 		      CNPE "spec.egress[0].to: more than 25 items");
-	expect_result(repeat(CNP_HEAD "{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, " TO_NS ", protocols: [", "{tcp: {}}", 26, "]}]}}"),
+	expect_result(repeat(CNP_HEAD "{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, " TO_NS
+				      ", protocols: [",
+			     "{tcp: {}}", 26, "]}]}}"),
 		      CNPE "spec.egress[0].protocols: more than 25 items");
 }
 
@@ -1008,7 +1079,9 @@ static void t_selector_text(void **state)
 	struct moat_labels l = { 0 };
 	struct moat_selector *s;
 	char err[128], *txt;
-	static const struct { const char *in, *canon; } good[] = {
+	static const struct {
+		const char *in, *canon;
+	} good[] = {
 		{ "app=web", "app in (web)" },
 		{ "app==web", "app in (web)" },
 		{ " app = web , tier != db ", "app in (web),tier notin (db)" },
@@ -1212,11 +1285,14 @@ static void t_core_bad(void **state)
 		p += sprintf(p, "%sk%d: v", i ? ", " : "", i);
 	sprintf(p, "}}}");
 	expect_result(strdup(buf), "t.yaml: Pod y/a: metadata.labels: more than 64 labels");
-	expect_result(repeat("{apiVersion: v1, kind: Pod, metadata: {name: a, namespace: y}, spec: {containers: [{ports: [",
-			     "{containerPort: 1}", MOAT_MAX_CPORTS, "]}]}}"), NULL);
-	expect_result(repeat("{apiVersion: v1, kind: Pod, metadata: {name: a, namespace: y}, spec: {containers: [{ports: [",
-			     "{containerPort: 1}", MOAT_MAX_CPORTS + 1, "]}]}}"),
-		      "t.yaml: Pod y/a: spec.containers[0].ports[64]: more than 64 container ports in the pod");
+	expect_result(
+		repeat("{apiVersion: v1, kind: Pod, metadata: {name: a, namespace: y}, spec: {containers: [{ports: [",
+		       "{containerPort: 1}", MOAT_MAX_CPORTS, "]}]}}"),
+		NULL);
+	expect_result(
+		repeat("{apiVersion: v1, kind: Pod, metadata: {name: a, namespace: y}, spec: {containers: [{ports: [",
+		       "{containerPort: 1}", MOAT_MAX_CPORTS + 1, "]}]}}"),
+		"t.yaml: Pod y/a: spec.containers[0].ports[64]: more than 64 container ports in the pod");
 }
 
 /* ---- kinds we skip, keys, messages ------------------------------------------------------------- */
@@ -1300,7 +1376,8 @@ static void t_messages(void **state)
 	assert_false(moat_valid_label_key("/a"));
 	assert_false(moat_valid_label_key("a/"));
 	assert_false(moat_valid_label_key("Bad_Prefix/a"));
-	assert_false(moat_valid_label_key("0123456789012345678901234567890123456789012345678901234567890123"));
+	assert_false(
+		moat_valid_label_key("0123456789012345678901234567890123456789012345678901234567890123"));
 	assert_true(moat_valid_label_key("012345678901234567890123456789012345678901234567890123456789012"));
 	assert_true(moat_valid_label_value(""));
 	assert_true(moat_valid_label_value("A.b_c-9"));
@@ -1330,16 +1407,26 @@ static uint64_t rnd(void)
 static json_t *rnd_value(void)
 {
 	switch (rnd() % 10) {
-	case 0: return json_null();
-	case 1: return json_integer((json_int_t)(rnd() % 200000) - 100000);
-	case 2: return json_string("");
-	case 3: return json_string("Bad Value");
-	case 4: return json_array();
-	case 5: return json_object();
-	case 6: return json_true();
-	case 7: return json_real(1.5);
-	case 8: return json_pack("[{}]");
-	default: return json_integer(INT64_MAX);
+	case 0:
+		return json_null();
+	case 1:
+		return json_integer((json_int_t)(rnd() % 200000) - 100000);
+	case 2:
+		return json_string("");
+	case 3:
+		return json_string("Bad Value");
+	case 4:
+		return json_array();
+	case 5:
+		return json_object();
+	case 6:
+		return json_true();
+	case 7:
+		return json_real(1.5);
+	case 8:
+		return json_pack("[{}]");
+	default:
+		return json_integer(INT64_MAX);
 	}
 }
 
@@ -1432,26 +1519,16 @@ static void t_garbage(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(t_corpus_netpol),
-		cmocka_unit_test(t_corpus_anp),
-		cmocka_unit_test(t_corpus_models),
-		cmocka_unit_test(t_netpol_map),
-		cmocka_unit_test(t_netpol_defaults),
-		cmocka_unit_test(t_netpol_bad),
-		cmocka_unit_test(t_netpol_limits),
-		cmocka_unit_test(t_selector_canonical),
-		cmocka_unit_test(t_anp_map),
-		cmocka_unit_test(t_banp_map),
-		cmocka_unit_test(t_anp_bad),
-		cmocka_unit_test(t_anp_limits),
-		cmocka_unit_test(t_cnp_map),
-		cmocka_unit_test(t_cnp_bad),
-		cmocka_unit_test(t_core_map),
-		cmocka_unit_test(t_selector_text),
-		cmocka_unit_test(t_core_bad),
-		cmocka_unit_test(t_kinds),
-		cmocka_unit_test(t_messages),
-		cmocka_unit_test(t_garbage),
+		cmocka_unit_test(t_corpus_netpol),   cmocka_unit_test(t_corpus_anp),
+		cmocka_unit_test(t_corpus_models),   cmocka_unit_test(t_netpol_map),
+		cmocka_unit_test(t_netpol_defaults), cmocka_unit_test(t_netpol_bad),
+		cmocka_unit_test(t_netpol_limits),   cmocka_unit_test(t_selector_canonical),
+		cmocka_unit_test(t_anp_map),         cmocka_unit_test(t_banp_map),
+		cmocka_unit_test(t_anp_bad),         cmocka_unit_test(t_anp_limits),
+		cmocka_unit_test(t_cnp_map),         cmocka_unit_test(t_cnp_bad),
+		cmocka_unit_test(t_core_map),        cmocka_unit_test(t_selector_text),
+		cmocka_unit_test(t_core_bad),        cmocka_unit_test(t_kinds),
+		cmocka_unit_test(t_messages),        cmocka_unit_test(t_garbage),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

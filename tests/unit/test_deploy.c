@@ -21,8 +21,7 @@ static json_t *all_docs(void)
 	static const char *const files[] = { "deploy/kubernetes/namespace.yaml",
 					     "deploy/kubernetes/rbac.yaml",
 					     "deploy/kubernetes/daemonset.yaml",
-					     "deploy/kubernetes/crds.yaml",
-					     "deploy/kubernetes/roles.yaml" };
+					     "deploy/kubernetes/crds.yaml", "deploy/kubernetes/roles.yaml" };
 	json_t *a = json_array();
 
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
@@ -45,9 +44,12 @@ static json_t *find(json_t *docs, const char *kind, const char *name)
 	size_t i;
 	json_t *d;
 
-	json_array_foreach(docs, i, d) {
+	json_array_foreach(docs, i, d)
+	{
 		if (!strcmp(json_string_value(json_object_get(d, "kind")), kind) &&
-		    (!name || !strcmp(json_string_value(json_object_get(json_object_get(d, "metadata"), "name")), name)))
+		    (!name ||
+		     !strcmp(json_string_value(json_object_get(json_object_get(d, "metadata"), "name")),
+			     name)))
 			return d;
 	}
 	return NULL;
@@ -60,7 +62,8 @@ static void test_every_document_is_an_object_with_identity(void **state)
 
 	(void)state;
 	assert_true(json_array_size(docs) >= 5);
-	json_array_foreach(docs, i, d) {
+	json_array_foreach(docs, i, d)
+	{
 		assert_true(json_is_string(json_object_get(d, "apiVersion")));
 		assert_true(json_is_string(json_object_get(d, "kind")));
 		assert_true(json_is_string(json_object_get(json_object_get(d, "metadata"), "name")));
@@ -75,15 +78,18 @@ static void test_cluster_role_is_read_only(void **state)
 
 	(void)state;
 	assert_non_null(role);
-	json_array_foreach(json_object_get(role, "rules"), i, r) {
+	json_array_foreach(json_object_get(role, "rules"), i, r)
+	{
 		json_t *res = json_object_get(r, "resources");
 		bool review = false;
-		json_array_foreach(res, k, v) {
+		json_array_foreach(res, k, v)
+		{
 			const char *s = json_string_value(v);
 			review |= !strcmp(s, "tokenreviews") || !strcmp(s, "subjectaccessreviews");
 			assert_null(strchr(s, '*'));
 		}
-		json_array_foreach(json_object_get(r, "verbs"), k, v) {
+		json_array_foreach(json_object_get(r, "verbs"), k, v)
+		{
 			const char *s = json_string_value(v);
 			if (review)
 				assert_string_equal(s, "create");
@@ -92,8 +98,13 @@ static void test_cluster_role_is_read_only(void **state)
 		}
 	}
 	/* everything the policy engine reads */
-	static const char *const need[] = { "namespaces", "pods", "nodes", "services", "networkpolicies",
-					    "adminnetworkpolicies", "baselineadminnetworkpolicies",
+	static const char *const need[] = { "namespaces",
+					    "pods",
+					    "nodes",
+					    "services",
+					    "networkpolicies",
+					    "adminnetworkpolicies",
+					    "baselineadminnetworkpolicies",
 					    "clusternetworkpolicies" };
 	for (size_t n = 0; n < sizeof(need) / sizeof(need[0]); n++) {
 		bool found = false;
@@ -111,8 +122,8 @@ static void test_daemonset_least_privilege(void **state)
 	json_t *docs = all_docs(), *ds = find(docs, "DaemonSet", "moatd"), *spec, *c, *v;
 	size_t i;
 	bool bpffs = false, drop_all = false;
-	static const char *const allowed[] = { "BPF", "NET_ADMIN", "SYS_ADMIN", "PERFMON",
-					       "DAC_READ_SEARCH", "SYS_RESOURCE" };
+	static const char *const allowed[] = { "BPF",     "NET_ADMIN",       "SYS_ADMIN",
+					       "PERFMON", "DAC_READ_SEARCH", "SYS_RESOURCE" };
 
 	(void)state;
 	assert_non_null(ds);
@@ -121,10 +132,16 @@ static void test_daemonset_least_privilege(void **state)
 	assert_string_equal(json_string_value(json_object_get(spec, "serviceAccountName")), "moatd");
 	c = json_array_get(json_object_get(spec, "containers"), 0);
 	assert_false(json_is_true(json_object_get(json_object_get(c, "securityContext"), "privileged")));
-	json_array_foreach(json_object_get(json_object_get(json_object_get(c, "securityContext"), "capabilities"), "drop"), i, v)
-		drop_all |= !strcmp(json_string_value(v), "ALL");
+	json_array_foreach(
+		json_object_get(json_object_get(json_object_get(c, "securityContext"), "capabilities"),
+				"drop"),
+		i, v) drop_all |= !strcmp(json_string_value(v), "ALL");
 	assert_true(drop_all);
-	json_array_foreach(json_object_get(json_object_get(json_object_get(c, "securityContext"), "capabilities"), "add"), i, v) {
+	json_array_foreach(
+		json_object_get(json_object_get(json_object_get(c, "securityContext"), "capabilities"),
+				"add"),
+		i, v)
+	{
 		bool ok = false;
 		for (size_t k = 0; k < sizeof(allowed) / sizeof(allowed[0]); k++)
 			ok |= !strcmp(json_string_value(v), allowed[k]);
@@ -210,11 +227,13 @@ static void test_blueprint_crd_matches_decoder(void **state)
 	spec = json_object_get(crd, "spec");
 	assert_string_equal(json_string_value(json_object_get(spec, "group")), "moat.io");
 	assert_string_equal(json_string_value(json_object_get(spec, "scope")), "Cluster");
-	assert_string_equal(json_string_value(json_object_get(json_object_get(spec, "names"), "kind")), "Blueprint");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(spec, "names"), "kind")),
+			    "Blueprint");
 	v = json_array_get(json_object_get(spec, "versions"), 0);
 	assert_string_equal(json_string_value(json_object_get(v, "name")), "v1alpha1");
 	assert_true(json_is_true(json_object_get(v, "served")));
-	json_array_foreach(json_object_get(role, "rules"), i, r) {
+	json_array_foreach(json_object_get(role, "rules"), i, r)
+	{
 		char *s = json_dumps(r, JSON_COMPACT);
 		watch |= strstr(s, "\"moat.io\"") && strstr(s, "\"blueprints\"") && strstr(s, "\"watch\"");
 		free(s);

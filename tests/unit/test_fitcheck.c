@@ -73,8 +73,7 @@ static void dump(const char *what, const struct moat_fit_report *r)
 	for (size_t i = 0; i < r->nviol && i < 40; i++) {
 		const struct moat_fit_violation *v = &r->viol[i];
 		printf("  [%s]%s %s %s insn %d %s:%d %s\n", moat_fit_kind_name(v->kind),
-		       v->doubt ? " (doubt)" : "", v->prog, v->func, v->insn, v->file, v->line,
-		       v->msg);
+		       v->doubt ? " (doubt)" : "", v->prog, v->func, v->insn, v->file, v->line, v->msg);
 	}
 }
 
@@ -141,14 +140,14 @@ static void test_enforcer_does_not_fit(void **state)
 	dump("moat", &r);
 	assert_true(r.nviol > 0);
 	/* the reasons docs/offload.md gives */
-	assert_true(r.nkind[MOAT_FIT_LPM] > 0);          /* CIDR regions, port classes */
-	assert_true(r.nkind[MOAT_FIT_PERCPU] > 0);       /* counters, scratch */
-	assert_true(r.nkind[MOAT_FIT_MAP_TYPE] > 0);     /* LRU conntrack, map-in-map slots */
-	assert_true(r.nkind[MOAT_FIT_MAP_FLAGS] > 0);    /* NO_PREALLOC, mmapable config, .rodata */
-	assert_true(r.nkind[MOAT_FIT_MAP_SIZE] > 0);     /* 64-byte conntrack entries + keys */
+	assert_true(r.nkind[MOAT_FIT_LPM] > 0);       /* CIDR regions, port classes */
+	assert_true(r.nkind[MOAT_FIT_PERCPU] > 0);    /* counters, scratch */
+	assert_true(r.nkind[MOAT_FIT_MAP_TYPE] > 0);  /* LRU conntrack, map-in-map slots */
+	assert_true(r.nkind[MOAT_FIT_MAP_FLAGS] > 0); /* NO_PREALLOC, mmapable config, .rodata */
+	assert_true(r.nkind[MOAT_FIT_MAP_SIZE] > 0);  /* 64-byte conntrack entries + keys */
 	assert_true(r.nkind[MOAT_FIT_MAP_BUDGET] > 0);
-	assert_true(r.nkind[MOAT_FIT_HELPER] > 0);       /* timestamps */
-	assert_true(r.nkind[MOAT_FIT_MAP_STORE] > 0);    /* counters and conntrack written in place */
+	assert_true(r.nkind[MOAT_FIT_HELPER] > 0);    /* timestamps */
+	assert_true(r.nkind[MOAT_FIT_MAP_STORE] > 0); /* counters and conntrack written in place */
 	assert_true(r.nkind[MOAT_FIT_INSNS] > 0);
 	assert_int_equal(r.nprogs, 3);
 	for (size_t i = 0; i < r.nprogs; i++)
@@ -202,7 +201,7 @@ static void test_calls_fixture(void **state)
 	assert_int_equal(count(&r, MOAT_FIT_HELPER, "fit_helpers"), 2); /* ktime_get_ns, redirect */
 	assert_int_equal(count(&r, MOAT_FIT_PERF_FLAGS, "fit_helpers"), 1);
 	assert_false(r.viol[0].doubt && r.viol[0].kind == MOAT_FIT_PERF_FLAGS);
-	assert_int_equal(count(&r, MOAT_FIT_MAP_ARG, "fit_keys"), 2);  /* map value key, unaligned */
+	assert_int_equal(count(&r, MOAT_FIT_MAP_ARG, "fit_keys"), 2); /* map value key, unaligned */
 	assert_int_equal(count(&r, MOAT_FIT_CALL, "fit_kfunc"), 1);
 	assert_located(&r);
 	moat_fit_report_free(&r);
@@ -217,10 +216,10 @@ static void test_insns_fixture(void **state)
 	dump("fit_insns", &r);
 	assert_int_equal(count(&r, MOAT_FIT_MOD, "fit_mod"), 1);
 	assert_int_equal(count(&r, MOAT_FIT_MULDIV, "fit_div"), 1);
-	assert_int_equal(count(&r, MOAT_FIT_ATOMIC, "fit_atomics"), 4); /* fetch, xchg, cmpxchg, or */
+	assert_int_equal(count(&r, MOAT_FIT_ATOMIC, "fit_atomics"), 4);        /* fetch, xchg, cmpxchg, or */
 	assert_int_equal(count(&r, MOAT_FIT_ATOMIC_TARGET, "fit_atomics"), 1); /* on the stack */
 	assert_int_equal(count(&r, MOAT_FIT_V4, "fit_v4"), 1);
-	assert_int_equal(count(&r, MOAT_FIT_OPCODE, "fit_v4"), 1);     /* le16 */
+	assert_int_equal(count(&r, MOAT_FIT_OPCODE, "fit_v4"), 1); /* le16 */
 	assert_located(&r);
 	moat_fit_report_free(&r);
 }
@@ -326,16 +325,11 @@ static void test_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_prefilter_fits),
-		cmocka_unit_test(test_enforcer_does_not_fit),
-		cmocka_unit_test(test_clean_fixture),
-		cmocka_unit_test(test_maps_fixture),
-		cmocka_unit_test(test_calls_fixture),
-		cmocka_unit_test(test_insns_fixture),
-		cmocka_unit_test(test_stores_fixture),
-		cmocka_unit_test(test_limits_fixture),
-		cmocka_unit_test(test_every_kind_exercised),
-		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_prefilter_fits),       cmocka_unit_test(test_enforcer_does_not_fit),
+		cmocka_unit_test(test_clean_fixture),        cmocka_unit_test(test_maps_fixture),
+		cmocka_unit_test(test_calls_fixture),        cmocka_unit_test(test_insns_fixture),
+		cmocka_unit_test(test_stores_fixture),       cmocka_unit_test(test_limits_fixture),
+		cmocka_unit_test(test_every_kind_exercised), cmocka_unit_test(test_errors),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);

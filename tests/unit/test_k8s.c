@@ -31,22 +31,21 @@
 #define FAKEAPI "tests/tools/fakeapi.py"
 #define WAIT_MS 15000
 
-static char certs[300];        /* made once by the group setup */
+static char certs[300]; /* made once by the group setup */
 static char tmpdir[256];
 
 /* ---- the fake server ---------------------------------------------------------------------------- */
 
 struct fake {
 	pid_t pid;
-	int in;                    /* its stdin: closing it stops it */
+	int in; /* its stdin: closing it stops it */
 	int api, ctl;
 };
 
 static void fake_start(struct fake *f, const char *const *extra)
 {
 	int pin[2], pout[2];
-	const char *argv[32] = { "python3", FAKEAPI, "serve", "--certs", certs,
-				 "--exit-on-stdin-eof" };
+	const char *argv[32] = { "python3", FAKEAPI, "serve", "--certs", certs, "--exit-on-stdin-eof" };
 	size_t n = 6;
 	char line[128] = "";
 	size_t got = 0;
@@ -149,8 +148,8 @@ static long put(struct fake *f, json_t *obj)
 
 static long del(struct fake *f, const char *kind, const char *ns, const char *name)
 {
-	json_t *r = ctl(f, "/delete", json_pack("{s:s,s:s?,s:s}", "kind", kind, "namespace", ns,
-						"name", name));
+	json_t *r =
+		ctl(f, "/delete", json_pack("{s:s,s:s?,s:s}", "kind", kind, "namespace", ns, "name", name));
 	long rv = atol(json_string_value(json_object_get(r, "rv")));
 
 	json_decref(r);
@@ -159,15 +158,15 @@ static long del(struct fake *f, const char *kind, const char *ns, const char *na
 
 static json_t *ns_obj(const char *name)
 {
-	return json_pack("{s:s,s:{s:s,s:{s:s}}}", "kind", "Namespace", "metadata", "name", name,
-			 "labels", "kubernetes.io/metadata.name", name);
+	return json_pack("{s:s,s:{s:s,s:{s:s}}}", "kind", "Namespace", "metadata", "name", name, "labels",
+			 "kubernetes.io/metadata.name", name);
 }
 
 static json_t *pod_obj(const char *ns, const char *name, const char *ip)
 {
-	return json_pack("{s:s,s:{s:s,s:s,s:{s:s}},s:{s:s},s:{s:s,s:s}}", "kind", "Pod", "metadata",
-			 "name", name, "namespace", ns, "labels", "app", name, "spec", "nodeName",
-			 "node-1", "status", "phase", "Running", "podIP", ip);
+	return json_pack("{s:s,s:{s:s,s:s,s:{s:s}},s:{s:s},s:{s:s,s:s}}", "kind", "Pod", "metadata", "name",
+			 name, "namespace", ns, "labels", "app", name, "spec", "nodeName", "node-1", "status",
+			 "phase", "Running", "podIP", ip);
 }
 
 static void fault(struct fake *f, const char *res, const char *what)
@@ -178,7 +177,7 @@ static void fault(struct fake *f, const char *res, const char *what)
 /* ---- the client ------------------------------------------------------------------------------- */
 
 struct rec {
-	struct ptrvec ev;          /* "U key rv" | "D key" | "S" */
+	struct ptrvec ev; /* "U key rv" | "D key" | "S" */
 	struct ptrvec err;
 	int synced;
 };
@@ -193,8 +192,8 @@ static void on_event(void *arg, const struct moat_k8s_event *e)
 		assert_non_null(e->obj);
 		assert_string_equal(json_string_value(json_object_get(e->obj, "kind")), e->kind);
 		assert_non_null(json_object_get(e->obj, "apiVersion"));
-		rv = json_string_value(json_object_get(json_object_get(e->obj, "metadata"),
-						       "resourceVersion"));
+		rv = json_string_value(
+			json_object_get(json_object_get(e->obj, "metadata"), "resourceVersion"));
 		ptrvec_push(&r->ev, xasprintf("U %s %s", e->key, rv));
 		break;
 	case MOAT_K8S_DELETE:
@@ -332,9 +331,8 @@ static json_t *kstatus(struct moat_k8s *k, const char *kind, const char *field)
 	json_t *st = moat_k8s_status(k), *a = json_object_get(st, "kinds"), *e, *v = NULL;
 	size_t i;
 
-	json_array_foreach(a, i, e)
-		if (!strcmp(json_string_value(json_object_get(e, "kind")), kind))
-			v = json_incref(json_object_get(e, field));
+	json_array_foreach(a, i, e) if (!strcmp(json_string_value(json_object_get(e, "kind")), kind))
+		v = json_incref(json_object_get(e, field));
 	json_decref(st);
 	return v;
 }
@@ -429,9 +427,9 @@ static const char *last_watch_rv(struct fake *f, const char *resource, char *buf
 	size_t n = watch_requests(f, resource, &a);
 
 	snprintf(buf, len, "%s",
-		 n ? json_string_value(json_object_get(
-			     json_object_get(json_array_get(a, n - 1), "query"), "resourceVersion"))
-		   : "");
+		 n ? json_string_value(json_object_get(json_object_get(json_array_get(a, n - 1), "query"),
+						       "resourceVersion")) :
+		     "");
 	json_decref(a);
 	return buf;
 }
@@ -980,11 +978,11 @@ static void test_forbidden_not_found(void **state)
 		assert_true(kint(k, "Pod", "errors") > 2);
 	}
 	ctl0(&f, "/set", json_pack("{s:{s:n}}", "status", "pods"));
-	ctl0(&f, "/set", json_pack("{s:{s:[s,s,s,b]}}", "resources", "blueprints", "Blueprint",
-				   "moat.io", "v1alpha1", 0));
-	rvb = put(&f, json_pack("{s:s,s:{s:s},s:{s:s,s:[{s:s}]}}", "kind", "Blueprint", "metadata",
-				"name", "baseline", "spec", "version", "v1", "versions", "version",
-				"v1"));
+	ctl0(&f, "/set",
+	     json_pack("{s:{s:[s,s,s,b]}}", "resources", "blueprints", "Blueprint", "moat.io", "v1alpha1",
+		       0));
+	rvb = put(&f, json_pack("{s:s,s:{s:s},s:{s:s,s:[{s:s}]}}", "kind", "Blueprint", "metadata", "name",
+				"baseline", "spec", "version", "v1", "versions", "version", "v1"));
 	wait_events(k, &r, 4);
 	settle(k, &r, 200);
 	/* the two kinds race each other: compare as a set */
@@ -1045,8 +1043,7 @@ static void test_bounds(void **state)
 	fx_up(&x, NULL, tune_small_objects);
 	memset(pad, 'a', 8000);
 	big = pod_obj("x", "p2", "10.0.0.2");
-	json_object_set_new(json_object_get(big, "metadata"), "annotations",
-			    json_pack("{s:s}", "pad", pad));
+	json_object_set_new(json_object_get(big, "metadata"), "annotations", json_pack("{s:s}", "pad", pad));
 	free(pad);
 	put(&x.f, big);
 	wait_err(x.k, &x.r, "watch: watch event of more than 4096 bytes; relisting");
@@ -1094,20 +1091,22 @@ static void test_page_bytes_and_queue(void **state)
 	c = conf_for(&f);
 	o = fast_opts(&c, K_POD, 1);
 	o.page_size = 40;
-	o.max_page_bytes = 3000;   /* about 8 pods */
+	o.max_page_bytes = 3000; /* about 8 pods */
 	o.max_queue_bytes = 1;
 	k = start(&o);
 	wait_synced(k, &r);
 	assert_int_equal(r.ev.n, 41);
 	for (i = 0; i < 40; i++)
-		assert_true(!strncmp(r.ev.v[i], fmt("U Pod/x/p%02zu ", i), strlen(fmt("U Pod/x/p%02zu ", i))));
+		assert_true(
+			!strncmp(r.ev.v[i], fmt("U Pod/x/p%02zu ", i), strlen(fmt("U Pod/x/p%02zu ", i))));
 	/* 40 pods do not fit, nor 20; 10 do, and the rest of the list keeps that */
 	log = ctl(&f, "/requests", NULL);
 	{
 		char got[256] = "";
 		json_array_foreach(log, i, e)
 		{
-			const char *l = json_string_value(json_object_get(json_object_get(e, "query"), "limit"));
+			const char *l =
+				json_string_value(json_object_get(json_object_get(e, "query"), "limit"));
 			if (l)
 				snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s ", l);
 		}
@@ -1321,48 +1320,47 @@ static void test_kubeconfig(void **state)
 	b_cc = b64(cc);
 	b_ck = b64(ck);
 	snprintf(path, sizeof(path), "%s/kubeconfig", tmpdir);
-	text = xasprintf(
-		"apiVersion: v1\n"
-		"kind: Config\n"
-		"current-context: dev\n"
-		"clusters:\n"
-		"- name: fake\n"
-		"  cluster:\n"
-		"    server: https://127.0.0.1:%d/\n"
-		"    certificate-authority-data: %s\n"
-		"- name: other\n"
-		"  cluster:\n"
-		"    server: https://10.255.255.1:6443\n"
-		"    certificate-authority: pki/ca.crt\n"
-		"    insecure-skip-tls-verify: true\n"
-		"users:\n"
-		"- name: dev\n"
-		"  user:\n"
-		"    client-certificate-data: %s\n"
-		"    client-key-data: %s\n"
-		"- name: ops\n"
-		"  user:\n"
-		"    token: abc.def\n"
-		"    tokenFile: /var/run/tok\n"
-		"- name: plugin\n"
-		"  user:\n"
-		"    exec:\n"
-		"      command: aws\n"
-		"- name: files\n"
-		"  user:\n"
-		"    client-certificate: pki/c.crt\n"
-		"contexts:\n"
-		"- name: dev\n"
-		"  context: {cluster: fake, user: dev}\n"
-		"- name: ops\n"
-		"  context: {cluster: other, user: ops, namespace: kube-system}\n"
-		"- name: sso\n"
-		"  context: {cluster: other, user: plugin}\n"
-		"- name: half\n"
-		"  context: {cluster: other, user: files}\n"
-		"- name: lost\n"
-		"  context: {cluster: nowhere, user: dev}\n",
-		f.api, b_ca, b_cc, b_ck);
+	text = xasprintf("apiVersion: v1\n"
+			 "kind: Config\n"
+			 "current-context: dev\n"
+			 "clusters:\n"
+			 "- name: fake\n"
+			 "  cluster:\n"
+			 "    server: https://127.0.0.1:%d/\n"
+			 "    certificate-authority-data: %s\n"
+			 "- name: other\n"
+			 "  cluster:\n"
+			 "    server: https://10.255.255.1:6443\n"
+			 "    certificate-authority: pki/ca.crt\n"
+			 "    insecure-skip-tls-verify: true\n"
+			 "users:\n"
+			 "- name: dev\n"
+			 "  user:\n"
+			 "    client-certificate-data: %s\n"
+			 "    client-key-data: %s\n"
+			 "- name: ops\n"
+			 "  user:\n"
+			 "    token: abc.def\n"
+			 "    tokenFile: /var/run/tok\n"
+			 "- name: plugin\n"
+			 "  user:\n"
+			 "    exec:\n"
+			 "      command: aws\n"
+			 "- name: files\n"
+			 "  user:\n"
+			 "    client-certificate: pki/c.crt\n"
+			 "contexts:\n"
+			 "- name: dev\n"
+			 "  context: {cluster: fake, user: dev}\n"
+			 "- name: ops\n"
+			 "  context: {cluster: other, user: ops, namespace: kube-system}\n"
+			 "- name: sso\n"
+			 "  context: {cluster: other, user: plugin}\n"
+			 "- name: half\n"
+			 "  context: {cluster: other, user: files}\n"
+			 "- name: lost\n"
+			 "  context: {cluster: nowhere, user: dev}\n",
+			 f.api, b_ca, b_cc, b_ck);
 	write_file(path, text);
 
 	rc = moat_k8s_conf_kubeconfig(path, NULL, &c, err, sizeof(err));
@@ -1398,12 +1396,13 @@ static void test_kubeconfig(void **state)
 	assert_int_equal(moat_k8s_conf_kubeconfig(path, "nope", &c, err, sizeof(err)), -ENOENT);
 	assert_non_null(strstr(err, "no context \"nope\""));
 	write_file(fmt("%s/bad-kubeconfig", tmpdir), "clusters: [\n");
-	assert_true(moat_k8s_conf_kubeconfig(fmt("%s/bad-kubeconfig", tmpdir), NULL, &c, err,
-					     sizeof(err)) < 0);
+	assert_true(moat_k8s_conf_kubeconfig(fmt("%s/bad-kubeconfig", tmpdir), NULL, &c, err, sizeof(err)) <
+		    0);
 	assert_non_null(strstr(err, "bad-kubeconfig"));
-	write_file(fmt("%s/bad-kubeconfig", tmpdir),
-		   "current-context: a\ncontexts: [{name: a, context: {cluster: a}}]\n"
-		   "clusters: [{name: a, cluster: {server: 'https://h', certificate-authority-data: '!!'}}]\n");
+	write_file(
+		fmt("%s/bad-kubeconfig", tmpdir),
+		"current-context: a\ncontexts: [{name: a, context: {cluster: a}}]\n"
+		"clusters: [{name: a, cluster: {server: 'https://h', certificate-authority-data: '!!'}}]\n");
 	assert_int_equal(moat_k8s_conf_kubeconfig(fmt("%s/bad-kubeconfig", tmpdir), NULL, &c, err,
 						  sizeof(err)),
 			 -EINVAL);

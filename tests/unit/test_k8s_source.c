@@ -108,11 +108,13 @@ static int start_server(void **state)
 	f = fopen(kubeconfig, "w");
 	if (!f)
 		return -1;
-	fprintf(f, "apiVersion: v1\nkind: Config\ncurrent-context: t\n"
-		   "clusters: [{name: t, cluster: {server: \"https://127.0.0.1:%d\", "
-		   "certificate-authority: certs/ca.crt}}]\n"
-		   "users: [{name: u, user: {token: moatd-unit-token}}]\n"
-		   "contexts: [{name: t, context: {cluster: t, user: u}}]\n", api_port);
+	fprintf(f,
+		"apiVersion: v1\nkind: Config\ncurrent-context: t\n"
+		"clusters: [{name: t, cluster: {server: \"https://127.0.0.1:%d\", "
+		"certificate-authority: certs/ca.crt}}]\n"
+		"users: [{name: u, user: {token: moatd-unit-token}}]\n"
+		"contexts: [{name: t, context: {cluster: t, user: u}}]\n",
+		api_port);
 	fclose(f);
 	return 0;
 }
@@ -141,8 +143,9 @@ struct world {
 static void world_start(struct world *w)
 {
 	struct moat_compiler_opts co = { .node = "n1" };
-	struct moat_k8s_opts ko = { .kubeconfig = kubeconfig, .watch_timeout_s = 5,
-				    .backoff_max_ms = 300, .idle_timeout_ms = 3000 };
+	struct moat_k8s_opts ko = {
+		.kubeconfig = kubeconfig, .watch_timeout_s = 5, .backoff_max_ms = 300, .idle_timeout_ms = 3000
+	};
 	char err[512];
 
 	memset(w, 0, sizeof(*w));
@@ -186,8 +189,7 @@ static bool has_policy(struct world *w, const void *key)
 	bool found = false;
 
 	moat_compiler_policies(w->d.comp, count_pol, a);
-	json_array_foreach(a, i, v)
-		found |= !strcmp(json_string_value(v), key);
+	json_array_foreach(a, i, v) found |= !strcmp(json_string_value(v), key);
 	json_decref(a);
 	return found;
 }
@@ -219,9 +221,9 @@ static json_t *kind_status(struct world *w, const char *kind)
 	json_t *st = moat_k8s_source_status(w->src, true), *kd, *r = NULL;
 	size_t i;
 
-	json_array_foreach(json_object_get(st, "kinds"), i, kd)
-		if (!strcmp(json_string_value(json_object_get(kd, "kind")), kind))
-			r = json_incref(kd);
+	json_array_foreach(json_object_get(st, "kinds"), i,
+			   kd) if (!strcmp(json_string_value(json_object_get(kd, "kind")), kind))
+		r = json_incref(kd);
 	json_decref(st);
 	return r;
 }
@@ -242,7 +244,8 @@ static const char *np(const char *name, int port)
 	snprintf(b, sizeof(b),
 		 "{\"object\": {\"apiVersion\": \"networking.k8s.io/v1\", \"kind\": \"NetworkPolicy\","
 		 "\"metadata\": {\"name\": \"%s\", \"namespace\": \"shop\"}, \"spec\": {\"podSelector\": {},"
-		 "\"policyTypes\": [\"Ingress\"], \"ingress\": [{\"ports\": [{\"port\": %d}]}]}}}", name, port);
+		 "\"policyTypes\": [\"Ingress\"], \"ingress\": [{\"ports\": [{\"port\": %d}]}]}}}",
+		 name, port);
 	return b;
 }
 
@@ -254,10 +257,13 @@ static void test_changes_reach_the_compiler(void **state)
 	size_t n;
 
 	(void)state;
-	assert_int_equal(ctl("put", "{\"objects\": [{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", "
-				    "\"metadata\": {\"name\": \"shop\"}}, {\"apiVersion\": \"v1\", \"kind\": \"Pod\", "
-				    "\"metadata\": {\"name\": \"web\", \"namespace\": \"shop\", \"labels\": {\"app\": \"web\"}},"
-				    "\"spec\": {\"nodeName\": \"n1\"}, \"status\": {\"podIP\": \"10.1.0.5\"}}]}"), 200);
+	assert_int_equal(
+		ctl("put",
+		    "{\"objects\": [{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", "
+		    "\"metadata\": {\"name\": \"shop\"}}, {\"apiVersion\": \"v1\", \"kind\": \"Pod\", "
+		    "\"metadata\": {\"name\": \"web\", \"namespace\": \"shop\", \"labels\": {\"app\": \"web\"}},"
+		    "\"spec\": {\"nodeName\": \"n1\"}, \"status\": {\"podIP\": \"10.1.0.5\"}}]}"),
+		200);
 	assert_int_equal(ctl("put", np("a", 80)), 200);
 	world_start(&w);
 	assert_true(pump(&w, ready, NULL));
@@ -286,16 +292,21 @@ static void test_changes_reach_the_compiler(void **state)
 	st = moat_k8s_source_status(w.src, true);
 	assert_int_equal(json_array_size(json_object_get(st, "object_errors")), 0);
 	json_decref(st);
-	assert_int_equal(ctl("delete", "{\"kind\": \"NetworkPolicy\", \"namespace\": \"shop\", \"name\": \"a\"}"), 200);
+	assert_int_equal(ctl("delete",
+			     "{\"kind\": \"NetworkPolicy\", \"namespace\": \"shop\", \"name\": \"a\"}"),
+			 200);
 	assert_true(pump(&w, no_policy, "NetworkPolicy/shop/a"));
 	assert_true(has_policy(&w, "NetworkPolicy/shop/b"));
 
 	/* away, deleted and compacted meanwhile: the relist deletes it */
 	assert_int_equal(ctl("down", NULL), 200);
-	assert_int_equal(ctl("delete", "{\"kind\": \"NetworkPolicy\", \"namespace\": \"shop\", \"name\": \"b\"}"), 200);
+	assert_int_equal(ctl("delete",
+			     "{\"kind\": \"NetworkPolicy\", \"namespace\": \"shop\", \"name\": \"b\"}"),
+			 200);
 	assert_int_equal(ctl("compact", NULL), 200);
 	assert_int_equal(ctl("put", "{\"object\": {\"apiVersion\": \"v1\", \"kind\": \"Namespace\", "
-				    "\"metadata\": {\"name\": \"later\"}}}"), 200);
+				    "\"metadata\": {\"name\": \"later\"}}}"),
+			 200);
 	usleep(500000);
 	assert_true(has_policy(&w, "NetworkPolicy/shop/b")); /* nothing deleted while away */
 	assert_int_equal(ctl("up", NULL), 200);
@@ -344,15 +355,17 @@ static void test_roles_from_rbac(void **state)
 
 	(void)state;
 	assert_int_equal(ctl("put", "{\"object\": {\"apiVersion\": \"v1\", \"kind\": \"Namespace\", "
-				    "\"metadata\": {\"name\": \"other\"}}}"), 200);
-	assert_int_equal(ctl("authz",
-			     "{\"users\": {\"t-alice\": {\"username\": \"alice\"}, \"t-erin\": {\"username\": \"alice\"}, \"t-bob\": {\"username\": \"bob\"},"
-			     " \"t-carol\": {\"username\": \"carol\", \"groups\": [\"g\"]}, \"t-dave\": {\"username\": \"dave\"}},"
-			     " \"rules\": [{\"user\": \"alice\", \"verbs\": [\"admin\"], \"apiGroups\": [\"moat.io\"], \"resources\": [\"flows\"]},"
-			     " {\"user\": \"bob\", \"namespace\": \"shop\", \"verbs\": [\"get\"], \"apiGroups\": [\"moat.io\"], \"resources\": [\"flows\"]},"
-			     " {\"group\": \"g\", \"verbs\": [\"get\"], \"apiGroups\": [\"moat.io\"], \"resources\": [\"flows\"]},"
-			     " {\"group\": \"g\", \"namespace\": \"shop\", \"verbs\": [\"update\"], \"apiGroups\": [\"networking.k8s.io\"], \"resources\": [\"networkpolicies\"]}]}"),
+				    "\"metadata\": {\"name\": \"other\"}}}"),
 			 200);
+	assert_int_equal(
+		ctl("authz",
+		    "{\"users\": {\"t-alice\": {\"username\": \"alice\"}, \"t-erin\": {\"username\": \"alice\"}, \"t-bob\": {\"username\": \"bob\"},"
+		    " \"t-carol\": {\"username\": \"carol\", \"groups\": [\"g\"]}, \"t-dave\": {\"username\": \"dave\"}},"
+		    " \"rules\": [{\"user\": \"alice\", \"verbs\": [\"admin\"], \"apiGroups\": [\"moat.io\"], \"resources\": [\"flows\"]},"
+		    " {\"user\": \"bob\", \"namespace\": \"shop\", \"verbs\": [\"get\"], \"apiGroups\": [\"moat.io\"], \"resources\": [\"flows\"]},"
+		    " {\"group\": \"g\", \"verbs\": [\"get\"], \"apiGroups\": [\"moat.io\"], \"resources\": [\"flows\"]},"
+		    " {\"group\": \"g\", \"namespace\": \"shop\", \"verbs\": [\"update\"], \"apiGroups\": [\"networking.k8s.io\"], \"resources\": [\"networkpolicies\"]}]}"),
+		200);
 	world_start(&w);
 	assert_true(pump(&w, ready, NULL));
 	a = moat_auth_k8s_new(w.src, 8);

@@ -365,8 +365,13 @@ static void t_files(void **state)
 	assert_string_equal(str_at(docs.v[4].json, "apiVersion"), "v1");
 	assert_int_equal(
 		json_integer_value(json_object_get(
-			json_array_get(json_object_get(json_array_get(json_object_get(
-				json_object_get(docs.v[1].json, "spec"), "ingress"), 0), "ports"), 0),
+			json_array_get(
+				json_object_get(json_array_get(json_object_get(json_object_get(docs.v[1].json,
+											       "spec"),
+									       "ingress"),
+							       0),
+						"ports"),
+				0),
 			"port")),
 		5432);
 
@@ -596,7 +601,10 @@ static void t_garbage(void **state)
 
 	(void)state;
 	/* binary data */
-	parse(&r, "bin", "\x7f" "ELF\x02\x01\x01\0\0\0", 10);
+	parse(&r, "bin",
+	      "\x7f"
+	      "ELF\x02\x01\x01\0\0\0",
+	      10);
 	expect_err(&r, -EINVAL, "bin:1: ", "binary data");
 	done(&r);
 	/* invalid UTF-8 */
@@ -653,16 +661,11 @@ static void t_garbage(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(t_yaml_multi),
-		cmocka_unit_test(t_yaml_scalars),
-		cmocka_unit_test(t_yaml_anchors),
-		cmocka_unit_test(t_yaml_errors),
-		cmocka_unit_test(t_json),
-		cmocka_unit_test(t_lists),
-		cmocka_unit_test(t_files),
-		cmocka_unit_test(t_limits),
-		cmocka_unit_test(t_many_anchors),
-		cmocka_unit_test(t_garbage),
+		cmocka_unit_test(t_yaml_multi),   cmocka_unit_test(t_yaml_scalars),
+		cmocka_unit_test(t_yaml_anchors), cmocka_unit_test(t_yaml_errors),
+		cmocka_unit_test(t_json),         cmocka_unit_test(t_lists),
+		cmocka_unit_test(t_files),        cmocka_unit_test(t_limits),
+		cmocka_unit_test(t_many_anchors), cmocka_unit_test(t_garbage),
 	};
 	char dir[PATH_MAX];
 

@@ -51,7 +51,7 @@ static void t_labels(void **state)
 	assert_false(moat_labels_equal(&a, &b));
 	moat_labels_free(&a);
 	assert_int_equal(a.n, 0);
-	moat_labels_free(&a); /* twice is fine */
+	moat_labels_free(&a);                          /* twice is fine */
 	assert_int_equal(moat_labels_copy(&b, &a), 0); /* copy of empty */
 	assert_int_equal(b.n, 0);
 	moat_labels_free(&b);
@@ -128,7 +128,8 @@ static void t_selector_match(void **state)
 	struct moat_selector *notin = sel(1, req("app", MOAT_SEL_NOT_IN, 1, "db"));
 	struct moat_selector *ex = sel(1, req("app", MOAT_SEL_EXISTS, 0));
 	struct moat_selector *dne = sel(1, req("app", MOAT_SEL_DOES_NOT_EXIST, 0));
-	struct moat_selector *both = sel(2, req("app", MOAT_SEL_IN, 1, "db"), req("tier", MOAT_SEL_NOT_IN, 1, "x"));
+	struct moat_selector *both =
+		sel(2, req("app", MOAT_SEL_IN, 1, "db"), req("tier", MOAT_SEL_NOT_IN, 1, "x"));
 	struct moat_selector *empty = sel(0);
 
 	(void)state;
@@ -181,7 +182,8 @@ static void t_selector_string(void **state)
 				      req("app", MOAT_SEL_IN, 1, "db"), req("x", MOAT_SEL_EXISTS, 0),
 				      req("y", MOAT_SEL_DOES_NOT_EXIST, 0));
 	struct moat_selector *b = sel(5, req("y", MOAT_SEL_DOES_NOT_EXIST, 0), req("x", MOAT_SEL_EXISTS, 0),
-				      req("app", MOAT_SEL_IN, 1, "db"), req("tier", MOAT_SEL_NOT_IN, 2, "a", "b"),
+				      req("app", MOAT_SEL_IN, 1, "db"),
+				      req("tier", MOAT_SEL_NOT_IN, 2, "a", "b"),
 				      req("app", MOAT_SEL_IN, 1, "db"));
 	struct moat_selector *e = sel(0), *d;
 	char *sa, *sb, *se, *sd;
@@ -235,9 +237,26 @@ static const char *cstr(const char *in)
 static void t_cidr_parse(void **state)
 {
 	static const char *const bad[] = {
-		"", "/", "10.0.0.0", "10.0.0.0/", "/8", "10.0.0/8", "10.0.0.0/33", "10.0.0.0/-1",
-		"10.0.0.0/+8", "10.0.0.0/08", "10.0.0.0/8 ", " 10.0.0.0/8", "10.0.0.0/8/8", "10.0.0.0/1000",
-		"::/129", "fe80::1%eth0/64", "abc/8", "10.0.0.256/8", "1.2.3.4.5/32", "10.0.0.0/0x8",
+		"",
+		"/",
+		"10.0.0.0",
+		"10.0.0.0/",
+		"/8",
+		"10.0.0/8",
+		"10.0.0.0/33",
+		"10.0.0.0/-1",
+		"10.0.0.0/+8",
+		"10.0.0.0/08",
+		"10.0.0.0/8 ",
+		" 10.0.0.0/8",
+		"10.0.0.0/8/8",
+		"10.0.0.0/1000",
+		"::/129",
+		"fe80::1%eth0/64",
+		"abc/8",
+		"10.0.0.256/8",
+		"1.2.3.4.5/32",
+		"10.0.0.0/0x8",
 		"0123456789abcdef0123456789abcdef0123456789abcdef/8",
 	};
 	struct moat_cidr c;

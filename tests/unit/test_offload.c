@@ -75,8 +75,8 @@ static void test_profiles_validate(void **state)
 			for (size_t a = 0; a < p->ndrivers; a++)
 				for (size_t b = 0; b < all[j].ndrivers; b++)
 					if (!strcmp(p->drivers[a], all[j].drivers[b]))
-						fail_msg("driver %s in %s and %s", p->drivers[a],
-							 names[i], names[j]);
+						fail_msg("driver %s in %s and %s", p->drivers[a], names[i],
+							 names[j]);
 	}
 }
 
@@ -84,8 +84,8 @@ static void test_nfp_profile_values(void **state)
 {
 	struct moat_nic_profile p;
 	char err[512];
-	static const __u32 helpers[] = { BPF_FUNC_map_lookup_elem, BPF_FUNC_map_update_elem,
-					 BPF_FUNC_map_delete_elem, BPF_FUNC_get_prandom_u32,
+	static const __u32 helpers[] = { BPF_FUNC_map_lookup_elem,   BPF_FUNC_map_update_elem,
+					 BPF_FUNC_map_delete_elem,   BPF_FUNC_get_prandom_u32,
 					 BPF_FUNC_perf_event_output, BPF_FUNC_xdp_adjust_head,
 					 BPF_FUNC_xdp_adjust_tail };
 
@@ -107,8 +107,8 @@ static void test_nfp_profile_values(void **state)
 	assert_int_equal(p.off.perf_event_output, MOAT_PERF_CURRENT_CPU);
 	assert_int_equal(p.off.max_elem_size, 64);
 	assert_true(p.off.ctx_write_rx_queue);
-	assert_int_equal(p.off.actions, (1u << XDP_ABORTED) | (1u << XDP_DROP) | (1u << XDP_PASS) |
-					(1u << XDP_TX));
+	assert_int_equal(p.off.actions,
+			 (1u << XDP_ABORTED) | (1u << XDP_DROP) | (1u << XDP_PASS) | (1u << XDP_TX));
 	assert_int_equal(p.off.nhelpers, sizeof(helpers) / sizeof(helpers[0]));
 	for (size_t i = 0; i < p.off.nhelpers; i++)
 		assert_int_equal(p.off.helpers[i], helpers[i]);
@@ -162,7 +162,7 @@ static void test_profiles_refused(void **state)
 	j = nfp_json();
 	off = json_object_get(j, "offload");
 	json_object_set_new(off, "supported", json_false());
-	refused(j, "offload.isa: unknown key");   /* an unsupported offload has no constraints */
+	refused(j, "offload.isa: unknown key"); /* an unsupported offload has no constraints */
 
 	j = nfp_json();
 	json_object_set_new(json_object_get(j, "offload"), "lpm", json_true());
@@ -213,16 +213,15 @@ static void test_profile_find(void **state)
 	char path[512], err[512];
 
 	(void)state;
-	assert_int_equal(moat_nic_profile_find("hw", "mlx5_core", &p, path, sizeof(path), err,
-					       sizeof(err)), 0);
+	assert_int_equal(moat_nic_profile_find("hw", "mlx5_core", &p, path, sizeof(path), err, sizeof(err)),
+			 0);
 	assert_string_equal(p.name, "mlx5");
 	assert_string_equal(path, "hw/mlx5.json");
 	assert_int_equal(moat_nic_profile_find("hw", "bnxt_en", &p, NULL, 0, err, sizeof(err)), 0);
 	assert_string_equal(p.name, "bnxt");
 	assert_int_equal(moat_nic_profile_find("hw", "nfp", &p, NULL, 0, err, sizeof(err)), 0);
 	assert_true(p.off.supported);
-	assert_int_equal(moat_nic_profile_find("hw", "e1000e", &p, path, sizeof(path), err,
-					       sizeof(err)), 0);
+	assert_int_equal(moat_nic_profile_find("hw", "e1000e", &p, path, sizeof(path), err, sizeof(err)), 0);
 	assert_string_equal(p.name, "default");
 	assert_int_equal(moat_nic_profile_find("hw", NULL, &p, NULL, 0, err, sizeof(err)), 0);
 	assert_string_equal(p.name, "default");
@@ -244,8 +243,7 @@ static void test_plan_decide(void **state)
 {
 	struct moat_nic_profile nfp, veth, def;
 	struct moat_nic_probe pr;
-	struct moat_plan_opts o = { .requested = MOAT_MODE_AUTO, .prefilter = true,
-				    .prefilter_fits = true };
+	struct moat_plan_opts o = { .requested = MOAT_MODE_AUTO, .prefilter = true, .prefilter_fits = true };
 	struct moat_attach_plan pl;
 
 	(void)state;
@@ -305,7 +303,7 @@ static void test_plan_decide(void **state)
 	assert_int_equal(pl.kind, MOAT_PLAN_NATIVE);
 	assert_false(pl.full_may_fall_back);
 	o.requested = MOAT_MODE_HW;
-	moat_plan_decide(&veth, NULL, &o, &pl);   /* hw asked where there is none */
+	moat_plan_decide(&veth, NULL, &o, &pl); /* hw asked where there is none */
 	assert_int_equal(pl.kind, MOAT_PLAN_NATIVE);
 	assert_true(pl.full_may_fall_back);
 	o.requested = MOAT_MODE_AUTO;
@@ -387,15 +385,19 @@ static bool xdp_attached(int ifindex, __u8 *mode)
 static void test_execute_fallback(void **state)
 {
 	char pin[128];
-	struct moat_dp_opts o = { .reset = true, .max_policy = 1024, .max_ips = 256, .max_ct = 1024,
-				  .max_identities = 256, .max_rules = 256 };
+	struct moat_dp_opts o = { .reset = true,
+				  .max_policy = 1024,
+				  .max_ips = 256,
+				  .max_ct = 1024,
+				  .max_identities = 256,
+				  .max_rules = 256 };
 	struct moat_nic_profile nfp;
 	struct moat_nic_probe pr;
-	struct moat_plan_opts po = { .requested = MOAT_MODE_AUTO, .prefilter = true,
-				     .prefilter_fits = true };
+	struct moat_plan_opts po = { .requested = MOAT_MODE_AUTO, .prefilter = true, .prefilter_fits = true };
 	struct moat_attach_plan pl;
-	struct moat_attach_req req = { .hook = MOAT_HOOK_UPLINK, .netns_fd = -1,
-				       .mode = MOAT_MODE_AUTO, .name = "uplink-moff0" };
+	struct moat_attach_req req = {
+		.hook = MOAT_HOOK_UPLINK, .netns_fd = -1, .mode = MOAT_MODE_AUTO, .name = "uplink-moff0"
+	};
 	struct moat_plan_result res;
 	struct moat_dp *dp;
 	__u8 mode = 0;
@@ -461,10 +463,15 @@ static void test_execute_fallback(void **state)
 static void test_repin(void **state)
 {
 	char pin[128], path[256], cmd[300];
-	struct moat_dp_opts o = { .reset = true, .max_policy = 1024, .max_ips = 256, .max_ct = 1024,
-				  .max_identities = 256, .max_rules = 256 };
-	struct moat_attach_req req = { .hook = MOAT_HOOK_FROM_POD, .netns_fd = -1,
-				       .mode = MOAT_MODE_NATIVE, .name = "h_moff1" };
+	struct moat_dp_opts o = { .reset = true,
+				  .max_policy = 1024,
+				  .max_ips = 256,
+				  .max_ct = 1024,
+				  .max_identities = 256,
+				  .max_rules = 256 };
+	struct moat_attach_req req = {
+		.hook = MOAT_HOOK_FROM_POD, .netns_fd = -1, .mode = MOAT_MODE_NATIVE, .name = "h_moff1"
+	};
 	struct moat_attach_info info;
 	struct moat_dp *dp;
 	__u8 mode = 0;
@@ -515,14 +522,10 @@ static void test_repin(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_profiles_validate),
-		cmocka_unit_test(test_nfp_profile_values),
-		cmocka_unit_test(test_profiles_refused),
-		cmocka_unit_test(test_profile_find),
-		cmocka_unit_test(test_plan_decide),
-		cmocka_unit_test(test_probe),
-		cmocka_unit_test(test_execute_fallback),
-		cmocka_unit_test(test_repin),
+		cmocka_unit_test(test_profiles_validate), cmocka_unit_test(test_nfp_profile_values),
+		cmocka_unit_test(test_profiles_refused),  cmocka_unit_test(test_profile_find),
+		cmocka_unit_test(test_plan_decide),       cmocka_unit_test(test_probe),
+		cmocka_unit_test(test_execute_fallback),  cmocka_unit_test(test_repin),
 	};
 
 	return cmocka_run_group_tests(tests, netns_setup, NULL);

@@ -35,21 +35,36 @@ static const uint8_t pkt[60] = { 0x0a, 0, 0, 0, 0, 1, 0x0e, 0, 0, 0, 0, 2, 0x08,
 static void sample(struct pcapng_buf *b, size_t *last_start)
 {
 	struct pcapng_shb_info shb = { .hardware = "n1", .os = "Linux", .userappl = "moatd", .comment = "c" };
-	struct pcapng_idb_info i0 = { .linktype = 1, .snaplen = 65535, .name = "veth0", .description = "pod a/x" };
+	struct pcapng_idb_info i0 = {
+		.linktype = 1, .snaplen = 65535, .name = "veth0", .description = "pod a/x"
+	};
 	struct pcapng_idb_info i1 = { .linktype = 1, .snaplen = 65535, .name = "veth1", .description = NULL };
-	struct pcapng_isb_info isb = { .ifid = 1, .ts_ns = 5, .start_ns = 1, .end_ns = 5, .has_counters = true,
-				       .ifrecv = 10, .ifdrop = 2, .usrdeliv = 8 };
+	struct pcapng_isb_info isb = { .ifid = 1,
+				       .ts_ns = 5,
+				       .start_ns = 1,
+				       .end_ns = 5,
+				       .has_counters = true,
+				       .ifrecv = 10,
+				       .ifdrop = 2,
+				       .usrdeliv = 8 };
 
 	assert_int_equal(pcapng_put_shb(b, &shb), 0);
 	assert_int_equal(pcapng_put_idb(b, &i0), 0);
 	assert_int_equal(pcapng_put_idb(b, &i1), 0);
 	for (int i = 0; i < 3; i++) {
-		struct pcapng_epb_info e = { .ifid = (uint32_t)(i & 1), .ts_ns = 1795849255705268593ull + (uint64_t)i,
-					     .data = pkt, .caplen = (uint32_t)(57 + i), .origlen = 1500,
+		struct pcapng_epb_info e = { .ifid = (uint32_t)(i & 1),
+					     .ts_ns = 1795849255705268593ull + (uint64_t)i,
+					     .data = pkt,
+					     .caplen = (uint32_t)(57 + i),
+					     .origlen = 1500,
 					     .flags = i == 0 ? PCAPNG_DIR_INBOUND : PCAPNG_DIR_OUTBOUND,
-					     .has_dropcount = i == 1, .dropcount = 7, .has_packetid = true,
-					     .packetid = 100 + (uint64_t)i, .has_verdict = true,
-					     .verdict_type = PCAPNG_VERDICT_XDP, .verdict = i == 2 ? 1 : 2,
+					     .has_dropcount = i == 1,
+					     .dropcount = 7,
+					     .has_packetid = true,
+					     .packetid = 100 + (uint64_t)i,
+					     .has_verdict = true,
+					     .verdict_type = PCAPNG_VERDICT_XDP,
+					     .verdict = i == 2 ? 1 : 2,
 					     .comment = i == 2 ? "moat: verdict=deny" : NULL };
 		assert_int_equal(pcapng_put_epb(b, &e), 0);
 	}
@@ -83,7 +98,8 @@ static void test_round_trip(void **state)
 			int found = 0;
 			assert_int_equal(pcapng_parse_shb(&blk, &o, &ol), 0);
 			while (pcapng_opt_next(o, ol, &pos, &opt) > 0)
-				if (opt.code == PCAPNG_SHB_USERAPPL && opt.len == 5 && !memcmp(opt.val, "moatd", 5))
+				if (opt.code == PCAPNG_SHB_USERAPPL && opt.len == 5 &&
+				    !memcmp(opt.val, "moatd", 5))
 					found++;
 			assert_int_equal(found, 1);
 			break;
@@ -216,11 +232,13 @@ static int walk(const uint8_t *buf, size_t len, size_t *blocks)
 
 		(*blocks)++;
 		assert_true(blk.offset + blk.total_len <= len);
-		assert_true(blk.total_len >= 12 && blk.total_len % 4 == 0 && blk.total_len <= PCAPNG_MAX_BLOCK);
+		assert_true(blk.total_len >= 12 && blk.total_len % 4 == 0 &&
+			    blk.total_len <= PCAPNG_MAX_BLOCK);
 		if (!pcapng_parse_epb(&blk, &e)) {
 			assert_true(e.data + e.caplen <= blk.body + blk.body_len);
 			if (e.comment)
-				assert_true((const uint8_t *)e.comment + e.comment_len <= blk.body + blk.body_len);
+				assert_true((const uint8_t *)e.comment + e.comment_len <=
+					    blk.body + blk.body_len);
 		}
 		pcapng_parse_idb(&blk, &i);
 		pcapng_parse_custom(&blk, &u, &p, &l);
@@ -369,10 +387,8 @@ static void test_pcap(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_round_trip),
-		cmocka_unit_test(test_torn_last_block),
-		cmocka_unit_test(test_garbage),
-		cmocka_unit_test(test_bounds),
+		cmocka_unit_test(test_round_trip), cmocka_unit_test(test_torn_last_block),
+		cmocka_unit_test(test_garbage),    cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_pcap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

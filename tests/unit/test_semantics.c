@@ -43,7 +43,7 @@ static const char *base_yaml =
 
 struct fx {
 	struct moat_compiler *c;
-	struct ptrvec objs;      /* decoded copies for the reference model */
+	struct ptrvec objs; /* decoded copies for the reference model */
 	__u32 caps[MOAT_T_MAX];
 };
 
@@ -142,14 +142,20 @@ static struct moat_explain expect(struct fx *f, const char *from, const char *to
 				  uint16_t port, int want)
 {
 	struct moat_explain x;
-	struct ref_world w = { .n = f->objs.n, .objs = (const struct moat_object **)f->objs.v,
-			       .node = "n1", .allow_local_node = true };
+	struct ref_world w = { .n = f->objs.n,
+			       .objs = (const struct moat_object **)f->objs.v,
+			       .node = "n1",
+			       .allow_local_node = true };
 	struct moat_addr sa, da;
 	struct ref_result r;
 	char err[256];
 	const char *sip = from, *dip = to;
-	static const struct { const char *id, *ip; } ips[] = {
-		{ "a/web", "10.0.1.1" }, { "a/db", "10.0.1.2" }, { "b/client", "10.0.2.1" },
+	static const struct {
+		const char *id, *ip;
+	} ips[] = {
+		{ "a/web", "10.0.1.1" },
+		{ "a/db", "10.0.1.2" },
+		{ "b/client", "10.0.2.1" },
 	};
 
 	if (moat_compiler_explain(f->c, from, to, proto, port, &x, err, sizeof(err)))
@@ -186,8 +192,9 @@ static void test_same_port_other_protocol(void **state)
 	struct fx *f = *state;
 	char err[256];
 
-	load(f, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: tcp80, namespace: a}\n"
-		"spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{ports: [{port: 80}]}]\n");
+	load(f,
+	     "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: tcp80, namespace: a}\n"
+	     "spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{ports: [{port: 80}]}]\n");
 	assert_int_equal(flush(f, err, sizeof(err)), 0);
 	expect(f, "b/client", "a/web", IPPROTO_TCP, 80, A);
 	expect(f, "b/client", "a/web", IPPROTO_UDP, 80, D);
@@ -219,8 +226,9 @@ static void test_named_port_any_peer_new_pod(void **state)
 	struct fx *f = *state;
 	char err[256];
 
-	load(f, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: http-out, namespace: a}\n"
-		"spec:\n  podSelector: {matchLabels: {app: db}}\n  policyTypes: [Egress]\n  egress: [{ports: [{port: http}]}]\n");
+	load(f,
+	     "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: http-out, namespace: a}\n"
+	     "spec:\n  podSelector: {matchLabels: {app: db}}\n  policyTypes: [Egress]\n  egress: [{ports: [{port: http}]}]\n");
 	assert_int_equal(flush(f, err, sizeof(err)), 0);
 	load(f, "apiVersion: v1\nkind: Pod\nmetadata: {name: srv, namespace: b, labels: {app: srv}}\n"
 		"spec: {nodeName: n2, containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}\n"
@@ -236,13 +244,15 @@ static void test_named_port_protocol(void **state)
 	char err[256];
 
 	/* "dns" is a TCP container port: a UDP rule naming it matches nothing */
-	load(f, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: dns, namespace: a}\n"
-		"spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{ports: [{protocol: UDP, port: dns}]}]\n");
+	load(f,
+	     "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: dns, namespace: a}\n"
+	     "spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{ports: [{protocol: UDP, port: dns}]}]\n");
 	assert_int_equal(flush(f, err, sizeof(err)), 0);
 	expect(f, "b/client", "a/web", IPPROTO_UDP, 53, D);
 	expect(f, "b/client", "a/web", IPPROTO_TCP, 53, D);
-	load(f, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: dns, namespace: a}\n"
-		"spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{ports: [{protocol: TCP, port: dns}]}]\n");
+	load(f,
+	     "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: dns, namespace: a}\n"
+	     "spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{ports: [{protocol: TCP, port: dns}]}]\n");
 	assert_int_equal(flush(f, err, sizeof(err)), 0);
 	expect(f, "b/client", "a/web", IPPROTO_TCP, 53, A);
 }
@@ -265,8 +275,9 @@ static void test_isolation_beats_baseline(void **state)
 	assert_int_equal(x.tier, MOAT_TIER_BASELINE);
 	/* isolated by a NetworkPolicy that allows only a/db: the baseline's
 	 * allow for team=y is never consulted */
-	load(f, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: only-db, namespace: a}\n"
-		"spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{from: [{podSelector: {matchLabels: {app: db}}}]}]\n");
+	load(f,
+	     "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: only-db, namespace: a}\n"
+	     "spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{from: [{podSelector: {matchLabels: {app: db}}}]}]\n");
 	assert_int_equal(flush(f, err, sizeof(err)), 0);
 	x = expect(f, "b/client", "a/web", IPPROTO_TCP, 80, D);
 	assert_int_equal(x.tier, MOAT_TIER_NETPOL);
@@ -282,12 +293,13 @@ static void test_pass_in_baseline(void **state)
 	char err[256];
 	struct moat_explain x;
 
-	load(f, "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\n"
-		"metadata: {name: base-pass}\nspec:\n  tier: Baseline\n  priority: 10\n  subject: {namespaces: {}}\n"
-		"  ingress: [{action: Pass, from: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {number: 80}}}]}]\n"
-		"---\napiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\n"
-		"metadata: {name: base-deny}\nspec:\n  tier: Baseline\n  priority: 20\n  subject: {namespaces: {}}\n"
-		"  ingress: [{action: Deny, from: [{namespaces: {}}]}]\n");
+	load(f,
+	     "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\n"
+	     "metadata: {name: base-pass}\nspec:\n  tier: Baseline\n  priority: 10\n  subject: {namespaces: {}}\n"
+	     "  ingress: [{action: Pass, from: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {number: 80}}}]}]\n"
+	     "---\napiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\n"
+	     "metadata: {name: base-deny}\nspec:\n  tier: Baseline\n  priority: 20\n  subject: {namespaces: {}}\n"
+	     "  ingress: [{action: Deny, from: [{namespaces: {}}]}]\n");
 	assert_int_equal(flush(f, err, sizeof(err)), 0);
 	/* Pass skips the rest of the baseline tier: default allow */
 	x = expect(f, "b/client", "a/web", IPPROTO_TCP, 80, A);
@@ -331,20 +343,23 @@ static void test_icmp(void **state)
 	struct fx *f = *state;
 	char err[256];
 
-	load(f, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: tcp-only, namespace: a}\n"
-		"spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{ports: [{port: 80}]}]\n");
+	load(f,
+	     "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: tcp-only, namespace: a}\n"
+	     "spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{ports: [{port: 80}]}]\n");
 	assert_int_equal(flush(f, err, sizeof(err)), 0);
 	/* isolated, and no rule without ports: ICMP denied */
 	expect(f, "b/client", "a/web", IPPROTO_ICMP, 0, D);
 	/* a rule without ports covers every protocol, ICMP included */
-	load(f, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: any-from-b, namespace: a}\n"
-		"spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {team: y}}}]}]\n");
+	load(f,
+	     "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: any-from-b, namespace: a}\n"
+	     "spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {team: y}}}]}]\n");
 	assert_int_equal(flush(f, err, sizeof(err)), 0);
 	expect(f, "b/client", "a/web", IPPROTO_ICMP, 0, A);
 	/* an admin deny to all networks covers ICMP too */
-	load(f, "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n"
-		"metadata: {name: no-egress}\nspec:\n  priority: 1\n  subject: {namespaces: {matchLabels: {team: y}}}\n"
-		"  egress: [{action: Deny, to: [{networks: [0.0.0.0/0]}]}]\n");
+	load(f,
+	     "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n"
+	     "metadata: {name: no-egress}\nspec:\n  priority: 1\n  subject: {namespaces: {matchLabels: {team: y}}}\n"
+	     "  egress: [{action: Deny, to: [{networks: [0.0.0.0/0]}]}]\n");
 	assert_int_equal(flush(f, err, sizeof(err)), 0);
 	expect(f, "b/client", "a/web", IPPROTO_ICMP, 0, D);
 	expect(f, "b/client", "a/web", IPPROTO_TCP, 80, D);
@@ -356,9 +371,10 @@ static void test_ingress_from_non_pods(void **state)
 	char err[256];
 	struct moat_explain x;
 
-	load(f, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: pods-only, namespace: a}\n"
-		"spec:\n  podSelector: {matchLabels: {app: web}}\n"
-		"  ingress: [{from: [{namespaceSelector: {}}]}, {from: [{ipBlock: {cidr: 192.168.0.0/16, except: [192.168.9.0/24]}}]}]\n");
+	load(f,
+	     "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: pods-only, namespace: a}\n"
+	     "spec:\n  podSelector: {matchLabels: {app: web}}\n"
+	     "  ingress: [{from: [{namespaceSelector: {}}]}, {from: [{ipBlock: {cidr: 192.168.0.0/16, except: [192.168.9.0/24]}}]}]\n");
 	assert_int_equal(flush(f, err, sizeof(err)), 0);
 	expect(f, "b/client", "a/web", IPPROTO_TCP, 80, A);
 	/* the world: only the ipBlock, minus its except */
@@ -371,9 +387,10 @@ static void test_ingress_from_non_pods(void **state)
 	x = expect(f, "10.99.0.1", "a/web", IPPROTO_TCP, 80, A);
 	assert_int_equal(x.ingress.rule, MOAT_RULE_LOCAL_NODE);
 	/* admin ingress rules only ever match pods: the world falls through */
-	load(f, "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n"
-		"metadata: {name: deny-all-pods}\nspec:\n  priority: 1\n  subject: {namespaces: {matchLabels: {team: x}}}\n"
-		"  ingress: [{action: Deny, from: [{namespaces: {}}]}]\n");
+	load(f,
+	     "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n"
+	     "metadata: {name: deny-all-pods}\nspec:\n  priority: 1\n  subject: {namespaces: {matchLabels: {team: x}}}\n"
+	     "  ingress: [{action: Deny, from: [{namespaces: {}}]}]\n");
 	assert_int_equal(flush(f, err, sizeof(err)), 0);
 	expect(f, "b/client", "a/web", IPPROTO_TCP, 80, D);
 	expect(f, "192.168.1.1", "a/web", IPPROTO_TCP, 80, A);
@@ -396,14 +413,16 @@ static void test_capacity_refused_and_rolled_back(void **state)
 		moat_object_free(f->objs.v[i]);
 	f->objs.n = 0;
 	load(f, base_yaml);
-	load(f, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: small, namespace: a}\n"
-		"spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{from: [{podSelector: {matchLabels: {app: db}}}]}]\n");
+	load(f,
+	     "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: small, namespace: a}\n"
+	     "spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{from: [{podSelector: {matchLabels: {app: db}}}]}]\n");
 	assert_int_equal(flush(f, err, sizeof(err)), 0);
 	expect(f, "b/client", "a/web", IPPROTO_TCP, 80, D);
 	/* too big: refused with a message naming the table; the previous
 	 * state stays */
-	load(f, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: big, namespace: a}\n"
-		"spec:\n  podSelector: {}\n  ingress: [{from: [{namespaceSelector: {}}], ports: [{port: 1}, {port: 2}, {port: 3}, {port: 4}]}]\n");
+	load(f,
+	     "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: big, namespace: a}\n"
+	     "spec:\n  podSelector: {}\n  ingress: [{from: [{namespaceSelector: {}}], ports: [{port: 1}, {port: 2}, {port: 3}, {port: 4}]}]\n");
 	assert_int_equal(flush(f, err, sizeof(err)), -ENOSPC);
 	assert_non_null(strstr(err, "moat_pol"));
 	/* the refused object was rolled back: the compiler does not know it */
@@ -421,9 +440,12 @@ static void test_capacity_refused_and_rolled_back(void **state)
 	{
 		struct moat_explain x;
 		char e2[256];
-		assert_int_equal(moat_compiler_explain(f->c, "b/client", "a/web", IPPROTO_TCP, 1, &x, e2, sizeof(e2)), 0);
+		assert_int_equal(moat_compiler_explain(f->c, "b/client", "a/web", IPPROTO_TCP, 1, &x, e2,
+						       sizeof(e2)),
+				 0);
 		assert_int_equal(x.verdict, D); /* "big" never took effect */
-		assert_int_equal(moat_compiler_explain(f->c, "a/db", "a/web", IPPROTO_TCP, 80, &x, e2, sizeof(e2)), 0);
+		assert_int_equal(
+			moat_compiler_explain(f->c, "a/db", "a/web", IPPROTO_TCP, 80, &x, e2, sizeof(e2)), 0);
 		assert_int_equal(x.verdict, A);
 	}
 }
@@ -434,21 +456,24 @@ static void test_audit_mode(void **state)
 	char err[256];
 	struct moat_explain x;
 
-	load(f, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
-		"metadata: {name: trial, namespace: a, annotations: {moat.io/audit: \"true\"}}\n"
-		"spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{from: [{podSelector: {matchLabels: {app: db}}}]}]\n");
+	load(f,
+	     "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+	     "metadata: {name: trial, namespace: a, annotations: {moat.io/audit: \"true\"}}\n"
+	     "spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{from: [{podSelector: {matchLabels: {app: db}}}]}]\n");
 	assert_int_equal(flush(f, err, sizeof(err)), 0);
 	x = expect(f, "b/client", "a/web", IPPROTO_TCP, 80, MOAT_VERDICT_AUDIT);
 	assert_rule(f, &x, "trial isolates ingress");
 	expect(f, "a/db", "a/web", IPPROTO_TCP, 80, A);
 	/* switching to enforce is one change */
-	load(f, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
-		"metadata: {name: trial, namespace: a, annotations: {moat.io/audit: \"false\"}}\n"
-		"spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{from: [{podSelector: {matchLabels: {app: db}}}]}]\n");
+	load(f,
+	     "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+	     "metadata: {name: trial, namespace: a, annotations: {moat.io/audit: \"false\"}}\n"
+	     "spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{from: [{podSelector: {matchLabels: {app: db}}}]}]\n");
 	assert_int_equal(flush(f, err, sizeof(err)), 0);
 	expect(f, "b/client", "a/web", IPPROTO_TCP, 80, D);
 	/* a namespace in audit mode audits all its NetworkPolicies */
-	load(f, "apiVersion: v1\nkind: Namespace\nmetadata: {name: a, labels: {team: x}, annotations: {moat.io/audit: \"true\"}}\n");
+	load(f,
+	     "apiVersion: v1\nkind: Namespace\nmetadata: {name: a, labels: {team: x}, annotations: {moat.io/audit: \"true\"}}\n");
 	assert_int_equal(flush(f, err, sizeof(err)), 0);
 	expect(f, "b/client", "a/web", IPPROTO_TCP, 80, MOAT_VERDICT_AUDIT);
 }
