@@ -225,7 +225,7 @@ help:
 	@echo '  setup              install the Debian packages, mount bpffs (root)'
 	@echo '  all                BPF objects, moatd, moatctl, test tools'
 	@echo '  check              every test (unit, BPF_PROG_TEST_RUN, fuzz replay, lab end-to-end,'
-	@echo '                     conformance, unit+BPF again under ASan+UBSan, libFuzzer smoke)'
+	@echo '                     conformance, unit+BPF again under ASan+UBSan, libFuzzer smoke, lint)'
 	@echo '  check-unit | check-bpf | check-e2e | check-conformance'
 	@echo '  fuzz               libFuzzer (clang, ASan+UBSan): each target FUZZ_SECONDS (60)'
 	@echo '  bench              benchmarks -> $(O)/bench/results.json'

@@ -347,10 +347,11 @@ int moat_auth_k8s_check(struct moat_auth_k8s *a, const char *token, struct moat_
 		slot = &a->cache[a->n++];
 	if (!slot) {
 		slot = &a->cache[0];
-		for (size_t i = 1; i < a->n; i++)
-			if (a->cache[i].expires_ns <
-			    slot->expires_ns) /* NOLINT(clang-analyzer-core.NullDereference) */
+		for (size_t i = 1; i < a->n; i++) {
+			/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference) */
+			if (a->cache[i].expires_ns < slot->expires_ns)
 				slot = &a->cache[i];
+		}
 	}
 	moat_principal_clear(&slot->p);
 	memcpy(slot->sha, sha, sizeof(sha)); /* NOLINT(clang-analyzer-core.NonNullParamChecker) */
