@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <linux/if_link.h>
 #include <linux/net_namespace.h>
 #include <linux/rtnetlink.h>
 #include <netlink/netlink.h>
@@ -118,10 +119,58 @@ static bool msg_sane(const struct nlmsghdr *h)
 	return true;
 }
 
+/* libnl-route 3.7 compares two links of a kind with its info ops (vxlan and
+ * others) through their info data without checking that either has any: a
+ * link message whose IFLA_LINKINFO names such a kind without IFLA_INFO_DATA,
+ * seen twice, is a NULL dereference in nl_cache_include().  moat only reads
+ * the kind "veth" (whose linkinfo libnl never compares), so any other kind
+ * without info data has its linkinfo hidden from libnl (the attribute
+ * becomes IFLA_UNSPEC, which libnl skips); the link itself is kept. */
+static void link_info_hide(struct nlmsghdr *h)
+{
+	struct rtattr *a;
+	int len;
+
+	if ((h->nlmsg_type != RTM_NEWLINK && h->nlmsg_type != RTM_DELLINK) ||
+	    h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ifinfomsg)))
+		return;
+	len = (int)IFLA_PAYLOAD(h);
+	for (a = IFLA_RTA(NLMSG_DATA(h)); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+		const struct rtattr *n;
+		int nlen = (int)RTA_PAYLOAD(a);
+		bool veth = false, data = false;
+
+		if ((a->rta_type & NLA_TYPE_MASK) != IFLA_LINKINFO)
+			continue;
+		struct rtattr *x;
+
+		for (n = RTA_DATA(a); RTA_OK(n, nlen); n = RTA_NEXT(n, nlen)) {
+			int t = n->rta_type & NLA_TYPE_MASK;
+			if (t == IFLA_INFO_DATA)
+				data = true;
+			else if (t == IFLA_INFO_KIND)
+				veth = RTA_PAYLOAD(n) >= 5 && !memcmp(RTA_DATA(n), "veth", 5);
+		}
+		if (!veth && !data) {
+			a->rta_type = IFLA_UNSPEC;
+			continue;
+		}
+		if (data)
+			continue;
+		/* a veth with IFLA_INFO_XSTATS but no data: libnl calls the kind's
+		 * parser with NULL data, which veth's dereferences; hide the stats */
+		nlen = (int)RTA_PAYLOAD(a);
+		for (x = RTA_DATA(a); RTA_OK(x, nlen); x = RTA_NEXT(x, nlen))
+			if ((x->rta_type & NLA_TYPE_MASK) == IFLA_INFO_XSTATS)
+				x->rta_type = IFLA_INFO_UNSPEC;
+	}
+}
+
 static int msg_in(struct nl_msg *m, void *arg)
 {
 	struct moat_ifaces *fi = arg;
 
+	link_info_hide(nlmsg_hdr(m));
 	if (msg_sane(nlmsg_hdr(m)))
 		return NL_OK;
 	fi->nl.refused++;
@@ -316,6 +365,7 @@ int moat_ifaces_input(struct moat_ifaces *fi, const void *buf, size_t len)
 			nlmsg_free(m);
 			continue;
 		}
+		link_info_hide(nlmsg_hdr(m));
 		nlmsg_set_proto(m, NETLINK_ROUTE);
 		err = nl_msg_parse(m, input_obj, &x);
 		nlmsg_free(m);
