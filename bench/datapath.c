@@ -300,13 +300,18 @@ static void flush_into(struct moat_compiler *c, struct moat_dp *dp, struct moat_
 		die("settle failed");
 }
 
-static int live_fd(struct moat_dp *dp, enum moat_tbl t)
+static int live_fd_named(struct moat_dp *dp, const char *base)
 {
 	char name[32];
 	__u32 active = __atomic_load_n(&moat_dp_config(dp)->active, __ATOMIC_ACQUIRE) & 1;
 
-	snprintf(name, sizeof(name), "%s_%c", moat_tbl_name(t), active ? 'b' : 'a');
+	snprintf(name, sizeof(name), "%s_%c", base, active ? 'b' : 'a');
 	return moat_dp_map_fd(dp, name);
+}
+
+static int live_fd(struct moat_dp *dp, enum moat_tbl t)
+{
+	return live_fd_named(dp, moat_tbl_name(t));
 }
 
 /* A second datapath instance gets the same tables: the difference between
@@ -347,6 +352,21 @@ static void clone_tables(struct moat_dp *from, struct moat_dp *to)
 			prev = key;
 			if (bpf_map_lookup_elem(fd, key, val) && errno == ENOENT && moat_tx_del(tx, t, key))
 				die("tx_del (clone)");
+		}
+	}
+	/* endpoints of small ifindexes: the array beside moat_ep */
+	{
+		int fd = live_fd_named(from, MOAT_TBL_EPA), ofd = live_fd_named(to, MOAT_TBL_EPA);
+		struct moat_endpoint ep, oep;
+
+		for (__u32 i = 0; i < MOAT_EP_ARRAY_MAX; i++) {
+			if (bpf_map_lookup_elem(fd, &i, &ep) || bpf_map_lookup_elem(ofd, &i, &oep))
+				die("endpoint array (clone)");
+			if (!memcmp(&ep, &oep, sizeof(ep)))
+				continue;
+			if ((ep.flags & MOAT_EP_F_VALID) ? moat_tx_put(tx, MOAT_T_EP, &i, &ep) :
+							   moat_tx_del(tx, MOAT_T_EP, &i))
+				die("tx_put (clone)");
 		}
 	}
 	if (moat_tx_commit(tx, NULL) || moat_dp_settle(to))
@@ -1051,9 +1071,9 @@ int main(int argc, char **argv)
 		put("op_hash_ipcache_ns",
 		    micro("ipcache lookup (hit)", M_OUTER_INNER, moat_dp_map_fd(dp_ct, MOAT_TBL_IP4), &ipk,
 			  sizeof(ipk), slot, &ack, if_b));
-		put("op_hash_endpoint_ns",
-		    micro("endpoint lookup (hit)", M_OUTER_INNER, moat_dp_map_fd(dp_ct, MOAT_TBL_EP), &ifk,
-			  sizeof(ifk), slot, &ack, if_b));
+		put("op_array_endpoint_ns",
+		    micro("endpoint lookup (inner array by ifindex)", M_OUTER_INNER,
+			  moat_dp_map_fd(dp_ct, MOAT_TBL_EPA), &ifk, sizeof(ifk), slot, &ack, if_b));
 		put("op_array_subject_ns",
 		    micro("subject lookup (inner array)", M_OUTER_INNER, moat_dp_map_fd(dp_ct, MOAT_TBL_SUBJ),
 			  &idk, sizeof(idk), slot, &ack, if_b));

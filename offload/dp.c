@@ -32,8 +32,9 @@
 static const struct {
 	const char *name;
 	size_t key, val;
-} tbl_desc[MOAT_T_MAX] = {
+} tbl_desc[MOAT_T_PHYS] = {
 	[MOAT_T_EP] = { MOAT_TBL_EP, sizeof(__u32), sizeof(struct moat_endpoint) },
+	[MOAT_T_EPA] = { MOAT_TBL_EPA, sizeof(__u32), sizeof(struct moat_endpoint) },
 	[MOAT_T_IP4] = { MOAT_TBL_IP4, sizeof(struct moat_ip4_key), sizeof(struct moat_ip_info) },
 	[MOAT_T_IP6] = { MOAT_TBL_IP6, sizeof(struct moat_ip6_key), sizeof(struct moat_ip_info) },
 	[MOAT_T_NET4] = { MOAT_TBL_NET4, sizeof(struct moat_net4_key), sizeof(struct moat_net_info) },
@@ -45,17 +46,17 @@ static const struct {
 
 const char *moat_tbl_name(enum moat_tbl t)
 {
-	return t < MOAT_T_MAX ? tbl_desc[t].name : "?";
+	return t < MOAT_T_PHYS ? tbl_desc[t].name : "?";
 }
 
 size_t moat_tbl_key_size(enum moat_tbl t)
 {
-	return t < MOAT_T_MAX ? tbl_desc[t].key : 0;
+	return t < MOAT_T_PHYS ? tbl_desc[t].key : 0;
 }
 
 size_t moat_tbl_value_size(enum moat_tbl t)
 {
-	return t < MOAT_T_MAX ? tbl_desc[t].val : 0;
+	return t < MOAT_T_PHYS ? tbl_desc[t].val : 0;
 }
 
 __u64 moat_ktime_coarse_ns(void)
@@ -412,7 +413,7 @@ int moat_dp_open(const struct moat_dp_opts *opts, struct moat_dp **ret_dp, bool 
 	if (err)
 		goto out;
 
-	for (int t = 0; t < MOAT_T_MAX; t++) {
+	for (int t = 0; t < MOAT_T_PHYS; t++) {
 		char name[32];
 		snprintf(name, sizeof(name), "%s_a", tbl_desc[t].name);
 		m = bpf_object__find_map_by_name(dp->skel->obj, name);
@@ -440,7 +441,7 @@ int moat_dp_open(const struct moat_dp_opts *opts, struct moat_dp **ret_dp, bool 
 		clock_gettime(CLOCK_REALTIME, &ts);
 		nm.created_ns = (__u64)ts.tv_sec * 1000000000ull + ts.tv_nsec;
 		config_defaults(dp->cfg);
-		for (int t = 0; t < MOAT_T_MAX; t++) {
+		for (int t = 0; t < MOAT_T_PHYS; t++) {
 			for (__u32 slot = 0; slot < 2; slot++) {
 				int fd = dp->tbl_fd[t][slot];
 				if (bpf_map_update_elem(dp->outer_fd[t], &slot, &fd, BPF_ANY)) {
@@ -561,15 +562,28 @@ int moat_dp_event_stat(struct moat_dp *dp, __u32 idx, __u64 *value)
 	return percpu_sum(bpf_map__fd(dp->skel->maps.moat_evstats), idx, 1, value);
 }
 
+enum moat_tbl moat_tbl_route(const struct moat_dp *dp, enum moat_tbl t, const void *key)
+{
+	__u32 ifindex;
+
+	if (t != MOAT_T_EP)
+		return t;
+	memcpy(&ifindex, key, sizeof(ifindex));
+	return ifindex < dp->tbl_cap[MOAT_T_EPA] ? MOAT_T_EPA : MOAT_T_EP;
+}
+
 int moat_dp_lookup(struct moat_dp *dp, enum moat_tbl t, const void *key, void *val)
 {
 	__u32 active;
 
 	if (t >= MOAT_T_MAX)
 		return -EINVAL;
+	t = moat_tbl_route(dp, t, key);
 	active = __atomic_load_n(&dp->cfg->active, __ATOMIC_ACQUIRE) & 1;
 	if (bpf_map_lookup_elem(dp->tbl_fd[t][active], key, val))
 		return -errno;
+	if (t == MOAT_T_EPA && !(((const struct moat_endpoint *)val)->flags & MOAT_EP_F_VALID))
+		return -ENOENT; /* an empty array slot */
 	return 0;
 }
 

@@ -10,15 +10,21 @@
 struct moat_bpf;
 struct tx_op;
 
+/* Physical tables beyond the logical ones of enum moat_tbl: the endpoints
+ * of small ifindexes live in an array (MOAT_TBL_EPA).  Transactions route
+ * each MOAT_T_EP key to it or to the hash; callers see one table. */
+#define MOAT_T_EPA  MOAT_T_MAX
+#define MOAT_T_PHYS (MOAT_T_MAX + 1)
+
 struct moat_dp {
 	struct moat_bpf *skel;
 	char *pin_dir;
 	bool no_pin;
 	struct moat_config *cfg; /* mmapped moat_config[0] */
 	size_t cfg_len;
-	int tbl_fd[MOAT_T_MAX][2]; /* inner maps of slots a, b */
-	int outer_fd[MOAT_T_MAX];
-	__u32 tbl_cap[MOAT_T_MAX];
+	int tbl_fd[MOAT_T_PHYS][2]; /* inner maps of slots a, b */
+	int outer_fd[MOAT_T_PHYS];
+	__u32 tbl_cap[MOAT_T_PHYS];
 	__u32 generation;    /* last generation handed out */
 	bool inactive_dirty; /* inactive slot may differ from the live one */
 
@@ -41,6 +47,8 @@ struct moat_dp {
 };
 
 void moat_dp_held_free(struct moat_dp *dp);
+/* The physical table that holds key of logical table t. */
+enum moat_tbl moat_tbl_route(const struct moat_dp *dp, enum moat_tbl t, const void *key);
 /* moat_dp_repin's first half: missing map pins; how many restored or -errno */
 int moat_dp_repin_maps(struct moat_dp *dp);
 int moat_dp_mkdir_p(const char *path, mode_t mode);

@@ -100,7 +100,7 @@ int moat_tx_put(struct moat_tx *tx, enum moat_tbl t, const void *key, const void
 	op = tx_push(tx);
 	if (!op)
 		return -ENOMEM;
-	op->tbl = t;
+	op->tbl = moat_tbl_route(tx->dp, t, key);
 	memcpy(op->key, key, moat_tbl_key_size(t));
 	memcpy(op->val, val, moat_tbl_value_size(t));
 	return 0;
@@ -115,7 +115,7 @@ int moat_tx_del(struct moat_tx *tx, enum moat_tbl t, const void *key)
 	op = tx_push(tx);
 	if (!op)
 		return -ENOMEM;
-	op->tbl = t;
+	op->tbl = moat_tbl_route(tx->dp, t, key);
 	op->del = 1;
 	memcpy(op->key, key, moat_tbl_key_size(t));
 	return 0;
@@ -123,7 +123,7 @@ int moat_tx_del(struct moat_tx *tx, enum moat_tbl t, const void *key)
 
 static bool tbl_is_array(enum moat_tbl t)
 {
-	return t == MOAT_T_SUBJ;
+	return t == MOAT_T_SUBJ || t == MOAT_T_EPA;
 }
 
 /* Elements of the tables that are not preallocated come from the kernel's
@@ -212,7 +212,7 @@ static int slot_clear(struct moat_dp *dp, __u32 slot)
 {
 	static const __u8 zero[OP_VAL_MAX];
 
-	for (int t = 0; t < MOAT_T_MAX; t++) {
+	for (int t = 0; t < MOAT_T_PHYS; t++) {
 		int fd = dp->tbl_fd[t][slot];
 		size_t ksz = moat_tbl_key_size(t), n;
 		__u8 *keys = NULL;
@@ -250,7 +250,7 @@ static int slot_copy(struct moat_dp *dp, __u32 src, __u32 dst)
 	void *prev;
 	int err;
 
-	for (int t = 0; t < MOAT_T_MAX; t++) {
+	for (int t = 0; t < MOAT_T_PHYS; t++) {
 		int sfd = dp->tbl_fd[t][src], dfd = dp->tbl_fd[t][dst];
 		size_t vsz = moat_tbl_value_size(t), ksz = moat_tbl_key_size(t);
 

@@ -137,6 +137,7 @@ struct {
 	} name SEC(".maps")
 
 MOAT_DEFINE_SWITCHED(moat_ep, BPF_MAP_TYPE_HASH, __u32, struct moat_endpoint, MOAT_MAX_ENDPOINTS, 0);
+MOAT_DEFINE_SWITCHED(moat_epa, BPF_MAP_TYPE_ARRAY, __u32, struct moat_endpoint, MOAT_EP_ARRAY_MAX, 0);
 MOAT_DEFINE_SWITCHED(moat_ip4, BPF_MAP_TYPE_HASH, struct moat_ip4_key, struct moat_ip_info, MOAT_MAX_IPS,
 		     BPF_F_NO_PREALLOC);
 MOAT_DEFINE_SWITCHED(moat_ip6, BPF_MAP_TYPE_HASH, struct moat_ip6_key, struct moat_ip_info, MOAT_MAX_IPS,

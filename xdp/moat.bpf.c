@@ -504,6 +504,16 @@ struct {
 	__type(value, struct pkt);
 } moat_scratch SEC(".maps");
 
+/* The endpoint of a large ifindex, from the hash.  A function of its own:
+ * written inline, clang merges its inner lookup with the array's, and the
+ * verifier cannot inline a lookup that sees two kinds of map. */
+static __noinline struct moat_endpoint *ep_hash_lookup(__u32 slot, __u32 ifindex)
+{
+	void *m = bpf_map_lookup_elem(&moat_ep, &slot);
+
+	return m ? bpf_map_lookup_elem(m, &ifindex) : NULL;
+}
+
 static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 {
 	struct pkt *pkp;
@@ -553,10 +563,18 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 	 * could inject into other pods' flows. */
 	if (hook == MOAT_HOOK_FROM_POD) {
 		__u32 ifindex = ctx->ingress_ifindex;
-		void *m = bpf_map_lookup_elem(&moat_ep, &slot);
+		/* small ifindexes (all but a node's 16384th interface on) in
+		 * the array: an inlined lookup instead of a hash */
+		void *m;
 
-		ep = m ? bpf_map_lookup_elem(m, &ifindex) : NULL;
-		if (!ep) {
+		if (ifindex < MOAT_EP_ARRAY_MAX) {
+			m = bpf_map_lookup_elem(&moat_epa, &slot);
+			ep = m ? bpf_map_lookup_elem(m, &ifindex) : NULL;
+		} else {
+			ep = ep_hash_lookup(slot, ifindex);
+		}
+		if (!ep || !(ep->flags & MOAT_EP_F_VALID)) {
+			ep = NULL;
 			v->reason = MOAT_DROP_NO_ENDPOINT;
 			v->rule = MOAT_RULE_NO_ENDPOINT;
 			v->tier = MOAT_TIER_DATAPATH;

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <netinet/in.h>
@@ -73,6 +74,9 @@ enum {
 
 static struct dpfix *F;
 static int IF_A, IF_B;
+/* an interface past the endpoint array (MOAT_EP_ARRAY_MAX): its endpoint
+ * lives in the hash */
+#define IF_HIGH 40000 /* (as created in main) */
 #define IF_LO 1
 
 #define SYN PKT_TCP_SYN
@@ -1547,6 +1551,44 @@ static void test_antispoofing(void **state)
 	assert_int_equal(fix_ct_count(F), 2);
 }
 
+/* Endpoints of small ifindexes live in an array, larger ones in a hash: both
+ * find the sender, check its addresses, and forget it when it is deleted. */
+static void test_endpoints_array_and_hash(void **state)
+{
+	struct moat_endpoint ep;
+	__u32 k;
+	struct pkt p;
+
+	(void)state;
+	assert_true(IF_A < MOAT_EP_ARRAY_MAX);
+	assert_int_equal(fix_endpoint(F, IF_HIGH, ID_A, A4, A6), 0);
+	assert_int_equal(fix_commit(F, NULL), 0);
+	k = IF_HIGH;
+	assert_int_equal(moat_dp_lookup(F->dp, MOAT_T_EP, &k, &ep), 0);
+	assert_int_equal(ep.identity, ID_A);
+	k = IF_A;
+	assert_int_equal(moat_dp_lookup(F->dp, MOAT_T_EP, &k, &ep), 0);
+	assert_int_equal(ep.identity, ID_A);
+	expect_action(fix_from_pod(F, IF_HIGH, udp(&p, A4, 40000, C4, 53)), &p, PASS);
+	expect_action(fix_from_pod(F, IF_HIGH, udp(&p, B4, 40001, C4, 53)), &p, DROP);
+	expect_from_a(udp(&p, A6, 40002, C6, 53), PASS);
+	expect_stats(ALLOWED(2), S(MOAT_STAT_CT_NEW, 2), S(MOAT_STAT_VERDICT(MOAT_VERDICT_DENY), 1),
+		     S(MOAT_STAT_DROP(MOAT_DROP_SPOOFED), 1));
+	/* deleted: no endpoint, in either table */
+	assert_int_equal(fix_endpoint_del(F, IF_HIGH), 0);
+	assert_int_equal(fix_endpoint_del(F, IF_A), 0);
+	assert_int_equal(fix_commit(F, NULL), 0);
+	k = IF_HIGH;
+	assert_int_equal(moat_dp_lookup(F->dp, MOAT_T_EP, &k, &ep), -ENOENT);
+	k = IF_A;
+	assert_int_equal(moat_dp_lookup(F->dp, MOAT_T_EP, &k, &ep), -ENOENT);
+	expect_action(fix_from_pod(F, IF_HIGH, udp(&p, A4, 40003, C4, 53)), &p, DROP);
+	expect_from_a(udp(&p, A4, 40004, C4, 53), DROP);
+	assert_int_equal(fix_stat(F, MOAT_STAT_DROP(MOAT_DROP_NO_ENDPOINT)), 2);
+	/* B's, in the array beside A's empty slot, still there */
+	expect_from_b(udp(&p, B4, 40005, C4, 53), PASS);
+}
+
 /* The sending pod's addresses are checked on every packet, not just on new
  * flows: a pod must not inject into other pods' tracked flows. */
 static void test_antispoofing_covers_tracked_flows(void **state)
@@ -2431,6 +2473,7 @@ int main(void)
 		T(test_policy_local_node_exempt),
 		T(test_antispoofing),
 		T(test_antispoofing_covers_tracked_flows),
+		T(test_endpoints_array_and_hash),
 		T(test_unknown_interface),
 		T(test_to_pod_unknown_destination),
 		T(test_vip_deferred),
@@ -2482,6 +2525,10 @@ int main(void)
 	}
 	IF_A = ifindex[0];
 	IF_B = ifindex[1];
+	if (system("ip link add moat-h index 40000 type veth peer name moat-h2")) {
+		fprintf(stderr, "cannot create an interface with ifindex %d\n", IF_HIGH);
+		return 1;
+	}
 	err = fix_open(&F);
 	if (err) {
 		fprintf(stderr, "skip: cannot load the datapath: %s\n", strerror(-err));

@@ -247,7 +247,7 @@ int fix_pod(struct dpfix *f, __u32 identity, const char *ip4, const char *ip6, b
 
 int fix_endpoint(struct dpfix *f, int ifindex, __u32 identity, const char *ip4, const char *ip6)
 {
-	struct moat_endpoint ep = { .identity = identity };
+	struct moat_endpoint ep = { .identity = identity, .flags = MOAT_EP_F_VALID };
 	__u32 key = ifindex;
 
 	if (ip4) {
@@ -261,6 +261,13 @@ int fix_endpoint(struct dpfix *f, int ifindex, __u32 identity, const char *ip4, 
 		ep.flags |= MOAT_EP_F_HAS_IP6;
 	}
 	return tx_put(f, MOAT_T_EP, &key, &ep);
+}
+
+int fix_endpoint_del(struct dpfix *f, int ifindex)
+{
+	__u32 key = ifindex;
+
+	return tx_del(f, MOAT_T_EP, &key);
 }
 
 static struct moat_subject *subject_copy(struct dpfix *f, __u32 identity)

@@ -70,6 +70,7 @@ int fix_pod(struct dpfix *f, __u32 identity, const char *ip4, const char *ip6, b
 int fix_ip(struct dpfix *f, const char *ip, __u32 identity, __u8 cls, __u8 flags, __u32 region);
 /* The host-side veth of a local pod (anti-spoofing addresses). */
 int fix_endpoint(struct dpfix *f, int ifindex, __u32 identity, const char *ip4, const char *ip6);
+int fix_endpoint_del(struct dpfix *f, int ifindex);
 /* Subject flags (MOAT_SUBJ_*) and isolating rule for one direction. */
 int fix_subject(struct dpfix *f, __u32 identity, __u32 dir, __u32 flags, __u32 isolate_rule);
 /* The rule named when the audit shadow isolates (MOAT_SUBJ_AUDIT_ISOLATED). */
