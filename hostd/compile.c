@@ -1921,6 +1921,7 @@ static void pod_endpoint(struct moat_compiler *c, struct pod_ent *pe, bool add)
 	}
 	memset(&ep, 0, sizeof(ep));
 	ep.identity = pe->ident->id;
+	ep.flags = MOAT_EP_F_VALID;
 	for (size_t i = 0; i < p->nips; i++) {
 		if (p->ips[i].family == 4 && !(ep.flags & MOAT_EP_F_HAS_IP4)) {
 			memcpy(&ep.ip4, p->ips[i].a, 4);
