@@ -40,6 +40,7 @@
 #include "archive.h"
 #include "dp.h"
 #include "events.h"
+#include "bench.h"
 #include "pkt.h"
 #include "util.h"
 
@@ -68,15 +69,6 @@ static uint64_t wall(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void pin_cpu(int cpu)
-{
-	cpu_set_t s;
-
-	CPU_ZERO(&s);
-	CPU_SET(cpu, &s);
-	sched_setaffinity(0, sizeof(s), &s);
 }
 
 static int open_archive(const char *dir, size_t queue, struct moat_archive **a)
@@ -189,7 +181,7 @@ static int pipeline_phase(const char *base, double rate, double seconds, bool ar
 	struct moat_addr x, y;
 	struct pkt p;
 	char dir[4200];
-	uint64_t t0, t1, runs = 0;
+	uint64_t t0 = 0, t1 = 0, runs = 0;
 	int prog;
 
 	if (moat_dp_open(&dpo, &dp, NULL)) {
@@ -199,22 +191,9 @@ static int pipeline_phase(const char *base, double rate, double seconds, bool ar
 	cfg = moat_dp_config(dp);
 	cfg->snaplen = 128;
 	prog = moat_dp_prog_fd(dp, MOAT_HOOK_TO_POD);
-	pkt_init(&p);
-	pkt_eth(&p, NULL, NULL);
-	pkt_ip4(&p, htonl(0x0a000001), htonl(0x0a000002));
-	pkt_udp(&p, 40000, 53);
-	pkt_payload(&p, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", 64);
-	pkt_finish(&p);
-	{
-		struct moat_tx *tx;
-		struct moat_ip4_key k = { .addr = htonl(0x0a000002) };
-		struct moat_ip_info ii = { .identity = 100,
-					   .class = MOAT_CLASS_POD,
-					   .flags = MOAT_IP_F_LOCAL };
-		moat_tx_begin(dp, false, &tx);
-		moat_tx_put(tx, MOAT_T_IP4, &k, &ii);
-		moat_tx_commit(tx, NULL);
-		moat_dp_settle(dp);
+	if (bench_event_packet(dp, &p)) {
+		fprintf(stderr, "archive: cannot give the packet's pod an identity\n");
+		return 1;
 	}
 	snprintf(dir, sizeof(dir), "%s/pipeline", base);
 	if (archive) {
@@ -222,12 +201,12 @@ static int pipeline_phase(const char *base, double rate, double seconds, bool ar
 			return -1;
 		eo.sink = moat_archive_sink(a);
 	}
-	pin_cpu(1);
+	bench_pin_cpu(1);
 	if (moat_events_start(dp, &eo, &ev)) {
 		fprintf(stderr, "archive: cannot start the consumer\n");
 		return -1;
 	}
-	pin_cpu(0);
+	bench_pin_cpu(0);
 	/* both ends named: every event goes to two namespaces' partitions */
 	names = moat_names_new();
 	moat_addr_parse("10.0.0.1", &x);
@@ -236,28 +215,9 @@ static int pipeline_phase(const char *base, double rate, double seconds, bool ar
 	moat_names_add_pod(names, &y, "pay", "backend-0");
 	moat_events_set_names(ev, names);
 	moat_archive_set_events(a, ev);
-	{
-		LIBBPF_OPTS(bpf_test_run_opts, topts, .data_in = p.data, .data_size_in = (__u32)p.len);
-		const uint64_t chunk = (uint64_t)(rate / 10) ? (uint64_t)(rate / 10) : 1;
-		t0 = moat_now_ns();
-		for (;;) {
-			uint64_t now = moat_now_ns(), target;
-			if (now - t0 >= (uint64_t)(seconds * 1e9))
-				break;
-			target = (uint64_t)((double)(now - t0) / 1e9 * rate);
-			if (runs >= target) {
-				struct timespec ts = { 0, 20000 };
-				nanosleep(&ts, NULL);
-				continue;
-			}
-			topts.repeat = (__u32)chunk;
-			if (bpf_prog_test_run_opts(prog, &topts)) {
-				fprintf(stderr, "archive: test run failed: %s\n", strerror(errno));
-				return -1;
-			}
-			runs += chunk;
-		}
-		t1 = moat_now_ns();
+	if (bench_paced_runs(prog, &p, rate, seconds, &runs, &t0, &t1, NULL)) {
+		fprintf(stderr, "archive: test run failed: %s\n", strerror(errno));
+		return -1;
 	}
 	/* drain the rings, then the archive's queue */
 	for (int i = 0; i < 100; i++) {

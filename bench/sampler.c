@@ -22,24 +22,15 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <net/if.h>
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include "dp.h"
 #include "events.h"
+#include "bench.h"
 #include "pkt.h"
 #include "util.h"
-
-static void pin_cpu(int cpu)
-{
-	cpu_set_t s;
-
-	CPU_ZERO(&s);
-	CPU_SET(cpu, &s);
-	sched_setaffinity(0, sizeof(s), &s);
-}
 
 int main(int argc, char **argv)
 {
@@ -62,8 +53,8 @@ int main(int argc, char **argv)
 	struct moat_config *cfg;
 	struct pkt p;
 	double rate = 1e6, seconds = 3;
-	uint64_t t0, t1, runs = 0, ns_per_run = 0;
-	int o, prog, lo;
+	uint64_t t0 = 0, t1 = 0, runs = 0, ns_per_run = 0;
+	int o, prog;
 
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (o == 'r')
@@ -82,28 +73,12 @@ int main(int argc, char **argv)
 	/* a packet from the world to the world through the uplink program:
 	 * judged (default allow), a new flow every time: one event each */
 	prog = moat_dp_prog_fd(dp, MOAT_HOOK_TO_POD);
-	pkt_init(&p);
-	pkt_eth(&p, NULL, NULL);
-	pkt_ip4(&p, htonl(0x0a000001), htonl(0x0a000002));
-	pkt_udp(&p, 40000, 53);
-	pkt_payload(&p, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", 64);
-	pkt_finish(&p);
-
-	/* the destination must be a known pod for moat_to_pod: give it an
-	 * identity in the ipcache (no policy: default allow) */
-	{
-		struct moat_tx *tx;
-		struct moat_ip4_key k = { .addr = htonl(0x0a000002) };
-		struct moat_ip_info ii = { .identity = 100,
-					   .class = MOAT_CLASS_POD,
-					   .flags = MOAT_IP_F_LOCAL };
-		moat_tx_begin(dp, false, &tx);
-		moat_tx_put(tx, MOAT_T_IP4, &k, &ii);
-		moat_tx_commit(tx, NULL);
-		moat_dp_settle(dp);
+	if (bench_event_packet(dp, &p)) {
+		fprintf(stderr, "sampler: cannot give the packet's pod an identity\n");
+		return 1;
 	}
 
-	pin_cpu(1);
+	bench_pin_cpu(1);
 	if (getenv("SAMPLER_NO_CONSUMER"))
 		ev = NULL;
 	else if (moat_events_start(dp, &eo, &ev)) {
@@ -111,36 +86,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	/* the consumer thread inherited CPU 1; the producer moves to CPU 0 */
-	pin_cpu(0);
-	lo = (int)if_nametoindex("lo");
-	{
-		LIBBPF_OPTS(bpf_test_run_opts, topts, .data_in = p.data, .data_size_in = (__u32)p.len);
-		/* each test run with repeat > 1 swaps the kernel's XDP dispatcher
-		 * (an RCU grace period, ~16 ms): run 100 ms worth per call and
-		 * pace between calls; within a call the rate is the program's */
-		const uint64_t chunk = (uint64_t)(rate / 10) ? (uint64_t)(rate / 10) : 1;
-		uint64_t target;
-		(void)lo;
-		t0 = moat_now_ns();
-		for (;;) {
-			uint64_t now = moat_now_ns();
-			if (now - t0 >= (uint64_t)(seconds * 1e9))
-				break;
-			target = (uint64_t)((double)(now - t0) / 1e9 * rate);
-			if (runs >= target) {
-				struct timespec ts = { 0, 20000 };
-				nanosleep(&ts, NULL);
-				continue;
-			}
-			topts.repeat = (__u32)chunk;
-			if (bpf_prog_test_run_opts(prog, &topts)) {
-				fprintf(stderr, "sampler: test run failed: %s\n", strerror(errno));
-				return 1;
-			}
-			runs += chunk;
-			ns_per_run = topts.duration;
-		}
-		t1 = moat_now_ns();
+	bench_pin_cpu(0);
+	if (bench_paced_runs(prog, &p, rate, seconds, &runs, &t0, &t1, &ns_per_run)) {
+		fprintf(stderr, "sampler: test run failed: %s\n", strerror(errno));
+		return 1;
 	}
 	if (!ev) {
 		fprintf(stderr, "sampler: %llu ns per run; %llu runs in %.2f s without a consumer\n",
