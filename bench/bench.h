@@ -57,8 +57,8 @@ static inline int bench_event_packet(struct moat_dp *dp, struct pkt *p)
  * with repeat > 1 swaps the kernel's XDP dispatcher (an RCU grace period,
  * ~16 ms): a call runs 100 ms worth, and the calls are paced.  Returns 0 or
  * -errno; *runs, the start and end times and the last call's ns per run. */
-static inline int bench_paced_runs(int prog, const struct pkt *p, double rate, double seconds,
-				   uint64_t *runs, uint64_t *t0, uint64_t *t1, uint64_t *ns_per_run)
+static inline int bench_paced_runs(int prog, const struct pkt *p, double rate, double seconds, uint64_t *runs,
+				   uint64_t *t0, uint64_t *t1, uint64_t *ns_per_run)
 {
 	LIBBPF_OPTS(bpf_test_run_opts, topts, .data_in = p->data, .data_size_in = (__u32)p->len);
 	const uint64_t chunk = (uint64_t)(rate / 10) ? (uint64_t)(rate / 10) : 1;

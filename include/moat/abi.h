@@ -49,7 +49,7 @@
 #define MOAT_TBL_COUNT 8
 
 /* ---- default sizes (max_entries; the loader may override) ------------- */
-#define MOAT_MAX_ENDPOINTS  65536  /* local interfaces per node */
+#define MOAT_MAX_ENDPOINTS  65536 /* local interfaces per node */
 /* Endpoints of interfaces with an ifindex below this live in an array
  * indexed by ifindex (a lookup the verifier inlines, ~2 ns against ~22 ns
  * for the hash); larger ifindexes (a node that has created that many

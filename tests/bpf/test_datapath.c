@@ -77,7 +77,7 @@ static int IF_A, IF_B;
 /* an interface past the endpoint array (MOAT_EP_ARRAY_MAX): its endpoint
  * lives in the hash */
 #define IF_HIGH 40000 /* (as created in main) */
-#define IF_LO 1
+#define IF_LO   1
 
 #define SYN PKT_TCP_SYN
 #define ACK PKT_TCP_ACK
