@@ -100,10 +100,12 @@ struct moatd {
 	uint64_t ct_gc_deleted;
 	uint64_t pins_restored; /* pins removed from outside and pinned again */
 	/* a commit that failed in the kernel (ENOMEM, ...): retried from the
-	 * files, with back-off; 2: the failed one was a full generation */
+	 * files or the API server, with back-off; 2: the failed one was a full
+	 * generation */
 	int retry;
 	uint64_t retry_at_ns, retry_backoff_ms;
-	int repin_error; /* the last failure to pin again (logged once) */
+	bool k8s_retry_full; /* Kubernetes: the resent objects make a full generation */
+	int repin_error;     /* the last failure to pin again (logged once) */
 };
 
 /* Records a problem for `moatctl status` (and logs it). */

@@ -60,6 +60,7 @@ enum xend {
 	XE_GONE,     /* ERROR event with code 410 */
 	XE_EVERR,    /* another ERROR event */
 	XE_GARBAGE,  /* a line that is not a watch event */
+	XE_RESYNC,   /* moat_k8s_resync(): end the watch, list again */
 };
 
 struct known {
@@ -97,6 +98,7 @@ struct kind_rt {
 	unsigned limit;
 	long retry_after_ms;
 	bool relist;
+	unsigned resync_seen; /* the moat_k8s.resync_gen this thread acted on */
 	struct {
 		bool watch;
 		char *buf;
@@ -125,6 +127,7 @@ struct moat_k8s {
 	char *user_agent;
 	int efd;
 	atomic_bool stopping;
+	atomic_uint resync_gen; /* moat_k8s_resync() calls */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;  /* stop, for backoff sleeps (monotonic) */
@@ -154,6 +157,11 @@ static void curl_init(void)
 static bool stopping(const struct moat_k8s *k)
 {
 	return atomic_load(&((struct moat_k8s *)k)->stopping);
+}
+
+static bool resync_wanted(const struct kind_rt *t)
+{
+	return atomic_load(&t->k->resync_gen) != t->resync_seen;
 }
 
 static uint64_t rnd(struct kind_rt *t)
@@ -567,6 +575,10 @@ static CURLcode transfer(struct kind_rt *t, const char *url, bool watch)
 			t->x.end = XE_STOP;
 			break;
 		}
+		if (t->x.watch && resync_wanted(t)) {
+			t->x.end = XE_RESYNC;
+			break;
+		}
 		if (now - t->x.last_rx_ns >= idle_ns) {
 			t->x.end = XE_IDLE;
 			snprintf(t->x.msg, sizeof(t->x.msg), "no data for %u ms", k->o.idle_timeout_ms);
@@ -660,6 +672,7 @@ static enum outcome failed(struct kind_rt *t, const char *what, CURLcode res)
 		kind_error(t, "%s: %s; relisting", what, t->x.msg);
 		return O_RELIST;
 	case XE_GONE:
+	case XE_RESYNC:
 		return O_RELIST;
 	case XE_EVERR:
 	case XE_GARBAGE:
@@ -1072,6 +1085,8 @@ static enum outcome do_watch(struct kind_rt *t)
 		t->fails++;
 		return O_RETRY;
 	}
+	if (t->x.end == XE_RESYNC)
+		return O_RELIST;
 	if (t->x.end == XE_GONE || t->x.status == 410) {
 		if (!t->x.events && moat_now_ns() - t0 < MIN_WATCH_NS)
 			t->fails++;
@@ -1121,6 +1136,17 @@ static void *kind_main(void *arg)
 
 		if (t->fails && !backoff(t))
 			break;
+		if (resync_wanted(t)) {
+			/* every object is sent again by the list: forget the
+			 * versions sent (keys stay, so what is gone is deleted) */
+			size_t it = 0;
+			void *v;
+			t->resync_seen = atomic_load(&t->k->resync_gen);
+			while (hmap_next(&t->known, &it, NULL, NULL, &v))
+				((struct known *)v)->rv[0] = '\0';
+			need_list = true;
+			t->relist = true;
+		}
 		if (need_list) {
 			set_state(t, "listing");
 			o = do_list(t);
@@ -1405,6 +1431,14 @@ void moat_k8s_stop(struct moat_k8s *k)
 	moat_k8s_conf_free(&k->conf);
 	free(k->user_agent);
 	free(k);
+}
+
+void moat_k8s_resync(struct moat_k8s *k)
+{
+	atomic_fetch_add(&k->resync_gen, 1);
+	for (size_t i = 0; i < k->nkinds; i++)
+		if (k->kinds[i].multi)
+			curl_multi_wakeup(k->kinds[i].multi);
 }
 
 int moat_k8s_fd(const struct moat_k8s *k)

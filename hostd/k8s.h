@@ -160,6 +160,11 @@ int moat_k8s_fd(const struct moat_k8s *k);
 int moat_k8s_drain(struct moat_k8s *k, moat_k8s_event_fn fn, void *arg);
 /* Whether SYNCED has been queued. */
 bool moat_k8s_synced(const struct moat_k8s *k);
+/* Any thread: every kind ends its watch and lists again, sending every
+ * object again, changed or not (what is gone is deleted as after any
+ * relist).  For a caller that lost what it was sent (a datapath update
+ * that failed and was rolled back). */
+void moat_k8s_resync(struct moat_k8s *k);
 /* For the control API and metrics:
  *   {"server", "context", "auth": "token"|"client-certificate"|"none",
  *    "synced", "queued", "queued_bytes", "delivered",

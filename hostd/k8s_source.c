@@ -97,6 +97,11 @@ void moat_k8s_source_stop(struct moat_k8s_source *s)
 	free(s);
 }
 
+void moat_k8s_source_resync(struct moat_k8s_source *s)
+{
+	moat_k8s_resync(s->k);
+}
+
 int moat_k8s_source_fd(const struct moat_k8s_source *s)
 {
 	return moat_k8s_fd(s->k);

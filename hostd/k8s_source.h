@@ -36,6 +36,9 @@ int moat_k8s_source_fd(const struct moat_k8s_source *s);
 /* Main loop, daemon lock held: hands every waiting change to c; problems
  * go to err(arg, msg) (moatd_error).  Returns how many changed c. */
 int moat_k8s_source_drain(struct moat_k8s_source *s, struct moat_compiler *c, moat_src_err_fn err, void *arg);
+/* Every object is delivered again (a datapath update failed and the
+ * compiler rolled back to what is enforced: the retry needs them). */
+void moat_k8s_source_resync(struct moat_k8s_source *s);
 /* True once the first generation may be compiled (see above); when false,
  * why says what is awaited. */
 bool moat_k8s_source_ready(struct moat_k8s_source *s, char *why, size_t whylen);

@@ -153,19 +153,22 @@ int moatd_apply(struct moatd *d, bool full)
 			 "datapath update failed (%s), generation %u stays enforced", strerror(-rc),
 			 moat_dp_generation(d->dp));
 		moatd_error(d, "%s", d->last.message);
-		if (d->src) {
+		if (d->src)
 			moat_srcdir_applied(d->src, false, d->last.message);
-			/* not the input's fault: tried again from the files */
-			if (full || !d->retry)
-				d->retry = full ? 2 : 1;
-			d->retry_backoff_ms = d->retry_backoff_ms ? d->retry_backoff_ms * 2 : 1000;
-			if (d->retry_backoff_ms > 30000)
-				d->retry_backoff_ms = 30000;
-			d->retry_at_ns = moat_now_ns() + d->retry_backoff_ms * 1000000ull;
-		}
+		/* not the input's fault: tried again, from the files or with
+		 * every object sent again by the API server (the compiler went
+		 * back to what is enforced) */
+		if (full || !d->retry)
+			d->retry = full ? 2 : 1;
+		d->retry_backoff_ms = d->retry_backoff_ms ? d->retry_backoff_ms * 2 : 1000;
+		if (d->retry_backoff_ms > 30000)
+			d->retry_backoff_ms = 30000;
+		d->retry_at_ns = moat_now_ns() + d->retry_backoff_ms * 1000000ull;
 		return rc;
 	}
 	moat_compiler_commit(d->comp);
+	d->retry_backoff_ms = 0;
+	d->k8s_retry_full = false;
 	moat_pfmgr_after(d->pfmgr, d->dp); /* pre-filter: second half */
 	d->names_dirty = true;
 	if (d->src)
@@ -962,7 +965,7 @@ int main(int argc, char **argv)
 		}
 		if (changed) {
 			moat_ifaces_resolve(d.ifaces, d.comp);
-			moatd_apply(&d, false);
+			moatd_apply(&d, d.k8s_retry_full);
 		}
 		if ((changed || links || tick) && !d.k8s_hold)
 			sync_interfaces(&d);
@@ -973,10 +976,16 @@ int main(int argc, char **argv)
 			moat_srcdir_scan(d.src, d.comp, src_err, &d);
 			moat_ifaces_resolve(d.ifaces, d.comp);
 			d.retry = 0;
-			if (!moatd_apply(&d, full)) {
-				d.retry_backoff_ms = 0;
+			if (!moatd_apply(&d, full))
 				sync_interfaces(&d);
-			}
+		} else if (tick && d.retry && d.k8s && !d.k8s_hold && moat_now_ns() >= d.retry_at_ns) {
+			/* the objects come back through the drain, which applies them */
+			d.k8s_retry_full = d.retry == 2;
+			pr_info("retrying the change whose datapath update failed (%severy object sent again "
+				"by the Kubernetes API)",
+				d.k8s_retry_full ? "a full generation, " : "");
+			d.retry = 0;
+			moat_k8s_source_resync(d.k8s);
 		}
 		if (tick) {
 			char *pe = moat_pfmgr_take_error(d.pfmgr);

@@ -24,6 +24,9 @@
 #   directory, KUBERNETES_SERVICE_HOST/PORT): adopts the pinned state without
 #   a gap; the token file is rotated and the old token refused: moatd
 #   re-reads it and goes on.
+#   A datapath update failing (failpoint MOAT_FAULT_ENOMEM): the last
+#   generation stays; once memory is back the change is retried with every
+#   object sent again by the API server (the compiler had rolled back).
 # Exit 0 pass, 77 skip (not root), anything else fail.
 . "$(dirname "$0")/lib.bash"
 e2e_begin k8s
@@ -104,6 +107,9 @@ moatd_k8s_start() {
 }
 st() { curl -sf --max-time 5 --unix-socket "$SOCK" http://moatd/v1/status; }
 gen() { st | jq -r .generation; }
+# true when moatd answers and the jq expression holds (jq -e alone is true
+# on no input at all)
+status_is() { st | jq -e "$1" >/dev/null; }
 kind_st() { st | jq -r --arg k "$1" ".kubernetes.kinds[] | select(.kind == \$k) | .$2"; }
 wait_for() { # seconds description command...: polls until the command succeeds
 	local s=$1 what=$2 i
@@ -136,7 +142,7 @@ BAD='{"podSelector": {"matchLabels": {"app": "server"}}, "policyTypes": ["Ingres
 section "moatd --kubeconfig: lists every kind, builds the first generation"
 moatd_k8s_start
 wait_for 20 "synced with the API server (every required kind listed)" \
-	sh -c "curl -sf --unix-socket '$SOCK' http://moatd/v1/status | jq -e '.kubernetes.ready and .generation > 0'"
+	status_is ".kubernetes.ready and .generation > 0"
 expect "Pods known from the API" "$(kind_st Pod objects)" 2
 expect "Pod watch connected" "$(kind_st Pod connected)" true
 expect "Blueprint CRD absent: said so, not fatal" "$(kind_st Blueprint state)" not-found
@@ -153,12 +159,12 @@ wait_for 10 "MODIFIED app/deny applied" gen_above "$g"
 traffic "tcp/80 from app=client allowed" ok timeout
 np deny "$BAD"
 wait_for 10 "a bad version is reported naming the object and field" \
-	sh -c "curl -sf --unix-socket '$SOCK' http://moatd/v1/status | jq -e '.kubernetes.object_errors | any(test(\"NetworkPolicy app/deny: spec.ingress\\\\[0\\\\].ports\\\\[0\\\\].port: 70000\"))'"
+	status_is ".kubernetes.object_errors | any(test(\"NetworkPolicy app/deny: spec.ingress\\\\[0\\\\].ports\\\\[0\\\\].port: 70000\"))"
 expect "recent_errors names it too" \
 	"$(st | jq '[.recent_errors[] | select(test("NetworkPolicy app/deny: spec.ingress"))] | length > 0')" true
 traffic "the last good version stays enforced" ok timeout
 g=$(gen); np deny "$ALLOW_TCP"
-wait_for 10 "fixed: the error is gone" sh -c "curl -sf --unix-socket '$SOCK' http://moatd/v1/status | jq -e '.kubernetes.object_errors == []'"
+wait_for 10 "fixed: the error is gone" status_is ".kubernetes.object_errors == []"
 g=$(gen); fa delete '{"kind": "NetworkPolicy", "namespace": "app", "name": "deny"}' >/dev/null
 wait_for 10 "DELETED app/deny applied" no_policy deny
 traffic "no policy again" ok ok
@@ -168,14 +174,14 @@ g=$(gen); np deny "$DENY"
 wait_for 10 "deny-all applied" gen_above "$g"
 traffic "deny-all before the outage" timeout timeout
 fa down >/dev/null
-wait_for 10 "status says disconnected" sh -c "curl -sf --unix-socket '$SOCK' http://moatd/v1/status | jq -e '[.kubernetes.kinds[] | select(.kind == \"NetworkPolicy\") | .connected] == [false]'"
+wait_for 10 "status says disconnected" status_is "[.kubernetes.kinds[] | select(.kind == \"NetworkPolicy\") | .connected] == [false]"
 expect "metrics: networkpolicies watch not connected" \
 	"$(ctl 1 metrics | awk '/^moat_k8s_watch_connected\{resource="networkpolicies"\}/ {print $2}')" 0
 sleep 2
 traffic "while the API server is down, the last state is enforced" timeout timeout
 g=$(gen); np deny "$ALLOW_TCP" # changed while moatd cannot see it
 fa up >/dev/null
-wait_for 20 "reconnected" sh -c "curl -sf --unix-socket '$SOCK' http://moatd/v1/status | jq -e '[.kubernetes.kinds[] | select(.kind == \"NetworkPolicy\") | .connected] == [true]'"
+wait_for 20 "reconnected" status_is "[.kubernetes.kinds[] | select(.kind == \"NetworkPolicy\") | .connected] == [true]"
 wait_for 10 "the change made during the outage applied" gen_above "$g"
 traffic "converged" ok timeout
 reconnects=$(kind_st NetworkPolicy reconnects)
@@ -184,7 +190,7 @@ reconnects=$(kind_st NetworkPolicy reconnects)
 section "410 Gone: deleted while disconnected and compacted -> relist deletes it"
 relists0=$(kind_st NetworkPolicy relists)
 fa down >/dev/null
-wait_for 10 "disconnected again" sh -c "curl -sf --unix-socket '$SOCK' http://moatd/v1/status | jq -e '[.kubernetes.kinds[] | select(.kind == \"NetworkPolicy\") | .connected] == [false]'"
+wait_for 10 "disconnected again" status_is "[.kubernetes.kinds[] | select(.kind == \"NetworkPolicy\") | .connected] == [false]"
 fa delete '{"kind": "NetworkPolicy", "namespace": "app", "name": "deny"}' >/dev/null
 fa compact >/dev/null
 # fakeapi's compaction makes even the current revision too old; a later write
@@ -237,7 +243,7 @@ KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$APIPORT nsenter --net
 	--socket "$SOCK" --log-level info >>"$E2E_TMP/moatd-n1.log" 2>&1 &
 DPID[1]=$!
 wait_for 20 "in-cluster moatd synced" \
-	sh -c "curl -sf --unix-socket '$SOCK' http://moatd/v1/status | jq -e '.kubernetes.ready and .adopted'"
+	status_is ".kubernetes.ready and .adopted"
 traffic "after the restart: the same policy, no gap" timeout timeout
 expect "authenticated with the service-account token" \
 	"$(fa_get requests | jq -r --arg t "$TOKEN2" '[.[] | select(.token == $t)] | length > 0')" true
@@ -252,5 +258,38 @@ wait_for 20 "rotated token re-read, the change arrives" no_policy deny
 traffic "after the token rotation" ok ok
 expect "the rotated token is in use" \
 	"$(fa_get requests | jq -r --arg t "$TOKEN3" '[.[] | select(.token == $t and .status == 200)] | length > 0')" true
+
+section "a datapath update failing (ENOMEM): the last generation stays; retried with every object sent again"
+# moatd's failpoint MOAT_FAULT_ENOMEM=FILE: table updates fail while FILE exists
+FAULT=$E2E_TMP/enomem
+g0=$(gen)
+kill -TERM "${DPID[1]}"
+wait "${DPID[1]}" 2>/dev/null || true
+unset "DPID[1]"
+rm -f "$SOCK"
+MOAT_FAULT_ENOMEM=$FAULT KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$APIPORT \
+	nsenter --net="${NETNS[@n1]}" "$MOATD" --node "$LAB-n1" --config "$E2E_TMP/moatd-ic.yaml" \
+	--pin-dir "$(pin_of 1)" --socket "$SOCK" --log-level info >>"$E2E_TMP/moatd-n1.log" 2>&1 &
+DPID[1]=$!
+wait_for 20 "moatd synced, its first generation built (failpoint armed, file absent)" \
+	status_is ".kubernetes.ready and .generation > $g0 and .last_apply.error == 0"
+g=$(gen)
+relists0=$(kind_st NetworkPolicy relists)
+touch "$FAULT"
+np deny "$DENY"
+wait_for 20 "the update failed: reported in status" \
+	status_is ".last_apply.message | test(\"datapath update failed \\\\(Cannot allocate memory\\\\), generation $g stays enforced\")"
+expect "generation unchanged" "$(gen)" "$g"
+no_policy deny >/dev/null && pass "the compiler went back to what is enforced" || fail "app/deny kept after the failure"
+traffic "the last generation stays enforced (no policy)" ok ok
+rm -f "$FAULT"
+wait_for 40 "memory back: retried, app/deny applied" status_is ".generation > $g and .last_apply.error == 0"
+grep -q "retrying the change whose datapath update failed (every object sent again by the Kubernetes API)" \
+	"$E2E_TMP/moatd-n1.log" && pass "the retry logged" || fail "no retry in the log"
+relists=$(kind_st NetworkPolicy relists)
+[ "$relists" -gt "$relists0" ] && pass "every kind listed again ($relists0 -> $relists relists of NetworkPolicy)" ||
+	fail "relists $relists0 -> $relists"
+has_policy deny >/dev/null && pass "app/deny known again" || fail "app/deny not known after the retry"
+traffic "the change enforced after the retry" timeout timeout
 
 e2e_end

@@ -194,6 +194,8 @@ app/late app/web tcp 81 ok
 EOF
 ctl 1 observe --last 10 >/dev/null && pass "second run: observe" || fail "second run: observe"
 stop_checked "second run"
+"$MOATCTL" uninstall "$(pin_of 1)" >/dev/null 2>&1
+[ ! -e "$(pin_of 1)" ] && pass "uninstalled: its pin directory is gone" || fail "$(pin_of 1) is still there"
 
 section "moatd refusing to start: no leak on its error paths either"
 rc=0
