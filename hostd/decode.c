@@ -192,7 +192,34 @@ struct dctx {
 	size_t plen;
 	enum flavor fl;
 	size_t peers; /* model peers of the policy so far */
+	/* every (object, key) the decoder looked up: after a policy's spec is
+	 * decoded, a key of a looked-at object that was never looked up is a
+	 * field moat does not read (unknown_fields()) */
+	struct seen_key {
+		const json_t *obj;
+		const char *key; /* a literal */
+	} * seen;
+	size_t nseen, seen_cap;
+	bool seen_oom;
+	bool track; /* recording (a policy's spec) */
 };
+
+static void mark(struct dctx *d, const json_t *obj, const char *key)
+{
+	if (!obj || !d->track || d->seen_oom)
+		return;
+	if (d->nseen == d->seen_cap) {
+		size_t ncap = d->seen_cap ? d->seen_cap * 2 : 64;
+		struct seen_key *n = realloc(d->seen, ncap * sizeof(*n));
+		if (!n) {
+			d->seen_oom = true;
+			return;
+		}
+		d->seen = n;
+		d->seen_cap = ncap;
+	}
+	d->seen[d->nseen++] = (struct seen_key){ obj, key };
+}
 
 /* fail(d, fmt, ...): records the error, is -EINVAL.  A macro so that the
  * value is visible to clang's static analyzer, which does not follow calls
@@ -305,6 +332,7 @@ static int get(struct dctx *d, const json_t *obj, const char *key, json_type t, 
 	size_t m;
 	int rc = 0;
 
+	mark(d, obj, key);
 	*out = NULL;
 	if (json_is_null(v))
 		v = NULL;
@@ -1256,6 +1284,7 @@ static int dec_np_port(struct dctx *d, const json_t *pj, struct moat_port_spec *
 		return fail(d, "must be an object");
 	if ((rc = get_proto(d, pj, "protocol", &ps->proto)))
 		return rc;
+	mark(d, pj, "port");
 	pv = json_object_get(pj, "port");
 	if (pv && !json_is_null(pv)) {
 		m = push_key(d, "port");
@@ -1873,6 +1902,73 @@ static int dec_cluster_policy(struct dctx *d, const json_t *doc, struct moat_pol
 	return rc;
 }
 
+static int seen_cmp(const void *a, const void *b)
+{
+	const struct seen_key *x = a, *y = b;
+
+	if (x->obj != y->obj)
+		return (uintptr_t)x->obj < (uintptr_t)y->obj ? -1 : 1;
+	return strcmp(x->key, y->key);
+}
+
+/* The first field under v (at the current path) of an object the decoder
+ * looked into but never read: a misspelling (podSelecter: the policy
+ * would select every pod) or a field of a newer API.  Refused, so that
+ * nothing is enforced other than what was written.  Objects the decoder
+ * never looked into (label maps, peers it iterates itself) are skipped. */
+static int unknown_fields(struct dctx *d, const json_t *v)
+{
+	const char *k;
+	json_t *c;
+	size_t m, i;
+	int rc = 0;
+
+	if (json_is_array(v)) {
+		json_array_foreach(v, i, c)
+		{
+			m = push_idx(d, i);
+			rc = unknown_fields(d, c);
+			pop(d, m);
+			if (rc)
+				return rc;
+		}
+		return 0;
+	}
+	if (!json_is_object(v))
+		return 0;
+	{
+		struct seen_key probe = { v, "" };
+		size_t lo = 0, hi = d->nseen;
+		while (lo < hi) { /* the first entry of v */
+			size_t mid = (lo + hi) / 2;
+			if ((uintptr_t)d->seen[mid].obj < (uintptr_t)v)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo == d->nseen || d->seen[lo].obj != v)
+			return 0; /* not looked into */
+		json_object_foreach((json_t *)v, k, c)
+		{
+			probe.key = k;
+			if (!bsearch(&probe, d->seen + lo, d->nseen - lo, sizeof(probe), seen_cmp)) {
+				m = push_key(d, k);
+				rc = fail(d,
+					  "unknown field (a misspelling, or a field moat does not support); "
+					  "the policy is refused");
+				pop(d, m);
+				return rc;
+			}
+			m = push_key(d, k);
+			rc = unknown_fields(d, c);
+			pop(d, m);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
 static int dec_policy(struct dctx *d, const json_t *doc, struct moat_object *o)
 {
 	const json_t *meta = json_object_get(doc, "metadata");
@@ -1888,9 +1984,22 @@ static int dec_policy(struct dctx *d, const json_t *doc, struct moat_object *o)
 	pop(d, m);
 	if (rc)
 		return rc;
-	if (d->fl == FL_NETPOL)
-		return dec_netpol(d, doc, p);
-	return dec_cluster_policy(d, doc, p);
+	d->track = true;
+	rc = d->fl == FL_NETPOL ? dec_netpol(d, doc, p) : dec_cluster_policy(d, doc, p);
+	d->track = false;
+	if (!rc && d->seen_oom)
+		rc = oom(d);
+	if (!rc) {
+		/* (the bsearch needs every object's keys together, sorted) */
+		qsort(d->seen, d->nseen, sizeof(*d->seen), seen_cmp);
+		m = push_key(d, "spec");
+		rc = unknown_fields(d, json_object_get(doc, "spec"));
+		pop(d, m);
+	}
+	free(d->seen);
+	d->seen = NULL;
+	d->nseen = d->seen_cap = 0;
+	return rc;
 }
 
 /* ---- Blueprint (moat.io/v1alpha1) --------------------------------------------------------------- */

@@ -655,6 +655,42 @@ static void t_netpol_limits(void **state)
 	expect_result(t, NPE "spec.podSelector: more than 32 requirements");
 }
 
+/* A field the decoder does not read refuses the policy, naming it: a
+ * misspelt podSelector would otherwise select every pod of the namespace. */
+#define UNKNOWN "unknown field (a misspelling, or a field moat does not support); the policy is refused"
+static void t_unknown_fields_refused(void **state)
+{
+	(void)state;
+	expect_result(strdup(NP("{podSelecter: {matchLabels: {app: web}}}")),
+		      NPE "spec.podSelecter: " UNKNOWN);
+	expect_result(strdup(NP("{podSelector: {matchLabel: {app: web}}}")),
+		      NPE "spec.podSelector.matchLabel: " UNKNOWN);
+	expect_result(
+		strdup(NP("{podSelector: {}, ingress: [{from: [{podSelector: {}, namespaceSelectr: {}}]}]}")),
+		NPE "spec.ingress[0].from[0].namespaceSelectr: " UNKNOWN);
+	expect_result(
+		strdup(NP("{podSelector: {}, egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8, excpt: []}}]}]}")),
+		NPE "spec.egress[0].to[0].ipBlock.excpt: " UNKNOWN);
+	expect_result(strdup(NP("{podSelector: {}, ingress: [{ports: [{port: 80, endport: 90}]}]}")),
+		      NPE "spec.ingress[0].ports[0].endport: " UNKNOWN);
+	expect_result(
+		strdup(NP("{podSelector: {matchExpressions: [{key: a, operator: Exists, value: [x]}]}}")),
+		NPE "spec.podSelector.matchExpressions[0].value: " UNKNOWN);
+	expect_result(strdup(ANP("{priority: 1, " SUBJ ", ingress: [{action: Deny, " FROM_NS
+				 ", ports: [{portNumber: {port: 80, protocl: UDP}}]}]}")),
+		      ANPE "spec.ingress[0].ports[0].portNumber.protocl: " UNKNOWN);
+	expect_result(
+		strdup(ANP(
+			"{priority: 1, subject: {pods: {namespaceSelector: {}, podSelector: {}, podSelectr: {}}}}")),
+		ANPE "spec.subject.pods.podSelectr: " UNKNOWN);
+	expect_result(strdup(CNP("{tier: Admin, priority: 1, " SUBJ ", egress: [{action: Deny, " TO_NS
+				 ", protocols: [{tcp: {destinationPort: {number: 80, nmber: 81}}}]}]}")),
+		      CNPE "spec.egress[0].protocols[0].tcp.destinationPort.nmber: " UNKNOWN);
+	/* label maps are free-form; null counts as a field written */
+	expect_result(strdup(NP("{podSelector: {matchLabels: {podSelecter: x}}}")), NULL);
+	expect_result(strdup(NP("{podSelector: {}, polcyTypes: null}")), NPE "spec.polcyTypes: " UNKNOWN);
+}
+
 /* ---- selectors ------------------------------------------------------------------------------- */
 static void t_selector_canonical(void **state)
 {
@@ -1519,16 +1555,27 @@ static void t_garbage(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(t_corpus_netpol),   cmocka_unit_test(t_corpus_anp),
-		cmocka_unit_test(t_corpus_models),   cmocka_unit_test(t_netpol_map),
-		cmocka_unit_test(t_netpol_defaults), cmocka_unit_test(t_netpol_bad),
-		cmocka_unit_test(t_netpol_limits),   cmocka_unit_test(t_selector_canonical),
-		cmocka_unit_test(t_anp_map),         cmocka_unit_test(t_banp_map),
-		cmocka_unit_test(t_anp_bad),         cmocka_unit_test(t_anp_limits),
-		cmocka_unit_test(t_cnp_map),         cmocka_unit_test(t_cnp_bad),
-		cmocka_unit_test(t_core_map),        cmocka_unit_test(t_selector_text),
-		cmocka_unit_test(t_core_bad),        cmocka_unit_test(t_kinds),
-		cmocka_unit_test(t_messages),        cmocka_unit_test(t_garbage),
+		cmocka_unit_test(t_corpus_netpol),
+		cmocka_unit_test(t_corpus_anp),
+		cmocka_unit_test(t_corpus_models),
+		cmocka_unit_test(t_netpol_map),
+		cmocka_unit_test(t_netpol_defaults),
+		cmocka_unit_test(t_netpol_bad),
+		cmocka_unit_test(t_netpol_limits),
+		cmocka_unit_test(t_unknown_fields_refused),
+		cmocka_unit_test(t_selector_canonical),
+		cmocka_unit_test(t_anp_map),
+		cmocka_unit_test(t_banp_map),
+		cmocka_unit_test(t_anp_bad),
+		cmocka_unit_test(t_anp_limits),
+		cmocka_unit_test(t_cnp_map),
+		cmocka_unit_test(t_cnp_bad),
+		cmocka_unit_test(t_core_map),
+		cmocka_unit_test(t_selector_text),
+		cmocka_unit_test(t_core_bad),
+		cmocka_unit_test(t_kinds),
+		cmocka_unit_test(t_messages),
+		cmocka_unit_test(t_garbage),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
