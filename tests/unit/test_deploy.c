@@ -170,6 +170,9 @@ static void load_config_text(const char *text)
 	if (moatd_config_load(path, &c, false, err, sizeof(err)))
 		fail_msg("config: %s", err);
 	unlink(path);
+	/* both record flows and packets: the flight recorder is the point */
+	assert_non_null(c.archive_dir);
+	assert_string_equal(c.archive_dir, "/var/lib/moat/archive");
 	moatd_config_free(&c);
 }
 
