@@ -1921,7 +1921,7 @@ static int unknown_fields(struct dctx *d, const json_t *v)
 	const char *k;
 	json_t *c;
 	size_t m, i;
-	int rc = 0;
+	int rc;
 
 	if (json_is_array(v)) {
 		json_array_foreach(v, i, c)
