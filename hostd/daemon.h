@@ -106,6 +106,7 @@ struct moatd {
 	uint64_t retry_at_ns, retry_backoff_ms;
 	bool k8s_retry_full; /* Kubernetes: the resent objects make a full generation */
 	int repin_error;     /* the last failure to pin again (logged once) */
+	bool upgrade_held;   /* an ABI upgrade waits for its first generation */
 };
 
 /* Records a problem for `moatctl status` (and logs it). */

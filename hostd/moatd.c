@@ -252,7 +252,8 @@ static void usage(FILE *f)
 		"  --no-revoke          keep established flows that a new policy denies\n"
 		"  --observe-only       judge and count, never drop\n"
 		"  --max-policy N       decision table capacity\n"
-		"  --reset              discard pinned state of another ABI version\n"
+		"  --reset              discard pinned state of another ABI version instead of\n"
+		"                       upgrading it in place\n"
 		"  --config FILE        settings file (YAML/JSON); flags override it; SIGHUP reloads it\n"
 		"  --keep-caps          do not drop capabilities after start-up\n"
 		"  --tokens FILE        API tokens -> users, roles, namespaces (uid 0 on the socket is admin)\n"
@@ -589,13 +590,62 @@ static void names_refresh(struct moatd *d)
 	d->names_dirty = false;
 }
 
+/* Attaches every interface.  During an upgrade across ABI versions the
+ * links still run the old programs on the old state: they switch to the new
+ * programs only once the new maps hold a committed generation, with
+ * conntrack carried over just before and again just after the switch (the
+ * flows the old programs opened meanwhile).  Then the old state goes. */
+static int attach_interfaces(struct moatd *d)
+{
+	__u32 old_abi = moat_dp_upgrading(d->dp);
+	__u64 before = 0, after = 0;
+	int rc, cerr, ferr;
+
+	if (!old_abi)
+		return moat_ifaces_attach(d->ifaces, d->comp);
+	if (!moat_dp_generation(d->dp)) {
+		if (!d->upgrade_held)
+			pr_warn("upgrade from ABI %u held: no generation committed yet; the old datapath "
+				"keeps enforcing",
+				old_abi);
+		d->upgrade_held = true;
+		return -EAGAIN;
+	}
+	cerr = moat_dp_upgrade_carry(d->dp, &before);
+	rc = moat_ifaces_attach(d->ifaces, d->comp);
+	if (!cerr)
+		cerr = moat_dp_upgrade_carry(d->dp, &after);
+	if (!cerr)
+		pr_info("upgraded in place from ABI %u to %u: links switched to the new programs; "
+			"%llu conntrack entries carried over (%llu before the switch, %llu after), "
+			"each judged again on its next packet",
+			old_abi, MOAT_ABI_VERSION, (unsigned long long)(before + after),
+			(unsigned long long)before, (unsigned long long)after);
+	else if (cerr == -EPROTOTYPE)
+		pr_warn("upgraded in place from ABI %u to %u: links switched to the new programs; "
+			"conntrack not carried over (its layout differs): open flows are judged again as "
+			"new ones, and replies of flows allowed in one direction only are dropped",
+			old_abi, MOAT_ABI_VERSION);
+	else
+		pr_warn("upgraded in place from ABI %u to %u: links switched to the new programs; "
+			"carrying conntrack over failed after %llu entries: %s",
+			old_abi, MOAT_ABI_VERSION, (unsigned long long)(before + after), strerror(-cerr));
+	ferr = moat_dp_upgrade_finish(d->dp);
+	if (ferr)
+		pr_warn("could not remove the old ABI's pins: %s (moatctl uninstall PIN_DIR/abi%u "
+			"removes them)",
+			strerror(-ferr), old_abi);
+	d->upgrade_held = false;
+	return rc;
+}
+
 static void sync_interfaces(struct moatd *d)
 {
 	int rc;
 
 	if (moat_ifaces_resolve(d->ifaces, d->comp) > 0)
 		moatd_apply(d, false);
-	rc = moat_ifaces_attach(d->ifaces, d->comp);
+	rc = attach_interfaces(d);
 	if (rc == -EAGAIN)
 		pr_debug("some interfaces are not attached yet; retrying");
 }
@@ -697,7 +747,7 @@ int main(int argc, char **argv)
 	dpo.max_policy = d.cfg.max_policy;
 	err = moat_dp_open(&dpo, &d.dp, &d.adopted);
 	if (err == -EPROTO)
-		pr_err("pinned state under %s has another ABI version (or is incomplete); "
+		pr_err("pinned state under %s is not moat's or is incomplete; "
 		       "restart with --reset to replace it",
 		       d.cfg.pin_dir);
 	else if (err == -EMEDIUMTYPE)
@@ -712,6 +762,10 @@ int main(int argc, char **argv)
 	}
 	pr_info("datapath %s under %s (ABI %d, generation %u)", d.adopted ? "adopted" : "created",
 		d.cfg.pin_dir, MOAT_ABI_VERSION, moat_dp_generation(d.dp));
+	if (moat_dp_upgrading(d.dp))
+		pr_info("pinned state of ABI %u set aside: its programs keep enforcing until the first "
+			"generation is built, then every link switches in place",
+			moat_dp_upgrading(d.dp));
 	apply_config(&d);
 
 	co.node = d.cfg.node;
@@ -766,7 +820,7 @@ int main(int argc, char **argv)
 		err = moatd_apply(&d, true);
 		if (err)
 			pr_warn("the first generation was refused; enforcing what was pinned before");
-		moat_ifaces_attach(d.ifaces, d.comp);
+		attach_interfaces(&d);
 	} else {
 		/* Kubernetes: the first full generation waits for the first lists */
 		d.k8s_hold = true;
@@ -958,7 +1012,7 @@ int main(int argc, char **argv)
 				moat_ifaces_resolve(d.ifaces, d.comp);
 				if (moatd_apply(&d, true))
 					pr_warn("the first generation was refused; enforcing what was pinned before");
-				moat_ifaces_attach(d.ifaces, d.comp);
+				attach_interfaces(&d);
 				pr_info("Kubernetes API: first full generation built");
 				changed = false;
 			}

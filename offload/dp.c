@@ -312,6 +312,7 @@ void moat_dp_close(struct moat_dp *dp)
 	if (dp->cfg && dp->cfg != MAP_FAILED)
 		munmap(dp->cfg, dp->cfg_len);
 	moat_bpf__destroy(dp->skel);
+	free(dp->aside);
 	free(dp->pin_dir);
 	pthread_mutex_destroy(&dp->settle_lock);
 	pthread_cond_destroy(&dp->settle_cond);
@@ -352,12 +353,18 @@ int moat_dp_open(const struct moat_dp_opts *opts, struct moat_dp **ret_dp, bool 
 			goto out;
 		err = read_meta(dp->pin_dir, &meta);
 		if (err == 0) {
-			if (meta.magic != MOAT_META_MAGIC || meta.abi_version != MOAT_ABI_VERSION) {
+			if (meta.magic != MOAT_META_MAGIC ||
+			    (opts->reset && meta.abi_version != MOAT_ABI_VERSION)) {
 				if (!opts->reset) {
 					err = -EPROTO;
 					goto out;
 				}
 				err = moat_dp_uninstall(dp->pin_dir);
+				if (err)
+					goto out;
+			} else if (meta.abi_version != MOAT_ABI_VERSION) {
+				/* another version's state: aside, its links kept */
+				err = moat_dp_upgrade_prepare(dp, meta.abi_version);
 				if (err)
 					goto out;
 			} else {
@@ -366,6 +373,10 @@ int moat_dp_open(const struct moat_dp_opts *opts, struct moat_dp **ret_dp, bool 
 		} else if (err != -ENOENT) {
 			goto out;
 		}
+		/* an upgrade interrupted after its move: finish it */
+		err = moat_dp_upgrade_resume(dp);
+		if (err)
+			goto out;
 		err = moat_dp_mkdir_p(dp->pin_dir, 0700);
 		if (err)
 			goto out;

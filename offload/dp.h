@@ -30,12 +30,31 @@ struct moat_dp_opts {
 };
 
 /* Opens the datapath: reuses the pinned maps under pin_dir when their ABI
- * version matches (-EPROTO otherwise, unless opts->reset), else creates and
- * pins them.  *ret_adopted says whether existing state was found.  bpffs is
+ * version matches; pinned state of another ABI version is set aside for an
+ * upgrade in place (below), or discarded with opts->reset; a pin directory
+ * whose meta is not moat's: -EPROTO unless opts->reset.  Else creates and
+ * pins the maps.  *ret_adopted says whether existing state was found.  bpffs is
  * mounted at /sys/fs/bpf if it is not; a pin_dir elsewhere that is not on
  * bpffs: -EMEDIUMTYPE, nothing created. */
 int moat_dp_open(const struct moat_dp_opts *opts, struct moat_dp **ret_dp, bool *ret_adopted);
 void moat_dp_close(struct moat_dp *dp);
+
+/* ---- upgrades across ABI versions (upgrade.c) ----------------------------
+ * moat_dp_open() moves pinned state of another ABI version aside (all but
+ * its links, which the first attach updates in place) and opens fresh maps.
+ * Until then the old programs go on enforcing the old state. */
+struct btf;
+/* The old ABI version while its state is aside (0: no upgrade pending). */
+__u32 moat_dp_upgrading(const struct moat_dp *dp);
+/* Copies conntrack entries the new maps lack, when the old maps' keys and
+ * entries have the same BTF layout (-EPROTOTYPE otherwise: nothing copied).
+ * Carried entries are judged again on their next packet. */
+int moat_dp_upgrade_carry(struct moat_dp *dp, __u64 *ret_carried);
+/* Removes the old state: after every link has the new program. */
+int moat_dp_upgrade_finish(struct moat_dp *dp);
+/* Whether two BTF types lay out the same bytes: kinds, sizes, member names
+ * and offsets, through typedefs and modifiers. */
+bool moat_btf_same_layout(const struct btf *a, __u32 ida, const struct btf *b, __u32 idb);
 /* Removes every pin (maps, programs, links) under the pin directory: the
  * explicit uninstall.  Pinned links are detached first (another process,
  * a running moatd, may hold them too). */

@@ -27,6 +27,8 @@ struct moat_dp {
 	__u32 tbl_cap[MOAT_T_PHYS];
 	__u32 generation;    /* last generation handed out */
 	bool inactive_dirty; /* inactive slot may differ from the live one */
+	char *aside;         /* the old ABI's state during an upgrade (upgrade.c) */
+	__u32 upgraded_from; /* its ABI version */
 
 	/* the last commit, to be replayed into the other slot */
 	pthread_mutex_t settle_lock;
@@ -52,6 +54,9 @@ enum moat_tbl moat_tbl_route(const struct moat_dp *dp, enum moat_tbl t, const vo
 /* moat_dp_repin's first half: missing map pins; how many restored or -errno */
 int moat_dp_repin_maps(struct moat_dp *dp);
 int moat_dp_mkdir_p(const char *path, mode_t mode);
+/* upgrade.c: moves the old ABI's pins aside; picks up an interrupted move */
+int moat_dp_upgrade_prepare(struct moat_dp *dp, __u32 old_abi);
+int moat_dp_upgrade_resume(struct moat_dp *dp);
 
 int moat_bpffs_ensure(void);
 

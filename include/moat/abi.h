@@ -8,8 +8,12 @@
  * Rules: fixed-width types only, byte order in the name (be = network
  * order), explicit padding, a size assertion per struct.  Codes are
  * append-only and never renumbered.  Bump MOAT_ABI_VERSION on any change of
- * layout or meaning; the loader refuses to reuse pinned maps of another
- * version.
+ * layout or meaning; the loader does not reuse pinned maps of another
+ * version, it upgrades them in place (offload/upgrade.c).  Across versions,
+ * conntrack entries are carried over when the BTF layouts of the conntrack
+ * key and entry agree member by member, names included: a change of what a
+ * conntrack field or flag means must rename the field.  The first 8 bytes of
+ * struct moat_meta (version, magic) never change.
  */
 #ifndef MOAT_ABI_H
 #define MOAT_ABI_H
