@@ -125,12 +125,17 @@ struct region {
 struct cell {
 	/* aligned: read in place as the tables' key and value structs */
 	__u8 key[24] __attribute__((aligned(8)));
-	__u8 cval[32] __attribute__((aligned(8)));
-	__u8 dval[32] __attribute__((aligned(8)));
+	__u8 cval[40] __attribute__((aligned(8)));
+	__u8 dval[40] __attribute__((aligned(8)));
 	__u8 tbl;
 	bool has_c, has_d;
 	bool dirty; /* listed in dirty_cells */
 };
+/* every table a cell stands for */
+_Static_assert(sizeof(struct moat_endpoint) <= sizeof(((struct cell *)0)->cval), "endpoint fits a cell");
+_Static_assert(sizeof(struct moat_ip_info) <= sizeof(((struct cell *)0)->cval), "ipcache entry fits a cell");
+_Static_assert(sizeof(struct moat_net_info) <= sizeof(((struct cell *)0)->cval), "region fits a cell");
+_Static_assert(sizeof(struct moat_net6_key) <= sizeof(((struct cell *)0)->key), "key fits a cell");
 
 struct ip_ent {
 	struct moat_addr a;
@@ -524,6 +529,7 @@ static struct ip_ent *ip_get(struct moat_compiler *c, const struct moat_addr *a,
 }
 
 static __u32 region_of(const struct moat_compiler *c, const struct moat_addr *a);
+static void pod_endpoint(struct moat_compiler *c, struct pod_ent *pe, bool add);
 
 /* Recomputes the ipcache entry of one address from its claimants: a node
  * address wins, then the pod with the lowest ns/name, then a Service. */
@@ -697,6 +703,10 @@ static void regions_refresh(struct moat_compiler *c)
 	}
 	while (hmap_next(&c->ips, &it, NULL, NULL, &v))
 		ip_refresh(c, v);
+	/* endpoints carry their addresses' regions too */
+	it = 0;
+	while (hmap_next(&c->pods, &it, NULL, NULL, &v))
+		pod_endpoint(c, v, true);
 	it = 0;
 	while (hmap_next(&c->pols, &it, NULL, NULL, &v)) {
 		struct pol_ent *pe = v;
@@ -1925,9 +1935,11 @@ static void pod_endpoint(struct moat_compiler *c, struct pod_ent *pe, bool add)
 	for (size_t i = 0; i < p->nips; i++) {
 		if (p->ips[i].family == 4 && !(ep.flags & MOAT_EP_F_HAS_IP4)) {
 			memcpy(&ep.ip4, p->ips[i].a, 4);
+			ep.region4 = region_of(c, &p->ips[i]);
 			ep.flags |= MOAT_EP_F_HAS_IP4;
 		} else if (p->ips[i].family == 6 && !(ep.flags & MOAT_EP_F_HAS_IP6)) {
 			memcpy(ep.ip6, p->ips[i].a, 16);
+			ep.region6 = region_of(c, &p->ips[i]);
 			ep.flags |= MOAT_EP_F_HAS_IP6;
 		}
 	}

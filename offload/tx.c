@@ -22,7 +22,7 @@
 #include "dp_internal.h"
 
 #define OP_KEY_MAX 24
-#define OP_VAL_MAX 32
+#define OP_VAL_MAX 40
 
 struct tx_op {
 	__u8 tbl;

@@ -762,20 +762,28 @@ static __always_inline int handle(struct xdp_md *ctx, __u8 hook)
 		}
 	}
 
-	/* A new flow: who is talking to whom? */
+	/* A new flow: who is talking to whom?  At a pod's interface the
+	 * interface, not the address, says who sent it, and the endpoint
+	 * carries its address's CIDR region: no ipcache lookup. */
 	ctflags = swapped ? MOAT_CT_INIT_B : 0;
 	judge_clear(&j);
-	if (moat_ip_lookup(slot, pk.family, &pk.saddr, &j.src) ||
-	    moat_ip_lookup(slot, pk.family, &pk.daddr, &j.dst)) {
+	if (hook == MOAT_HOOK_FROM_POD && ep) {
+		j.src.identity = ep->identity;
+		j.src.region = pk.family == 4 ? ep->region4 : ep->region6;
+		j.src.cls = MOAT_CLASS_POD;
+		j.src.flags = MOAT_IP_F_LOCAL;
+		j.src.family = pk.family;
+	} else if (moat_ip_lookup(slot, pk.family, &pk.saddr, &j.src)) {
+		v->reason = MOAT_DROP_MAP_ERROR;
+		return finish_drop(ctx, cfg, &pk, v, hook, now);
+	}
+	if (moat_ip_lookup(slot, pk.family, &pk.daddr, &j.dst)) {
 		v->reason = MOAT_DROP_MAP_ERROR;
 		return finish_drop(ctx, cfg, &pk, v, hook, now);
 	}
 	v->src_id = j.src.identity;
 	v->dst_id = j.dst.identity;
 	if (hook == MOAT_HOOK_FROM_POD && ep) {
-		/* The interface, not the address, says who sent it. */
-		j.src.identity = ep->identity;
-		j.src.cls = MOAT_CLASS_POD;
 		if (j.dst.cls == MOAT_CLASS_VIP) {
 			/* kube-proxy DNATs after this hook: judge at the backend. */
 			judge_setup(&j, cfg, slot, &pk, bpf_ntohs(dport), now);

@@ -20,7 +20,7 @@
 
 #include <linux/types.h>
 
-#define MOAT_ABI_VERSION 6
+#define MOAT_ABI_VERSION 7
 
 #define MOAT_ASSERT_SIZE(t, n) _Static_assert(sizeof(t) == (n), #t " size")
 
@@ -226,12 +226,14 @@ MOAT_ASSERT_SIZE(struct moat_config, 48);
 
 struct moat_endpoint {
 	__u32 identity;
-	__u32 flags; /* MOAT_EP_F_* */
-	__be32 ip4;  /* the pod's own addresses: anti-spoofing */
-	__u32 pad;
+	__u32 flags;   /* MOAT_EP_F_* */
+	__be32 ip4;    /* the pod's own addresses: anti-spoofing */
+	__u32 region4; /* ip4's CIDR region, as in the ipcache */
 	__u8 ip6[16];
+	__u32 region6; /* ip6's: a new flow's source needs no ipcache lookup */
+	__u32 pad;
 };
-MOAT_ASSERT_SIZE(struct moat_endpoint, 32);
+MOAT_ASSERT_SIZE(struct moat_endpoint, 40);
 
 /* ---- ipcache: exact address -> identity --------------------------------- */
 struct moat_ip4_key {

@@ -1232,6 +1232,30 @@ static void test_policy_cidr_regions_ipv6(void **state)
 	expect_rules(S(R_1, 1), S(R_2, 1), S(R_3, 1), S(R_ISO_A_EG, 2));
 }
 
+/* At a pod's interface the source's CIDR region comes with its endpoint,
+ * without an ipcache lookup; elsewhere (here the uplink) from the ipcache.
+ * The two disagree on purpose here, to show which one each hook reads. */
+static void test_policy_source_region_from_endpoint(void **state)
+{
+	struct pkt p;
+
+	(void)state;
+	assert_int_equal(fix_endpoint_regions(F, IF_A, ID_A, A4, A6, 12, 13), 0);
+	assert_int_equal(fix_subject(F, ID_B, MOAT_DIR_INGRESS,
+				     MOAT_SUBJ_ACTIVE | MOAT_SUBJ_ISOLATED | MOAT_SUBJ_NETS, R_ISO_B_IN),
+			 0);
+	fix_rule(F, ID_B, MOAT_DIR_INGRESS, 12, IPPROTO_TCP, 80, MOAT_PK_NET, fix_pv_netpol(R_1));
+	fix_rule(F, ID_B, MOAT_DIR_INGRESS, 13, IPPROTO_TCP, 80, MOAT_PK_NET, fix_pv_netpol(R_2));
+	expect_from_a(tcp(&p, A4, 40000, B4, 80, SYN), PASS); /* region 12, from the endpoint */
+	assert_int_equal(ct_entry(IPPROTO_TCP, A4, 40000, B4, 80).ingress_rule, R_1);
+	expect_from_a(tcp(&p, A4, 40001, B4, 81, SYN), DROP);
+	expect_from_a(tcp(&p, A6, 40002, B6, 80, SYN), PASS); /* region 13 */
+	assert_int_equal(ct_entry(IPPROTO_TCP, A6, 40002, B6, 80).ingress_rule, R_2);
+	expect_uplink(tcp(&p, A4, 40003, B4, 80, SYN), DROP); /* the ipcache: no region */
+	expect_stats(ALLOWED(2), S(MOAT_STAT_CT_NEW, 2), DENIED(2));
+	expect_rules(S(R_1, 1), S(R_2, 1), S(R_ISO_B_IN, 2));
+}
+
 /* Admin tier: the identity and CIDR dimensions each find their first rule;
  * the lower rank decides. */
 static void test_policy_rank_merge_admin(void **state)
@@ -2461,6 +2485,7 @@ int main(void)
 		T(test_policy_lookup_chain_first_hit_wins),
 		T(test_policy_cidr_regions_ipv4),
 		T(test_policy_cidr_regions_ipv6),
+		T(test_policy_source_region_from_endpoint),
 		T(test_policy_rank_merge_admin),
 		T(test_policy_rank_merge_baseline),
 		T(test_policy_admin_pass_goes_to_netpol),

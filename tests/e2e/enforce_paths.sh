@@ -87,6 +87,10 @@ spec:
   - from:
     - ipBlock: {cidr: 10.99.0.0/24, except: [10.99.0.200/32]}
     - ipBlock: {cidr: "fd00:99::/64", except: ["fd00:99::200/128"]}
+    # a pod's own addresses as a CIDR: its region reaches the datapath with
+    # its endpoint, where its interface judges it
+    - ipBlock: {cidr: $(addr_of dev/bad1 4)/32}
+    - ipBlock: {cidr: "$(addr_of dev/bad1 6)/128"}
     ports: $NP81
 EOF
 	man_put np-dev-deny-ingress.yaml <<'EOF'
@@ -108,8 +112,8 @@ $(flows dev/cli1 prod/srv1 ok timeout)
 $(flows dev/cli2 prod/srv2 ok timeout)
 $(flows dev/cli1 prod/srv2 ok timeout)
 $(flows dev/cli2 prod/srv1 ok timeout)
-$(flows dev/bad1 prod/srv1 timeout timeout)
-$(flows dev/bad1 prod/srv2 timeout timeout)
+$(flows dev/bad1 prod/srv1 timeout ok)
+$(flows dev/bad1 prod/srv2 timeout ok)
 $(flows dev/bad2 prod/srv1 timeout timeout)
 $(flows open/o1 prod/srv1 timeout timeout)
 $(flows dev/bad1 open/o1 ok ok)

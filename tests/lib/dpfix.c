@@ -247,7 +247,15 @@ int fix_pod(struct dpfix *f, __u32 identity, const char *ip4, const char *ip6, b
 
 int fix_endpoint(struct dpfix *f, int ifindex, __u32 identity, const char *ip4, const char *ip6)
 {
-	struct moat_endpoint ep = { .identity = identity, .flags = MOAT_EP_F_VALID };
+	return fix_endpoint_regions(f, ifindex, identity, ip4, ip6, 0, 0);
+}
+
+int fix_endpoint_regions(struct dpfix *f, int ifindex, __u32 identity, const char *ip4, const char *ip6,
+			 __u32 region4, __u32 region6)
+{
+	struct moat_endpoint ep = {
+		.identity = identity, .flags = MOAT_EP_F_VALID, .region4 = region4, .region6 = region6
+	};
 	__u32 key = ifindex;
 
 	if (ip4) {

@@ -70,6 +70,9 @@ int fix_pod(struct dpfix *f, __u32 identity, const char *ip4, const char *ip6, b
 int fix_ip(struct dpfix *f, const char *ip, __u32 identity, __u8 cls, __u8 flags, __u32 region);
 /* The host-side veth of a local pod (anti-spoofing addresses). */
 int fix_endpoint(struct dpfix *f, int ifindex, __u32 identity, const char *ip4, const char *ip6);
+/* the same, with the CIDR regions of its addresses (what the compiler writes) */
+int fix_endpoint_regions(struct dpfix *f, int ifindex, __u32 identity, const char *ip4, const char *ip6,
+			 __u32 region4, __u32 region6);
 int fix_endpoint_del(struct dpfix *f, int ifindex);
 /* Subject flags (MOAT_SUBJ_*) and isolating rule for one direction. */
 int fix_subject(struct dpfix *f, __u32 identity, __u32 dir, __u32 flags, __u32 isolate_rule);
