@@ -10,6 +10,8 @@
 # denied flow gets through, and a long-lived connection whose server pushes
 # data to a client isolated for ingress (that data passes only as the reply
 # of a tracked flow) never stalls.
+#   MOATD_FIRST=/path/to/an/older/moatd tests/e2e/upgrade.sh
+# starts that binary first and upgrades from what it really pinned instead.
 set -u
 [ "$(id -u)" -eq 0 ] || { echo "needs root"; exit 77; }
 cd "$(dirname "$0")/../.."
@@ -37,7 +39,7 @@ trap cleanup EXIT
 check() { if [ "$2" = "$3" ]; then echo "ok   $1"; else echo "FAIL $1: expected $2, got $3"; fails=$((fails+1)); fi; }
 
 start_moatd() {
-	nsenter --net=/run/netns/$LAB-n1 "$O"/moatd --node "$LAB-n1" --manifests "$DIR/m" --pin-dir "$PIN" \
+	nsenter --net=/run/netns/$LAB-n1 "${1:-$O/moatd}" --node "$LAB-n1" --manifests "$DIR/m" --pin-dir "$PIN" \
 		--socket "$SOCK" --veth-prefix m >>"$DIR/moatd.log" 2>&1 &
 	MOATD_PID=$!
 }
@@ -97,15 +99,19 @@ s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", 9000)); s.listen(8)
 def push(c):
     n = 0
-    while True:
-        c.sendall(b"tick %d\n" % n); n += 1; time.sleep(0.05)
+    try:
+        while True:
+            c.sendall(b"tick %d\n" % n); n += 1; time.sleep(0.05)
+    except OSError:
+        pass
 while True:
     c, _ = s.accept(); threading.Thread(target=push, args=(c,), daemon=True).start()
 ' & bg+=($!)
 
-start_moatd
+start_moatd "${MOATD_FIRST:-}"
 wait_ready || exit 1
 sleep 0.5
+FIRST_ABI=$(meta_abi)
 
 nsenter --net="$NS_C" python3 -c '
 import socket, sys, signal
@@ -130,11 +136,13 @@ while True:
 ( while :; do echo "i $($PROBE connect --netns "$NS_I" --proto tcp --timeout 1 "$SRV" 80)"; sleep 0.1; done ) >"$DIR/intruder.out" & bg+=($!)
 sleep 2
 
-for old in $((ABI - 1)) $((ABI + 1)); do
+olds="$((ABI - 1)) $((ABI + 1))"
+[ -n "${MOATD_FIRST:-}" ] && olds=$FIRST_ABI
+for old in $olds; do
 	what=upgrade; [ "$old" -gt "$ABI" ] && what=rollback
 	echo "== $what: pinned state of ABI $old, moatd of ABI $ABI"
 	kill -TERM "$MOATD_PID"; wait "$MOATD_PID" 2>/dev/null; MOATD_PID=
-	fake_abi "$old"
+	[ -n "${MOATD_FIRST:-}" ] || fake_abi "$old"
 	check "pinned meta now says ABI $old" "$old" "$(meta_abi)"
 	before=$(links)
 	: >"$DIR/moatd.log.cur"
