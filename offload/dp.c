@@ -311,6 +311,10 @@ void moat_dp_close(struct moat_dp *dp)
 	moat_dp_held_free(dp);
 	if (dp->cfg && dp->cfg != MAP_FAILED)
 		munmap(dp->cfg, dp->cfg_len);
+	for (int t = 0; t < MOAT_T_PHYS; t++)
+		for (int s = 0; s < 2; s++)
+			if (dp->arr_mem[t][s])
+				munmap((void *)dp->arr_mem[t][s], dp->arr_len[t]);
 	moat_bpf__destroy(dp->skel);
 	free(dp->aside);
 	free(dp->pin_dir);
@@ -433,6 +437,17 @@ int moat_dp_open(const struct moat_dp_opts *opts, struct moat_dp **ret_dp, bool 
 		snprintf(name, sizeof(name), "%s_b", tbl_desc[t].name);
 		dp->tbl_fd[t][1] = bpf_map__fd(bpf_object__find_map_by_name(dp->skel->obj, name));
 		dp->outer_fd[t] = bpf_map__fd(bpf_object__find_map_by_name(dp->skel->obj, tbl_desc[t].name));
+		if (bpf_map__map_flags(m) & BPF_F_MMAPABLE) {
+			long pg = sysconf(_SC_PAGESIZE);
+
+			dp->arr_len[t] = ((size_t)dp->tbl_cap[t] * tbl_desc[t].val + pg - 1) &
+					 ~(size_t)(pg - 1);
+			for (int s = 0; s < 2; s++) {
+				void *p = mmap(NULL, dp->arr_len[t], PROT_READ, MAP_SHARED, dp->tbl_fd[t][s],
+					       0);
+				dp->arr_mem[t][s] = p == MAP_FAILED ? NULL : p; /* else read by syscalls */
+			}
+		}
 	}
 
 	dp->cfg_len = (sizeof(struct moat_config) + 4095) & ~4095ul;

@@ -25,6 +25,8 @@ struct moat_dp {
 	int tbl_fd[MOAT_T_PHYS][2]; /* inner maps of slots a, b */
 	int outer_fd[MOAT_T_PHYS];
 	__u32 tbl_cap[MOAT_T_PHYS];
+	const __u8 *arr_mem[MOAT_T_PHYS][2]; /* array slots, mmapped read-only */
+	size_t arr_len[MOAT_T_PHYS];
 	__u32 generation;    /* last generation handed out */
 	bool inactive_dirty; /* inactive slot may differ from the live one */
 	char *aside;         /* the old ABI's state during an upgrade (upgrade.c) */

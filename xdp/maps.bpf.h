@@ -137,7 +137,10 @@ struct {
 	} name SEC(".maps")
 
 MOAT_DEFINE_SWITCHED(moat_ep, BPF_MAP_TYPE_HASH, __u32, struct moat_endpoint, MOAT_MAX_ENDPOINTS, 0);
-MOAT_DEFINE_SWITCHED(moat_epa, BPF_MAP_TYPE_ARRAY, __u32, struct moat_endpoint, MOAT_EP_ARRAY_MAX, 0);
+/* The arrays are mmappable: user space reads a whole slot in place when it
+ * sweeps one (offload/tx.c), instead of a system call per element. */
+MOAT_DEFINE_SWITCHED(moat_epa, BPF_MAP_TYPE_ARRAY, __u32, struct moat_endpoint, MOAT_EP_ARRAY_MAX,
+		     BPF_F_MMAPABLE);
 MOAT_DEFINE_SWITCHED(moat_ip4, BPF_MAP_TYPE_HASH, struct moat_ip4_key, struct moat_ip_info, MOAT_MAX_IPS,
 		     BPF_F_NO_PREALLOC);
 MOAT_DEFINE_SWITCHED(moat_ip6, BPF_MAP_TYPE_HASH, struct moat_ip6_key, struct moat_ip_info, MOAT_MAX_IPS,
@@ -146,7 +149,8 @@ MOAT_DEFINE_SWITCHED(moat_net4, BPF_MAP_TYPE_LPM_TRIE, struct moat_net4_key, str
 		     MOAT_MAX_NETS, BPF_F_NO_PREALLOC);
 MOAT_DEFINE_SWITCHED(moat_net6, BPF_MAP_TYPE_LPM_TRIE, struct moat_net6_key, struct moat_net_info,
 		     MOAT_MAX_NETS, BPF_F_NO_PREALLOC);
-MOAT_DEFINE_SWITCHED(moat_subj, BPF_MAP_TYPE_ARRAY, __u32, struct moat_subject, MOAT_MAX_IDENTITIES, 0);
+MOAT_DEFINE_SWITCHED(moat_subj, BPF_MAP_TYPE_ARRAY, __u32, struct moat_subject, MOAT_MAX_IDENTITIES,
+		     BPF_F_MMAPABLE);
 MOAT_DEFINE_SWITCHED(moat_ports, BPF_MAP_TYPE_LPM_TRIE, struct moat_port_key, struct moat_port_class,
 		     MOAT_MAX_PORTRANGES, BPF_F_NO_PREALLOC);
 MOAT_DEFINE_SWITCHED(moat_pol, BPF_MAP_TYPE_HASH, struct moat_policy_key, struct moat_policy_val,
