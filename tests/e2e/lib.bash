@@ -16,7 +16,11 @@
 #   man_cluster               writes Nodes, Namespaces, Pods into every node's dir
 #   man_put FILE <<EOF        writes a manifest into every node's dir (atomic rename)
 #   man_rm FILE
-#   moat_start N [ARGS...]    moatd for node N (1, 2..), waits until it answers
+#   moat_start N [ARGS...]    moatd for node N (1, 2..), waits until it answers;
+#                             MOAT_ADOPT=1 keeps what is pinned (a restart);
+#                             MOATD=BINARY runs another build
+#   moat_halt N               stops it (SIGTERM) and leaves its pins: the
+#                             programs go on enforcing
 #   moat_stop N               stops it and uninstalls its pins
 #   moat_sync [--timeout S]   waits until every running moatd applied the dirs
 #                             (exit 0; 2 = processed with errors; 1 = timeout)
@@ -217,7 +221,7 @@ moat_start() { # n [moatd args...]
 	shift
 	sock=$(sock_of "$n") pin=$(pin_of "$n")
 	mkdir -p "$MAN/n$n"
-	"$MOATCTL" uninstall "$pin" >/dev/null 2>&1 || true
+	[ "${MOAT_ADOPT:-0}" = 1 ] || "$MOATCTL" uninstall "$pin" >/dev/null 2>&1 || true
 	rm -f "$sock"
 	nsenter --net="/run/netns/$node" "$MOATD" --node "$node" --manifests "$MAN/n$n" \
 		--pin-dir "$pin" --socket "$sock" --log-level info "$@" >>"$E2E_TMP/moatd-n$n.log" 2>&1 &
@@ -230,7 +234,7 @@ moat_start() { # n [moatd args...]
 	die "moatd on $node did not answer within 60 s"
 }
 
-moat_stop() { # n
+moat_halt() { # n
 	local n=$1 pid=${DPID[$1]:-} i
 	if [ -n "$pid" ]; then
 		kill "$pid" 2>/dev/null || true
@@ -239,8 +243,12 @@ moat_stop() { # n
 		wait "$pid" 2>/dev/null || true
 	fi
 	unset "DPID[$n]"
-	"$MOATCTL" uninstall "$(pin_of "$n")" >/dev/null 2>&1 || true
-	rm -f "$(sock_of "$n")"
+}
+
+moat_stop() { # n
+	moat_halt "$1"
+	"$MOATCTL" uninstall "$(pin_of "$1")" >/dev/null 2>&1 || true
+	rm -f "$(sock_of "$1")"
 }
 
 moat_sync() { # [--timeout S]

@@ -12,70 +12,47 @@
 # of a tracked flow) never stalls.
 #   MOATD_FIRST=/path/to/an/older/moatd tests/e2e/upgrade.sh
 # starts that binary first and upgrades from what it really pinned instead.
-set -u
-[ "$(id -u)" -eq 0 ] || { echo "needs root"; exit 77; }
-cd "$(dirname "$0")/../.."
-O=${O:-build}
-LAB=upg$$
-LABT=tests/lab/lab
-PROBE=$O/tests/tools/probe
-DIR=$(mktemp -d /tmp/moat-upgrade.XXXXXX)
-PIN=/sys/fs/bpf/moat/$LAB-n1
-SOCK=$DIR/moatd.sock
-ABI=$(awk '/define MOAT_ABI_VERSION/ {print $3; exit}' include/moat/abi.h)
-fails=0
-bg=()
-MOATD_PID=
+# Exit 0 pass, 77 skip (not root), anything else fail.
+. "$(dirname "$0")/lib.bash"
+e2e_begin upg
+NODES=1
+ABI=$(awk '/define MOAT_ABI_VERSION/ {print $3; exit}' "$E2E_ROOT/include/moat/abi.h")
+PIN=$(pin_of 1)
+at_exit "$MOATCTL uninstall $PIN"
 
-cleanup() {
-	[ -n "$MOATD_PID" ] && kill -9 "$MOATD_PID" 2>/dev/null
-	for p in "${bg[@]}"; do kill "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	"$O"/moatctl uninstall "$PIN" >/dev/null 2>&1
-	$LABT down "$LAB" >/dev/null 2>&1
-	if [ "$fails" -eq 0 ]; then rm -rf "$DIR"; else echo "logs kept in $DIR"; fi
-}
-trap cleanup EXIT
-check() { if [ "$2" = "$3" ]; then echo "ok   $1"; else echo "FAIL $1: expected $2, got $3"; fails=$((fails+1)); fi; }
-
-start_moatd() {
-	nsenter --net=/run/netns/$LAB-n1 "${1:-$O/moatd}" --node "$LAB-n1" --manifests "$DIR/m" --pin-dir "$PIN" \
-		--socket "$SOCK" --veth-prefix m >>"$DIR/moatd.log" 2>&1 &
-	MOATD_PID=$!
-}
-wait_ready() {
-	for _ in $(seq 150); do "$O"/moatctl --socket "$SOCK" status >/dev/null 2>&1 && return 0; sleep 0.1; done
-	echo "FAIL moatd did not become ready"; fails=$((fails+1)); return 1
-}
 # every pinned link as "name link-id prog-id", sorted
 links() {
+	local l
 	for l in "$PIN"/links/*; do
-		bpftool -j link show pinned "$l" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sys.argv[1], d["id"], d["prog_id"])' "$(basename "$l")"
+		bpftool -j link show pinned "$l" |
+			jq -r --arg n "$(basename "$l")" '"\($n) \(.id) \(.prog_id)"'
 	done | sort
 }
-# rewrites the pinned meta's ABI version (its first 4 bytes, little endian)
-fake_abi() {
-	bpftool -j map dump pinned "$PIN/moat_meta" | python3 -c '
-import json, sys, subprocess
-v = [int(b, 16) for b in json.load(sys.stdin)[0]["value"]]
-v[0:4] = list(int(sys.argv[1]).to_bytes(4, "little"))
-subprocess.check_call(["bpftool", "map", "update", "pinned", sys.argv[2], "key", "0", "0", "0", "0",
-                       "value"] + [str(b) for b in v])' "$1" "$PIN/moat_meta"
-}
+# the pinned meta's ABI version (its first 4 bytes, little endian), or set it
 meta_abi() {
-	bpftool -j map dump pinned "$PIN/moat_meta" | python3 -c 'import json,sys; v=json.load(sys.stdin)[0]["value"]; print(int.from_bytes(bytes(int(b,16) for b in v[0:4]), "little"))'
+	bpftool -j map dump pinned "$PIN/moat_meta" |
+		jq -r '.[0].value[0:4] | map(ltrimstr("0x") | ascii_downcase) | reverse | join("")' |
+		xargs -I{} printf '%d\n' 0x{}
+}
+fake_abi() { # version
+	local v
+	v=$(bpftool -j map dump pinned "$PIN/moat_meta" | jq -r '.[0].value[4:] | join(" ")')
+	# shellcheck disable=SC2086
+	bpftool map update pinned "$PIN/moat_meta" key 0 0 0 0 \
+		value $(($1 & 255)) $(($1 >> 8 & 255)) $(($1 >> 16 & 255)) $(($1 >> 24 & 255)) $v
 }
 
-$LABT up "$LAB" --nodes 1 >/dev/null || exit 1
-$LABT pod "$LAB" n1 app/client --label role=client >/dev/null
-$LABT pod "$LAB" n1 app/intruder --label role=intruder >/dev/null
-SRV=$($LABT pod "$LAB" n1 app/server --label role=server | cut -d' ' -f1)
-NS_C=$($LABT get "$LAB" app/client netnsPath)
-NS_I=$($LABT get "$LAB" app/intruder netnsPath)
-NS_S=$($LABT get "$LAB" app/server netnsPath)
-mkdir -p "$DIR/m"
-$LABT manifests "$LAB" "$DIR/m" >/dev/null
-cat > "$DIR/m/policy.yaml" <<'EOF'
+section "lab: app/client (isolated for ingress), app/intruder, app/server"
+lab up "$LAB" --nodes 1 >/dev/null
+lab pod "$LAB" n1 app/client --label role=client >/dev/null
+lab pod "$LAB" n1 app/intruder --label role=intruder >/dev/null
+lab pod "$LAB" n1 app/server --label role=server >/dev/null
+lab_load
+SRV=$(addr_of app/server)
+serve app/server --tcp 80
+wait_served 80 app/server
+man_cluster
+man_put policy.yaml <<'EOF'
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: server-in, namespace: app}
@@ -83,7 +60,7 @@ spec:
   podSelector: {matchLabels: {role: server}}
   ingress: [{from: [{podSelector: {matchLabels: {role: client}}}]}]
 ---
-# the client accepts nothing new: the server's replies pass only as replies
+# the client accepts nothing new: the server's data passes only as replies
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: client-isolated, namespace: app}
@@ -91,9 +68,7 @@ spec:
   podSelector: {matchLabels: {role: client}}
   policyTypes: [Ingress]
 EOF
-
-$PROBE serve --netns "$NS_S" --tcp 80 >/dev/null 2>&1 & bg+=($!)
-nsenter --net="$NS_S" python3 -c '
+nsenter --net="${NETNS[app/server]}" "$PY" -c '
 import socket, threading, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", 9000)); s.listen(8)
@@ -106,17 +81,18 @@ def push(c):
         pass
 while True:
     c, _ = s.accept(); threading.Thread(target=push, args=(c,), daemon=True).start()
-' & bg+=($!)
+' &
+E2E_BG+=($!)
 
-start_moatd "${MOATD_FIRST:-}"
-wait_ready || exit 1
-sleep 0.5
+MOATD=${MOATD_FIRST:-$MOATD} moat_start 1
+sync_or_die
 FIRST_ABI=$(meta_abi)
+pass "moatd ready (pinned state of ABI $FIRST_ABI)"
 
-nsenter --net="$NS_C" python3 -c '
-import socket, sys, signal
 # only reads: after the switch the first packet of this flow comes from the
 # server, and the client is isolated for ingress
+nsenter --net="${NETNS[app/client]}" "$PY" -c '
+import socket, sys, signal
 s = socket.create_connection(("'"$SRV"'", 9000), timeout=3)
 s.settimeout(2); f = s.makefile("rb"); n = 0; bad = 0
 def done(*a):
@@ -130,46 +106,57 @@ while True:
     except Exception as e:
         bad += 1; print("longlived error", e, flush=True)
         if bad > 20: done()
-' >"$DIR/longlived.out" 2>&1 & LL=$!; bg+=($LL)
-
-( while :; do echo "c $($PROBE connect --netns "$NS_C" --proto tcp --timeout 1 "$SRV" 80)"; sleep 0.1; done ) >"$DIR/client.out" & bg+=($!)
-( while :; do echo "i $($PROBE connect --netns "$NS_I" --proto tcp --timeout 1 "$SRV" 80)"; sleep 0.1; done ) >"$DIR/intruder.out" & bg+=($!)
+' >"$E2E_TMP/longlived.out" 2>&1 &
+LL=$!
+E2E_BG+=("$LL")
+# short flows: client -> server must always connect; intruder -> server never
+for who in client intruder; do
+	(while :; do echo "$("$PROBE" connect --netns "${NETNS[app/$who]}" --proto tcp --timeout 1 "$SRV" 80)"; sleep 0.1; done) \
+		>"$E2E_TMP/$who.out" 2>/dev/null &
+	E2E_BG+=($!)
+done
 sleep 2
 
 olds="$((ABI - 1)) $((ABI + 1))"
 [ -n "${MOATD_FIRST:-}" ] && olds=$FIRST_ABI
 for old in $olds; do
-	what=upgrade; [ "$old" -gt "$ABI" ] && what=rollback
-	echo "== $what: pinned state of ABI $old, moatd of ABI $ABI"
-	kill -TERM "$MOATD_PID"; wait "$MOATD_PID" 2>/dev/null; MOATD_PID=
+	what=upgrade
+	[ "$old" -gt "$ABI" ] && what=rollback
+	section "$what: pinned state of ABI $old, moatd of ABI $ABI"
+	moat_halt 1
 	[ -n "${MOATD_FIRST:-}" ] || fake_abi "$old"
-	check "pinned meta now says ABI $old" "$old" "$(meta_abi)"
+	expect "pinned meta says ABI $old" "$(meta_abi)" "$old"
 	before=$(links)
-	: >"$DIR/moatd.log.cur"
-	start_moatd; wait_ready; sleep 2
+	MOAT_ADOPT=1 moat_start 1
+	sync_or_die
+	sleep 1
 	after=$(links)
-	check "same links, each with a new program" yes "$(join -j1 <(echo "$before") <(echo "$after") |
-		awk -v n="$(echo "$before" | wc -l)" '$2 == $4 && $3 != $5 {k++} END {print (k == n && n >= 4) ? "yes" : "no: " k "/" n}')"
-	check "pinned meta says ABI $ABI again" "$ABI" "$(meta_abi)"
-	check "old state removed" no "$([ -e "$PIN/abi$old" ] && echo yes || echo no)"
-	carried=$(grep "upgraded in place from ABI $old to $ABI" "$DIR/moatd.log" | tail -1 | grep -o '[0-9]* conntrack entries carried' | cut -d' ' -f1)
-	check "the upgrade was logged with conntrack carried over (>= 1 entry)" yes "$([ "${carried:-0}" -ge 1 ] && echo yes || echo "no (${carried:-none})")"
-	check "moatd refused nothing" 0 "$(grep -c 'ERROR\|refused' "$DIR/moatd.log")"
+	expect "the same links, each with a new program" "$(join -j1 <(echo "$before") <(echo "$after") |
+		awk -v n="$(echo "$before" | wc -l)" '$2 == $4 && $3 != $5 {k++} END {print (k == n && n >= 4) ? "yes" : "no: " k "/" n}')" yes
+	expect "pinned meta says ABI $ABI again" "$(meta_abi)" "$ABI"
+	expect "old state removed" "$([ -e "$PIN/abi$old" ] && echo present || echo gone)" gone
+	carried=$(grep "upgraded in place from ABI $old to $ABI" "$E2E_TMP/moatd-n1.log" | tail -1 |
+		grep -o '[0-9]* conntrack entries carried' | cut -d' ' -f1 || true)
+	expect "upgrade logged with conntrack carried over (>= 1 entry)" \
+		"$([ "${carried:-0}" -ge 1 ] && echo yes || echo "no (${carried:-none})")" yes
 done
+expect "nothing refused in the daemon's log" "$(grep -c 'ERROR\|refused' "$E2E_TMP/moatd-n1.log" || true)" 0
 
-kill "${bg[@]:2}" 2>/dev/null
-kill -TERM "$LL" 2>/dev/null
+section "traffic throughout"
+kill "$LL" 2>/dev/null || true
 sleep 0.5
-cok=$(grep -c "^c ok" "$DIR/client.out"); cbad=$(grep -vc "^c ok" "$DIR/client.out")
-iok=$(grep -c "^i ok" "$DIR/intruder.out"); idrop=$(grep -c "^i timeout" "$DIR/intruder.out")
-ll=$(grep -o "^longlived [0-9]* [0-9]*" "$DIR/longlived.out" | head -1)
+for p in "${E2E_BG[@]}"; do [ "$p" = "$LL" ] || kill "$p" 2>/dev/null || true; done
+cok=$(grep -c "^ok" "$E2E_TMP/client.out" || true)
+cbad=$(grep -vc "^ok" "$E2E_TMP/client.out" || true)
+iok=$(grep -c "^ok" "$E2E_TMP/intruder.out" || true)
+idrop=$(grep -c "^timeout" "$E2E_TMP/intruder.out" || true)
+ll=$(grep -o "^longlived [0-9]* [0-9]*" "$E2E_TMP/longlived.out" | head -1 || true)
 echo "     client flows: $cok ok, $cbad not; intruder flows: $idrop dropped, $iok got through; $ll (lines, errors)"
-check "allowed flows that failed" 0 "$cbad"
-check "denied flows that got through" 0 "$iok"
-check "long-lived connection errors (the server's pushes pass only through conntrack)" 0 "$(echo "$ll" | awk '{print $3}')"
-check "traffic actually ran (client flows > 30)" yes "$([ "$cok" -gt 30 ] && echo yes || echo "no: $cok")"
-check "traffic actually ran (long-lived lines > 100)" yes "$([ "$(echo "$ll" | awk '{print $2}')" -gt 100 ] 2>/dev/null && echo yes || echo no)"
-
-echo
-[ $fails -eq 0 ] && { echo "upgrade: all checks passed"; exit 0; }
-echo "upgrade: $fails check(s) failed"; exit 1
+expect "allowed flows that failed" "$cbad" 0
+expect "denied flows that got through" "$iok" 0
+expect "long-lived connection errors (the server's pushes pass only through conntrack)" \
+	"$(echo "$ll" | awk '{print $3}')" 0
+expect "traffic actually ran (client flows > 30)" "$([ "$cok" -gt 30 ] && echo yes || echo "no: $cok")" yes
+expect "traffic actually ran (long-lived lines > 100)" \
+	"$([ "$(echo "$ll" | awk '{print $2}')" -gt 100 ] 2>/dev/null && echo yes || echo no)" yes
+e2e_end
