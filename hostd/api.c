@@ -204,6 +204,9 @@ static json_t *status_json(struct moatd *d, const struct moat_principal *who)
 	json_object_set_new(j, "abi", json_integer(MOAT_ABI_VERSION));
 	json_object_set_new(j, "generation", json_integer(moat_dp_generation(d->dp)));
 	json_object_set_new(j, "adopted", json_boolean(d->adopted));
+	/* an ABI upgrade whose old programs still enforce (the first generation is pending) */
+	if (moat_dp_upgrading(d->dp))
+		json_object_set_new(j, "upgrading_from_abi", json_integer(moat_dp_upgrading(d->dp)));
 	if (admin(who))
 		json_object_set_new(j, "pin_dir", json_string(moat_dp_pin_dir(d->dp)));
 	json_object_set_new(j, "user", json_string(who->user));

@@ -197,6 +197,9 @@ static int cmd_status(const struct gopts *g)
 	printf("node        %s\n", jstr(j, "node"));
 	printf("generation  %lld (ABI %lld, %s)\n", jint(j, "generation"), jint(j, "abi"),
 	       json_is_true(json_object_get(j, "adopted")) ? "adopted pinned state" : "fresh state");
+	if (json_object_get(j, "upgrading_from_abi"))
+		printf("upgrade     from ABI %lld pending: its programs enforce until a generation is built\n",
+		       jint(j, "upgrading_from_abi"));
 	printf("enforcing   %s\n", json_is_true(json_object_get(j, "enforce")) ? "yes" : "no (observe only)");
 	printf("last apply  %s\n", jstr(json_object_get(j, "last_apply"), "message"));
 	printf("\n%-28s %-20s %-9s %-8s %-8s %-20s %s\n", "INTERFACE", "POD", "HOOK", "IFINDEX", "MODE",

@@ -142,6 +142,34 @@ for old in $olds; do
 done
 expect "nothing refused in the daemon's log" "$(grep -c 'ERROR\|refused' "$E2E_TMP/moatd-n1.log" || true)" 0
 
+if [ -z "${MOATD_FIRST:-}" ]; then
+	old=$((ABI - 1))
+	section "upgrade held: the first generation fails (table updates fail, failpoint)"
+	moat_halt 1
+	fake_abi "$old"
+	before=$(links)
+	FAULT=$E2E_TMP/enomem
+	touch "$FAULT"
+	MOAT_FAULT_ENOMEM=$FAULT MOAT_ADOPT=1 moat_start 1
+	sleep 2
+	expect "status says the upgrade from ABI $old is pending" \
+		"$(ctl 1 -o json status | jq -r '.upgrading_from_abi // "none"')" "$old"
+	expect "moatctl status says so" "$(ctl 1 status | grep -c "from ABI $old pending" || true)" 1
+	expect "the links still run the old programs" "$([ "$(links)" = "$before" ] && echo same || echo changed)" same
+	expect "the old state is still there" "$([ -e "$PIN/abi$old/moat_ct4" ] && echo present || echo gone)" present
+	expect "the hold was logged" "$(grep -c "upgrade from ABI $old held" "$E2E_TMP/moatd-n1.log" || true)" 1
+	rm -f "$FAULT"
+	for _ in $(seq 100); do [ -e "$PIN/abi$old" ] || break; sleep 0.1; done
+	expect "once an update succeeds: switched, old state removed" \
+		"$([ -e "$PIN/abi$old" ] && echo present || echo gone)" gone
+	expect "status no longer says an upgrade is pending" \
+		"$(ctl 1 -o json status | jq -r '.upgrading_from_abi // "none"')" none
+	after=$(links)
+	expect "the same links, each with a new program" "$(join -j1 <(echo "$before") <(echo "$after") |
+		awk -v n="$(echo "$before" | wc -l)" '$2 == $4 && $3 != $5 {k++} END {print (k == n && n >= 4) ? "yes" : "no: " k "/" n}')" yes
+	sleep 1
+fi
+
 section "traffic throughout"
 kill "$LL" 2>/dev/null || true
 sleep 0.5
