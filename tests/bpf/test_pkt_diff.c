@@ -642,14 +642,18 @@ static bool end_eq(const struct mend *e, const __u8 *a, __u16 port)
 	return !memcmp(e->a, a, 16) && e->port == port;
 }
 
+/* Whether the flow a <-> b (either way round) is s:sp <-> d:dp. */
+static bool same_flow(const struct mend *a, const struct mend *b, const __u8 *s, __u16 sp, const __u8 *d,
+		      __u16 dp)
+{
+	return (end_eq(a, s, sp) && end_eq(b, d, dp)) || (end_eq(a, d, dp) && end_eq(b, s, sp));
+}
+
 static struct mct *ct_find(int fam, __u8 proto, const __u8 *s, __u16 sp, const __u8 *d, __u16 dp)
 {
 	for (int i = 0; i < MS.nct; i++) {
 		struct mct *c = &MS.ct[i];
-		if (c->fam != fam || c->proto != proto)
-			continue;
-		if ((end_eq(&c->init, s, sp) && end_eq(&c->resp, d, dp)) ||
-		    (end_eq(&c->init, d, dp) && end_eq(&c->resp, s, sp)))
+		if (c->fam == fam && c->proto == proto && same_flow(&c->init, &c->resp, s, sp, d, dp))
 			return c;
 	}
 	return NULL;
@@ -679,10 +683,7 @@ static struct mdeny *deny_find(int fam, __u8 proto, const __u8 *s, __u16 sp, con
 {
 	for (int i = 0; i < MS.ndeny; i++) {
 		struct mdeny *x = &MS.deny[i];
-		if (x->fam != fam || x->proto != proto)
-			continue;
-		if ((end_eq(&x->x, s, sp) && end_eq(&x->y, d, dp)) ||
-		    (end_eq(&x->x, d, dp) && end_eq(&x->y, s, sp)))
+		if (x->fam == fam && x->proto == proto && same_flow(&x->x, &x->y, s, sp, d, dp))
 			return x;
 	}
 	return NULL;
