@@ -12,7 +12,8 @@
  * version, it upgrades them in place (offload/upgrade.c).  Across versions,
  * conntrack entries are carried over when the BTF layouts of the conntrack
  * key and entry agree member by member, names included: a change of what a
- * conntrack field or flag means must rename the field.  The first 8 bytes of
+ * conntrack field or flag means must rename the field (tests/unit/test_upgrade.c
+ * compares both with tests/fixtures/ct_layout.txt).  The first 8 bytes of
  * struct moat_meta (version, magic) never change.
  */
 #ifndef MOAT_ABI_H

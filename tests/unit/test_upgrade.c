@@ -6,7 +6,11 @@
  *   - a pinned datapath whose meta says another ABI version is set aside
  *     (not refused, not discarded), its conntrack carried with generation 0,
  *     and the old state removed by finish;
- *   - a pinned conntrack map whose entry layout differs is not carried.
+ *   - a pinned conntrack map whose entry layout differs is not carried;
+ *   - the conntrack key and entry layouts and flag values are those recorded
+ *     in tests/fixtures/ct_layout.txt: upgrades carry conntrack whenever
+ *     names and offsets agree, so a change of meaning must rename a field,
+ *     and this makes every change a deliberate one.
  * The end-to-end upgrade under traffic is tests/e2e/upgrade.sh. */
 #include <endian.h>
 #include <errno.h>
@@ -24,6 +28,7 @@
 #include <cmocka.h>
 
 #include "dp.h"
+#include "xdp/moat.skel.h"
 
 /* struct NAME { u32 FIRST; u32 b; u64 c; u8 d[ND]; } with u32 maybe a
  * typedef; returns the struct's id */
@@ -68,6 +73,65 @@ static void test_btf_layout_compare(void **state)
 	assert_false(same("moat_ct_entry", "a", 8, false, 64));   /* an array's length */
 	assert_false(same("moat_ct_entry", "a", 4, false, 96));   /* a member moved */
 	assert_false(moat_btf_same_layout(NULL, 1, NULL, 1));
+}
+
+/* "name size: member@offset:size ..." for a struct of the datapath's BTF */
+static void describe_struct(const struct btf *b, const char *name, FILE *out)
+{
+	int id = btf__find_by_name_kind(b, name, BTF_KIND_STRUCT);
+	const struct btf_type *t;
+	const struct btf_member *m;
+
+	assert_true(id > 0);
+	t = btf__type_by_id(b, (__u32)id);
+	fprintf(out, "%s %u:", name, t->size);
+	m = btf_members(t);
+	for (__u16 i = 0; i < btf_vlen(t); i++)
+		fprintf(out, " %s@%u:%lld", btf__name_by_offset(b, m[i].name_off),
+			btf_member_bit_offset(t, i) / 8, (long long)btf__resolve_size(b, m[i].type));
+	fputc('\n', out);
+}
+
+static void test_conntrack_layout_recorded(void **state)
+{
+	struct moat_bpf *skel = moat_bpf__open();
+	char *got = NULL, line[256], want[4096] = "";
+	size_t glen = 0;
+	FILE *out = open_memstream(&got, &glen), *f;
+
+	(void)state;
+	assert_non_null(skel);
+	describe_struct(bpf_object__btf(skel->obj), "moat_ct4_key", out);
+	describe_struct(bpf_object__btf(skel->obj), "moat_ct6_key", out);
+	describe_struct(bpf_object__btf(skel->obj), "moat_ct_entry", out);
+	moat_bpf__destroy(skel);
+	/* the flags, as include/moat/abi.h defines them */
+	f = fopen("include/moat/abi.h", "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		char nm[64], val[64];
+		if (sscanf(line, "#define MOAT_CT_%63s %63[^/\n]", nm, val) == 2) {
+			size_t n = strlen(val);
+			while (n && val[n - 1] == ' ')
+				val[--n] = 0;
+			fprintf(out, "MOAT_CT_%s %s\n", nm, val);
+		}
+	}
+	fclose(f);
+	fclose(out);
+	f = fopen("tests/fixtures/ct_layout.txt", "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (line[0] != '#')
+			strncat(want, line, sizeof(want) - strlen(want) - 1);
+	fclose(f);
+	if (strcmp(got, want))
+		fail_msg("the conntrack key, entry or flags changed; upgrades carry conntrack across ABI "
+			 "versions whenever member names and offsets agree, so if the meaning of a field or "
+			 "flag changed, rename the field; then record the new layout in "
+			 "tests/fixtures/ct_layout.txt:\n%s",
+			 got);
+	free(got);
 }
 
 static char pin[128];
@@ -279,6 +343,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_btf_layout_compare),
+		cmocka_unit_test(test_conntrack_layout_recorded),
 		cmocka_unit_test_teardown(test_upgrade_carries_conntrack, teardown),
 		cmocka_unit_test_teardown(test_upgrade_other_layout_not_carried, teardown),
 		cmocka_unit_test_teardown(test_upgrade_interrupted_resumes, teardown),
